@@ -1,0 +1,325 @@
+//! Files an operator edits: the gateway config (`causeway.toml`) and the federation directory
+//! (`federation.toml`). Both are strict: unknown keys are errors, and every error names the file
+//! and the field. Relative paths resolve against the directory of the file that names them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::identity::{parse_vkey, DeptId};
+use crate::ledger::note::NoteVerifier;
+
+/// What this node is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A department gateway (the default).
+    #[default]
+    Department,
+    /// An oversight node.
+    Oversight,
+}
+
+/// `causeway.toml`: one gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// This department's id; must match the identity URI in its certificate.
+    pub department: DeptId,
+    /// Department gateway or oversight node.
+    #[serde(default)]
+    pub role: Role,
+    /// The federation directory file.
+    pub directory: PathBuf,
+    /// The datasets file (providers only).
+    pub datasets: Option<PathBuf>,
+    /// The policy directory (providers only).
+    pub policies: Option<PathBuf>,
+    /// Key and certificate files.
+    pub identity: IdentityFiles,
+    /// The ledger.
+    pub ledger: LedgerSection,
+    /// The local client API.
+    pub client: ClientSection,
+    /// The peer API.
+    pub peer: PeerSection,
+    /// Health and metrics.
+    pub admin: Option<AdminSection>,
+}
+
+/// `[identity]`: certificates and keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFiles {
+    /// The federation's CA bundle (PEM).
+    pub ca: PathBuf,
+    /// An optional CRL (PEM), honoured on every handshake.
+    pub crl: Option<PathBuf>,
+    /// This gateway's certificate (PEM).
+    pub cert: PathBuf,
+    /// This gateway's TLS private key (PEM).
+    pub key: PathBuf,
+    /// This gateway's Ed25519 signing key (note secret key form).
+    pub signing_key: PathBuf,
+    /// The federation tag key (HMAC key for subject and officer tags).
+    pub tag_key: PathBuf,
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// The LMDB environment directory.
+    pub dir: PathBuf,
+    /// LMDB map size in MiB (the file is sparse; a full map refuses to release data).
+    #[serde(default = "default_map_size_mib")]
+    pub map_size_mib: u64,
+}
+
+fn default_map_size_mib() -> u64 {
+    64 * 1024
+}
+
+/// `[client]`: the local application API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// Loopback address for `POST /v1/requests`.
+    pub listen: SocketAddr,
+    /// How long the consumer waits for a provider, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+
+/// `[peer]`: the mTLS API other gateways call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// HTTPS/2 listen address.
+    pub https: SocketAddr,
+    /// Largest accepted clock skew of an envelope, in seconds.
+    #[serde(default = "default_max_skew_secs")]
+    pub max_skew_secs: u64,
+}
+
+fn default_max_skew_secs() -> u64 {
+    60
+}
+
+/// `[admin]`: health endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Listen address for `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+impl GatewayConfig {
+    /// Read, parse and validate a config file; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the gateway config", path.display()))?;
+        let mut config: GatewayConfig =
+            toml::from_str(&text).map_err(|e| toml_error(path, &text, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.directory);
+        config.datasets.as_mut().map(resolve);
+        config.policies.as_mut().map(resolve);
+        resolve(&mut config.identity.ca);
+        config.identity.crl.as_mut().map(resolve);
+        resolve(&mut config.identity.cert);
+        resolve(&mut config.identity.key);
+        resolve(&mut config.identity.signing_key);
+        resolve(&mut config.identity.tag_key);
+        resolve(&mut config.ledger.dir);
+        if !config.client.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.client.listen,
+                "the client API is plain HTTP and should listen on loopback only"
+            );
+        }
+        Ok(config)
+    }
+}
+
+/// Turn a toml error into `file:line:col: message`.
+pub fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> anyhow::Error {
+    let position = e
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rfind('\n')
+                .map_or(before.len(), |nl| before.len() - nl - 1)
+                + 1;
+            format!(":{line}:{col}")
+        })
+        .unwrap_or_default();
+    anyhow::anyhow!("{}{position}: {}", path.display(), e.message())
+}
+
+/// `federation.toml` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    federation: String,
+    #[serde(rename = "department", default)]
+    departments: Vec<DepartmentEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepartmentEntry {
+    id: DeptId,
+    name: String,
+    https: Option<String>,
+    vkey: String,
+}
+
+/// One department as the directory describes it.
+#[derive(Debug, Clone)]
+pub struct Department {
+    /// Department id.
+    pub id: DeptId,
+    /// Display name.
+    pub name: String,
+    /// Peer endpoint `host:port` for HTTPS/2, if it serves one.
+    pub https: Option<String>,
+    /// Its note verifier key: checks envelopes, receipts and checkpoints it signs.
+    pub verifier: NoteVerifier,
+}
+
+impl Department {
+    /// The origin line of its log's checkpoints (its note key name).
+    pub fn origin(&self) -> &str {
+        self.verifier.name()
+    }
+}
+
+/// The federation directory: every department, its endpoints and keys.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    /// The federation name (the host part of identity URIs).
+    pub federation: String,
+    departments: BTreeMap<DeptId, Department>,
+}
+
+impl Directory {
+    /// Read and validate `federation.toml`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the federation directory", path.display()))?;
+        Self::parse(&text).map_err(|e| match e.downcast::<toml::de::Error>() {
+            Ok(te) => toml_error(path, &text, te),
+            Err(e) => anyhow::anyhow!("{}: {e:#}", path.display()),
+        })
+    }
+
+    /// Parse directory text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: DirectoryFile = toml::from_str(text)?;
+        DeptId::new(&file.federation).context("field `federation`")?;
+        let mut departments = BTreeMap::new();
+        for entry in file.departments {
+            let verifier = parse_vkey(&entry.vkey)
+                .map_err(|e| anyhow::anyhow!("department {}: field `vkey`: {e}", entry.id))?;
+            if let Some(url) = &entry.https {
+                parse_endpoint(url, "https")
+                    .with_context(|| format!("department {}: field `https`", entry.id))?;
+            }
+            let id = entry.id.clone();
+            let dept = Department {
+                id: entry.id,
+                name: entry.name,
+                https: entry
+                    .https
+                    .map(|u| parse_endpoint(&u, "https").expect("validated above")),
+                verifier,
+            };
+            if departments.insert(id.clone(), dept).is_some() {
+                bail!("department {id} is listed twice");
+            }
+        }
+        Ok(Directory {
+            federation: file.federation,
+            departments,
+        })
+    }
+
+    /// Look a department up.
+    pub fn department(&self, id: &DeptId) -> Option<&Department> {
+        self.departments.get(id)
+    }
+
+    /// Every department, by id.
+    pub fn departments(&self) -> impl Iterator<Item = &Department> {
+        self.departments.values()
+    }
+}
+
+/// `https://host:port` -> `host:port`.
+fn parse_endpoint(url: &str, scheme: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix(&format!("{scheme}://"))
+        .with_context(|| format!("{url:?} must start with {scheme}://"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest
+        .rsplit_once(':')
+        .with_context(|| format!("{url:?} must name a port, like {scheme}://127.0.0.1:7443"))?;
+    anyhow::ensure!(
+        !host.is_empty() && !rest.contains('/'),
+        "{url:?} must be {scheme}://host:port"
+    );
+    port.parse::<u16>()
+        .with_context(|| format!("{url:?}: bad port"))?;
+    Ok(rest.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_errors_name_line_and_column() {
+        let text = "department = \"tax\"\nbogus = 1\n";
+        let e = toml::from_str::<GatewayConfig>(text).unwrap_err();
+        let msg = toml_error(Path::new("causeway.toml"), text, e).to_string();
+        assert!(msg.starts_with("causeway.toml:"), "{msg}");
+        assert!(
+            msg.contains("bogus") || msg.contains("unknown field"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert_eq!(
+            parse_endpoint("https://127.0.0.1:7443", "https").unwrap(),
+            "127.0.0.1:7443"
+        );
+        assert!(parse_endpoint("http://127.0.0.1:7443", "https").is_err());
+        assert!(parse_endpoint("https://127.0.0.1", "https").is_err());
+        assert!(parse_endpoint("https://h:99999", "https").is_err());
+        assert!(parse_endpoint("https://h:1/x", "https").is_err());
+    }
+
+    #[test]
+    fn bad_vkey_names_the_department_and_field() {
+        let text = "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nvkey = \"nope\"\n";
+        let e = Directory::parse(text).unwrap_err().to_string();
+        assert!(e.contains("department tax") && e.contains("vkey"), "{e}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The consumer side: an application asks its own gateway, which signs an envelope, asks the
+//! provider, verifies the provider's receipt, notarizes its own entry naming that receipt, and only
+//! then answers the application.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::envelope::{self, digest, payload_digest, Envelope, SIGNATURE_HEADER};
+use super::rescue::json_response;
+use super::ProtocolResponse;
+use crate::config::Directory;
+use crate::identity::{DeptId, TagKey};
+use crate::ledger::entry::{Entry, Kind, PeerReceipt, Side};
+use crate::ledger::receipt::Receipt;
+use crate::ledger::Ledger;
+use crate::transport::client::{PeerClient, PeerError};
+use crate::transport::paths;
+
+/// `POST /v1/requests` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRequest {
+    /// Department that holds the data.
+    pub provider: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Query parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Purpose.
+    pub purpose: String,
+    /// Legal basis.
+    pub legal_basis: String,
+    /// Case reference.
+    #[serde(default)]
+    pub case: String,
+    /// The officer asking (tagged before it leaves this gateway).
+    pub officer: String,
+}
+
+/// The provider's answer as JSON.
+#[derive(Debug, Deserialize)]
+struct ProviderAnswer {
+    exchange: Option<uuid::Uuid>,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default)]
+    rows: Vec<Vec<serde_json::Value>>,
+    receipt: Option<Receipt>,
+    error: Option<serde_json::Value>,
+    decision: Option<serde_json::Value>,
+}
+
+/// Everything the consumer side needs.
+#[derive(Clone)]
+pub struct ConsumerContext {
+    /// This department.
+    pub me: DeptId,
+    /// Our signing key.
+    pub signer: Arc<crate::identity::GatewayKey>,
+    /// The directory.
+    pub directory: Arc<Directory>,
+    /// Connections to providers.
+    pub peers: Arc<PeerClient>,
+    /// Our ledger.
+    pub ledger: Arc<Ledger>,
+    /// Tag key for officers.
+    pub tag_key: TagKey,
+    /// How long to wait for a provider.
+    pub timeout: Duration,
+}
+
+fn problem(status: u16, code: &str, message: impl Into<String>) -> ProtocolResponse {
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message.into()}}),
+    )
+}
+
+/// Handle one application request.
+pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
+    let request: ClientRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                400,
+                "bad-request",
+                format!(
+                "{e}; expected {{provider, dataset, params, purpose, legal_basis, case, officer}}"
+            ),
+            )
+        }
+    };
+    let Ok(provider_id) = DeptId::new(&request.provider) else {
+        return problem(400, "bad-request", "provider is not a department id");
+    };
+    let Some(provider) = cx.directory.department(&provider_id) else {
+        return problem(
+            404,
+            "unknown-provider",
+            format!("department {provider_id} is not in the federation directory"),
+        );
+    };
+    if request.officer.trim().is_empty() {
+        return problem(400, "bad-request", "officer must name who is asking");
+    }
+    let envelope = Envelope {
+        v: envelope::ENVELOPE_VERSION,
+        id: uuid::Uuid::now_v7(),
+        consumer: cx.me.clone(),
+        provider: provider_id.clone(),
+        dataset: request.dataset,
+        params: request.params,
+        purpose: request.purpose,
+        legal_basis: request.legal_basis,
+        case: request.case,
+        officer: cx.tag_key.tag("officer", &request.officer),
+        issued_at: envelope::now_rfc3339(),
+        nonce: envelope::nonce(),
+    };
+    let bytes = envelope.to_bytes();
+    if let Err(e) = Envelope::parse(&bytes) {
+        return problem(400, "bad-request", e.to_string());
+    }
+    let signature = Envelope::sign(&bytes, &cx.signer);
+    let request_digest = digest(&bytes);
+    let http_request = http::Request::post(format!("https://{}{}", provider.id, paths::EXCHANGE))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("a request from static parts always builds");
+    let (status, answer) = match cx.peers.send(provider, http_request, cx.timeout).await {
+        Ok(r) => r,
+        Err(e @ PeerError::Timeout(_)) => return problem(504, "provider-timeout", e.to_string()),
+        Err(e) => return problem(502, "provider-unreachable", e.to_string()),
+    };
+    let answer: ProviderAnswer = match serde_json::from_slice(&answer) {
+        Ok(a) => a,
+        Err(_) => {
+            return problem(
+                502,
+                "bad-provider-answer",
+                format!("{provider_id} answered {status} with a body that is not JSON"),
+            )
+        }
+    };
+    let Some(receipt) = answer.receipt else {
+        // Refused before notarization (authentication, envelope): pass the provider's reason on.
+        let error = answer
+            .error
+            .unwrap_or_else(|| json!({"code": "provider-error"}));
+        return json_response(
+            status,
+            &json!({"exchange": envelope.id, "provider_status": status, "error": error}),
+        );
+    };
+    let verified = match receipt.verify(&provider.verifier) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(provider = %provider_id, error = %e, "the provider's receipt does not verify; nothing released");
+            return problem(
+                502,
+                "bad-receipt",
+                format!("the receipt from {provider_id} does not verify: {e}"),
+            );
+        }
+    };
+    let peer_entry = &verified.entry;
+    let released = status == 200;
+    let response_digest = released.then(|| payload_digest(&answer.fields, &answer.rows));
+    let consistent = peer_entry.id.as_deref() == Some(envelope.id.to_string().as_str())
+        && answer.exchange == Some(envelope.id)
+        && peer_entry.request_digest.as_deref() == Some(request_digest.as_str())
+        && peer_entry.side == Some(Side::Provider)
+        && peer_entry.consumer.as_deref() == Some(cx.me.as_str())
+        && peer_entry.response_digest == response_digest;
+    if !consistent {
+        tracing::error!(provider = %provider_id, exchange = %envelope.id, "the provider's entry does not match this exchange");
+        return problem(
+            502,
+            "bad-receipt",
+            format!("the entry {provider_id} notarized does not match this exchange"),
+        );
+    }
+    let mut entry = Entry::new(if peer_entry.kind == Kind::Denied {
+        Kind::Denied
+    } else {
+        Kind::Exchange
+    });
+    entry.side = Some(Side::Consumer);
+    entry.id = Some(envelope.id.to_string());
+    entry.consumer = Some(cx.me.to_string());
+    entry.provider = Some(provider_id.to_string());
+    entry.dataset = Some(envelope.dataset.clone());
+    entry.purpose = Some(envelope.purpose.clone());
+    entry.legal_basis = Some(envelope.legal_basis.clone());
+    entry.case = (!envelope.case.is_empty()).then(|| envelope.case.clone());
+    entry.officer = Some(envelope.officer.clone());
+    entry.subjects = peer_entry.subjects.clone();
+    entry.request_digest = Some(request_digest);
+    entry.response_digest = response_digest;
+    entry.fields = if released {
+        answer.fields.clone()
+    } else {
+        Vec::new()
+    };
+    entry.rows = released.then_some(answer.rows.len() as u64);
+    entry.decision = peer_entry.decision.clone();
+    entry.reason = peer_entry.reason.clone();
+    entry.rule = peer_entry.rule.clone();
+    entry.outcome = peer_entry.outcome.clone();
+    entry.policy = peer_entry.policy.clone();
+    entry.peer_receipt = Some(PeerReceipt {
+        log: receipt.log.clone(),
+        index: receipt.index,
+        leaf_hash: receipt.leaf_hash.clone(),
+        checkpoint_size: verified.checkpoint.size,
+    });
+    let appended = match cx.ledger.append(entry).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot notarize the consumer entry; nothing released");
+            return problem(
+                503,
+                "ledger-unavailable",
+                format!(
+                    "this gateway's ledger cannot record the exchange, so nothing is released: {e}"
+                ),
+            );
+        }
+    };
+    let mut body = json!({
+        "exchange": envelope.id,
+        "provider": provider_id,
+        "dataset": envelope.dataset,
+        "receipt": receipt,
+        "consumer_log_index": appended.entry.index,
+    });
+    if released {
+        body["fields"] = json!(answer.fields);
+        body["rows"] = json!(answer.rows);
+    }
+    if let Some(decision) = answer.decision {
+        body["decision"] = decision;
+    }
+    if let Some(error) = answer.error {
+        body["error"] = error;
+    }
+    json_response(status, &body)
+}

@@ -1,0 +1,140 @@
+//! Record what happened before anything leaves: allowed, denied, or failed.
+//!
+//! Everything below this layer (authorize, fetch, shape) runs inside it. Its result, success or
+//! refusal, becomes one ledger entry; the response waits until that entry is durable. If the ledger
+//! cannot take it, the caller gets an error and the rows are dropped here (fail closed).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use causeway_adapters::Catalog;
+use causeway_policy::Decision;
+use tower::{Layer, Service, ServiceExt};
+
+use super::envelope::payload_digest;
+use super::{BoxFuture, ExchangeError, Notarized, Outcome, ProviderContext, Shaped, Verified};
+use crate::identity::TagKey;
+use crate::ledger::entry::{Entry, Kind, Side};
+use crate::ledger::receipt::Receipt;
+use crate::ledger::Ledger;
+
+/// Adds [`Notarize`].
+#[derive(Clone)]
+pub struct NotarizeLayer {
+    ledger: Arc<Ledger>,
+    catalog: Arc<Catalog>,
+    tag_key: TagKey,
+}
+
+impl NotarizeLayer {
+    /// Notarize into `cx.ledger`.
+    pub fn new(cx: &ProviderContext) -> Self {
+        NotarizeLayer {
+            ledger: cx.ledger.clone(),
+            catalog: cx.catalog.clone(),
+            tag_key: cx.tag_key.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for NotarizeLayer {
+    type Service = Notarize<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Notarize {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Appends the provider-side entry and attaches its receipt.
+#[derive(Clone)]
+pub struct Notarize<S> {
+    inner: S,
+    layer: NotarizeLayer,
+}
+
+impl<S> Service<Verified> for Notarize<S>
+where
+    S: Service<Verified, Response = Shaped, Error = ExchangeError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Notarized;
+    type Error = ExchangeError;
+    type Future = BoxFuture<Result<Notarized, ExchangeError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, verified: Verified) -> Self::Future {
+        let inner = self.inner.clone();
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let mut entry = provider_entry(&verified, &layer.catalog, &layer.tag_key);
+            let outcome = match inner.oneshot(verified.clone()).await {
+                Ok(shaped) => {
+                    record_decision(&mut entry, &shaped.authorized.decision);
+                    entry.response_digest = Some(payload_digest(&shaped.fields, &shaped.rows));
+                    entry.fields = shaped.fields.clone();
+                    entry.rows = Some(shaped.rows.len() as u64);
+                    entry.outcome = Some("ok".into());
+                    Outcome::Released(Box::new(shaped))
+                }
+                Err(ExchangeError::Denied(decision)) => {
+                    entry.kind = Kind::Denied;
+                    record_decision(&mut entry, &decision);
+                    Outcome::Denied(*decision)
+                }
+                Err(ExchangeError::Fetch { error, decision }) => {
+                    record_decision(&mut entry, &decision);
+                    entry.outcome = Some(error.code().to_owned());
+                    Outcome::Failed(error)
+                }
+                Err(other) => return Err(other),
+            };
+            let appended = layer.ledger.append(entry).await?;
+            Ok(Notarized {
+                id: verified.envelope.id,
+                outcome,
+                receipt: Receipt::new(layer.ledger.origin(), &appended),
+            })
+        })
+    }
+}
+
+fn provider_entry(verified: &Verified, catalog: &Catalog, tag_key: &TagKey) -> Entry {
+    let env = &verified.envelope;
+    let mut entry = Entry::new(Kind::Exchange);
+    entry.side = Some(Side::Provider);
+    entry.id = Some(env.id.to_string());
+    entry.consumer = Some(env.consumer.to_string());
+    entry.provider = Some(env.provider.to_string());
+    entry.dataset = Some(env.dataset.clone());
+    entry.purpose = Some(env.purpose.clone());
+    entry.legal_basis = Some(env.legal_basis.clone());
+    entry.case = (!env.case.is_empty()).then(|| env.case.clone());
+    entry.officer = Some(env.officer.clone());
+    entry.request_digest = Some(verified.request_digest.clone());
+    // The subject's raw identifier is never stored: only its keyed tag.
+    if let Some(dataset) = catalog.dataset(&env.dataset) {
+        if let Some(value) = env.params.get(&dataset.subject_param) {
+            let raw = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            entry.subjects = vec![tag_key.tag("subject", &raw)];
+        }
+    }
+    entry
+}
+
+fn record_decision(entry: &mut Entry, decision: &Decision) {
+    entry.decision = Some(if decision.allowed { "allow" } else { "deny" }.into());
+    entry.reason = Some(decision.reason.code.as_str().into());
+    entry.rule = decision
+        .rule
+        .as_ref()
+        .map(|r| format!("{}:{}", r.file, r.line));
+    entry.policy = Some(decision.policy_hash.clone());
+}

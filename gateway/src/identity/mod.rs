@@ -1,0 +1,376 @@
+//! Who is speaking: department and oversight identities, read from certificates only.
+//!
+//! A peer's identity is the `causeway://<federation>/dept/<id>` (or `/oversight/<id>`) URI in the
+//! subjectAltName of the certificate it presented in the TLS handshake. Nothing else (CN, headers,
+//! envelope fields) is ever trusted for identity. This module also owns the key files a gateway
+//! keeps on disk: the federation CA (in [`pki`]), TLS keys, the Ed25519 signing key, the tag key.
+
+pub mod pki;
+pub mod tls;
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use crate::ledger::note::{NoteSigner, NoteVerifier};
+
+/// URI scheme of identities in certificates.
+pub const IDENTITY_SCHEME: &str = "causeway://";
+
+/// A department id: lowercase ASCII letters, digits and `-`, 1 to 63 characters.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeptId(String);
+
+impl DeptId {
+    /// Validate and wrap a department id.
+    pub fn new(id: &str) -> Result<Self, IdentityError> {
+        let ok = !id.is_empty()
+            && id.len() <= 63
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !id.starts_with('-');
+        if ok {
+            Ok(DeptId(id.to_owned()))
+        } else {
+            Err(IdentityError::BadId(id.chars().take(80).collect()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DeptId {
+    type Error = IdentityError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        DeptId::new(&s)
+    }
+}
+
+impl From<DeptId> for String {
+    fn from(d: DeptId) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for DeptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity a certificate proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// A department gateway.
+    Dept(DeptId),
+    /// An oversight node.
+    Oversight(DeptId),
+}
+
+impl PeerIdentity {
+    /// The SAN URI for this identity in `federation`.
+    pub fn uri(&self, federation: &str) -> String {
+        match self {
+            PeerIdentity::Dept(id) => format!("{IDENTITY_SCHEME}{federation}/dept/{id}"),
+            PeerIdentity::Oversight(id) => format!("{IDENTITY_SCHEME}{federation}/oversight/{id}"),
+        }
+    }
+}
+
+/// Why an identity or key could not be established.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// An id that is not lowercase letters, digits and dashes.
+    #[error("invalid id {0:?}: use 1-63 lowercase letters, digits and '-'")]
+    BadId(String),
+    /// The certificate could not be parsed.
+    #[error("the peer certificate is not valid X.509")]
+    BadCertificate,
+    /// No usable identity URI.
+    #[error("the certificate carries no {IDENTITY_SCHEME}{0}/dept/<id> or /oversight/<id> URI in its subjectAltName")]
+    NoIdentity(String),
+    /// More than one identity URI.
+    #[error(
+        "the certificate carries more than one causeway identity URI; issue it with exactly one"
+    )]
+    AmbiguousIdentity,
+    /// A key file that cannot be used.
+    #[error("{path}: {problem}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Read the Causeway identity from a DER certificate, requiring it to belong to `federation`.
+pub fn identity_from_cert(der: &[u8], federation: &str) -> Result<PeerIdentity, IdentityError> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|_| IdentityError::BadCertificate)?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| IdentityError::BadCertificate)?
+        .ok_or_else(|| IdentityError::NoIdentity(federation.to_owned()))?;
+    let mut found = None;
+    for name in &san.value.general_names {
+        let GeneralName::URI(uri) = name else {
+            continue;
+        };
+        let Some(rest) = uri.strip_prefix(IDENTITY_SCHEME) else {
+            continue;
+        };
+        if found.is_some() {
+            return Err(IdentityError::AmbiguousIdentity);
+        }
+        found = Some(parse_identity_path(rest, federation)?);
+    }
+    found.ok_or_else(|| IdentityError::NoIdentity(federation.to_owned()))
+}
+
+fn parse_identity_path(rest: &str, federation: &str) -> Result<PeerIdentity, IdentityError> {
+    let mut parts = rest.split('/');
+    let (Some(fed), Some(kind), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(IdentityError::NoIdentity(federation.to_owned()));
+    };
+    if fed != federation {
+        return Err(IdentityError::NoIdentity(federation.to_owned()));
+    }
+    let id = DeptId::new(id)?;
+    match kind {
+        "dept" => Ok(PeerIdentity::Dept(id)),
+        "oversight" => Ok(PeerIdentity::Oversight(id)),
+        _ => Err(IdentityError::NoIdentity(federation.to_owned())),
+    }
+}
+
+/// A gateway's Ed25519 key: signs checkpoints (as a note signer) and envelopes.
+#[derive(Clone)]
+pub struct GatewayKey {
+    note: std::sync::Arc<NoteSigner>,
+    key: SigningKey,
+}
+
+impl fmt::Debug for GatewayKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GatewayKey({})", self.note.name())
+    }
+}
+
+impl GatewayKey {
+    /// A key whose note signer name (the log origin) is `origin`.
+    pub fn new(origin: &str, key: SigningKey) -> Result<Self, IdentityError> {
+        let note = NoteSigner::new(origin, key.clone()).map_err(|e| IdentityError::KeyFile {
+            path: origin.to_owned(),
+            problem: format!("bad key name: {e}"),
+        })?;
+        Ok(GatewayKey {
+            note: std::sync::Arc::new(note),
+            key,
+        })
+    }
+
+    /// The checkpoint signer.
+    pub fn note_signer(&self) -> &NoteSigner {
+        &self.note
+    }
+
+    /// An owned checkpoint signer, for the ledger writer.
+    pub fn to_note_signer(&self) -> NoteSigner {
+        NoteSigner::new(self.note.name(), self.key.clone())
+            .expect("the name was valid when this key was made")
+    }
+
+    /// The raw Ed25519 key, for envelope signatures.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Its public half in vkey form, as listed in `federation.toml`.
+    pub fn vkey(&self) -> String {
+        self.note.verifier().to_vkey()
+    }
+
+    /// The key file's contents (Go note secret-key form, `PRIVATE+KEY+name+keyid+key`).
+    pub fn to_file_contents(&self) -> String {
+        format!("{}\n", self.note.to_skey())
+    }
+
+    /// Read a signing key file written by `causeway certs issue`.
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let bad = |problem: String| IdentityError::KeyFile {
+            path: path.display().to_string(),
+            problem,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let note = NoteSigner::from_skey(text.trim())
+            .map_err(|e| bad(format!("not a signing key: {e}")))?;
+        // PRIVATE+KEY+name+keyid+key: names hold no '+', but base64 keys may.
+        let raw = text
+            .trim()
+            .splitn(5, '+')
+            .nth(4)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .ok_or_else(|| bad("malformed key".into()))?;
+        let seed: [u8; 32] = raw
+            .get(1..)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| bad("the Ed25519 seed must be 32 bytes".into()))?;
+        Ok(GatewayKey {
+            note: std::sync::Arc::new(note),
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+}
+
+/// Write `contents` to `path`, readable by the owner only (0600).
+pub fn write_secret(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Parse a note verifier key (vkey) from the federation directory.
+pub fn parse_vkey(vkey: &str) -> Result<NoteVerifier, String> {
+    vkey.parse::<NoteVerifier>().map_err(|e| e.to_string())
+}
+
+/// The federation's tag key: HMAC-SHA256 key for officer and data-subject tags.
+#[derive(Clone)]
+pub struct TagKey([u8; 32]);
+
+impl fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TagKey(..)")
+    }
+}
+
+impl TagKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        TagKey(k)
+    }
+
+    /// Hex form, as stored in the key file.
+    pub fn to_file_contents(&self) -> String {
+        format!("{}\n", hex::encode(self.0))
+    }
+
+    /// Read a tag key file (64 hex characters).
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let bad = |problem: String| IdentityError::KeyFile {
+            path: path.display().to_string(),
+            problem,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let raw = hex::decode(text.trim()).map_err(|_| bad("expected 64 hex characters".into()))?;
+        let key: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| bad("expected a 32-byte key (64 hex characters)".into()))?;
+        Ok(TagKey(key))
+    }
+
+    /// The keyed tag of `value` in `domain` (e.g. "subject", "officer"): hex HMAC-SHA256.
+    pub fn tag(&self, domain: &str, value: &str) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(domain.as_bytes());
+        mac.update(b"\n");
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Raw key bytes, for keyed-hash masks.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dept_ids_are_validated() {
+        assert!(DeptId::new("civil-registry").is_ok());
+        assert!(DeptId::new("").is_err());
+        assert!(DeptId::new("Civil").is_err());
+        assert!(DeptId::new("a/b").is_err());
+        assert!(DeptId::new("-x").is_err());
+        assert!(DeptId::new(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn identity_paths() {
+        assert_eq!(
+            parse_identity_path("fed/dept/tax", "fed").unwrap(),
+            PeerIdentity::Dept(DeptId::new("tax").unwrap())
+        );
+        assert!(parse_identity_path("other/dept/tax", "fed").is_err());
+        assert!(parse_identity_path("fed/dept/tax/x", "fed").is_err());
+        assert!(parse_identity_path("fed/admin/tax", "fed").is_err());
+    }
+
+    #[test]
+    fn signing_key_file_round_trips_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = GatewayKey::new("fed/tax", SigningKey::generate(&mut rand::rngs::OsRng)).unwrap();
+        let path = dir.path().join("tax.signing.key");
+        write_secret(&path, key.to_file_contents().as_bytes()).unwrap();
+        let loaded = GatewayKey::load(&path).unwrap();
+        assert_eq!(loaded.vkey(), key.vkey());
+        assert_eq!(
+            loaded.signing_key().to_bytes(),
+            key.signing_key().to_bytes()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "PRIVATE+KEY+fed/tax+00000000+AQ==").unwrap();
+        assert!(GatewayKey::load(&path).is_err());
+    }
+
+    #[test]
+    fn tags_are_keyed_and_domain_separated() {
+        let a = TagKey([1; 32]);
+        let b = TagKey([2; 32]);
+        assert_eq!(a.tag("subject", "D000001"), a.tag("subject", "D000001"));
+        assert_ne!(a.tag("subject", "D000001"), b.tag("subject", "D000001"));
+        assert_ne!(a.tag("subject", "D000001"), a.tag("officer", "D000001"));
+        assert!(!a.tag("subject", "D000001").contains("D000001"));
+    }
+}

@@ -1,0 +1,170 @@
+//! The federation's certificate authority: `causeway certs init` and `causeway certs issue`.
+//!
+//! The CA certificate names its federation in a `causeway://<federation>` subjectAltName URI, so
+//! that issuing needs no other input. Every private key is written 0600.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+
+use super::{write_secret, GatewayKey, PeerIdentity, TagKey, IDENTITY_SCHEME};
+
+/// File names inside a certificate directory.
+pub const CA_CERT: &str = "ca.pem";
+/// The CA's private key.
+pub const CA_KEY: &str = "ca.key";
+/// The federation tag key (HMAC key for subject and officer tags).
+pub const TAG_KEY: &str = "federation.tag.key";
+
+/// Paths of what `issue` wrote.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// TLS certificate (PEM).
+    pub cert: PathBuf,
+    /// TLS private key (PEM, 0600).
+    pub key: PathBuf,
+    /// Ed25519 note signing key (0600).
+    pub signing_key: PathBuf,
+    /// The note verifier key to list in `federation.toml`.
+    pub vkey: String,
+    /// The log origin (note signer name).
+    pub origin: String,
+}
+
+/// Create a federation CA and tag key in `out`. Refuses to overwrite an existing CA.
+pub fn init_federation(federation: &str, out: &Path) -> Result<()> {
+    super::DeptId::new(federation).context("federation name")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let ca_key_path = out.join(CA_KEY);
+    if ca_key_path.exists() {
+        bail!(
+            "{} already exists: this directory already holds a federation CA (remove it first to start over)",
+            ca_key_path.display()
+        );
+    }
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("Causeway federation {federation} CA"),
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.subject_alt_names = vec![SanType::URI(
+        format!("{IDENTITY_SCHEME}{federation}").try_into()?,
+    )];
+    let (not_before, not_after) = validity(3650);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    write_secret(&ca_key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(out.join(CA_CERT), cert.pem())?;
+    write_secret(
+        &out.join(TAG_KEY),
+        TagKey::generate().to_file_contents().as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Read the federation name from a CA certificate written by [`init_federation`].
+pub fn federation_of_ca(ca_pem: &str) -> Result<String> {
+    let params =
+        CertificateParams::from_ca_cert_pem(ca_pem).context("parsing the CA certificate")?;
+    for san in &params.subject_alt_names {
+        if let SanType::URI(uri) = san {
+            if let Some(name) = uri.as_str().strip_prefix(IDENTITY_SCHEME) {
+                return Ok(name.to_owned());
+            }
+        }
+    }
+    bail!("the CA certificate has no {IDENTITY_SCHEME}<federation> URI: was it made by `causeway certs init`?")
+}
+
+/// Issue a TLS certificate and an Ed25519 signing key for `who`, signed by the CA in `ca_dir`.
+///
+/// `hosts` are DNS names or IP addresses the gateway is reached at (SANs for server authentication).
+pub fn issue(ca_dir: &Path, out: &Path, who: &PeerIdentity, hosts: &[String]) -> Result<Issued> {
+    let ca_pem_path = ca_dir.join(CA_CERT);
+    let ca_pem = std::fs::read_to_string(&ca_pem_path).with_context(|| {
+        format!(
+            "reading {} (run `causeway certs init` first)",
+            ca_pem_path.display()
+        )
+    })?;
+    let ca_key_path = ca_dir.join(CA_KEY);
+    let ca_key_pem = std::fs::read_to_string(&ca_key_path)
+        .with_context(|| format!("reading {}", ca_key_path.display()))?;
+    let federation = federation_of_ca(&ca_pem)?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem)
+        .with_context(|| format!("parsing {}", ca_key_path.display()))?;
+    // Re-creating the CA certificate from its own parameters and key yields the same issuer name
+    // and key, so certificates signed here chain to the original ca.pem.
+    let ca_cert = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&ca_key)?;
+
+    let (file_stem, origin) = match who {
+        PeerIdentity::Dept(id) => (id.to_string(), format!("{federation}/{id}")),
+        PeerIdentity::Oversight(id) => (
+            format!("oversight-{id}"),
+            format!("{federation}/oversight/{id}"),
+        ),
+    };
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, file_stem.clone());
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![SanType::URI(who.uri(&federation).try_into()?)];
+    for host in hosts {
+        let san = match host.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                host.clone()
+                    .try_into()
+                    .with_context(|| format!("host {host:?}"))?,
+            ),
+        };
+        params.subject_alt_names.push(san);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let (not_before, not_after) = validity(397);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let issued = Issued {
+        cert: out.join(format!("{file_stem}.pem")),
+        key: out.join(format!("{file_stem}.key")),
+        signing_key: out.join(format!("{file_stem}.signing.key")),
+        vkey: String::new(),
+        origin: origin.clone(),
+    };
+    std::fs::write(&issued.cert, cert.pem())?;
+    write_secret(&issued.key, key.serialize_pem().as_bytes())?;
+    let key = GatewayKey::new(&origin, SigningKey::generate(&mut rand::rngs::OsRng))?;
+    write_secret(&issued.signing_key, key.to_file_contents().as_bytes())?;
+    Ok(Issued {
+        vkey: key.vkey(),
+        ..issued
+    })
+}
+
+fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let now = time::OffsetDateTime::now_utc();
+    (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(days),
+    )
+}

@@ -1,0 +1,110 @@
+//! rustls configurations for peer ports: mutual TLS against the federation's trust bundle.
+//!
+//! Both sides present certificates; servers require one (no anonymous peers), clients verify the
+//! server's chain and name and then check that its identity URI is the department they meant to reach.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+/// The one crypto provider of the workspace (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A gateway's TLS identity and the federation's trust bundle.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl TlsMaterial {
+    /// Load the CA bundle, optional CRL, certificate chain and private key from PEM files.
+    pub fn load(ca: &Path, crl: Option<&Path>, cert: &Path, key: &Path) -> Result<Self> {
+        let mut roots = RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(ca)
+            .with_context(|| format!("reading CA bundle {}", ca.display()))?
+        {
+            let der = der.with_context(|| format!("parsing CA bundle {}", ca.display()))?;
+            roots
+                .add(der)
+                .with_context(|| format!("{}: not a usable CA certificate", ca.display()))?;
+        }
+        anyhow::ensure!(
+            !roots.is_empty(),
+            "{}: no certificates in the CA bundle",
+            ca.display()
+        );
+        let crls = match crl {
+            Some(path) => CertificateRevocationListDer::pem_file_iter(path)
+                .with_context(|| format!("reading CRL {}", path.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("parsing CRL {}", path.display()))?,
+            None => Vec::new(),
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .with_context(|| format!("reading certificate {}", cert.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing certificate {}", cert.display()))?;
+        anyhow::ensure!(
+            !chain.is_empty(),
+            "{}: no certificate found",
+            cert.display()
+        );
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("reading private key {}", key.display()))?;
+        Ok(TlsMaterial {
+            roots: Arc::new(roots),
+            crls,
+            chain,
+            key,
+        })
+    }
+
+    /// Our own leaf certificate.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.chain[0]
+    }
+
+    /// Server side of a peer port: a client certificate from the federation is required.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .with_crls(self.crls.clone())
+            .build()
+            .context("building the client-certificate verifier")?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .context("the certificate does not match its private key")?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    /// Client side towards peers: verify the server against the federation roots, present our certificate.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            provider(),
+        )
+        .with_crls(self.crls.clone())
+        .build()
+        .context("building the server-certificate verifier")?;
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_webpki_verifier(verifier)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .context("the certificate does not match its private key")?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}

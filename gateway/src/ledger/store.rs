@@ -1,0 +1,247 @@
+//! The LMDB layer under the ledger: a thin, durable key-value mapping and nothing more.
+//!
+//! Databases in one environment:
+//! - `entries`: index (u64 big-endian) -> the entry's exact bytes
+//! - `nodes`: level (u8) || index (u64 big-endian) -> hash of that perfect subtree (level 0 = leaves)
+//! - `checkpoints`: tree size (u64 big-endian) -> the signed checkpoint note for that size
+//! - `meta`: `frontier` -> the compact right edge of the tree; `checkpoint` -> the latest signed note
+//!
+//! Every batch writes all four in one transaction and commits it with fsync (LMDB's default), so a
+//! crash leaves entries, tree and checkpoint consistent: all of the batch or none of it.
+
+use std::path::Path;
+
+use lmdb::{Cursor, Database, DatabaseFlags, Environment, Transaction, WriteFlags};
+
+use super::merkle::{Frontier, Hash, NodeSource};
+use super::LedgerError;
+
+const META_FRONTIER: &[u8] = b"frontier";
+const META_CHECKPOINT: &[u8] = b"checkpoint";
+
+/// One committed batch.
+pub struct Batch<'a> {
+    /// (index, entry bytes)
+    pub entries: &'a [(u64, Vec<u8>)],
+    /// Perfect-subtree nodes completed by the batch.
+    pub nodes: &'a [(u8, u64, Hash)],
+    /// The frontier after the batch.
+    pub frontier: &'a Frontier,
+    /// The signed checkpoint covering the batch.
+    pub checkpoint: &'a str,
+}
+
+/// What a ledger reopens with.
+pub struct Head {
+    /// The tree's right edge.
+    pub frontier: Frontier,
+    /// The latest signed checkpoint, if any entry was ever written.
+    pub checkpoint: Option<String>,
+}
+
+/// An open LMDB environment holding one log.
+pub struct Store {
+    env: Environment,
+    entries: Database,
+    nodes: Database,
+    checkpoints: Database,
+    meta: Database,
+}
+
+fn storage(e: lmdb::Error) -> LedgerError {
+    match e {
+        lmdb::Error::MapFull => LedgerError::Full,
+        other => LedgerError::Storage(other.to_string()),
+    }
+}
+
+fn node_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Open (creating if needed) the environment in `dir`.
+    pub fn open(dir: &Path, map_size_mib: u64) -> Result<Store, LedgerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LedgerError::Storage(format!("{}: {e}", dir.display())))?;
+        let map_size =
+            usize::try_from(map_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let env = Environment::new()
+            .set_max_dbs(8)
+            .set_map_size(map_size)
+            .open_with_permissions(dir, 0o600)
+            .map_err(|e| LedgerError::Storage(format!("{}: {e}", dir.display())))?;
+        let db = |name| {
+            env.create_db(Some(name), DatabaseFlags::empty())
+                .map_err(storage)
+        };
+        let (entries, nodes, checkpoints, meta) = (
+            db("entries")?,
+            db("nodes")?,
+            db("checkpoints")?,
+            db("meta")?,
+        );
+        Ok(Store {
+            env,
+            entries,
+            nodes,
+            checkpoints,
+            meta,
+        })
+    }
+
+    /// Read the state a writer resumes from.
+    pub fn head(&self) -> Result<Head, LedgerError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let frontier = match txn.get(self.meta, &META_FRONTIER) {
+            Ok(bytes) => Frontier::from_bytes(bytes)
+                .map_err(|e| LedgerError::Corrupt(format!("stored frontier: {e}")))?,
+            Err(lmdb::Error::NotFound) => Frontier::default(),
+            Err(e) => return Err(storage(e)),
+        };
+        let checkpoint = match txn.get(self.meta, &META_CHECKPOINT) {
+            Ok(bytes) => Some(
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| LedgerError::Corrupt("stored checkpoint is not UTF-8".into()))?,
+            ),
+            Err(lmdb::Error::NotFound) => None,
+            Err(e) => return Err(storage(e)),
+        };
+        Ok(Head {
+            frontier,
+            checkpoint,
+        })
+    }
+
+    /// Write a batch and commit it durably.
+    pub fn commit(&self, batch: &Batch<'_>) -> Result<(), LedgerError> {
+        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        for (index, bytes) in batch.entries {
+            txn.put(
+                self.entries,
+                &index.to_be_bytes(),
+                bytes,
+                WriteFlags::empty(),
+            )
+            .map_err(storage)?;
+        }
+        for (level, index, hash) in batch.nodes {
+            txn.put(
+                self.nodes,
+                &node_key(*level, *index),
+                hash,
+                WriteFlags::empty(),
+            )
+            .map_err(storage)?;
+        }
+        txn.put(
+            self.meta,
+            &META_FRONTIER,
+            &batch.frontier.to_bytes(),
+            WriteFlags::empty(),
+        )
+        .map_err(storage)?;
+        txn.put(
+            self.meta,
+            &META_CHECKPOINT,
+            &batch.checkpoint,
+            WriteFlags::empty(),
+        )
+        .map_err(storage)?;
+        txn.put(
+            self.checkpoints,
+            &batch.frontier.size().to_be_bytes(),
+            &batch.checkpoint,
+            WriteFlags::empty(),
+        )
+        .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// Run `f` over a consistent read-only view.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<R, LedgerError>,
+    ) -> Result<R, LedgerError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let reader = Reader { store: self, txn };
+        f(&reader)
+    }
+}
+
+/// A read transaction over the store.
+pub struct Reader<'s> {
+    store: &'s Store,
+    txn: lmdb::RoTransaction<'s>,
+}
+
+impl Reader<'_> {
+    /// The exact bytes of entry `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<&[u8]>, LedgerError> {
+        match self.txn.get(self.store.entries, &index.to_be_bytes()) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(lmdb::Error::NotFound) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// Visit entries in index order from `start` (inclusive) to `end` (exclusive).
+    pub fn for_each_entry(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        if start >= end {
+            return Ok(());
+        }
+        let mut cursor = self
+            .txn
+            .open_ro_cursor(self.store.entries)
+            .map_err(storage)?;
+        for item in cursor.iter_from(start.to_be_bytes()) {
+            let (key, value) = item.map_err(storage)?;
+            let key: [u8; 8] = key
+                .try_into()
+                .map_err(|_| LedgerError::Corrupt("an entry key is not 8 bytes".into()))?;
+            let index = u64::from_be_bytes(key);
+            if index >= end {
+                break;
+            }
+            f(index, value)?;
+        }
+        Ok(())
+    }
+
+    /// Every stored checkpoint note, by tree size ascending.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, LedgerError> {
+        let mut cursor = self
+            .txn
+            .open_ro_cursor(self.store.checkpoints)
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for item in cursor.iter_start() {
+            let (key, value) = item.map_err(storage)?;
+            let key: [u8; 8] = key
+                .try_into()
+                .map_err(|_| LedgerError::Corrupt("a checkpoint key is not 8 bytes".into()))?;
+            let note = String::from_utf8(value.to_vec())
+                .map_err(|_| LedgerError::Corrupt("a stored checkpoint is not UTF-8".into()))?;
+            out.push((u64::from_be_bytes(key), note));
+        }
+        Ok(out)
+    }
+}
+
+impl NodeSource for Reader<'_> {
+    fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        let bytes = self
+            .txn
+            .get(self.store.nodes, &node_key(level, index))
+            .ok()?;
+        bytes.try_into().ok()
+    }
+}

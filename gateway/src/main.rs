@@ -1,0 +1,5 @@
+//! The `causeway` command.
+
+fn main() -> std::process::ExitCode {
+    causeway::cli::main()
+}

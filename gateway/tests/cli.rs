@@ -1,0 +1,200 @@
+//! The `causeway` binary as an operator uses it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lmdb::{Transaction, WriteFlags};
+
+fn causeway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the causeway binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn certs_init_and_issue_write_private_keys_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let init = causeway(&["certs", "init", "--federation", "test-fed", "--out", out]);
+    assert!(init.status.success(), "{}", text(&init));
+    let again = causeway(&["certs", "init", "--federation", "test-fed", "--out", out]);
+    assert!(
+        !again.status.success(),
+        "a second init must not overwrite the CA"
+    );
+    assert!(text(&again).contains("already"), "{}", text(&again));
+    let issue = causeway(&["certs", "issue", "--dept", "tax-office", "--out", out]);
+    assert!(issue.status.success(), "{}", text(&issue));
+    assert!(
+        text(&issue).contains("vkey = \"test-fed/tax-office+"),
+        "{}",
+        text(&issue)
+    );
+    #[cfg(unix)]
+    for key in [
+        "ca.key",
+        "federation.tag.key",
+        "tax-office.key",
+        "tax-office.signing.key",
+    ] {
+        assert_eq!(mode(&dir.path().join(key)), 0o600, "{key}");
+    }
+    let pem = std::fs::read(dir.path().join("tax-office.pem")).unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+        .unwrap();
+    assert_eq!(
+        causeway::identity::identity_from_cert(&der, "test-fed").unwrap(),
+        causeway::identity::PeerIdentity::Dept(
+            causeway::identity::DeptId::new("tax-office").unwrap()
+        )
+    );
+    let bad = causeway(&["certs", "issue", "--dept", "Tax Office", "--out", out]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("invalid id"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn demo_once_then_log_verify_catches_a_changed_byte_and_names_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let demo = causeway(&[
+        "demo",
+        "--dir",
+        fed.to_str().unwrap(),
+        "--once",
+        "--people",
+        "300",
+    ]);
+    assert!(demo.status.success(), "{}", text(&demo));
+    let shown = text(&demo);
+    assert!(
+        shown.contains("ALLOWED") && shown.contains("403 purpose-not-allowed"),
+        "{shown}"
+    );
+
+    let ledger = fed.join("civil-registry/ledger");
+    let directory = fed.join("federation.toml");
+    let args = [
+        "log",
+        "verify",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--directory",
+        directory.to_str().unwrap(),
+    ];
+    let ok = causeway(&args);
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    let show = causeway(&[
+        "log",
+        "show",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(show.status.success());
+    let lines = String::from_utf8(show.stdout).unwrap();
+    assert!(lines.lines().count() >= 4, "{lines}");
+    assert!(lines
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+
+    // Flip one byte of entry 2 (inside a string, so the JSON still parses).
+    {
+        let env = lmdb::Environment::new()
+            .set_max_dbs(8)
+            .open(&ledger)
+            .unwrap();
+        let db = env.open_db(Some("entries")).unwrap();
+        let mut txn = env.begin_rw_txn().unwrap();
+        let mut bytes = txn.get(db, &2u64.to_be_bytes()).unwrap().to_vec();
+        let at = bytes
+            .windows(9)
+            .position(|w| w == b"residents")
+            .expect("entry 2 names the dataset");
+        bytes[at] = b'R';
+        txn.put(db, &2u64.to_be_bytes(), &bytes, WriteFlags::empty())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let failed = causeway(&args);
+    assert!(
+        !failed.status.success(),
+        "a changed byte must fail verification"
+    );
+    assert!(text(&failed).contains("entry 2:"), "{}", text(&failed));
+
+    let policy = causeway(&[
+        "policy",
+        "check",
+        fed.join("civil-registry/policies").to_str().unwrap(),
+    ]);
+    assert!(policy.status.success(), "{}", text(&policy));
+}
+
+#[test]
+fn serve_with_a_bad_config_names_the_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(
+        &config,
+        "department = \"tax\"\ndirectory = \"f.toml\"\nlisten = 1\n",
+    )
+    .unwrap();
+    let out = causeway(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(
+        msg.contains("causeway.toml:3:1") && msg.contains("listen"),
+        "{msg}"
+    );
+    let missing = causeway(&[
+        "serve",
+        "--config",
+        dir.path().join("nope.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        !missing.status.success() && text(&missing).contains("nope.toml"),
+        "{}",
+        text(&missing)
+    );
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for args in [
+        vec!["demo", "--help"],
+        vec!["serve", "--help"],
+        vec!["certs", "init", "--help"],
+        vec!["certs", "issue", "--help"],
+        vec!["request", "--help"],
+        vec!["log", "verify", "--help"],
+        vec!["log", "show", "--help"],
+        vec!["policy", "check", "--help"],
+    ] {
+        let out = causeway(&args);
+        assert!(out.status.success(), "{args:?}");
+        let help = text(&out);
+        assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
+    }
+}

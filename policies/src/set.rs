@@ -1,0 +1,484 @@
+//! The compiled, immutable policy snapshot and its decision procedure.
+//!
+//! Grants are indexed by (consumer, dataset) and (consumer, dataset, purpose) after expanding
+//! groups, and deny rules by (consumer or any, dataset or any, purpose or any), so a decision looks
+//! at the handful of rules that could apply and never scans the set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::compile::{self, Compiled, Purpose, SourceFile};
+use crate::decision::{Decision, ReasonCode, Request};
+use crate::error::{Diagnostic, LoadError};
+use crate::rules::{ConsumerSpec, DenyRule, Grant};
+use crate::suggest::did_you_mean;
+
+/// FxHash: keys come from policy files written by admins, and lookups with request strings never
+/// insert, so a fast non-keyed hash is safe here.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+const ANY: u32 = u32::MAX;
+
+/// The digest of one policy file, for change summaries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileDigest {
+    /// The file name within the directory.
+    pub name: String,
+    /// Hex SHA-256 of its content.
+    pub sha256: String,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    consumers: FxMap<String, u32>,
+    datasets: FxMap<String, u32>,
+    purposes: FxMap<String, u32>,
+    /// (consumer, dataset) -> grants, in rule order.
+    by_cd: FxMap<(u32, u32), Vec<u32>>,
+    /// (consumer, dataset, purpose) -> grants, in rule order.
+    by_cdp: FxMap<(u32, u32, u32), Vec<u32>>,
+    /// (consumer|ANY, dataset|ANY, purpose|ANY) -> deny rules, in rule order.
+    denies: FxMap<(u32, u32, u32), Vec<u32>>,
+    /// Bit k set when some deny key has wildcard shape k (bit 0: consumer, 1: dataset, 2: purpose).
+    deny_shapes: u8,
+}
+
+/// A compiled, immutable policy set: every grant and deny rule of one directory, indexed by
+/// (consumer, dataset, purpose). Cheap to share behind an `Arc` and swap whole on reload.
+#[derive(Debug)]
+pub struct PolicySet {
+    hash: String,
+    sources: Vec<SourceFile>,
+    files: Vec<FileDigest>,
+    compiled: Compiled,
+    index: Index,
+}
+
+impl PolicySet {
+    /// Load every `*.toml` in `dir` (non-recursive; `*.test.toml` files are skipped), validate and
+    /// compile. Diagnostics name files as `dir` joined with the file name.
+    pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
+        let files = read_dir_sources(dir)?;
+        PolicySet::compile(files)
+    }
+
+    /// Like [`PolicySet::load_dir`], from in-memory `(file name, content)` pairs. Names that are not
+    /// policy files (`*.toml`, not `*.test.toml`) are ignored, as `load_dir` would.
+    pub fn from_sources(files: &[(String, String)]) -> Result<PolicySet, LoadError> {
+        let mut sources = Vec::new();
+        let mut diagnostics = Vec::new();
+        for (name, text) in files {
+            if !compile::is_policy_file(name) {
+                continue;
+            }
+            if sources.iter().any(|s: &SourceFile| &s.name == name) {
+                diagnostics.push(Diagnostic {
+                    file: PathBuf::from(name),
+                    position: None,
+                    message: "file given twice".to_string(),
+                });
+            }
+            sources.push(SourceFile {
+                name: name.clone(),
+                display: PathBuf::from(name),
+                text: text.clone(),
+            });
+        }
+        if !diagnostics.is_empty() {
+            return Err(LoadError::Invalid { diagnostics });
+        }
+        PolicySet::compile(sources)
+    }
+
+    pub(crate) fn compile(mut sources: Vec<SourceFile>) -> Result<PolicySet, LoadError> {
+        sources.sort_by(|a, b| a.name.cmp(&b.name));
+        let hash = content_hash(&sources);
+        let files = sources
+            .iter()
+            .map(|s| FileDigest {
+                name: s.name.clone(),
+                sha256: hex::encode(Sha256::digest(s.text.as_bytes())),
+            })
+            .collect();
+        let compiled =
+            compile::compile(&sources).map_err(|diagnostics| LoadError::Invalid { diagnostics })?;
+        let index = build_index(&compiled);
+        Ok(PolicySet {
+            hash,
+            sources,
+            files,
+            compiled,
+            index,
+        })
+    }
+
+    /// Hex SHA-256 content hash of the set, over the sorted file names and contents (see
+    /// docs/POLICY.md for the exact encoding). Recorded in every decision.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The policy files in the set, sorted by name, with their digests.
+    pub fn files(&self) -> &[FileDigest] {
+        &self.files
+    }
+
+    /// The declared purposes, in declaration order.
+    pub fn purposes(&self) -> &[Purpose] {
+        &self.compiled.purposes
+    }
+
+    /// The declared groups and their (sorted) members.
+    pub fn groups(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.compiled.groups
+    }
+
+    /// Every grant, in rule order (files by name, then position in the file).
+    pub fn grants(&self) -> &[Grant] {
+        &self.compiled.grants
+    }
+
+    /// Every deny rule, in rule order.
+    pub fn denies(&self) -> &[DenyRule] {
+        &self.compiled.denies
+    }
+
+    /// Whether `purpose` is declared.
+    pub fn is_declared_purpose(&self, purpose: &str) -> bool {
+        self.index.purposes.contains_key(purpose)
+    }
+
+    /// Decide one request. Order: an undeclared purpose is denied (`unknown-purpose`); a matching
+    /// deny rule denies (`denied-by-rule`); otherwise the first grant (in rule order) for this
+    /// consumer, dataset and purpose whose conditions all hold allows. When none does, the denial
+    /// names the grant that came closest and the condition it failed; with no grant for the
+    /// consumer and dataset at all, the default deny (`no-grant`).
+    pub fn decide(&self, request: &Request<'_>) -> Decision {
+        let Some(&pid) = self.index.purposes.get(request.purpose) else {
+            return self.unknown_purpose(request);
+        };
+        let cid = self.index.consumers.get(request.consumer).copied();
+        let did = self.index.datasets.get(request.dataset).copied();
+
+        if self.index.deny_shapes != 0 {
+            if let Some(deny) = self.first_matching_deny(cid, did, pid, request) {
+                return Decision::deny(
+                    Some(deny.rule.clone()),
+                    ReasonCode::DeniedByRule,
+                    deny.message.clone(),
+                    &self.hash,
+                );
+            }
+        }
+
+        let (Some(cid), Some(did)) = (cid, did) else {
+            return self.no_grant(request);
+        };
+        let Some(cd) = self.index.by_cd.get(&(cid, did)) else {
+            return self.no_grant(request);
+        };
+        let Some(cdp) = self.index.by_cdp.get(&(cid, did, pid)) else {
+            return self.purpose_not_allowed(&self.compiled.grants[cd[0] as usize], request);
+        };
+        self.evaluate_grants(
+            cdp.iter().map(|&i| &self.compiled.grants[i as usize]),
+            request,
+        )
+    }
+
+    /// The reference evaluation: the same decision as [`PolicySet::decide`], found by scanning
+    /// every rule in order instead of using the index. Slower; for tests and for checking the index.
+    pub fn decide_by_scan(&self, request: &Request<'_>) -> Decision {
+        if !self
+            .compiled
+            .purposes
+            .iter()
+            .any(|p| p.id == request.purpose)
+        {
+            return self.unknown_purpose(request);
+        }
+        if let Some(deny) = self.compiled.denies.iter().find(|d| d.matches(request)) {
+            return Decision::deny(
+                Some(deny.rule.clone()),
+                ReasonCode::DeniedByRule,
+                deny.message.clone(),
+                &self.hash,
+            );
+        }
+        let for_consumer_and_dataset: Vec<&Grant> = self
+            .compiled
+            .grants
+            .iter()
+            .filter(|g| g.dataset == request.dataset && g.covers_consumer(request.consumer))
+            .collect();
+        let Some(first) = for_consumer_and_dataset.first() else {
+            return self.no_grant(request);
+        };
+        let for_purpose: Vec<&Grant> = for_consumer_and_dataset
+            .iter()
+            .copied()
+            .filter(|g| g.allows_purpose(request.purpose))
+            .collect();
+        if for_purpose.is_empty() {
+            return self.purpose_not_allowed(first, request);
+        }
+        self.evaluate_grants(for_purpose.into_iter(), request)
+    }
+
+    pub(crate) fn sources(&self) -> &[SourceFile] {
+        &self.sources
+    }
+
+    fn first_matching_deny(
+        &self,
+        cid: Option<u32>,
+        did: Option<u32>,
+        pid: u32,
+        request: &Request<'_>,
+    ) -> Option<&DenyRule> {
+        let mut best: Option<u32> = None;
+        for shape in 0u8..8 {
+            if self.index.deny_shapes & (1 << shape) == 0 {
+                continue;
+            }
+            let c = if shape & 1 != 0 {
+                ANY
+            } else {
+                match cid {
+                    Some(c) => c,
+                    None => continue,
+                }
+            };
+            let d = if shape & 2 != 0 {
+                ANY
+            } else {
+                match did {
+                    Some(d) => d,
+                    None => continue,
+                }
+            };
+            let p = if shape & 4 != 0 { ANY } else { pid };
+            if let Some(list) = self.index.denies.get(&(c, d, p)) {
+                for &i in list {
+                    if best.is_some_and(|b| b < i) {
+                        break;
+                    }
+                    if self.compiled.denies[i as usize].matches(request) {
+                        best = Some(i);
+                        break;
+                    }
+                }
+            }
+        }
+        best.map(|i| &self.compiled.denies[i as usize])
+    }
+
+    pub(crate) fn evaluate_grants<'g>(
+        &self,
+        candidates: impl Iterator<Item = &'g Grant>,
+        request: &Request<'_>,
+    ) -> Decision {
+        let mut closest: Option<(&Grant, crate::rules::GrantFailure)> = None;
+        for grant in candidates {
+            match grant.check(request) {
+                Ok(()) => return self.allow(grant),
+                Err(f) => {
+                    let closer = match &closest {
+                        None => true,
+                        Some((_, best)) => f.stage > best.stage,
+                    };
+                    if closer {
+                        closest = Some((grant, f));
+                    }
+                }
+            }
+        }
+        match closest {
+            Some((grant, f)) => {
+                Decision::deny(Some(grant.rule.clone()), f.code, f.message, &self.hash)
+            }
+            // Callers pass a non-empty candidate list; an empty one is the default deny.
+            None => self.no_grant(request),
+        }
+    }
+
+    pub(crate) fn allow(&self, grant: &Grant) -> Decision {
+        Decision {
+            allowed: true,
+            rule: Some(grant.rule.clone()),
+            reason: crate::decision::Reason {
+                code: ReasonCode::Granted,
+                message: grant.granted_message.clone(),
+            },
+            fields: grant.fields.clone(),
+            max_rows: grant.max_rows,
+            row_filter: grant.row_filter.clone(),
+            rate_limit: grant.rate_limit,
+            policy_hash: self.hash.clone(),
+        }
+    }
+
+    pub(crate) fn unknown_purpose(&self, request: &Request<'_>) -> Decision {
+        let hint = did_you_mean(
+            request.purpose,
+            self.compiled.purposes.iter().map(|p| p.id.as_str()),
+        );
+        Decision::deny(
+            None,
+            ReasonCode::UnknownPurpose,
+            format!("purpose \"{}\" is not declared{hint}", request.purpose),
+            &self.hash,
+        )
+    }
+
+    pub(crate) fn no_grant(&self, request: &Request<'_>) -> Decision {
+        Decision::deny(
+            None,
+            ReasonCode::NoGrant,
+            format!(
+                "no grant lets \"{}\" read \"{}\"",
+                request.consumer, request.dataset
+            ),
+            &self.hash,
+        )
+    }
+
+    pub(crate) fn purpose_not_allowed(&self, first: &Grant, request: &Request<'_>) -> Decision {
+        Decision::deny(
+            Some(first.rule.clone()),
+            ReasonCode::PurposeNotAllowed,
+            format!(
+                "grant \"{}\" lets \"{}\" read \"{}\" only for {}, not for \"{}\"",
+                first.rule.id,
+                request.consumer,
+                request.dataset,
+                first.purposes.join(", "),
+                request.purpose
+            ),
+            &self.hash,
+        )
+    }
+}
+
+/// SHA-256 over, for each file in name order: u64 big-endian length of the name, the name, u64
+/// big-endian length of the content, the content.
+fn content_hash(sources: &[SourceFile]) -> String {
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update((s.name.len() as u64).to_be_bytes());
+        h.update(s.name.as_bytes());
+        h.update((s.text.len() as u64).to_be_bytes());
+        h.update(s.text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Read the policy files of a directory (not recursive), sorted by name.
+pub(crate) fn read_dir_sources(dir: &Path) -> Result<Vec<SourceFile>, LoadError> {
+    let io = |path: &Path, source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !compile::is_policy_file(&name) {
+            continue;
+        }
+        let path = entry.path();
+        if !entry.file_type().map_err(|e| io(&path, e))?.is_file() && !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        out.push(SourceFile {
+            name,
+            display: path,
+            text,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn intern(map: &mut FxMap<String, u32>, s: &str) -> u32 {
+    let next = u32::try_from(map.len()).expect("fewer than 2^32 - 1 distinct names");
+    *map.entry(s.to_string()).or_insert(next)
+}
+
+fn build_index(c: &Compiled) -> Index {
+    let mut ix = Index::default();
+    for p in &c.purposes {
+        intern(&mut ix.purposes, &p.id);
+    }
+    for (gi, g) in c.grants.iter().enumerate() {
+        let gi = u32::try_from(gi).expect("fewer than 2^32 grants");
+        let did = intern(&mut ix.datasets, &g.dataset);
+        for consumer in &g.consumers {
+            let cid = intern(&mut ix.consumers, consumer);
+            ix.by_cd.entry((cid, did)).or_default().push(gi);
+            for p in &g.purposes {
+                let pid = ix.purposes[p.as_str()];
+                ix.by_cdp.entry((cid, did, pid)).or_default().push(gi);
+            }
+        }
+    }
+    for (di, d) in c.denies.iter().enumerate() {
+        let di = u32::try_from(di).expect("fewer than 2^32 deny rules");
+        let dataset = d.dataset.as_deref().map(|s| intern(&mut ix.datasets, s));
+        let consumers: Vec<Option<u32>> = match d.consumer {
+            ConsumerSpec::Any => vec![None],
+            _ => d
+                .consumers
+                .iter()
+                .map(|c| Some(intern(&mut ix.consumers, c)))
+                .collect(),
+        };
+        let purposes: Vec<Option<u32>> = match &d.purposes {
+            None => vec![None],
+            Some(ps) => ps.iter().map(|p| Some(ix.purposes[p.as_str()])).collect(),
+        };
+        for c in &consumers {
+            for p in &purposes {
+                let shape = u8::from(c.is_none())
+                    | (u8::from(dataset.is_none()) << 1)
+                    | (u8::from(p.is_none()) << 2);
+                ix.deny_shapes |= 1 << shape;
+                let key = (c.unwrap_or(ANY), dataset.unwrap_or(ANY), p.unwrap_or(ANY));
+                let list = ix.denies.entry(key).or_default();
+                if list.last() != Some(&di) {
+                    list.push(di);
+                }
+            }
+        }
+    }
+    ix
+}

@@ -1,0 +1,257 @@
+//! Test harness for end-to-end tests: a [`Federation`] issues certificates, creates databases,
+//! starts real gateways on ephemeral loopback ports and tears them down.
+//!
+//! Everything is real: TLS with the federation's CA, LMDB ledgers, SQLite databases, HTTP clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use causeway::config::{Directory, GatewayConfig};
+use causeway::federation::{self, Layout, DEMO_DEPARTMENTS};
+use causeway::gateway::Gateway;
+use causeway::identity::tls::TlsMaterial;
+use causeway::identity::GatewayKey;
+use causeway::transport::client::PeerClient;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+/// People per demo database in tests (small, so setup stays fast).
+pub const TEST_PEOPLE: u32 = 200;
+
+/// A running federation of the three demo departments.
+pub struct Federation {
+    /// Keeps the directory alive.
+    pub root: tempfile::TempDir,
+    /// Files and addresses.
+    pub layout: Layout,
+    /// Running gateways, by position in `layout.departments` (None when stopped).
+    pub gateways: Vec<Option<Gateway>>,
+}
+
+impl Federation {
+    /// Lay out the demo federation in a fresh temporary directory (not started).
+    pub fn create() -> Result<Federation> {
+        let root = tempfile::tempdir()?;
+        let layout = federation::create(root.path(), "demo", DEMO_DEPARTMENTS)?;
+        federation::generate_demo_data(&layout, TEST_PEOPLE)?;
+        let gateways = layout.departments.iter().map(|_| None).collect();
+        Ok(Federation {
+            root,
+            layout,
+            gateways,
+        })
+    }
+
+    /// Lay out and start every gateway.
+    pub async fn start() -> Result<Federation> {
+        let mut fed = Self::create()?;
+        for i in 0..fed.layout.departments.len() {
+            fed.start_at(i).await?;
+        }
+        Ok(fed)
+    }
+
+    fn index(&self, dept: &str) -> usize {
+        self.layout
+            .departments
+            .iter()
+            .position(|d| d.id.as_str() == dept)
+            .unwrap_or_else(|| panic!("no department {dept} in the test federation"))
+    }
+
+    async fn start_at(&mut self, i: usize) -> Result<()> {
+        let config = GatewayConfig::load(&self.layout.departments[i].config)?;
+        self.gateways[i] = Some(Gateway::start(&config).await?);
+        Ok(())
+    }
+
+    /// Start one department's gateway (again).
+    pub async fn start_dept(&mut self, dept: &str) -> Result<()> {
+        let i = self.index(dept);
+        self.start_at(i).await
+    }
+
+    /// Stop one department's gateway cleanly.
+    pub async fn stop_dept(&mut self, dept: &str) {
+        let i = self.index(dept);
+        if let Some(g) = self.gateways[i].take() {
+            g.shutdown().await;
+        }
+    }
+
+    /// Stop everything cleanly.
+    pub async fn stop(&mut self) {
+        for g in self.gateways.iter_mut() {
+            if let Some(g) = g.take() {
+                g.shutdown().await;
+            }
+        }
+    }
+
+    /// A department's directory.
+    pub fn dept_dir(&self, dept: &str) -> PathBuf {
+        self.layout.departments[self.index(dept)].dir.clone()
+    }
+
+    /// A department's ledger directory.
+    pub fn ledger_dir(&self, dept: &str) -> PathBuf {
+        self.dept_dir(dept).join("ledger")
+    }
+
+    /// A department's running gateway.
+    pub fn gateway(&self, dept: &str) -> &Gateway {
+        self.gateways[self.index(dept)]
+            .as_ref()
+            .expect("gateway is running")
+    }
+
+    /// Ask `consumer`'s gateway (client API) for `dataset` from `provider`.
+    pub async fn request(
+        &self,
+        consumer: &str,
+        provider: &str,
+        dataset: &str,
+        params: Value,
+        purpose: &str,
+    ) -> Result<(u16, Value)> {
+        let body = json!({
+            "provider": provider, "dataset": dataset, "params": params, "purpose": purpose,
+            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1",
+        });
+        post_json(self.gateway(consumer).client_addr, "/v1/requests", &body).await
+    }
+
+    /// The parsed federation directory.
+    pub fn directory(&self) -> Directory {
+        Directory::load(&self.layout.directory).expect("the test directory loads")
+    }
+
+    /// A peer client holding `dept`'s certificate, to speak the peer protocol directly.
+    pub fn peer_client_as(&self, dept: &str) -> Result<PeerClient> {
+        let certs = self.root.path().join("certs");
+        tls_client(&certs, dept, "demo")
+    }
+
+    /// `dept`'s signing key.
+    pub fn signing_key(&self, dept: &str) -> GatewayKey {
+        GatewayKey::load(
+            &self
+                .root
+                .path()
+                .join("certs")
+                .join(format!("{dept}.signing.key")),
+        )
+        .expect("signing key loads")
+    }
+}
+
+/// A peer client with the certificate of `dept` from the CA in `certs`.
+pub fn tls_client(certs: &Path, dept: &str, federation: &str) -> Result<PeerClient> {
+    let tls = TlsMaterial::load(
+        &certs.join("ca.pem"),
+        None,
+        &certs.join(format!("{dept}.pem")),
+        &certs.join(format!("{dept}.key")),
+    )?;
+    Ok(PeerClient::new(
+        tls.client_config(causeway::transport::HTTPS_ALPN)?,
+        federation.to_owned(),
+    ))
+}
+
+/// A raw TLS connection attempt to a peer port with the given client config; returns the
+/// HTTP status of a POST, or the error that refused it.
+pub async fn raw_peer_post(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    body: Bytes,
+) -> Result<u16> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
+    let tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .context("handshake hung")??;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let request = http::Request::post(format!(
+        "https://127.0.0.1{}",
+        causeway::transport::paths::EXCHANGE
+    ))
+    .body(Full::new(body))?;
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .context("request hung")??;
+    Ok(response.status().as_u16())
+}
+
+/// POST JSON over plain HTTP/1.1; returns status and parsed JSON body.
+pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Result<(u16, Value)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::post(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
+    Ok((status, value))
+}
+
+/// Read every entry of a (closed) ledger as JSON values.
+pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
+    let store = causeway::ledger::store::Store::open(ledger, 64)?;
+    let mut out = Vec::new();
+    store.read(|r| {
+        r.for_each_entry(0, u64::MAX, |_, bytes| {
+            out.push(serde_json::from_slice(bytes).expect("entries are JSON"));
+            Ok(())
+        })
+    })?;
+    Ok(out)
+}
+
+/// Verify a ledger against the federation directory's key for it.
+pub fn verify_ledger(
+    ledger: &Path,
+    directory: &Directory,
+) -> Result<causeway::ledger::verify::Verified, String> {
+    let store = causeway::ledger::store::Store::open(ledger, 64).map_err(|e| e.to_string())?;
+    let origin = std::fs::read_to_string(ledger.join(causeway::ledger::VKEY_FILE))
+        .map_err(|e| e.to_string())?;
+    let origin = origin
+        .trim()
+        .split('+')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let dept = directory
+        .departments()
+        .find(|d| d.origin() == origin)
+        .ok_or_else(|| format!("no department with origin {origin}"))?;
+    store
+        .read(|r| {
+            Ok(causeway::ledger::verify::verify_log(
+                r,
+                &dept.verifier,
+                |_| {},
+            ))
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,512 @@
+//! End-to-end exchanges between real gateways: mTLS, policy, SQLite, ledgers on both sides.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use causeway::exchange::envelope::{self, Envelope, SIGNATURE_HEADER};
+use causeway::identity::DeptId;
+use causeway::identity::GatewayKey;
+use causeway::transport::client::PeerClient;
+use causeway_tests::{ledger_entries, raw_peer_post, verify_ledger, Federation};
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+fn envelope(consumer: &str, provider: &str, purpose: &str) -> Envelope {
+    Envelope {
+        v: envelope::ENVELOPE_VERSION,
+        id: uuid::Uuid::now_v7(),
+        consumer: DeptId::new(consumer).unwrap(),
+        provider: DeptId::new(provider).unwrap(),
+        dataset: "residents".into(),
+        params: BTreeMap::from([("national_id".to_owned(), json!("D000010"))]),
+        purpose: purpose.into(),
+        legal_basis: "Test Act s.1".into(),
+        case: String::new(),
+        officer: "tag".into(),
+        issued_at: envelope::now_rfc3339(),
+        nonce: envelope::nonce(),
+    }
+}
+
+/// Send envelope bytes with a signature by `key`, as the holder of `client`'s certificate.
+async fn send_signed(
+    fed: &Federation,
+    client: &PeerClient,
+    bytes: Vec<u8>,
+    key: &GatewayKey,
+) -> (u16, Value) {
+    let signature = Envelope::sign(&bytes, key);
+    let provider = fed
+        .directory()
+        .department(&DeptId::new("civil-registry").unwrap())
+        .unwrap()
+        .clone();
+    let request = http::Request::post("https://civil-registry/causeway/v1/exchange")
+        .header(SIGNATURE_HEADER, signature)
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap();
+    let (status, body) = client
+        .send(&provider, request, Duration::from_secs(5))
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_notarize_it() {
+    let mut fed = Federation::start().await.unwrap();
+    let (status, answer) = fed
+        .request(
+            "social-welfare",
+            "civil-registry",
+            "residents",
+            json!({"national_id": "D000042"}),
+            "benefit-eligibility",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["fields"], json!(["name", "birth_date", "address"]));
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].as_array().unwrap().len(),
+        3,
+        "household is never released"
+    );
+    let exchange = answer["exchange"].as_str().unwrap().to_owned();
+
+    // The tax office's grant releases fewer fields for the same record.
+    let (status, tax) = fed
+        .request(
+            "tax-office",
+            "civil-registry",
+            "residents",
+            json!({"national_id": "D000042"}),
+            "tax-assessment",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{tax}");
+    assert_eq!(tax["fields"], json!(["name", "address"]));
+    fed.stop().await;
+
+    let directory = fed.directory();
+    for dept in ["civil-registry", "social-welfare", "tax-office"] {
+        verify_ledger(&fed.ledger_dir(dept), &directory).unwrap_or_else(|e| panic!("{dept}: {e}"));
+    }
+    let provider = ledger_entries(&fed.ledger_dir("civil-registry")).unwrap();
+    let consumer = ledger_entries(&fed.ledger_dir("social-welfare")).unwrap();
+    let p = provider
+        .iter()
+        .find(|e| e["id"] == exchange.as_str())
+        .expect("provider entry");
+    let c = consumer
+        .iter()
+        .find(|e| e["id"] == exchange.as_str())
+        .expect("consumer entry");
+    assert_eq!(p["side"], "provider");
+    assert_eq!(c["side"], "consumer");
+    for field in [
+        "request_digest",
+        "response_digest",
+        "consumer",
+        "provider",
+        "dataset",
+        "purpose",
+        "fields",
+        "rows",
+        "subjects",
+        "policy",
+    ] {
+        assert_eq!(p[field], c[field], "{field} differs between the two sides");
+    }
+    assert_eq!(c["peer_receipt"]["index"], p["index"]);
+    assert_eq!(c["peer_receipt"]["log"], "demo/civil-registry");
+    assert_eq!(answer["receipt"]["index"], p["index"]);
+    assert_eq!(answer["consumer_log_index"], c["index"]);
+    let stored = serde_json::to_string(&provider).unwrap();
+    assert!(
+        !stored.contains("D000042"),
+        "raw national ids never reach the ledger"
+    );
+    assert!(
+        !stored.contains("officer-1"),
+        "raw officer names never reach the ledger"
+    );
+}
+
+#[tokio::test]
+async fn denials_get_403_a_reason_and_a_denied_entry_on_both_sides() {
+    let mut fed = Federation::start().await.unwrap();
+    let cases = [
+        // (consumer, provider, dataset, purpose, expected reason)
+        (
+            "social-welfare",
+            "civil-registry",
+            "residents",
+            "marketing",
+            "unknown-purpose",
+        ),
+        (
+            "tax-office",
+            "civil-registry",
+            "residents",
+            "benefit-eligibility",
+            "purpose-not-allowed",
+        ),
+        (
+            "social-welfare",
+            "civil-registry",
+            "vehicles",
+            "benefit-eligibility",
+            "no-grant",
+        ),
+        (
+            "civil-registry",
+            "tax-office",
+            "income",
+            "tax-assessment",
+            "no-grant",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (consumer, provider, dataset, purpose, reason) in cases {
+        let (status, answer) = fed
+            .request(
+                consumer,
+                provider,
+                dataset,
+                json!({"national_id": "D000001", "year": 2024}),
+                purpose,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            status, 403,
+            "{consumer}->{provider} {dataset} {purpose}: {answer}"
+        );
+        assert_eq!(answer["error"]["code"], reason, "{answer}");
+        assert!(
+            answer.get("rows").is_none(),
+            "a denial releases nothing: {answer}"
+        );
+        assert!(
+            answer["receipt"]["index"].is_u64(),
+            "denials are notarized with a receipt: {answer}"
+        );
+        ids.push((
+            consumer,
+            provider,
+            answer["exchange"].as_str().unwrap().to_owned(),
+            reason,
+        ));
+    }
+    fed.stop().await;
+    for (consumer, provider, id, reason) in ids {
+        for dept in [consumer, provider] {
+            let entries = ledger_entries(&fed.ledger_dir(dept)).unwrap();
+            let e = entries
+                .iter()
+                .find(|e| e["id"] == id.as_str())
+                .unwrap_or_else(|| panic!("{dept} has no entry for {id}"));
+            assert_eq!(e["kind"], "denied");
+            assert_eq!(e["decision"], "deny");
+            assert_eq!(e["reason"], reason);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_peer_port_refuses_clients_without_a_certificate() {
+    let fed = Federation::start().await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(fed.root.path().join("certs/ca.pem")).unwrap();
+    for cert in rustls_pemfile_certs(&ca) {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let result = raw_peer_post(
+        fed.gateway("civil-registry").peer_addr,
+        Arc::new(config),
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "a client without a certificate must be refused, got {result:?}"
+    );
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_peer_port_refuses_a_certificate_from_another_ca() {
+    let fed = Federation::start().await.unwrap();
+    // Another federation with the same department names but its own CA.
+    let other = Federation::create().unwrap();
+    let client =
+        causeway_tests::tls_client(&other.root.path().join("certs"), "social-welfare", "demo")
+            .unwrap();
+    let provider = fed
+        .directory()
+        .department(&DeptId::new("civil-registry").unwrap())
+        .unwrap()
+        .clone();
+    let request = http::Request::post("https://civil-registry/causeway/v1/exchange")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let result = client
+        .send(&provider, request, Duration::from_secs(5))
+        .await;
+    assert!(
+        result.is_err(),
+        "a foreign CA's certificate must be refused, got {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_peer_port_refuses_envelopes_signed_with_another_departments_key() {
+    let fed = Federation::start().await.unwrap();
+    let client = fed.peer_client_as("social-welfare").unwrap();
+    let bytes = envelope("social-welfare", "civil-registry", "benefit-eligibility").to_bytes();
+    // The certificate is social-welfare's, but the envelope is signed with the tax office's key.
+    let (status, answer) =
+        send_signed(&fed, &client, bytes.clone(), &fed.signing_key("tax-office")).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"]["code"], "bad-signature");
+    // An envelope claiming to come from the tax office, signed by it, sent over social-welfare's certificate.
+    let claimed = envelope("tax-office", "civil-registry", "tax-assessment").to_bytes();
+    let (status, answer) =
+        send_signed(&fed, &client, claimed, &fed.signing_key("tax-office")).await;
+    assert_eq!(
+        status, 401,
+        "the key must be the certificate holder's: {answer}"
+    );
+    // And the genuine article passes.
+    let (status, answer) =
+        send_signed(&fed, &client, bytes, &fed.signing_key("social-welfare")).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test]
+async fn the_peer_port_refuses_replayed_and_stale_envelopes() {
+    let fed = Federation::start().await.unwrap();
+    let client = fed.peer_client_as("social-welfare").unwrap();
+    let key = fed.signing_key("social-welfare");
+    let bytes = envelope("social-welfare", "civil-registry", "benefit-eligibility").to_bytes();
+    let (status, first) = send_signed(&fed, &client, bytes.clone(), &key).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = send_signed(&fed, &client, bytes, &key).await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["error"]["code"], "replayed-envelope");
+
+    for skew in [-120i64, 120] {
+        let mut stale = envelope("social-welfare", "civil-registry", "benefit-eligibility");
+        stale.issued_at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(skew))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let (status, answer) = send_signed(&fed, &client, stale.to_bytes(), &key).await;
+        assert_eq!(status, 401, "skew {skew}: {answer}");
+        assert_eq!(answer["error"]["code"], "stale-envelope");
+    }
+    let misaddressed = envelope("social-welfare", "tax-office", "benefit-eligibility").to_bytes();
+    let (status, answer) = send_signed(&fed, &client, misaddressed, &key).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("misaddressed")),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_gateway_continues_the_same_chain() {
+    let mut fed = Federation::start().await.unwrap();
+    let (status, _) = fed
+        .request(
+            "social-welfare",
+            "civil-registry",
+            "residents",
+            json!({"national_id": "D000003"}),
+            "benefit-eligibility",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let before = fed.gateway("civil-registry").ledger().checkpoint().0;
+    fed.stop_dept("civil-registry").await;
+    fed.start_dept("civil-registry").await.unwrap();
+    let (status, answer) = fed
+        .request(
+            "social-welfare",
+            "civil-registry",
+            "residents",
+            json!({"national_id": "D000004"}),
+            "benefit-eligibility",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["receipt"]["index"].as_u64().unwrap(),
+        before,
+        "the next entry follows the last one"
+    );
+    fed.stop().await;
+    let entries = ledger_entries(&fed.ledger_dir("civil-registry")).unwrap();
+    assert_eq!(
+        entries.len() as u64,
+        before + 1,
+        "no policy-change entry for an unchanged policy set"
+    );
+    verify_ledger(&fed.ledger_dir("civil-registry"), &fed.directory()).unwrap();
+}
+
+#[tokio::test]
+async fn no_data_is_released_when_the_ledger_cannot_record() {
+    let mut fed = Federation::create().unwrap();
+    let config = fed.layout.dept("civil-registry").unwrap().config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("dir = \"ledger\"", "dir = \"ledger\"\nmap_size_mib = 1"),
+    )
+    .unwrap();
+    for dept in ["civil-registry", "social-welfare", "tax-office"] {
+        fed.start_dept(dept).await.unwrap();
+    }
+    let mut refused = None;
+    for n in 1..=5000 {
+        let (status, answer) = fed
+            .request(
+                "social-welfare",
+                "civil-registry",
+                "residents",
+                json!({"national_id": format!("D{:06}", 1 + n % 150)}),
+                "benefit-eligibility",
+            )
+            .await
+            .unwrap();
+        if status != 200 {
+            refused = Some((status, answer));
+            break;
+        }
+    }
+    let (status, answer) = refused.expect("a 1 MiB ledger fills up");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["provider_status"], 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "ledger-unavailable", "{answer}");
+    assert!(
+        answer.get("rows").is_none(),
+        "no rows without a durable entry: {answer}"
+    );
+    // The gateway stays up and keeps refusing cleanly.
+    let (status, _) = fed
+        .request(
+            "social-welfare",
+            "civil-registry",
+            "residents",
+            json!({"national_id": "D000001"}),
+            "benefit-eligibility",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 503);
+    fed.stop().await;
+    verify_ledger(&fed.ledger_dir("civil-registry"), &fed.directory()).unwrap();
+}
+
+#[tokio::test]
+async fn bad_config_and_policy_files_fail_at_start_naming_the_file_and_field() {
+    let mut fed = Federation::create().unwrap();
+    let dept = fed.layout.dept("civil-registry").unwrap().clone();
+    let original = std::fs::read_to_string(&dept.config).unwrap();
+
+    std::fs::write(
+        &dept.config,
+        original.replace("[ledger]", "[ledger]\nmap_sise_mib = 5"),
+    )
+    .unwrap();
+    let e = fed
+        .start_dept("civil-registry")
+        .await
+        .expect_err("unknown key refused")
+        .to_string();
+    assert!(
+        e.contains("causeway.toml:") && e.contains("map_sise_mib"),
+        "{e}"
+    );
+
+    std::fs::write(
+        &dept.config,
+        original.replace(
+            "department = \"civil-registry\"",
+            "department = \"Civil Registry\"",
+        ),
+    )
+    .unwrap();
+    let e = fed
+        .start_dept("civil-registry")
+        .await
+        .expect_err("bad id refused")
+        .to_string();
+    assert!(
+        e.contains("causeway.toml:") && e.contains("invalid id"),
+        "{e}"
+    );
+
+    std::fs::write(
+        &dept.config,
+        original.replace(
+            "cert = \"../certs/civil-registry.pem\"",
+            "cert = \"../certs/tax-office.pem\"",
+        ),
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        fed.start_dept("civil-registry")
+            .await
+            .expect_err("someone else's certificate refused")
+    );
+    assert!(
+        e.contains("tax-office.pem") && e.contains("tax-office"),
+        "{e}"
+    );
+
+    std::fs::write(&dept.config, &original).unwrap();
+    let policy = dept.dir.join("policies/welfare-residents.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("fields =", "feilds =")).unwrap();
+    let e = fed
+        .start_dept("civil-registry")
+        .await
+        .expect_err("bad policy refused")
+        .to_string();
+    assert!(
+        e.contains("welfare-residents.toml:") && e.contains("feilds"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean \"fields\""), "{e}");
+
+    std::fs::write(&policy, text).unwrap();
+    fed.start_dept("civil-registry")
+        .await
+        .expect("fixed files start");
+    fed.stop().await;
+}
