@@ -102,6 +102,24 @@ impl HttpSource {
 
     async fn run(&self, params: &BoundParams, limits: Limits) -> Result<Rows, FetchError> {
         let deadline = Instant::now() + limits.timeout;
+        let mut stale = false;
+        let first = self.attempt(params, limits, deadline, &mut stale).await;
+        if stale && Instant::now() < deadline {
+            // A pooled connection died while idle (server restart, idle timeout): the query is
+            // read-only, so running it again on a fresh connection is safe.
+            tracing::debug!(dataset = %self.dataset, "http: pooled connection was dead; retrying on a fresh one");
+            return self.attempt(params, limits, deadline, &mut stale).await;
+        }
+        first
+    }
+
+    async fn attempt(
+        &self,
+        params: &BoundParams,
+        limits: Limits,
+        deadline: Instant,
+        stale: &mut bool,
+    ) -> Result<Rows, FetchError> {
         let timeout = FetchError::Timeout {
             after: limits.timeout,
         };
@@ -146,6 +164,10 @@ impl HttpSource {
             }
             Err(Failure::Unavailable(detail)) => {
                 tracing::warn!(dataset = %self.dataset, %detail, "http: upstream unavailable");
+                // Only failures before any answer arrived: the upstream never saw the request, or
+                // closed the kept-alive connection as it arrived.
+                *stale = !sender.is_fresh()
+                    && (detail.starts_with("connection") || detail.starts_with("request"));
                 sender.discard();
                 Err(FetchError::Unavailable)
             }

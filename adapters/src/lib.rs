@@ -7,6 +7,20 @@
 //! runs the query with bound parameters only, and enforces the row limit and the deadline while
 //! reading, not after.
 //!
+//! # Adapters
+//! - `sqlite`: a SQLite file, read-only connections, queries on tokio's blocking pool, the deadline
+//!   enforced by a progress handler inside SQLite's VM.
+//! - `postgres`: tokio-postgres, read-only sessions, optional TLS (rustls, verify-full), cancel
+//!   requests at the deadline or past the row limit.
+//! - `mysql`: mysql_async for MySQL and MariaDB, read-only sessions, `KILL QUERY` at the deadline or
+//!   past the row limit.
+//! - `http`: an internal REST service answering JSON (hyper client, optional TLS and mTLS, bearer
+//!   token), parameters percent-encoded into a URL template, JSON pointers to rows and fields.
+//!
+//! Network sources keep a small pool per dataset; a connection goes back to it only when it is known
+//! to be in sync with the server. A server that is unreachable at start makes its dataset not ready
+//! ([`Catalog::check`]) without stopping the gateway.
+//!
 //! # What this crate owns
 //! - The datasets file format and its validation, with `file:line:col` errors (docs/DATASETS.md).
 //! - Parameter validation and binding; requesters never send SQL.
@@ -180,6 +194,31 @@ impl Catalog {
     fn entry(&self, name: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.dataset.name == name)
     }
+}
+
+/// Parse and validate a datasets file without opening any source: its dataset definitions, in
+/// file order, for tools that check other files against them (`causeway policy check
+/// --datasets`). The same validation as [`Catalog::open`] up to, not including, connecting: a
+/// missing SQLite file or an unreachable server is not an error here.
+pub fn read_datasets(datasets_file: &Path) -> Result<Vec<Dataset>, DatasetsError> {
+    let text = std::fs::read_to_string(datasets_file).map_err(|source| DatasetsError::Read {
+        path: datasets_file.to_owned(),
+        source,
+    })?;
+    let base_dir = match datasets_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let parsed = datasets::parse(datasets_file, &text, &base_dir)?;
+    Ok(parsed.datasets.into_iter().map(|(d, _)| d).collect())
+}
+
+/// Parse and validate the text of a datasets file, as [`read_datasets`] does with a file (relative
+/// paths resolve against `.`): for fuzzing and for tools that already hold the text. Never touches
+/// the file system or a network.
+pub fn parse_datasets(text: &str) -> Result<Vec<Dataset>, DatasetsError> {
+    let parsed = datasets::parse(Path::new("datasets.toml"), text, Path::new("."))?;
+    Ok(parsed.datasets.into_iter().map(|(d, _)| d).collect())
 }
 
 async fn open_source(

@@ -17,9 +17,11 @@ use crate::datasets::{FieldDef, FieldType, ServerSettings};
 use crate::error::FetchError;
 use crate::params::{BoundParams, ParamValue};
 use crate::pool::{Pool, PoolError, Pooled};
-use crate::postgres::match_columns;
 use crate::query::Dialect;
-use crate::source::{BoxFuture, Limits, OpenProblem, Rows, Source};
+use crate::source::{match_columns, BoxFuture, Limits, OpenProblem, Rows, Source};
+
+/// A pooled connection idle for longer than this is pinged before use.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// How long to wait for a kill to take effect and the connection to answer again.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -40,6 +42,8 @@ pub(crate) struct MysqlSource {
 
 struct MyConn {
     conn: Conn,
+    /// When the connection last finished a command in sync (for the idle check).
+    last_used: Instant,
     statement: Statement,
     /// `columns[j]` is the statement column that yields field `j`.
     columns: Vec<usize>,
@@ -160,9 +164,40 @@ impl MysqlSource {
         let columns = self.check(&statement).map_err(ConnectFailure::Definition)?;
         Ok(MyConn {
             conn,
+            last_used: Instant::now(),
             statement,
             columns,
         })
+    }
+
+    /// A connection from the pool. One that sat idle longer than [`IDLE_CHECK`] is pinged first,
+    /// so that a connection the server closed meanwhile (restart, `wait_timeout`, KILL) is replaced
+    /// before it fails a request. A failure in the middle of a query is not retried: it is reported.
+    async fn checkout(
+        &self,
+        deadline: Instant,
+    ) -> Result<Pooled<MyConn>, PoolError<ConnectFailure>> {
+        loop {
+            let mut conn = self.pool.get(deadline, |_| true, || self.connect()).await?;
+            if conn.is_fresh() || conn.last_used.elapsed() < IDLE_CHECK {
+                return Ok(conn);
+            }
+            conn.set_busy(true);
+            match tokio::time::timeout_at(deadline.into(), conn.conn.ping()).await {
+                Ok(Ok(())) => {
+                    conn.set_busy(false);
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(dataset = %self.dataset, error = %e, "mysql: idle pooled connection is dead; replacing it");
+                    conn.discard();
+                }
+                Err(_) => {
+                    conn.discard();
+                    return Err(PoolError::Timeout);
+                }
+            }
+        }
     }
 
     fn check(&self, statement: &Statement) -> Result<Vec<usize>, OpenProblem> {
@@ -192,7 +227,7 @@ impl MysqlSource {
         let timeout = FetchError::Timeout {
             after: limits.timeout,
         };
-        let mut conn = match self.pool.get(deadline, |_| true, || self.connect()).await {
+        let mut conn = match self.checkout(deadline).await {
             Ok(c) => c,
             Err(PoolError::Timeout) => return Err(timeout),
             Err(PoolError::Connect(ConnectFailure::Unreachable(detail))) => {
@@ -244,6 +279,7 @@ impl MysqlSource {
                 Err(timeout)
             }
             Some(Ok(rows)) => {
+                conn.last_used = Instant::now();
                 conn.set_busy(false);
                 Ok(rows)
             }

@@ -59,10 +59,11 @@ impl<C> Pool<C> {
         .await
         .map_err(|_| PoolError::Timeout)?
         .expect("the pool's semaphore is never closed");
-        let pooled = |conn| Pooled {
+        let pooled = |conn, fresh| Pooled {
             inner: Arc::clone(&self.inner),
             conn: Some(conn),
             busy: false,
+            fresh,
             _permit: permit,
         };
         loop {
@@ -73,7 +74,7 @@ impl<C> Pool<C> {
                 .map(|mut idle| idle.pop())
                 .unwrap_or(None);
             match idle {
-                Some(c) if usable(&c) => return Ok(pooled(c)),
+                Some(c) if usable(&c) => return Ok(pooled(c, false)),
                 Some(_) => continue, // dead: drop it and look again
                 None => break,
             }
@@ -82,7 +83,7 @@ impl<C> Pool<C> {
             .await
             .map_err(|_| PoolError::Timeout)?
             .map_err(PoolError::Connect)?;
-        Ok(pooled(conn))
+        Ok(pooled(conn, true))
     }
 }
 
@@ -91,6 +92,7 @@ pub(crate) struct Pooled<C> {
     inner: Arc<Inner<C>>,
     conn: Option<C>,
     busy: bool,
+    fresh: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -98,6 +100,13 @@ impl<C> Pooled<C> {
     /// Close this connection instead of returning it (its state with the server is unknown).
     pub fn discard(mut self) {
         self.conn = None;
+    }
+
+    /// True if the connection was made for this use rather than taken idle from the pool. A
+    /// pooled connection may have been closed by the server while idle; the adapters retry a
+    /// read-only fetch once, on a fresh connection, when a reused one turns out to be dead.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// Mark the connection as running a query (`true`) or back in sync (`false`). Dropped while

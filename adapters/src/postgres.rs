@@ -28,7 +28,10 @@ use crate::error::FetchError;
 use crate::params::{BoundParams, ParamValue};
 use crate::pool::{Pool, PoolError, Pooled};
 use crate::query::Dialect;
-use crate::source::{BoxFuture, Limits, OpenProblem, Rows, Source};
+use crate::source::{match_columns, BoxFuture, Limits, OpenProblem, Rows, Source};
+
+/// A pooled connection idle for longer than this is pinged before use.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// How long to wait for the server to acknowledge a cancel and for the connection to resync.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -51,6 +54,8 @@ pub(crate) struct PostgresSource {
 struct PgConn {
     client: Client,
     statement: Statement,
+    /// When the connection last finished a query in sync (for the idle check).
+    last_used: Instant,
 }
 
 /// A connection-level failure: the detail is for the local log only.
@@ -162,7 +167,44 @@ impl PostgresSource {
             let columns = self.check(&statement).map_err(ConnectFailure::Definition)?;
             let _ = self.columns.set(columns);
         }
-        Ok(PgConn { client, statement })
+        Ok(PgConn {
+            client,
+            statement,
+            last_used: Instant::now(),
+        })
+    }
+
+    /// A connection from the pool. One that sat idle longer than [`IDLE_CHECK`] is pinged first,
+    /// so that a connection the server closed meanwhile (restart, terminate) is replaced before it
+    /// fails a request. A failure in the middle of a query is not retried: it is reported.
+    async fn checkout(
+        &self,
+        deadline: Instant,
+    ) -> Result<Pooled<PgConn>, PoolError<ConnectFailure>> {
+        loop {
+            let mut conn = self
+                .pool
+                .get(deadline, |c| !c.client.is_closed(), || self.connect())
+                .await?;
+            if conn.is_fresh() || conn.last_used.elapsed() < IDLE_CHECK {
+                return Ok(conn);
+            }
+            conn.set_busy(true);
+            match tokio::time::timeout_at(deadline.into(), conn.client.simple_query("")).await {
+                Ok(Ok(_)) => {
+                    conn.set_busy(false);
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(dataset = %self.dataset, error = %e, "postgres: idle pooled connection is dead; replacing it");
+                    conn.discard();
+                }
+                Err(_) => {
+                    conn.discard();
+                    return Err(PoolError::Timeout);
+                }
+            }
+        }
     }
 
     /// Match the prepared statement's parameters and columns to the declarations.
@@ -208,11 +250,7 @@ impl PostgresSource {
         let timeout = FetchError::Timeout {
             after: limits.timeout,
         };
-        let mut conn = match self
-            .pool
-            .get(deadline, |c| !c.client.is_closed(), || self.connect())
-            .await
-        {
+        let mut conn = match self.checkout(deadline).await {
             Ok(c) => c,
             Err(PoolError::Timeout) => return Err(timeout),
             Err(PoolError::Connect(ConnectFailure::Unreachable(detail))) => {
@@ -241,6 +279,7 @@ impl PostgresSource {
         .await;
         let failure = match outcome {
             Ok(Ok(rows)) => {
+                conn.last_used = Instant::now();
                 conn.set_busy(false);
                 return Ok(rows);
             }
@@ -444,42 +483,6 @@ fn map_error(e: &tokio_postgres::Error, limits: Limits) -> FetchError {
         None if e.source().is_some_and(|s| s.is::<std::io::Error>()) => FetchError::Unavailable,
         None => FetchError::QueryFailed,
     }
-}
-
-/// Match query column names to declared fields: `columns[j]` yields `fields[j]`.
-pub(crate) fn match_columns(
-    names: &[&str],
-    fields: &[FieldDef],
-) -> Result<Vec<usize>, OpenProblem> {
-    let mut columns = Vec::with_capacity(fields.len());
-    for (i, f) in fields.iter().enumerate() {
-        match names.iter().position(|n| *n == f.name) {
-            Some(c) => columns.push(c),
-            None => {
-                return Err(OpenProblem::Field(
-                    i,
-                    format!(
-                        "field \"{}\" is not a column of the query (its columns: {}; rename the field or alias the column with AS)",
-                        f.name,
-                        names.join(", ")
-                    ),
-                ))
-            }
-        }
-    }
-    for n in names {
-        if !fields.iter().any(|f| f.name == *n) {
-            return Err(OpenProblem::Query(format!(
-                "the query yields column \"{n}\" but no field declares it (add a [[dataset.field]] for it, or remove it from the SELECT)"
-            )));
-        }
-    }
-    if names.len() != fields.len() {
-        return Err(OpenProblem::Query(
-            "the query yields the same column name twice (alias the columns with AS)".into(),
-        ));
-    }
-    Ok(columns)
 }
 
 fn is_text(ty: &Type) -> bool {

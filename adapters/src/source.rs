@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::datasets::FieldDef;
 use crate::error::FetchError;
 use crate::params::BoundParams;
 
@@ -70,4 +71,40 @@ pub(crate) enum OpenProblem {
     Field(usize, String),
     /// A secret cannot be read (points at `*_env` / `*_file`).
     Secret(String),
+}
+
+/// Match query column names to declared fields: `columns[j]` yields `fields[j]`.
+pub(crate) fn match_columns(
+    names: &[&str],
+    fields: &[FieldDef],
+) -> Result<Vec<usize>, OpenProblem> {
+    let mut columns = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        match names.iter().position(|n| *n == f.name) {
+            Some(c) => columns.push(c),
+            None => {
+                return Err(OpenProblem::Field(
+                    i,
+                    format!(
+                        "field \"{}\" is not a column of the query (its columns: {}; rename the field or alias the column with AS)",
+                        f.name,
+                        names.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+    for n in names {
+        if !fields.iter().any(|f| f.name == *n) {
+            return Err(OpenProblem::Query(format!(
+                "the query yields column \"{n}\" but no field declares it (add a [[dataset.field]] for it, or remove it from the SELECT)"
+            )));
+        }
+    }
+    if names.len() != fields.len() {
+        return Err(OpenProblem::Query(
+            "the query yields the same column name twice (alias the columns with AS)".into(),
+        ));
+    }
+    Ok(columns)
 }

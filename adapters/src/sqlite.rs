@@ -18,7 +18,7 @@ use crate::datasets::{FieldDef, FieldType, SqliteSettings};
 use crate::error::FetchError;
 use crate::params::{BoundParams, ParamValue};
 use crate::query::Dialect;
-use crate::source::{BoxFuture, Limits, OpenProblem, Rows, Source};
+use crate::source::{match_columns, BoxFuture, Limits, OpenProblem, Rows, Source};
 
 /// SQLite VM instructions between deadline checks: small enough to stop within a millisecond or so.
 const PROGRESS_OPS: i32 = 10_000;
@@ -338,41 +338,13 @@ fn check_query(
             "query would modify the database (datasets are read-only: write a SELECT)".into(),
         ));
     }
-    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let names = stmt.column_names();
     if names.is_empty() {
         return Err(OpenProblem::Query(
             "query yields no columns (write a SELECT)".into(),
         ));
     }
-    let mut columns = Vec::with_capacity(fields.len());
-    for (i, f) in fields.iter().enumerate() {
-        match names.iter().position(|n| *n == f.name) {
-            Some(c) => columns.push(c),
-            None => {
-                return Err(OpenProblem::Field(
-                    i,
-                    format!(
-                        "field \"{}\" is not a column of the query (its columns: {}; rename the field or alias the column with AS)",
-                        f.name,
-                        names.join(", ")
-                    ),
-                ))
-            }
-        }
-    }
-    for n in &names {
-        if !fields.iter().any(|f| f.name == *n) {
-            return Err(OpenProblem::Query(format!(
-                "the query yields column \"{n}\" but no field declares it (add a [[dataset.field]] for it, or remove it from the SELECT)"
-            )));
-        }
-    }
-    if names.len() != fields.len() {
-        return Err(OpenProblem::Query(
-            "the query yields the same column name twice (alias the columns with AS)".into(),
-        ));
-    }
-    Ok(columns)
+    match_columns(&names, fields)
 }
 
 fn to_sql(v: &ParamValue) -> SqlValue {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use causeway_adapters::{Catalog, FetchError, Limits};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const GENEROUS: Limits = Limits {
     max_rows: 1_000_000,
@@ -46,7 +46,7 @@ async fn upstream() -> Upstream {
 }
 
 /// Answer requests on one keep-alive connection.
-async fn serve(mut stream: TcpStream, seen: Seen) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, seen: Seen) {
     let mut buf = Vec::new();
     loop {
         let head = loop {
@@ -411,4 +411,133 @@ async fn url_templates_are_checked_at_open() {
         let e = Catalog::open(&dir.path().join("datasets.toml")).await.expect_err("bad url").to_string();
         assert!(e.starts_with(&want), "got:  {e}\nwant: {want}...");
     }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, written as PEM files.
+struct Pki {
+    server: rustls::ServerConfig,
+}
+
+fn pki(dir: &std::path::Path, require_client_cert: bool) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issue = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("sign");
+        (cert, key)
+    };
+    let (server_cert, server_key) = issue("127.0.0.1");
+    let (client_cert, client_key) = issue("gateway.civil-registry");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(dir.join("client.pem"), client_cert.pem()).expect("write");
+    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).expect("write");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("root");
+    let builder = rustls::ServerConfig::builder_with_provider(std::sync::Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = if require_client_cert {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .build()
+        .expect("verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let server = builder
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
+                .expect("key der"),
+        )
+        .expect("server config");
+    Pki { server }
+}
+
+async fn tls_upstream(config: rustls::ServerConfig) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Seen = Arc::default();
+    let connections: Arc<Mutex<usize>> = Arc::default();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (s, c) = (Arc::clone(&seen), Arc::clone(&connections));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            *c.lock().expect("lock") += 1;
+            let (acceptor, seen) = (acceptor.clone(), Arc::clone(&s));
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    serve(tls, seen).await;
+                }
+            });
+        }
+    });
+    Upstream {
+        port,
+        seen,
+        connections,
+    }
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_and_mtls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = tls_upstream(pki(dir.path(), true).server).await;
+    let with_identity =
+        "ca_file = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\"";
+    let text = std::fs::read_to_string(datasets(&up, &dir, with_identity))
+        .expect("read")
+        .replace("http://", "https://");
+    let file = dir.path().join("datasets.toml");
+    std::fs::write(&file, &text).expect("write");
+    let catalog = Catalog::open(&file).await.unwrap_or_else(|e| panic!("{e}"));
+    let rows = catalog
+        .fetch("people", &params("people", "D1"), GENEROUS)
+        .await
+        .expect("fetch over mTLS");
+    assert_eq!(rows.rows[0][1], json!("Zoë"));
+    assert_eq!(up.seen.lock().expect("lock").len(), 1);
+
+    // Without a client certificate the upstream refuses us: unavailable, and nothing was served.
+    std::fs::write(
+        &file,
+        text.replace(
+            "client_cert = \"client.pem\"\nclient_key = \"client.key\"",
+            "",
+        ),
+    )
+    .expect("write");
+    let catalog = Catalog::open(&file).await.unwrap_or_else(|e| panic!("{e}"));
+    let err = catalog
+        .fetch("people", &params("people", "D1"), GENEROUS)
+        .await
+        .expect_err("no client cert");
+    assert_eq!(err, FetchError::Unavailable);
+
+    // A CA that did not sign the upstream's certificate: unavailable.
+    let other = tempfile::tempdir().expect("tempdir");
+    let _ = pki(other.path(), false);
+    std::fs::copy(other.path().join("ca.pem"), dir.path().join("ca.pem")).expect("copy");
+    std::fs::write(&file, &text).expect("write");
+    let catalog = Catalog::open(&file).await.unwrap_or_else(|e| panic!("{e}"));
+    let err = catalog
+        .fetch("people", &params("people", "D1"), GENEROUS)
+        .await
+        .expect_err("wrong CA");
+    assert_eq!(err, FetchError::Unavailable);
+    assert_eq!(
+        up.seen.lock().expect("lock").len(),
+        1,
+        "no request reached the upstream without trust"
+    );
 }

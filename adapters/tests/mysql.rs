@@ -585,3 +585,38 @@ async fn an_unreachable_server_is_not_ready_and_fetches_are_unavailable() {
         .expect_err("unreachable");
     assert_eq!(err, FetchError::Unavailable);
 }
+
+#[tokio::test]
+async fn a_pooled_connection_killed_while_idle_is_replaced_transparently() {
+    let mut db = Database::new(SETUP).await;
+    let catalog = db.catalog(SLOW).await;
+    let ok = catalog
+        .fetch("sleep", &params(&[("seconds", json!(0))]), GENEROUS)
+        .await
+        .expect("first fetch");
+    assert_eq!(ok.rows, vec![vec![json!(0)]]);
+    // The pool now holds one idle connection to our database (plus the one `many` opened at start).
+    let idle: Vec<u64> = db
+        .admin
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+            (db.name.clone(),),
+        )
+        .await
+        .expect("processlist");
+    assert!(!idle.is_empty(), "pooled connections are visible");
+    for id in idle {
+        db.admin
+            .query_drop(format!("KILL CONNECTION {id}"))
+            .await
+            .expect("kill");
+    }
+    // Connections idle for more than a second are pinged before use (not a synchronization sleep:
+    // this is the idle age the adapter checks).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ok = catalog
+        .fetch("sleep", &params(&[("seconds", json!(0))]), GENEROUS)
+        .await
+        .expect("a dead idle connection is replaced before use");
+    assert_eq!(ok.rows, vec![vec![json!(0)]]);
+}

@@ -682,3 +682,39 @@ async fn secrets_come_from_the_environment_or_a_file() {
         .to_string();
     assert!(e.contains(":8:17: cannot read secret file"), "{e}");
 }
+
+#[tokio::test]
+async fn pooled_connections_terminated_while_idle_are_replaced_transparently() {
+    let s = Schema::new("").await;
+    let catalog = s.catalog(&series(&s, 10_000, 2)).await;
+    let ok = catalog
+        .fetch("sleep", &params(&[("seconds", json!(0))]), GENEROUS)
+        .await
+        .expect("first fetch");
+    assert_eq!(ok.rows, vec![vec![json!(1)]]);
+    let killed: Vec<bool> = s
+        .admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'causeway' AND query LIKE $1",
+            &[&format!("%{} sleep */%", s.name)],
+        )
+        .await
+        .expect("terminate")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !killed.is_empty() && killed.iter().all(|k| *k),
+        "{killed:?}"
+    );
+    // Connections idle for more than a second are pinged before use (not a synchronization sleep:
+    // this is the idle age the adapter checks).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        let ok = catalog
+            .fetch("sleep", &params(&[("seconds", json!(0))]), GENEROUS)
+            .await
+            .expect("dead pooled connections are replaced");
+        assert_eq!(ok.rows, vec![vec![json!(1)]]);
+    }
+}

@@ -38,6 +38,10 @@ pub struct GatewayConfig {
     pub datasets: Option<PathBuf>,
     /// The policy directory (providers only).
     pub policies: Option<PathBuf>,
+    /// A candidate policy directory decided beside `policies` for every request (shadow mode):
+    /// only the active decision counts; differences are counted and logged.
+    #[serde(default)]
+    pub policies_shadow: Option<PathBuf>,
     /// Key and certificate files.
     pub identity: IdentityFiles,
     /// The ledger.
@@ -48,6 +52,12 @@ pub struct GatewayConfig {
     pub peer: PeerSection,
     /// Health and metrics.
     pub admin: Option<AdminSection>,
+    /// `[telemetry]`: OTLP export of traces and metrics (docs/OPERATIONS.md).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetrySection,
+    /// Oversight nodes only: the replica and how often to pull (docs/OVERSIGHT.md).
+    #[serde(default)]
+    pub oversight: Option<crate::oversight::OversightSection>,
 }
 
 /// `[identity]`: certificates and keys.
@@ -77,6 +87,39 @@ pub struct LedgerSection {
     /// LMDB map size in MiB (the file is sparse; a full map refuses to release data).
     #[serde(default = "default_map_size_mib")]
     pub map_size_mib: u64,
+    /// The longest a commit batch stays open for more appends, in microseconds.
+    #[serde(default = "default_batch_window_us")]
+    pub batch_window_us: u64,
+    /// A batch closes early once appends pause for this long, in microseconds.
+    #[serde(default = "default_batch_gap_us")]
+    pub batch_gap_us: u64,
+    /// Most entries in one commit batch.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl LedgerSection {
+    /// The ledger's options.
+    pub fn options(&self) -> crate::ledger::LedgerOptions {
+        crate::ledger::LedgerOptions {
+            map_size_mib: self.map_size_mib,
+            batch_window: std::time::Duration::from_micros(self.batch_window_us),
+            batch_gap: std::time::Duration::from_micros(self.batch_gap_us),
+            max_batch: self.max_batch.clamp(1, 65_536),
+        }
+    }
+}
+
+fn default_batch_window_us() -> u64 {
+    2000
+}
+
+fn default_batch_gap_us() -> u64 {
+    100
+}
+
+fn default_max_batch() -> usize {
+    4096
 }
 
 fn default_map_size_mib() -> u64 {
@@ -104,9 +147,21 @@ fn default_request_timeout_ms() -> u64 {
 pub struct PeerSection {
     /// HTTPS/2 listen address.
     pub https: SocketAddr,
+    /// QUIC listen address (UDP), if this gateway serves QUIC.
+    pub quic: Option<SocketAddr>,
+    /// Transport to use towards peers that list both (`https` or `quic`); QUIC falls back to HTTPS.
+    #[serde(default)]
+    pub prefer: crate::transport::Transport,
+    /// Time allowed for a whole QUIC request frame to arrive, in milliseconds.
+    #[serde(default = "default_quic_frame_timeout_ms")]
+    pub quic_frame_timeout_ms: u64,
     /// Largest accepted clock skew of an envelope, in seconds.
     #[serde(default = "default_max_skew_secs")]
     pub max_skew_secs: u64,
+}
+
+fn default_quic_frame_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_max_skew_secs() -> u64 {
@@ -137,6 +192,7 @@ impl GatewayConfig {
         resolve(&mut config.directory);
         config.datasets.as_mut().map(resolve);
         config.policies.as_mut().map(resolve);
+        config.policies_shadow.as_mut().map(resolve);
         resolve(&mut config.identity.ca);
         config.identity.crl.as_mut().map(resolve);
         resolve(&mut config.identity.cert);
@@ -144,6 +200,20 @@ impl GatewayConfig {
         resolve(&mut config.identity.signing_key);
         resolve(&mut config.identity.tag_key);
         resolve(&mut config.ledger.dir);
+        config.telemetry.ca.as_mut().map(resolve);
+        match (config.role, config.oversight.as_mut()) {
+            (Role::Oversight, Some(section)) => resolve(&mut section.replica),
+            (Role::Oversight, None) => {
+                let mut section = crate::oversight::OversightSection::default();
+                resolve(&mut section.replica);
+                config.oversight = Some(section);
+            }
+            (Role::Department, Some(_)) => bail!(
+                "{}: [oversight] is only for role = \"oversight\"; remove the section or set the role",
+                path.display()
+            ),
+            (Role::Department, None) => {}
+        }
         if !config.client.listen.ip().is_loopback() {
             tracing::warn!(
                 listen = %config.client.listen,
@@ -186,7 +256,9 @@ struct DepartmentEntry {
     id: DeptId,
     name: String,
     https: Option<String>,
+    quic: Option<String>,
     vkey: String,
+    witness: Option<String>,
 }
 
 /// One department as the directory describes it.
@@ -198,8 +270,12 @@ pub struct Department {
     pub name: String,
     /// Peer endpoint `host:port` for HTTPS/2, if it serves one.
     pub https: Option<String>,
+    /// Peer endpoint `host:port` for QUIC (`quic://` in the file), if it serves one.
+    pub quic: Option<String>,
     /// Its note verifier key: checks envelopes, receipts and checkpoints it signs.
     pub verifier: NoteVerifier,
+    /// Its witness key (cosignature/v1): checks the cosignatures it puts on other logs' checkpoints.
+    pub witness: Option<NoteVerifier>,
 }
 
 impl Department {
@@ -240,8 +316,22 @@ impl Directory {
                 parse_endpoint(url, "https")
                     .with_context(|| format!("department {}: field `https`", entry.id))?;
             }
+            let witness = entry
+                .witness
+                .as_deref()
+                .map(parse_vkey)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("department {}: field `witness`: {e}", entry.id))?;
+            let quic = entry
+                .quic
+                .as_deref()
+                .map(|url| parse_endpoint(url, "quic"))
+                .transpose()
+                .with_context(|| format!("department {}: field `quic`", entry.id))?;
             let id = entry.id.clone();
             let dept = Department {
+                quic,
+                witness,
                 id: entry.id,
                 name: entry.name,
                 https: entry
@@ -262,6 +352,19 @@ impl Directory {
     /// Look a department up.
     pub fn department(&self, id: &DeptId) -> Option<&Department> {
         self.departments.get(id)
+    }
+
+    /// Every department's witness key.
+    pub fn witnesses(&self) -> Vec<NoteVerifier> {
+        self.departments
+            .values()
+            .filter_map(|d| d.witness.clone())
+            .collect()
+    }
+
+    /// The department whose log has this origin.
+    pub fn by_origin(&self, origin: &str) -> Option<&Department> {
+        self.departments.values().find(|d| d.origin() == origin)
     }
 
     /// Every department, by id.
@@ -314,6 +417,37 @@ mod tests {
         assert!(parse_endpoint("https://127.0.0.1", "https").is_err());
         assert!(parse_endpoint("https://h:99999", "https").is_err());
         assert!(parse_endpoint("https://h:1/x", "https").is_err());
+        assert_eq!(
+            parse_endpoint("quic://[::1]:7444", "quic").unwrap(),
+            "[::1]:7444"
+        );
+        assert!(parse_endpoint("https://127.0.0.1:7444", "quic").is_err());
+    }
+
+    #[test]
+    fn quic_endpoints_are_optional_and_checked() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let vkey = crate::identity::GatewayKey::new("demo/tax", key)
+            .unwrap()
+            .vkey();
+        let text = format!("federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nhttps = \"https://127.0.0.1:1\"\nquic = \"quic://127.0.0.1:2\"\nvkey = \"{vkey}\"\n");
+        let directory = Directory::parse(&text).unwrap();
+        let tax = directory.department(&DeptId::new("tax").unwrap()).unwrap();
+        assert_eq!(tax.quic.as_deref(), Some("127.0.0.1:2"));
+        let without = text.replace("quic = \"quic://127.0.0.1:2\"\n", "");
+        assert_eq!(
+            Directory::parse(&without)
+                .unwrap()
+                .department(&tax.id)
+                .unwrap()
+                .quic,
+            None
+        );
+        let e = format!(
+            "{:#}",
+            Directory::parse(&text.replace("quic://", "udp://")).unwrap_err()
+        );
+        assert!(e.contains("department tax") && e.contains("quic"), "{e}");
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! and by the end-to-end tests.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::identity::{pki, DeptId, PeerIdentity};
+use crate::transport::Transport;
 
 include!(concat!(env!("OUT_DIR"), "/samples.rs"));
 
@@ -33,6 +34,8 @@ pub struct DeptLayout {
     pub client: SocketAddr,
     /// Its peer HTTPS address.
     pub peer: SocketAddr,
+    /// Its peer QUIC address (UDP), if it serves QUIC.
+    pub quic: Option<SocketAddr>,
     /// Its admin address.
     pub admin: SocketAddr,
     /// Its directory.
@@ -57,15 +60,56 @@ impl Layout {
     }
 }
 
-/// A free loopback port (bound and released; the gateway binds it again moments later).
-pub fn free_port() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?)
+/// Ports handed out by this process, never handed out twice.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// A loopback port that is free for both TCP and UDP now. The gateway binds it moments later, so it
+/// is drawn from 20000-32767, below Linux's ephemeral range (32768-60999): outgoing connections,
+/// which take ephemeral ports, cannot grab it in between, and this process never hands it out twice.
+fn free_loopback_port() -> Result<u16> {
+    use rand::Rng;
+    let mut handed_out = HANDED_OUT.lock().expect("port list lock poisoned");
+    for _ in 0..1000 {
+        let port = rand::thread_rng().gen_range(20_000..32_768);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free loopback port found in 20000-32767")
 }
 
-/// Create the federation in `dir` with `departments` (id, display name). Sample files under
-/// policies/samples/<id>/ are copied in (datasets.toml beside the config, the rest into policies/).
+/// A free loopback TCP port (see [`free_loopback_port`]).
+pub fn free_port() -> Result<SocketAddr> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], free_loopback_port()?)))
+}
+
+/// A free loopback UDP port, for a QUIC listener.
+pub fn free_udp_port() -> Result<SocketAddr> {
+    free_port()
+}
+
+/// Create the federation in `dir` with `departments` (id, display name), preferring HTTPS between
+/// gateways; see [`create_with`].
 pub fn create(dir: &Path, federation: &str, departments: &[(&str, &str)]) -> Result<Layout> {
+    create_with(dir, federation, departments, Transport::Https)
+}
+
+/// Create the federation in `dir` with `departments` (id, display name). Every gateway serves both
+/// HTTPS and QUIC and lists both endpoints; `prefer` is the transport gateways use towards each
+/// other (QUIC falls back to HTTPS). Sample files under policies/samples/<id>/ are copied in
+/// (datasets.toml beside the config, the rest into policies/).
+pub fn create_with(
+    dir: &Path,
+    federation: &str,
+    departments: &[(&str, &str)],
+    prefer: Transport,
+) -> Result<Layout> {
     let certs = dir.join("certs");
     pki::init_federation(federation, &certs)?;
     let mut directory = format!("# The federation directory: every department, its endpoints and its note verifier key.\nfederation = \"{federation}\"\n");
@@ -79,10 +123,11 @@ pub fn create(dir: &Path, federation: &str, departments: &[(&str, &str)]) -> Res
             &["localhost".into(), "127.0.0.1".into()],
         )?;
         let (client, peer, admin) = (free_port()?, free_port()?, free_port()?);
+        let quic = free_udp_port()?;
         write!(
             directory,
-            "\n[[department]]\nid = \"{id}\"\nname = \"{name}\"\nhttps = \"https://{peer}\"\nvkey = \"{}\"\n",
-            issued.vkey
+            "\n[[department]]\nid = \"{id}\"\nname = \"{name}\"\nhttps = \"https://{peer}\"\nquic = \"quic://{quic}\"\nvkey = \"{}\"\nwitness = \"{}\"\n",
+            issued.vkey, issued.witness_vkey
         )?;
         let dept_dir = dir.join(id);
         let policies = dept_dir.join("policies");
@@ -130,6 +175,8 @@ listen = "{client}"
 
 [peer]
 https = "{peer}"
+quic = "{quic}"
+prefer = "{prefer}"
 
 [admin]
 listen = "{admin}"
@@ -141,6 +188,7 @@ listen = "{admin}"
             config,
             client,
             peer,
+            quic: Some(quic),
             admin,
             dir: dept_dir,
         });
@@ -166,6 +214,7 @@ pub fn open(dir: &Path) -> Result<Layout> {
             id: dept.id.clone(),
             client: config.client.listen,
             peer: config.peer.https,
+            quic: config.peer.quic,
             admin: config
                 .admin
                 .as_ref()
@@ -179,6 +228,105 @@ pub fn open(dir: &Path) -> Result<Layout> {
         directory: directory_path,
         departments,
     })
+}
+
+/// The demo's oversight node id.
+pub const DEMO_OVERSIGHT: &str = "audit-office";
+
+/// An oversight node's files and addresses.
+#[derive(Debug, Clone)]
+pub struct OversightLayout {
+    /// Its `causeway.toml`.
+    pub config: PathBuf,
+    /// Its dashboard (loopback HTTP).
+    pub dashboard: SocketAddr,
+    /// Where it serves its own log (mTLS).
+    pub peer: SocketAddr,
+    /// Its directory (`DIR/oversight`).
+    pub dir: PathBuf,
+}
+
+/// Issue an oversight certificate for `id` from the layout's CA and write `DIR/oversight/causeway.toml`
+/// (dashboard and own-log ports on loopback, replica and ledger beside the config).
+pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
+    let certs = layout.dir.join("certs");
+    let oversight = DeptId::new(id)?;
+    let issued = pki::issue(
+        &certs,
+        &certs,
+        &PeerIdentity::Oversight(oversight),
+        &["localhost".into(), "127.0.0.1".into()],
+    )?;
+    let file = |p: &Path| {
+        p.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let dir = layout.dir.join("oversight");
+    std::fs::create_dir_all(&dir)?;
+    let (dashboard, peer) = (free_port()?, free_port()?);
+    let config = dir.join("causeway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Oversight node {id}: pulls and verifies every department's log (docs/OVERSIGHT.md).
+# Relative paths are relative to this file.
+department = "{id}"
+role = "oversight"
+directory = "../federation.toml"
+
+[identity]
+ca = "../certs/ca.pem"
+cert = "../certs/{cert}"
+key = "../certs/{key}"
+signing_key = "../certs/{signing}"
+tag_key = "../certs/federation.tag.key"
+
+# This node's own ledger: every oversight query is notarized here.
+[ledger]
+dir = "ledger"
+
+# The dashboard and query API: plain HTTP, loopback only, behind the operator's auth proxy.
+[client]
+listen = "{dashboard}"
+
+# This node's own log (checkpoints, proofs) over mTLS.
+[peer]
+https = "{peer}"
+
+[oversight]
+replica = "replica"
+pull_interval_ms = 2000
+grace_secs = 30
+late_secs = 60
+"#,
+            cert = file(&issued.cert),
+            key = file(&issued.key),
+            signing = file(&issued.signing_key),
+        ),
+    )?;
+    Ok(OversightLayout {
+        config,
+        dashboard,
+        peer,
+        dir,
+    })
+}
+
+/// The oversight node of an existing layout, if it has one.
+pub fn open_oversight(layout: &Layout) -> Result<Option<OversightLayout>> {
+    let dir = layout.dir.join("oversight");
+    let config_path = dir.join("causeway.toml");
+    if !config_path.exists() {
+        return Ok(None);
+    }
+    let config = crate::config::GatewayConfig::load(&config_path)?;
+    Ok(Some(OversightLayout {
+        config: config_path,
+        dashboard: config.client.listen,
+        peer: config.peer.https,
+        dir,
+    }))
 }
 
 /// Deterministic synthetic people: national ids D000001.. with names, birth dates, addresses.
@@ -287,4 +435,162 @@ pub fn generate_demo_data(layout: &Layout, people: u32) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Make every gateway of `layout` prefer `transport` towards its peers, by rewriting the `prefer`
+/// line of the `[peer]` section of each `causeway.toml`.
+pub fn set_preferred_transport(layout: &Layout, transport: Transport) -> Result<()> {
+    for dept in &layout.departments {
+        if transport == Transport::Quic && dept.quic.is_none() {
+            anyhow::bail!(
+                "{}: [peer] has no `quic` address, so {} cannot serve QUIC; add one (and a quic:// endpoint in {})",
+                dept.config.display(),
+                dept.id,
+                layout.directory.display()
+            );
+        }
+        let text = std::fs::read_to_string(&dept.config)
+            .with_context(|| format!("reading {}", dept.config.display()))?;
+        let line = format!("prefer = \"{transport}\"");
+        let mut out = Vec::new();
+        let (mut section, mut done) = (String::new(), false);
+        for l in text.lines() {
+            let trimmed = l.trim();
+            if trimmed.starts_with('[') {
+                if section == "[peer]" && !done {
+                    out.push(line.clone());
+                    done = true;
+                }
+                section = trimmed.to_owned();
+            }
+            if section == "[peer]"
+                && trimmed.starts_with("prefer")
+                && trimmed[6..].trim_start().starts_with('=')
+            {
+                out.push(line.clone());
+                done = true;
+                continue;
+            }
+            out.push(l.to_owned());
+        }
+        if !done {
+            anyhow::ensure!(
+                section == "[peer]",
+                "{}: no [peer] section",
+                dept.config.display()
+            );
+            out.push(line);
+        }
+        std::fs::write(&dept.config, out.join("\n") + "\n")
+            .with_context(|| format!("writing {}", dept.config.display()))?;
+    }
+    Ok(())
+}
+
+/// Move the civil registry's demo data into PostgreSQL (`pg_url`, e.g.
+/// `postgres://postgres@127.0.0.1:5432/causeway_demo`), creating that database if it is missing
+/// and replacing its `residents` table, and point the civil registry's datasets file at it.
+pub async fn move_registry_to_postgres(layout: &Layout, pg_url: &str) -> Result<()> {
+    use std::str::FromStr;
+    let registry = layout
+        .dept("civil-registry")
+        .context("the layout has no civil-registry")?;
+    let config = tokio_postgres::Config::from_str(pg_url)
+        .with_context(|| format!("--pg-url {pg_url:?} is not a PostgreSQL URL"))?;
+    let database = config
+        .get_dbname()
+        .context(
+            "--pg-url must name a database, like postgres://postgres@127.0.0.1:5432/causeway_demo",
+        )?
+        .to_owned();
+    DeptId::new(&database.replace('_', "-"))
+        .context("the database name may hold only lowercase letters, digits and '_'")?;
+    let (host, port, user) = match (config.get_hosts().first(), config.get_ports().first(), config.get_user()) {
+        (Some(tokio_postgres::config::Host::Tcp(h)), port, Some(user)) => (h.clone(), port.copied().unwrap_or(5432), user.to_owned()),
+        _ => anyhow::bail!("--pg-url must name a TCP host and a user, like postgres://postgres@127.0.0.1:5432/causeway_demo"),
+    };
+    let where_ = format!("PostgreSQL at {host}:{port} as {user}");
+    let connect = |config: tokio_postgres::Config| {
+        let where_ = where_.clone();
+        async move {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("cannot connect to {where_}"))?;
+            tokio::spawn(connection);
+            anyhow::Ok(client)
+        }
+    };
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let admin = connect(admin).await?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await?;
+    }
+    let client = connect(config.clone()).await?;
+    client
+        .batch_execute("DROP TABLE IF EXISTS residents; CREATE TABLE residents (national_id text PRIMARY KEY, name text, birth_date text, address text, household text)")
+        .await?;
+    let sqlite = rusqlite::Connection::open(registry.dir.join("civil-registry.sqlite"))?;
+    let mut select = sqlite
+        .prepare("SELECT national_id, name, birth_date, address, household FROM residents")?;
+    let rows: Vec<[String; 5]> = select
+        .query_map([], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
+        })?
+        .collect::<Result<_, _>>()?;
+    let insert = client.prepare("INSERT INTO residents SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])").await?;
+    for chunk in rows.chunks(2000) {
+        let column = |i: usize| chunk.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+        client
+            .execute(
+                &insert,
+                &[&column(0), &column(1), &column(2), &column(3), &column(4)],
+            )
+            .await?;
+    }
+    let datasets = registry.dir.join("datasets.toml");
+    let text = std::fs::read_to_string(&datasets)?;
+    let text = text.replace(
+        "adapter = \"sqlite\"\ndatabase = \"civil-registry.sqlite\"",
+        &format!("adapter = \"postgres\"\nhost = \"{host}\"\nport = {port}\nuser = \"{user}\"\ndatabase = \"{database}\""),
+    );
+    anyhow::ensure!(
+        text.contains("adapter = \"postgres\""),
+        "{}: could not switch the residents dataset to PostgreSQL",
+        datasets.display()
+    );
+    std::fs::write(&datasets, text)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_list_both_endpoints_and_switch_the_preferred_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = create(dir.path(), "demo", &[("tax-office", "Tax")]).unwrap();
+        let config = crate::config::GatewayConfig::load(&layout.departments[0].config).unwrap();
+        assert_eq!(config.peer.prefer, Transport::Https);
+        assert_eq!(config.peer.quic, layout.departments[0].quic);
+        let directory = crate::config::Directory::load(&layout.directory).unwrap();
+        let tax = directory.departments().next().unwrap();
+        assert!(tax.https.is_some() && tax.quic.is_some());
+
+        set_preferred_transport(&layout, Transport::Quic).unwrap();
+        let config = crate::config::GatewayConfig::load(&layout.departments[0].config).unwrap();
+        assert_eq!(config.peer.prefer, Transport::Quic);
+        set_preferred_transport(&layout, Transport::Https).unwrap();
+        let text = std::fs::read_to_string(&layout.departments[0].config).unwrap();
+        assert_eq!(text.matches("prefer = ").count(), 1, "{text}");
+        assert!(text.contains("prefer = \"https\""), "{text}");
+    }
 }

@@ -2,29 +2,37 @@
 //! to stop, then drains in-flight exchanges and closes the ledger.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use causeway_adapters::Catalog;
-use causeway_policy::PolicySet;
+use causeway_policy::RateLimiter;
+use opentelemetry::metrics::MeterProvider as _;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::admin::AdminApi;
 use crate::config::{Directory, GatewayConfig};
 use crate::exchange::consumer::{self, ConsumerContext};
 use crate::exchange::rescue::json_response;
 use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderContext};
 use crate::identity::tls::TlsMaterial;
-use crate::identity::{identity_from_cert, GatewayKey, PeerIdentity, TagKey};
-use crate::ledger::entry::{Entry, Kind};
+use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey};
 use crate::ledger::Ledger;
+use crate::log_api::{self, LogApi};
+use crate::policy_reload::{self, LivePolicies, PolicyWatch, ShadowPolicies};
+use crate::telemetry::{observe, ExportPlan, Metrics};
+use crate::transport::peer::{PeerTransport, TransportStats};
+use crate::transport::quic::{QuicClient, QuicServer, QuicSettings};
 use crate::transport::server::{serve, Call};
-use crate::transport::{client::PeerClient, paths, HTTPS_ALPN};
+use crate::transport::{client::PeerClient, paths, Transport, HTTPS_ALPN, QUIC_ALPN};
+
+/// Largest peer request body: an envelope or a witness add-checkpoint request.
+pub const MAX_PEER_BODY: usize = crate::ledger::witness::MAX_ADD_CHECKPOINT_BYTES;
 
 /// Largest client API request body.
 pub const MAX_CLIENT_BODY: usize = 64 * 1024;
@@ -37,14 +45,36 @@ pub struct Gateway {
     pub peer_addr: SocketAddr,
     /// Where the admin endpoints listen.
     pub admin_addr: Option<SocketAddr>,
+    /// Where the QUIC peer API listens, if it does.
+    pub quic_addr: Option<SocketAddr>,
+    peers: Arc<PeerTransport>,
+    department: DeptId,
     ledger: Arc<Ledger>,
+    oversight: Option<Arc<crate::oversight::Oversight>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl Gateway {
-    /// Load everything `config` names, open the ledger and start serving.
+    /// Load everything `config` names, open the ledger and start serving. With
+    /// `role = "oversight"` this starts an oversight node instead (no datasets or policies; the
+    /// client address is its dashboard): see [`crate::oversight`].
     pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
+        if config.role == crate::config::Role::Oversight {
+            let started = crate::oversight::node::start(config).await?;
+            return Ok(Gateway {
+                client_addr: started.dashboard_addr,
+                peer_addr: started.peer_addr,
+                admin_addr: None,
+                quic_addr: None,
+                peers: started.peers,
+                department: started.node.id().clone(),
+                ledger: started.ledger,
+                oversight: Some(started.node),
+                shutdown: started.shutdown,
+                tasks: started.tasks,
+            });
+        }
         let me = config.department.clone();
         let directory = Arc::new(Directory::load(&config.directory)?);
         let listed = directory.department(&me).with_context(|| {
@@ -62,23 +92,21 @@ impl Gateway {
                 key.vkey()
             );
         }
-        let tls = TlsMaterial::load(
-            &config.identity.ca,
-            config.identity.crl.as_deref(),
-            &config.identity.cert,
-            &config.identity.key,
+        let tls = TlsMaterial::load_identity(
+            &config.identity,
+            &directory.federation,
+            &PeerIdentity::Dept(me.clone()),
         )?;
-        match identity_from_cert(tls.leaf(), &directory.federation) {
-            Ok(PeerIdentity::Dept(id)) if id == me => {}
-            Ok(other) => bail!(
-                "{}: this certificate is for {}, but the config says department {me}",
-                config.identity.cert.display(),
-                other.uri(&directory.federation)
-            ),
-            Err(e) => bail!("{}: {e}", config.identity.cert.display()),
-        }
         let tag_key = TagKey::load(&config.identity.tag_key)?;
-        let policies = load_policies(config.policies.as_deref())?;
+        let policies = Arc::new(
+            LivePolicies::load(config.policies.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let shadow = match &config.policies_shadow {
+            Some(dir) => Some(Arc::new(ShadowPolicies::load(dir).map_err(|e| {
+                anyhow::anyhow!("{e}\n(policies_shadow: the candidate set must load too)")
+            })?)),
+            None => None,
+        };
         let catalog = match &config.datasets {
             Some(path) => Catalog::open(path).await.map_err(|e| anyhow::anyhow!("{e}"))?,
             None => bail!("the config names no `datasets` file; a department gateway needs one (it may list no datasets)"),
@@ -86,31 +114,53 @@ impl Gateway {
         let ledger = Arc::new(
             Ledger::open(
                 &config.ledger.dir,
-                config.ledger.map_size_mib,
+                config.ledger.options(),
                 key.to_note_signer(),
             )
             .with_context(|| format!("opening the ledger in {}", config.ledger.dir.display()))?,
         );
-        notarize_policy_set(&ledger, &policies).await?;
+        policy_reload::notarize_at_start(&ledger, &policies.current())
+            .await
+            .context("recording the policy set in the ledger")?;
+        let cert_not_after = crate::admin::not_after(tls.leaf())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.identity.cert.display()))?;
+        let meter_provider = ExportPlan::from_env(&config.telemetry)
+            .and_then(|plan| plan.meter_provider(Some(me.as_str())))
+            .context("[telemetry]")?;
+        let metrics = Arc::new(Metrics::new(
+            meter_provider.as_ref().map(|p| p.meter("causeway")),
+        ));
+        ledger.observe_commits(metrics.clone());
 
         let provider = ProviderContext {
             me: me.clone(),
             directory: directory.clone(),
             ledger: ledger.clone(),
-            policies: Arc::new(RwLock::new(Arc::new(policies))),
+            policies: policies.slot(),
+            limiter: Arc::new(RateLimiter::new()),
+            shadow: shadow.clone(),
             catalog: Arc::new(catalog),
             tag_key: tag_key.clone(),
             max_skew_secs: config.peer.max_skew_secs,
             replay: Arc::default(),
+            metrics: metrics.clone(),
         };
+        let peers = Arc::new(PeerTransport::new(
+            PeerClient::new(tls.client_config(HTTPS_ALPN)?, directory.federation.clone()),
+            match config.peer.prefer {
+                Transport::Quic => Some(QuicClient::new(
+                    tls.quic_client_config(QUIC_ALPN)?,
+                    directory.federation.clone(),
+                )?),
+                Transport::Https => None,
+            },
+            config.peer.prefer,
+        ));
         let consumer = ConsumerContext {
             me,
             signer: Arc::new(key),
             directory: directory.clone(),
-            peers: Arc::new(PeerClient::new(
-                tls.client_config(HTTPS_ALPN)?,
-                directory.federation.clone(),
-            )),
+            peers: peers.clone(),
             ledger: ledger.clone(),
             tag_key,
             timeout: Duration::from_millis(config.client.request_timeout_ms),
@@ -123,6 +173,26 @@ impl Gateway {
         };
         let client_listener = bind(config.client.listen, "[client] listen").await?;
         let peer_listener = bind(config.peer.https, "[peer] https").await?;
+        let quic_server = match config.peer.quic {
+            Some(addr) => Some(
+                QuicServer::bind(
+                    addr,
+                    tls.quic_server_config(QUIC_ALPN)?,
+                    tls.derived_secret("quic-stateless-reset"),
+                    QuicSettings {
+                        frame_timeout: Duration::from_millis(config.peer.quic_frame_timeout_ms),
+                        limits: crate::transport::frame::FrameLimits {
+                            max_header: crate::transport::frame::DEFAULT_MAX_HEADER_BYTES,
+                            max_body: MAX_PEER_BODY,
+                        },
+                        ..QuicSettings::default()
+                    },
+                )
+                .context("[peer] quic: is another gateway running?")?,
+            ),
+            None => None,
+        };
+        let quic_addr = quic_server.as_ref().map(|q| q.local_addr()).transpose()?;
         let admin_listener = match &config.admin {
             Some(admin) => Some(bind(admin.listen, "[admin] listen").await?),
             None => None,
@@ -139,17 +209,45 @@ impl Gateway {
         );
 
         let pipeline = provider_pipeline(&provider);
-        let peer_ledger = ledger.clone();
+        let log_api = Arc::new(LogApi::new(
+            ledger.clone(),
+            directory.clone(),
+            provider.me.clone(),
+            consumer.signer.witness_cosigner(),
+        ));
+        let admin = Arc::new(AdminApi {
+            me: provider.me.clone(),
+            ledger: ledger.clone(),
+            directory: directory.clone(),
+            policies: policies.clone(),
+            shadow: shadow.clone(),
+            catalog: provider.catalog.clone(),
+            cert_not_after,
+            metrics: metrics.clone(),
+        });
+        admin.collect_metrics(&log_api, &peers);
         let peer_handler = move |call: Call| {
             let pipeline = pipeline.clone();
-            let ledger = peer_ledger.clone();
-            async move { peer_api(call, pipeline, &ledger).await }
+            let log_api = log_api.clone();
+            async move { peer_api(call, pipeline, &log_api).await }
         };
+        if let Some(quic_server) = quic_server {
+            // The same handler as the HTTPS port: one dispatch for both transports.
+            let handler = observe::peer_requests(peer_handler.clone(), Transport::Quic);
+            tasks.spawn(quic_server.serve(handler, stop.clone()));
+        }
         tasks.spawn(serve(
             peer_listener,
             Some(tls.server_config(HTTPS_ALPN)?),
-            crate::exchange::envelope::MAX_ENVELOPE_BYTES,
-            peer_handler,
+            MAX_PEER_BODY,
+            observe::peer_requests(peer_handler, Transport::Https),
+            stop.clone(),
+        ));
+        tasks.spawn(log_api::collect_cosignatures(
+            ledger.clone(),
+            directory.clone(),
+            provider.me.clone(),
+            consumer.peers.https_client(),
             stop.clone(),
         ));
         let consumer = Arc::new(consumer);
@@ -161,17 +259,25 @@ impl Gateway {
             client_listener,
             None,
             MAX_CLIENT_BODY,
-            client_handler,
+            observe::client_requests(client_handler, metrics.clone()),
             stop.clone(),
         ));
         if let Some(listener) = admin_listener {
-            let ledger = ledger.clone();
             let admin_handler = move |call: Call| {
-                let ledger = ledger.clone();
-                async move { admin_api(call, &ledger) }
+                let admin = admin.clone();
+                async move { admin.route(&call).await }
             };
             tasks.spawn(serve(listener, None, 1024, admin_handler, stop.clone()));
         }
+        if let Some(provider) = meter_provider {
+            // Export the last values when the gateway stops (the export blocks: not on a worker).
+            let mut stop = stop.clone();
+            tasks.spawn(async move {
+                let _ = stop.changed().await;
+                let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            });
+        }
+        tasks.spawn(PolicyWatch::new(policies, shadow, ledger.clone()).run(stop.clone()));
         tracing::info!(
             department = %provider.me,
             client = %gateway_addrs.0,
@@ -183,10 +289,29 @@ impl Gateway {
             client_addr: gateway_addrs.0,
             peer_addr: gateway_addrs.1,
             admin_addr: gateway_addrs.2,
+            quic_addr,
+            peers,
+            department: provider.me.clone(),
             ledger,
+            oversight: None,
             shutdown,
             tasks,
         })
+    }
+
+    /// The oversight node, if this is one.
+    pub fn oversight(&self) -> Option<&Arc<crate::oversight::Oversight>> {
+        self.oversight.as_ref()
+    }
+
+    /// This gateway's department.
+    pub fn department(&self) -> &DeptId {
+        &self.department
+    }
+
+    /// Requests this gateway sent per peer transport, and QUIC-to-HTTPS fallbacks.
+    pub fn transport_stats(&self) -> &TransportStats {
+        self.peers.stats()
     }
 
     /// This gateway's ledger.
@@ -198,55 +323,30 @@ impl Gateway {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.peers.close();
         let ledger = self.ledger.clone();
         let _ = tokio::task::spawn_blocking(move || ledger.close()).await;
     }
 }
 
-fn load_policies(dir: Option<&Path>) -> Result<PolicySet> {
-    match dir {
-        Some(dir) => PolicySet::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}")),
-        None => PolicySet::from_sources(&[]).map_err(|e| anyhow::anyhow!("{e}")),
-    }
-}
-
-/// Record the policy set taking effect, unless the last one recorded is the same.
-async fn notarize_policy_set(ledger: &Ledger, set: &PolicySet) -> Result<()> {
-    let (size, _) = ledger.checkpoint();
-    let last = ledger.read(|r| {
-        let mut last = None;
-        // Walk back to the most recent policy-change entry.
-        for index in (0..size).rev() {
-            if let Some(bytes) = r.entry(index)? {
-                if let Ok(e) = Entry::from_bytes(bytes) {
-                    if e.kind == Kind::PolicyChange {
-                        last = e.policy;
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(last)
-    })?;
-    if last.as_deref() == Some(set.hash()) {
-        return Ok(());
-    }
-    let mut entry = Entry::new(Kind::PolicyChange);
-    entry.policy = Some(set.hash().to_owned());
-    entry.detail = Some(json!({ "previous": last }));
-    ledger
-        .append(entry)
-        .await
-        .context("recording the policy set in the ledger")?;
-    Ok(())
-}
-
-async fn peer_api<P>(call: Call, pipeline: P, ledger: &Ledger) -> ProtocolResponse
+async fn peer_api<P>(call: Call, pipeline: P, log_api: &LogApi) -> ProtocolResponse
 where
     P: tower::Service<Inbound, Response = ProtocolResponse, Error = std::convert::Infallible>,
 {
-    let path = call.parts.uri.path();
-    match (call.parts.method.as_str(), path) {
+    let (method, path) = (call.parts.method.as_str(), call.parts.uri.path());
+    if let Some(response) = log_api
+        .route(
+            method,
+            path,
+            call.parts.uri.query(),
+            call.peer_cert.as_ref(),
+            &call.body,
+        )
+        .await
+    {
+        return response;
+    }
+    match (method, path) {
         ("POST", paths::EXCHANGE) => {
             let signature = call
                 .parts
@@ -264,10 +364,6 @@ where
                 Err(never) => match never {},
             }
         }
-        ("GET", paths::CHECKPOINT) => ProtocolResponse {
-            status: 200,
-            body: bytes::Bytes::from(ledger.checkpoint().1.as_bytes().to_vec()),
-        },
         _ => not_found(path),
     }
 }
@@ -276,20 +372,6 @@ async fn client_api(call: Call, consumer: &ConsumerContext) -> ProtocolResponse 
     match (call.parts.method.as_str(), call.parts.uri.path()) {
         ("POST", paths::REQUESTS) => consumer::handle(consumer, &call.body).await,
         (_, path) => not_found(path),
-    }
-}
-
-fn admin_api(call: Call, ledger: &Ledger) -> ProtocolResponse {
-    match call.parts.uri.path() {
-        "/healthz" => json_response(200, &json!({"status": "alive"})),
-        "/readyz" => {
-            let (size, _) = ledger.checkpoint();
-            json_response(
-                200,
-                &json!({"ready": true, "ledger": {"size": size, "origin": ledger.origin()}}),
-            )
-        }
-        path => not_found(path),
     }
 }
 

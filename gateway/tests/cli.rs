@@ -198,3 +198,55 @@ fn every_subcommand_has_help_with_an_example() {
         assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_the_civil_registry_on_postgresql() {
+    let database = format!("causeway_demo_{}", std::process::id());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let out = tokio::task::spawn_blocking({
+        let (fed, url) = (fed.clone(), url.clone());
+        move || {
+            causeway(&[
+                "demo",
+                "--dir",
+                fed.to_str().unwrap(),
+                "--once",
+                "--people",
+                "300",
+                "--db",
+                "postgres",
+                "--pg-url",
+                &url,
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let shown = text(&out);
+    // Drop the scratch database whatever happened.
+    if let Ok((client, connection)) = tokio_postgres::connect(
+        "host=127.0.0.1 user=postgres dbname=postgres",
+        tokio_postgres::NoTls,
+    )
+    .await
+    {
+        tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await;
+    }
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("PostgreSQL"), "{shown}");
+    let datasets = std::fs::read_to_string(fed.join("civil-registry/datasets.toml")).unwrap();
+    assert!(datasets.contains("adapter = \"postgres\""), "{datasets}");
+    let allowed = shown
+        .lines()
+        .filter(|l| l.contains("-> civil-registry") && l.contains("ALLOWED"))
+        .count();
+    assert_eq!(
+        allowed, 2,
+        "both allowed requests to the civil registry were served from PostgreSQL:\n{shown}"
+    );
+}

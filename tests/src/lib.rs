@@ -16,6 +16,10 @@ use causeway::gateway::Gateway;
 use causeway::identity::tls::TlsMaterial;
 use causeway::identity::GatewayKey;
 use causeway::transport::client::PeerClient;
+use causeway::transport::frame::ResetCode;
+use causeway::transport::peer::PeerTransport;
+use causeway::transport::quic::QuicClient;
+use causeway::transport::{Transport, QUIC_ALPN};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -31,25 +35,38 @@ pub struct Federation {
     pub layout: Layout,
     /// Running gateways, by position in `layout.departments` (None when stopped).
     pub gateways: Vec<Option<Gateway>>,
+    /// The transport gateways prefer towards each other.
+    pub transport: Transport,
 }
 
 impl Federation {
-    /// Lay out the demo federation in a fresh temporary directory (not started).
+    /// Lay out the demo federation in a fresh temporary directory (not started), preferring HTTPS.
     pub fn create() -> Result<Federation> {
+        Self::create_with(Transport::Https)
+    }
+
+    /// Lay out the demo federation (not started); gateways prefer `transport` towards each other.
+    pub fn create_with(transport: Transport) -> Result<Federation> {
         let root = tempfile::tempdir()?;
-        let layout = federation::create(root.path(), "demo", DEMO_DEPARTMENTS)?;
+        let layout = federation::create_with(root.path(), "demo", DEMO_DEPARTMENTS, transport)?;
         federation::generate_demo_data(&layout, TEST_PEOPLE)?;
         let gateways = layout.departments.iter().map(|_| None).collect();
         Ok(Federation {
             root,
             layout,
             gateways,
+            transport,
         })
     }
 
-    /// Lay out and start every gateway.
+    /// Lay out and start every gateway, preferring HTTPS.
     pub async fn start() -> Result<Federation> {
-        let mut fed = Self::create()?;
+        Self::start_with(Transport::Https).await
+    }
+
+    /// Lay out and start every gateway, preferring `transport`.
+    pub async fn start_with(transport: Transport) -> Result<Federation> {
+        let mut fed = Self::create_with(transport)?;
         for i in 0..fed.layout.departments.len() {
             fed.start_at(i).await?;
         }
@@ -126,6 +143,30 @@ impl Federation {
         post_json(self.gateway(consumer).client_addr, "/v1/requests", &body).await
     }
 
+    /// [`Federation::request`] with extra HTTP headers, as an application would send them (e.g.
+    /// `traceparent`).
+    pub async fn request_with_headers(
+        &self,
+        consumer: &str,
+        provider: &str,
+        dataset: &str,
+        params: Value,
+        purpose: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
+        let body = json!({
+            "provider": provider, "dataset": dataset, "params": params, "purpose": purpose,
+            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1",
+        });
+        post_json_with_headers(
+            self.gateway(consumer).client_addr,
+            "/v1/requests",
+            &body,
+            headers,
+        )
+        .await
+    }
+
     /// The parsed federation directory.
     pub fn directory(&self) -> Directory {
         Directory::load(&self.layout.directory).expect("the test directory loads")
@@ -135,6 +176,23 @@ impl Federation {
     pub fn peer_client_as(&self, dept: &str) -> Result<PeerClient> {
         let certs = self.root.path().join("certs");
         tls_client(&certs, dept, "demo")
+    }
+
+    /// A peer transport holding `dept`'s certificate, preferring this federation's transport.
+    pub fn peer_transport_as(&self, dept: &str) -> Result<PeerTransport> {
+        let certs = self.root.path().join("certs");
+        let https = tls_client(&certs, dept, "demo")?;
+        let quic = match self.transport {
+            Transport::Quic => Some(quic_client(&certs.join("ca.pem"), &certs, dept, "demo")?),
+            Transport::Https => None,
+        };
+        Ok(PeerTransport::new(https, quic, self.transport))
+    }
+
+    /// Check that `consumer`'s gateway reached its peers over this federation's transport only
+    /// (no silent fallback from QUIC to HTTPS).
+    pub fn assert_carried_by_transport(&self, consumer: &str) {
+        assert_transport(self.gateway(consumer).transport_stats(), self.transport);
     }
 
     /// `dept`'s signing key.
@@ -162,6 +220,99 @@ pub fn tls_client(certs: &Path, dept: &str, federation: &str) -> Result<PeerClie
         tls.client_config(causeway::transport::HTTPS_ALPN)?,
         federation.to_owned(),
     ))
+}
+
+/// Check that requests counted in `stats` went over `transport` only, without fallbacks.
+pub fn assert_transport(stats: &causeway::transport::peer::TransportStats, transport: Transport) {
+    let (https, quic, fallbacks) = stats.snapshot();
+    match transport {
+        Transport::Https => assert!(
+            https > 0 && quic == 0,
+            "expected HTTPS only: {https} over HTTPS, {quic} over QUIC"
+        ),
+        Transport::Quic => assert!(
+            quic > 0 && https == 0 && fallbacks == 0,
+            "expected QUIC only: {quic} over QUIC, {https} over HTTPS, {fallbacks} fallbacks"
+        ),
+    }
+}
+
+/// A QUIC client trusting the CA bundle `ca` and presenting `dept`'s certificate from `certs`.
+pub fn quic_client(ca: &Path, certs: &Path, dept: &str, federation: &str) -> Result<QuicClient> {
+    let tls = TlsMaterial::load(
+        ca,
+        None,
+        &certs.join(format!("{dept}.pem")),
+        &certs.join(format!("{dept}.key")),
+    )?;
+    Ok(QuicClient::new(
+        tls.quic_client_config(QUIC_ALPN)?,
+        federation.to_owned(),
+    )?)
+}
+
+/// A raw QUIC connection to `addr` with `config` (any client certificate or none), for tests that
+/// write frames by hand. Bounded: a handshake that does not finish in 5 s is an error.
+pub async fn raw_quic_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<quinn::Connection> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config)?;
+    let endpoint = quinn::Endpoint::client((std::net::Ipv4Addr::LOCALHOST, 0).into())?;
+    let connecting = endpoint.connect_with(
+        quinn::ClientConfig::new(Arc::new(crypto)),
+        addr,
+        "127.0.0.1",
+    )?;
+    let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .context("QUIC handshake hung")??;
+    Ok(conn)
+}
+
+/// What came back on a hand-written QUIC stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// A response frame: status and body.
+    Response(u16, Bytes),
+    /// The server reset the stream with this code.
+    Reset(Option<ResetCode>, u64),
+}
+
+/// Open a stream on `conn`, write `bytes`, finish the stream if `finish`, and read what comes back
+/// (bounded by `wait`). Errors for anything but a response frame or a reset.
+pub async fn raw_quic_stream(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+    finish: bool,
+    wait: Duration,
+) -> Result<StreamOutcome> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(bytes).await?;
+    if finish {
+        send.finish()?;
+    }
+    let answer = tokio::time::timeout(wait, recv.read_to_end(32 * 1024 * 1024))
+        .await
+        .context("no answer and no reset in time")?;
+    match answer {
+        Ok(bytes) => {
+            let (header, body) = causeway::transport::frame::decode::<
+                causeway::transport::frame::ResponseHeader,
+            >(
+                &bytes, &causeway::transport::frame::FrameLimits::RESPONSE
+            )?;
+            Ok(StreamOutcome::Response(
+                header.status,
+                Bytes::copy_from_slice(body),
+            ))
+        }
+        Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+            let code = code.into_inner();
+            Ok(StreamOutcome::Reset(ResetCode::from_code(code), code))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A raw TLS connection attempt to a peer port with the given client config; returns the
@@ -198,19 +349,46 @@ pub async fn raw_peer_post(
 
 /// POST JSON over plain HTTP/1.1; returns status and parsed JSON body.
 pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Result<(u16, Value)> {
+    post_json_with_headers(addr, path, body, &[]).await
+}
+
+/// [`post_json`] with extra request headers.
+pub async fn post_json_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Value)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let request = http::Request::post(path)
+    let mut request = http::Request::post(path)
         .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        .header(http::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
     let value = serde_json::from_slice(&bytes)
         .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
     Ok((status, value))
+}
+
+/// GET `path` over plain HTTP/1.1 (admin endpoints); status and body text.
+pub async fn get_text(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8(bytes.to_vec())?))
 }
 
 /// Read every entry of a (closed) ledger as JSON values.

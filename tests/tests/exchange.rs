@@ -1,17 +1,47 @@
 //! End-to-end exchanges between real gateways: mTLS, policy, SQLite, ledgers on both sides.
+//!
+//! Tests about the exchange itself run once per transport from one body: [`over_both_transports`]
+//! turns `async fn name(transport)` into `name::https` and `name::quic`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use causeway::exchange::envelope::{self, Envelope, SIGNATURE_HEADER};
+use causeway::exchange::envelope::{self, Envelope};
 use causeway::identity::DeptId;
 use causeway::identity::GatewayKey;
-use causeway::transport::client::PeerClient;
+use causeway::transport::peer::{PeerRequest, PeerTransport};
+use causeway::transport::Transport;
 use causeway_tests::{ledger_entries, raw_peer_post, verify_ledger, Federation};
 use http_body_util::Full;
 use serde_json::{json, Value};
+
+/// One test body, run over HTTPS and over QUIC: for each `name`, `async fn name(Transport)` must
+/// exist; this makes the tests `name::https` and `name::quic`.
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn https() {
+                super::$name(causeway::transport::Transport::Https).await
+            }
+            #[tokio::test]
+            async fn quic() {
+                super::$name(causeway::transport::Transport::Quic).await
+            }
+        }
+    )*};
+}
+
+over_both_transports!(
+    allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_notarize_it,
+    denials_get_403_a_reason_and_a_denied_entry_on_both_sides,
+    the_peer_port_refuses_envelopes_signed_with_another_departments_key,
+    the_peer_port_refuses_replayed_and_stale_envelopes,
+    a_restarted_gateway_continues_the_same_chain,
+    no_data_is_released_when_the_ledger_cannot_record,
+);
 
 fn envelope(consumer: &str, provider: &str, purpose: &str) -> Envelope {
     Envelope {
@@ -30,10 +60,11 @@ fn envelope(consumer: &str, provider: &str, purpose: &str) -> Envelope {
     }
 }
 
-/// Send envelope bytes with a signature by `key`, as the holder of `client`'s certificate.
+/// Send envelope bytes with a signature by `key`, as the holder of `client`'s certificate, over
+/// the federation's transport.
 async fn send_signed(
     fed: &Federation,
-    client: &PeerClient,
+    client: &PeerTransport,
     bytes: Vec<u8>,
     key: &GatewayKey,
 ) -> (u16, Value) {
@@ -43,20 +74,19 @@ async fn send_signed(
         .department(&DeptId::new("civil-registry").unwrap())
         .unwrap()
         .clone();
-    let request = http::Request::post("https://civil-registry/causeway/v1/exchange")
-        .header(SIGNATURE_HEADER, signature)
-        .body(Full::new(Bytes::from(bytes)))
-        .unwrap();
+    let request = PeerRequest::exchange(signature, Bytes::from(bytes));
     let (status, body) = client
         .send(&provider, request, Duration::from_secs(5))
         .await
         .unwrap();
+    causeway_tests::assert_transport(client.stats(), fed.transport);
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-#[tokio::test]
-async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_notarize_it() {
-    let mut fed = Federation::start().await.unwrap();
+async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_notarize_it(
+    transport: Transport,
+) {
+    let mut fed = Federation::start_with(transport).await.unwrap();
     let (status, answer) = fed
         .request(
             "social-welfare",
@@ -91,6 +121,8 @@ async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_not
         .unwrap();
     assert_eq!(status, 200, "{tax}");
     assert_eq!(tax["fields"], json!(["name", "address"]));
+    fed.assert_carried_by_transport("social-welfare");
+    fed.assert_carried_by_transport("tax-office");
     fed.stop().await;
 
     let directory = fed.directory();
@@ -138,9 +170,8 @@ async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_not
     );
 }
 
-#[tokio::test]
-async fn denials_get_403_a_reason_and_a_denied_entry_on_both_sides() {
-    let mut fed = Federation::start().await.unwrap();
+async fn denials_get_403_a_reason_and_a_denied_entry_on_both_sides(transport: Transport) {
+    let mut fed = Federation::start_with(transport).await.unwrap();
     let cases = [
         // (consumer, provider, dataset, purpose, expected reason)
         (
@@ -203,6 +234,9 @@ async fn denials_get_403_a_reason_and_a_denied_entry_on_both_sides() {
             answer["exchange"].as_str().unwrap().to_owned(),
             reason,
         ));
+    }
+    for consumer in ["social-welfare", "tax-office", "civil-registry"] {
+        fed.assert_carried_by_transport(consumer);
     }
     fed.stop().await;
     for (consumer, provider, id, reason) in ids {
@@ -280,10 +314,9 @@ async fn the_peer_port_refuses_a_certificate_from_another_ca() {
     );
 }
 
-#[tokio::test]
-async fn the_peer_port_refuses_envelopes_signed_with_another_departments_key() {
-    let fed = Federation::start().await.unwrap();
-    let client = fed.peer_client_as("social-welfare").unwrap();
+async fn the_peer_port_refuses_envelopes_signed_with_another_departments_key(transport: Transport) {
+    let fed = Federation::start_with(transport).await.unwrap();
+    let client = fed.peer_transport_as("social-welfare").unwrap();
     let bytes = envelope("social-welfare", "civil-registry", "benefit-eligibility").to_bytes();
     // The certificate is social-welfare's, but the envelope is signed with the tax office's key.
     let (status, answer) =
@@ -304,10 +337,9 @@ async fn the_peer_port_refuses_envelopes_signed_with_another_departments_key() {
     assert_eq!(status, 200, "{answer}");
 }
 
-#[tokio::test]
-async fn the_peer_port_refuses_replayed_and_stale_envelopes() {
-    let fed = Federation::start().await.unwrap();
-    let client = fed.peer_client_as("social-welfare").unwrap();
+async fn the_peer_port_refuses_replayed_and_stale_envelopes(transport: Transport) {
+    let fed = Federation::start_with(transport).await.unwrap();
+    let client = fed.peer_transport_as("social-welfare").unwrap();
     let key = fed.signing_key("social-welfare");
     let bytes = envelope("social-welfare", "civil-registry", "benefit-eligibility").to_bytes();
     let (status, first) = send_signed(&fed, &client, bytes.clone(), &key).await;
@@ -334,9 +366,8 @@ async fn the_peer_port_refuses_replayed_and_stale_envelopes() {
     );
 }
 
-#[tokio::test]
-async fn a_restarted_gateway_continues_the_same_chain() {
-    let mut fed = Federation::start().await.unwrap();
+async fn a_restarted_gateway_continues_the_same_chain(transport: Transport) {
+    let mut fed = Federation::start_with(transport).await.unwrap();
     let (status, _) = fed
         .request(
             "social-welfare",
@@ -367,6 +398,8 @@ async fn a_restarted_gateway_continues_the_same_chain() {
         before,
         "the next entry follows the last one"
     );
+    // The consumer's connection to the old process is gone; it reconnected, without falling back.
+    fed.assert_carried_by_transport("social-welfare");
     fed.stop().await;
     let entries = ledger_entries(&fed.ledger_dir("civil-registry")).unwrap();
     assert_eq!(
@@ -377,9 +410,8 @@ async fn a_restarted_gateway_continues_the_same_chain() {
     verify_ledger(&fed.ledger_dir("civil-registry"), &fed.directory()).unwrap();
 }
 
-#[tokio::test]
-async fn no_data_is_released_when_the_ledger_cannot_record() {
-    let mut fed = Federation::create().unwrap();
+async fn no_data_is_released_when_the_ledger_cannot_record(transport: Transport) {
+    let mut fed = Federation::create_with(transport).unwrap();
     let config = fed.layout.dept("civil-registry").unwrap().config.clone();
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
@@ -427,6 +459,7 @@ async fn no_data_is_released_when_the_ledger_cannot_record() {
         .await
         .unwrap();
     assert_eq!(status, 503);
+    fed.assert_carried_by_transport("social-welfare");
     fed.stop().await;
     verify_ledger(&fed.ledger_dir("civil-registry"), &fed.directory()).unwrap();
 }
@@ -509,4 +542,48 @@ async fn bad_config_and_policy_files_fail_at_start_naming_the_file_and_field() {
         .await
         .expect("fixed files start");
     fed.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_notarized_and_tells_the_peer_only_the_code() {
+    let mut fed = Federation::start().await.unwrap();
+    let (status, answer) = fed
+        .request(
+            "social-welfare",
+            "civil-registry",
+            "residents",
+            json!({"national_id": "' OR 1=1 --"}),
+            "benefit-eligibility",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "bad-parameter", "{answer}");
+    assert!(answer.get("rows").is_none());
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("SELECT") && !message.contains(".sqlite"),
+        "no internals leak: {message}"
+    );
+    let id = answer["exchange"].as_str().unwrap().to_owned();
+    fed.stop().await;
+    for dept in ["civil-registry", "social-welfare"] {
+        let entries = ledger_entries(&fed.ledger_dir(dept)).unwrap();
+        let e = entries
+            .iter()
+            .find(|e| e["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{dept} notarized the failed fetch"));
+        assert_eq!(
+            (
+                e["kind"].as_str(),
+                e["decision"].as_str(),
+                e["outcome"].as_str()
+            ),
+            (Some("exchange"), Some("allow"), Some("bad-parameter"))
+        );
+        assert!(
+            e.get("rows").is_none() && e.get("response_digest").is_none(),
+            "{e}"
+        );
+    }
 }

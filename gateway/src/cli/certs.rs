@@ -72,7 +72,10 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
             println!("certificate  {}", issued.cert.display());
             println!("key          {} (0600)", issued.key.display());
             println!("signing key  {} (0600)", issued.signing_key.display());
-            println!("\nadd to federation.toml:\n  vkey = \"{}\"", issued.vkey);
+            println!(
+                "\nadd to federation.toml:\n  vkey = \"{}\"\n  witness = \"{}\"",
+                issued.vkey, issued.witness_vkey
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,9 +18,46 @@ pub(crate) struct DemoArgs {
     /// Send the demo traffic, print what happened, shut down cleanly and exit.
     #[arg(long)]
     once: bool,
+    /// Where the civil registry keeps its residents: the demo's SQLite file, or PostgreSQL.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    db: DemoDatabase,
+    /// PostgreSQL for `--db postgres`; the database is created if missing and its `residents` table replaced.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/causeway_demo"
+    )]
+    pg_url: String,
     /// Synthetic people per department database.
     #[arg(long, default_value_t = 10_000)]
     people: u32,
+    /// Transport between gateways (both are served; QUIC falls back to HTTPS).
+    #[arg(long, value_enum, default_value_t = DemoTransport::Https)]
+    transport: DemoTransport,
+}
+
+/// `--db`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DemoDatabase {
+    Sqlite,
+    Postgres,
+}
+
+/// `--transport`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum DemoTransport {
+    /// HTTP/2 over mutual TLS.
+    Https,
+    /// QUIC with mutual TLS (ALPN causeway/1).
+    Quic,
+}
+
+impl From<DemoTransport> for crate::transport::Transport {
+    fn from(t: DemoTransport) -> Self {
+        match t {
+            DemoTransport::Https => crate::transport::Transport::Https,
+            DemoTransport::Quic => crate::transport::Transport::Quic,
+        }
+    }
 }
 
 /// The demo's traffic: (consumer, provider, dataset, params, purpose, legal basis).
@@ -87,15 +124,29 @@ fn traffic() -> Vec<(
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let layout = if args.dir.join("federation.toml").exists() {
         println!("Restarting the federation in {}", args.dir.display());
-        federation::open(&args.dir)?
+        let layout = federation::open(&args.dir)?;
+        federation::set_preferred_transport(&layout, args.transport.into())?;
+        layout
     } else {
         println!(
             "Creating a federation of {} departments in {} ...",
             DEMO_DEPARTMENTS.len(),
             args.dir.display()
         );
-        let layout = federation::create(&args.dir, DEMO_FEDERATION, DEMO_DEPARTMENTS)?;
+        let layout = federation::create_with(
+            &args.dir,
+            DEMO_FEDERATION,
+            DEMO_DEPARTMENTS,
+            args.transport.into(),
+        )?;
         federation::generate_demo_data(&layout, args.people)?;
+        if args.db == DemoDatabase::Postgres {
+            federation::move_registry_to_postgres(&layout, &args.pg_url).await?;
+            println!(
+                "  civil-registry keeps its residents in PostgreSQL ({})",
+                args.pg_url
+            );
+        }
         layout
     };
     let mut gateways = Vec::new();
@@ -104,8 +155,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         let gateway = Gateway::start(&config)
             .await
             .with_context(|| format!("starting {}", dept.id))?;
+        let quic = gateway
+            .quic_addr
+            .map(|a| format!("  quic://{a}"))
+            .unwrap_or_default();
         println!(
-            "  {:<15} client http://{}  peer https://{}",
+            "  {:<15} client http://{}  peer https://{}{quic}",
             dept.id, gateway.client_addr, gateway.peer_addr
         );
         gateways.push(gateway);
@@ -114,6 +169,27 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         "\nTraffic (each request goes application -> its gateway -> provider gateway over mTLS):\n"
     );
     let result = send_traffic(&layout).await;
+    let (mut https, mut quic, mut fallbacks) = (0, 0, 0);
+    for gateway in &gateways {
+        let (h, q, f) = gateway.transport_stats().snapshot();
+        (https, quic, fallbacks) = (https + h, quic + q, fallbacks + f);
+    }
+    println!(
+        "\nGateway to gateway: {quic} request(s) over QUIC, {https} over HTTPS/2 ({fallbacks} QUIC fallback(s)); preferred: {}",
+        crate::transport::Transport::from(args.transport)
+    );
+    if let Some(registry) = layout
+        .dept("civil-registry")
+        .and_then(|d| gateways.iter().find(|g| g.department() == &d.id))
+    {
+        if let Err(e) = write_evidence(&layout, registry).await {
+            eprintln!("could not write the evidence example: {e:#}");
+        }
+    }
+    match start_oversight(&layout).await {
+        Ok(node) => gateways.insert(0, node),
+        Err(e) => eprintln!("could not start the oversight node: {e:#}"),
+    }
     print_tour(&layout);
     if let Err(e) = result {
         eprintln!("demo traffic failed: {e:#}");
@@ -129,6 +205,49 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Start the oversight node (laid out on first run), have it pull and verify every log once, and
+/// say where its dashboard is.
+async fn start_oversight(layout: &Layout) -> Result<Gateway> {
+    let oversight = match federation::open_oversight(layout)? {
+        Some(o) => o,
+        None => federation::create_oversight(layout, federation::DEMO_OVERSIGHT)?,
+    };
+    let config = GatewayConfig::load(&oversight.config)?;
+    let gateway = Gateway::start(&config)
+        .await
+        .context("starting the oversight node")?;
+    let node = gateway
+        .oversight()
+        .context("an oversight config starts an oversight node")?;
+    let reports = node.pull_all(std::sync::Arc::new(|_: &str, _, _| {})).await;
+    println!(
+        "\nOversight node {} pulled and verified every department's log:",
+        config.department
+    );
+    for (dept, report) in reports {
+        match report {
+            Ok(r) => println!(
+                "  {dept:<15} {:>4} entries verified, checkpoint cosigned by {} witness(es){}",
+                r.to,
+                r.witnesses,
+                r.flag
+                    .map(|f| format!("  FLAGGED: {}", f.message))
+                    .unwrap_or_default()
+            ),
+            Err(e) => println!("  {dept:<15} not pulled: {e}"),
+        }
+    }
+    println!(
+        "  cross-check findings: {}\n\n  Oversight dashboard: http://{}/  (loopback only; in production it sits behind your auth proxy)",
+        node.findings().len(),
+        gateway.client_addr
+    );
+    let config_path = oversight.config.display();
+    println!("  cargo run --release -- audit subject --id D000042 --config {config_path}");
+    println!("  cargo run --release -- audit crosscheck --config {config_path}");
+    Ok(gateway)
+}
+
 async fn send_traffic(layout: &Layout) -> Result<()> {
     for (consumer, provider, dataset, params, purpose, legal_basis) in traffic() {
         let dept = layout.dept(consumer).context("demo department missing")?;
@@ -136,9 +255,12 @@ async fn send_traffic(layout: &Layout) -> Result<()> {
             "provider": provider, "dataset": dataset, "params": params,
             "purpose": purpose, "legal_basis": legal_basis, "case": "", "officer": "demo-officer-1",
         });
-        let (status, answer) =
-            super::request::post_json(dept.client, crate::transport::paths::REQUESTS, &body)
-                .await?;
+        let (status, answer) = crate::transport::client::post_json(
+            dept.client,
+            crate::transport::paths::REQUESTS,
+            &body,
+        )
+        .await?;
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
         let outcome = if status == 200 {
             let fields = answer["fields"]
@@ -163,6 +285,39 @@ async fn send_traffic(layout: &Layout) -> Result<()> {
             answer["consumer_log_index"]
         );
     }
+    Ok(())
+}
+
+/// Wait (briefly) for witnesses to cosign the civil registry's log, then export entry 1 as an
+/// offline-verifiable evidence file and verify it the way anyone could.
+async fn write_evidence(layout: &Layout, registry: &Gateway) -> Result<()> {
+    let ledger = registry.ledger();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline
+        && ledger.cosigned_checkpoint().map(|c| c.0) != Some(ledger.checkpoint().0)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let proof = ledger.evidence(1)?;
+    let dir = layout.dir.join("evidence");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("civil-registry-1.tlog-proof");
+    std::fs::write(&path, proof.to_text())?;
+    let directory = crate::config::Directory::load(&layout.directory)?;
+    let log = directory
+        .department(registry.department())
+        .context("civil-registry is listed")?;
+    let verified =
+        crate::ledger::tlog_proof::verify_tlog_proof(&proof, &log.verifier, &directory.witnesses())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "\nEvidence: {} proves entry 1 of the civil registry's log (size {}), cosigned by {} witness(es).\n  verify it offline: cargo run --release -- log verify-proof {} --directory {}",
+        path.display(),
+        verified.checkpoint.size,
+        verified.cosignatures.len(),
+        path.display(),
+        layout.directory.display()
+    );
     Ok(())
 }
 

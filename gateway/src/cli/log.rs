@@ -10,6 +10,7 @@ use crate::config::Directory;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::NoteVerifier;
 use crate::ledger::store::Store;
+use crate::ledger::tlog_proof::{verify_tlog_proof, TlogProof};
 use crate::ledger::verify::verify_log;
 use crate::ledger::VKEY_FILE;
 
@@ -26,6 +27,32 @@ pub(crate) enum LogCommand {
         /// Check signatures against this federation directory instead of the ledger's own log.vkey.
         #[arg(long)]
         directory: Option<PathBuf>,
+    },
+    /// Print an entry as a self-contained evidence file (C2SP tlog-proof@v1) that verifies offline.
+    #[command(
+        after_help = "Example:\n  causeway log proof --ledger causeway-demo/civil-registry/ledger --index 1 > exchange-1.tlog-proof"
+    )]
+    Proof {
+        /// The ledger directory.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+    },
+    /// Verify an evidence file offline against the federation directory.
+    #[command(
+        after_help = "Example:\n  causeway log verify-proof exchange-1.tlog-proof --directory causeway-demo/federation.toml"
+    )]
+    VerifyProof {
+        /// The evidence file (from `causeway log proof`).
+        file: PathBuf,
+        /// The federation directory: the log's key and the witnesses' keys.
+        #[arg(long)]
+        directory: PathBuf,
+        /// Fail unless at least this many known witnesses cosigned.
+        #[arg(long, default_value_t = 0)]
+        min_witnesses: usize,
     },
     /// Print entries.
     #[command(
@@ -94,7 +121,21 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
         LogCommand::Verify { ledger, directory } => {
             let store = open_store(&ledger)?;
             let (key, which) = log_key(&ledger, directory.as_deref())?;
-            let result = store.read(|r| Ok(verify_log(r, &key, |_| {})))?;
+            let total = store.read(|r| Ok(r.checkpoints()?.last().map_or(0, |(size, _)| *size)))?;
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} entries, {per_sec}, eta {eta}",
+                )
+                .expect("a valid progress template")
+                .progress_chars("=> "),
+            );
+            bar.set_message("verifying");
+            if total < 100_000 {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let result = store.read(|r| Ok(verify_log(r, &key, |done| bar.set_position(done))))?;
+            bar.finish_and_clear();
             match result {
                 Ok(v) => {
                     println!(
@@ -108,6 +149,66 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                 }
                 Err(failure) => {
                     eprintln!("{}: FAILED at {failure}", ledger.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        LogCommand::Proof { ledger, index } => {
+            let store = open_store(&ledger)?;
+            print!("{}", crate::ledger::evidence(&store, index)?.to_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::VerifyProof {
+            file,
+            directory,
+            min_witnesses,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let proof =
+                TlogProof::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let dir = Directory::load(&directory)?;
+            let origin = crate::ledger::witness::checkpoint_origin(&proof.checkpoint)
+                .with_context(|| format!("{}: the checkpoint has no origin", file.display()))?;
+            let log = dir.by_origin(&origin).with_context(|| {
+                format!(
+                    "{}: no department has log origin {origin:?}",
+                    directory.display()
+                )
+            })?;
+            match verify_tlog_proof(&proof, &log.verifier, &dir.witnesses()) {
+                Ok(v) if v.cosignatures.len() >= min_witnesses => {
+                    let witnesses: Vec<&str> =
+                        v.cosignatures.iter().map(|c| c.witness.name()).collect();
+                    println!(
+                        "{}: ok: entry {} is in {}'s log at size {}, signed by {}; cosigned by {} known witness(es){}",
+                        file.display(),
+                        v.index,
+                        log.id,
+                        v.checkpoint.size,
+                        origin,
+                        witnesses.len(),
+                        if witnesses.is_empty() { String::new() } else { format!(": {}", witnesses.join(", ")) }
+                    );
+                    if let Some(entry) = proof
+                        .extra
+                        .as_deref()
+                        .and_then(|b| Entry::from_bytes(b).ok())
+                    {
+                        println!("{}", table_row(&entry));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(v) => {
+                    eprintln!(
+                        "{}: only {} known witness(es) cosigned; --min-witnesses is {min_witnesses}",
+                        file.display(),
+                        v.cosignatures.len()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("{}: FAILED: {e}", file.display());
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -1,14 +1,16 @@
 //! The `causeway` command line: one subcommand per job, each with `--help` and an example.
 
+mod audit;
 mod certs;
 mod demo;
 mod log;
+mod policy;
 mod request;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -56,27 +58,29 @@ enum Command {
     /// Inspect and verify a ledger (access log).
     #[command(subcommand)]
     Log(log::LogCommand),
-    /// Check policy files.
+    /// Check, test, explain and diff policy directories.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(policy::PolicyCommand),
+    /// Oversight: pull and verify every log, cross-check both sides, the citizen's report, search.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Load and validate a policy directory; exits non-zero on the first error.
-    #[command(
-        after_help = "Example:\n  causeway policy check causeway-demo/civil-registry/policies"
-    )]
-    Check {
-        /// The policy directory.
-        dir: PathBuf,
-    },
-}
-
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.log_format);
+/// Run one command line in-process, `args` starting with the program name (tests use it to drive
+/// `causeway audit ...`). It sets up no logging and builds its own runtime: call it from a thread
+/// that is not inside one.
+pub fn run_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,25 +91,66 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    runtime.block_on(run(cli.command)).unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let tracing = match init_tracing(cli.log_format, &cli.command) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    tracing.shutdown();
+    code
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,causeway=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Logs for every command; span export (OTLP) for the commands that run gateways: `serve` from its
+/// config's `[telemetry]` and the `OTEL_*` variables, `demo` from the variables alone.
+fn init_tracing(format: LogFormat, command: &Command) -> Result<crate::telemetry::Tracing> {
+    use crate::telemetry::{ExportPlan, TelemetrySection, Tracing};
+    let format = match format {
+        LogFormat::Text => crate::telemetry::LogFormat::Text,
+        LogFormat::Json => crate::telemetry::LogFormat::Json,
+    };
+    let (section, department) = match command {
+        // Read before any subscriber exists, so its warnings are lost here; `serve` reads the
+        // config again and reports them (and any error) then.
+        Command::Serve { config } => match crate::config::GatewayConfig::load(config) {
+            Ok(c) => (c.telemetry, Some(c.department.to_string())),
+            Err(_) => (TelemetrySection::default(), None),
+        },
+        Command::Demo(_) => (TelemetrySection::default(), None),
+        _ => {
+            let off = ExportPlan::resolve(&TelemetrySection::default(), |_| None)?;
+            return Ok(Tracing::install(format, &off, None)?);
+        }
+    };
+    let plan = ExportPlan::from_env(&section).context("[telemetry]")?;
+    Ok(Tracing::install(format, &plan, department.as_deref())?)
 }
 
 async fn run(command: Command) -> Result<ExitCode> {
@@ -115,22 +160,25 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Certs(c) => certs::run(c),
         Command::Request(args) => request::run(args).await,
         Command::Log(c) => log::run(c),
-        Command::Policy(PolicyCommand::Check { dir }) => {
-            let set =
-                causeway_policy::PolicySet::load_dir(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{}: ok (policy set {})", dir.display(), set.hash());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Policy(c) => policy::run(c),
+        Command::Audit(c) => audit::run(c).await,
     }
 }
 
 async fn serve(config: PathBuf) -> Result<ExitCode> {
     let config = crate::config::GatewayConfig::load(&config)?;
     let gateway = crate::gateway::Gateway::start(&config).await?;
-    eprintln!(
-        "causeway: {} serving: client http://{}  peer https://{}",
-        config.department, gateway.client_addr, gateway.peer_addr
-    );
+    if gateway.oversight().is_some() {
+        eprintln!(
+            "causeway: oversight node {} serving: dashboard http://{}/ (loopback; put your auth proxy in front)  own log https://{}",
+            config.department, gateway.client_addr, gateway.peer_addr
+        );
+    } else {
+        eprintln!(
+            "causeway: {} serving: client http://{}  peer https://{}",
+            config.department, gateway.client_addr, gateway.peer_addr
+        );
+    }
     wait_for_signal().await;
     eprintln!("causeway: shutting down (draining exchanges, committing the ledger)");
     gateway.shutdown().await;

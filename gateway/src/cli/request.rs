@@ -4,10 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use anyhow::{bail, Result};
 
 #[derive(clap::Args)]
 #[command(
@@ -66,7 +63,8 @@ pub(crate) async fn run(args: RequestArgs) -> Result<ExitCode> {
         "case": args.case,
         "officer": args.officer,
     });
-    let (status, answer) = post_json(addr, crate::transport::paths::REQUESTS, &body).await?;
+    let (status, answer) =
+        crate::transport::client::post_json(addr, crate::transport::paths::REQUESTS, &body).await?;
     let pretty = serde_json::from_slice::<serde_json::Value>(&answer)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_else(|_| String::from_utf8_lossy(&answer).into_owned());
@@ -76,27 +74,4 @@ pub(crate) async fn run(args: RequestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// POST JSON over plain HTTP/1.1 to a loopback listener.
-pub(crate) async fn post_json(
-    addr: SocketAddr,
-    path: &str,
-    body: &serde_json::Value,
-) -> Result<(u16, Bytes)> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| {
-            format!("cannot reach the gateway's client API at {addr}; is it running?")
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let request = http::Request::post(path)
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
 }

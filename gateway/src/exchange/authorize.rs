@@ -1,23 +1,32 @@
-//! May this consumer read this dataset for this purpose? Asks the policy set in force.
+//! May this consumer read this dataset for this purpose? Asks the policy set in force, then the
+//! rate limiter; a shadow candidate set, if configured, decides beside it without counting.
 
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-use causeway_policy::{PolicySet, Request};
+use causeway_policy::{PolicySet, RateLimiter, Request};
 use tower::{Layer, Service, ServiceExt};
 
-use super::{Authorized, BoxFuture, ExchangeError, Verified};
+use super::{Authorized, BoxFuture, ExchangeError, ProviderContext, Verified};
+use crate::policy_reload::ShadowPolicies;
 
 /// Adds [`Authorize`].
 #[derive(Clone)]
 pub struct AuthorizeLayer {
     policies: Arc<RwLock<Arc<PolicySet>>>,
+    limiter: Arc<RateLimiter>,
+    shadow: Option<Arc<ShadowPolicies>>,
 }
 
 impl AuthorizeLayer {
-    /// Decide with whatever set is in force at the time of each request.
-    pub fn new(policies: Arc<RwLock<Arc<PolicySet>>>) -> Self {
-        AuthorizeLayer { policies }
+    /// Decide with whatever set is in force at the time of each request, count allowed requests in
+    /// `cx.limiter`, and compare with `cx.shadow`.
+    pub fn new(cx: &ProviderContext) -> Self {
+        AuthorizeLayer {
+            policies: cx.policies.clone(),
+            limiter: cx.limiter.clone(),
+            shadow: cx.shadow.clone(),
+        }
     }
 }
 
@@ -26,16 +35,17 @@ impl<S> Layer<S> for AuthorizeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Authorize {
             inner,
-            policies: self.policies.clone(),
+            layer: self.clone(),
         }
     }
 }
 
-/// Applies the policy decision: a denial stops here, as [`ExchangeError::Denied`].
+/// Applies the policy decision and the rate limit: a denial (including `rate-limited`) stops here,
+/// as [`ExchangeError::Denied`].
 #[derive(Clone)]
 pub struct Authorize<S> {
     inner: S,
-    policies: Arc<RwLock<Arc<PolicySet>>>,
+    layer: AuthorizeLayer,
 }
 
 impl<S, R> Service<Verified> for Authorize<S>
@@ -53,10 +63,16 @@ where
     }
 
     fn call(&mut self, verified: Verified) -> Self::Future {
-        // One snapshot per request: a reload never changes a decision halfway.
-        let set = self.policies.read().expect("policy lock poisoned").clone();
+        // One snapshot per request: a reload never changes a decision halfway. The lock only
+        // guards an Arc swap, so a poisoned lock still holds a whole set.
+        let set = self
+            .layer
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let env = &verified.envelope;
-        let decision = set.decide(&Request {
+        let request = Request {
             consumer: env.consumer.as_str(),
             dataset: &env.dataset,
             purpose: &env.purpose,
@@ -64,7 +80,12 @@ where
             case: &env.case,
             params: &env.params,
             at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
-        });
+        };
+        let decided = set.decide(&request);
+        if let Some(shadow) = &self.layer.shadow {
+            shadow.observe(&request, &decided);
+        }
+        let decision = self.layer.limiter.admit(&request, decided);
         let inner = self.inner.clone();
         Box::pin(async move {
             if !decision.allowed {

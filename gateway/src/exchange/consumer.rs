@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
-use super::envelope::{self, digest, payload_digest, Envelope, SIGNATURE_HEADER};
+use super::envelope::{self, digest, payload_digest, Envelope};
 use super::rescue::json_response;
 use super::ProtocolResponse;
 use crate::config::Directory;
@@ -19,8 +19,9 @@ use crate::identity::{DeptId, TagKey};
 use crate::ledger::entry::{Entry, Kind, PeerReceipt, Side};
 use crate::ledger::receipt::Receipt;
 use crate::ledger::Ledger;
-use crate::transport::client::{PeerClient, PeerError};
-use crate::transport::paths;
+use crate::telemetry::observe;
+use crate::transport::client::PeerError;
+use crate::transport::peer::{PeerRequest, PeerTransport};
 
 /// `POST /v1/requests` body.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,8 +67,8 @@ pub struct ConsumerContext {
     pub signer: Arc<crate::identity::GatewayKey>,
     /// The directory.
     pub directory: Arc<Directory>,
-    /// Connections to providers.
-    pub peers: Arc<PeerClient>,
+    /// Connections to providers, over whichever transport is configured.
+    pub peers: Arc<PeerTransport>,
     /// Our ledger.
     pub ledger: Arc<Ledger>,
     /// Tag key for officers.
@@ -124,18 +125,18 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         issued_at: envelope::now_rfc3339(),
         nonce: envelope::nonce(),
     };
+    observe::learn_peer(&provider_id);
+    observe::learn_exchange(&envelope);
     let bytes = envelope.to_bytes();
     if let Err(e) = Envelope::parse(&bytes) {
         return problem(400, "bad-request", e.to_string());
     }
     let signature = Envelope::sign(&bytes, &cx.signer);
     let request_digest = digest(&bytes);
-    let http_request = http::Request::post(format!("https://{}{}", provider.id, paths::EXCHANGE))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
-        .body(Full::new(Bytes::from(bytes)))
-        .expect("a request from static parts always builds");
-    let (status, answer) = match cx.peers.send(provider, http_request, cx.timeout).await {
+    let request = PeerRequest::exchange(signature, Bytes::from(bytes));
+    let (status, answer) = match observe::send_to_peer(&cx.peers, provider, request, cx.timeout)
+        .await
+    {
         Ok(r) => r,
         Err(e @ PeerError::Timeout(_)) => return problem(504, "provider-timeout", e.to_string()),
         Err(e) => return problem(502, "provider-unreachable", e.to_string()),
@@ -222,7 +223,8 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         leaf_hash: receipt.leaf_hash.clone(),
         checkpoint_size: verified.checkpoint.size,
     });
-    let appended = match cx.ledger.append(entry).await {
+    let notarizing = tracing::info_span!("notarize", log_index = tracing::field::Empty);
+    let appended = match cx.ledger.append(entry).instrument(notarizing.clone()).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "cannot notarize the consumer entry; nothing released");
@@ -235,6 +237,7 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
             );
         }
     };
+    notarizing.record("log_index", appended.entry.index);
     let mut body = json!({
         "exchange": envelope.id,
         "provider": provider_id,

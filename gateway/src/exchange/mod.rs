@@ -6,9 +6,12 @@
 //! 3. [`verify`]: the envelope's signature against that department's directory key; freshness; replay.
 //! 4. [`notarize`]: everything below happens inside it; it records the outcome (allowed, denied or
 //!    failed) in the ledger and releases nothing until that entry is durable.
-//! 5. [`authorize`]: the policy decision.
+//! 5. [`authorize`]: the policy decision and the rate limit (and the shadow set's, for comparison).
 //! 6. [`fetch`]: the dataset's query through its adapter, bound parameters only.
-//! 7. [`shape`]: keeps only the granted fields, masked as the policy says.
+//! 7. [`shape`]: keeps only the rows the row filter admits and the granted fields, masked as the
+//!    policy says.
+//!
+//! Above each of 2 to 7 an [`observe`] layer opens that stage's span and records its metrics.
 //!
 //! Transports (HTTPS/2 today) turn bytes into an [`Inbound`] and a [`ProtocolResponse`] back into
 //! bytes; nothing here knows which transport carried a request. The consumer side lives in [`consumer`].
@@ -19,6 +22,7 @@ pub mod consumer;
 pub mod envelope;
 pub mod fetch;
 pub mod notarize;
+pub mod observe;
 pub mod rescue;
 pub mod shape;
 pub mod verify;
@@ -30,7 +34,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use causeway_adapters::{Catalog, FetchError};
-use causeway_policy::{Decision, PolicySet};
+use causeway_policy::{Decision, PolicySet, RateLimiter};
 use rustls_pki_types::CertificateDer;
 use tower::{Service, ServiceBuilder};
 
@@ -184,6 +188,10 @@ pub struct ProviderContext {
     pub ledger: Arc<Ledger>,
     /// The policy set in force (swapped atomically on reload).
     pub policies: Arc<RwLock<Arc<PolicySet>>>,
+    /// Request counters for the grants' rate limits; lives as long as the gateway, across reloads.
+    pub limiter: Arc<RateLimiter>,
+    /// A candidate policy set decided beside the active one, if configured (`policies_shadow`).
+    pub shadow: Option<Arc<crate::policy_reload::ShadowPolicies>>,
     /// The datasets this gateway serves.
     pub catalog: Arc<Catalog>,
     /// The federation tag key.
@@ -192,6 +200,8 @@ pub struct ProviderContext {
     pub max_skew_secs: u64,
     /// Envelopes already seen.
     pub replay: Arc<verify::ReplayCache>,
+    /// This gateway's metrics.
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 /// The provider pipeline, top to bottom as it runs.
@@ -205,12 +215,23 @@ pub fn provider_pipeline(
 > + Clone
        + Send
        + 'static {
+    use observe::{
+        AuthenticateStage, AuthorizeStage, FetchStage, NotarizeStage, ObserveLayer, ShapeStage,
+        VerifyStage,
+    };
+    let m = &cx.metrics;
     ServiceBuilder::new()
         .layer(rescue::RescueLayer)
+        .layer(ObserveLayer::new(AuthenticateStage, m))
         .layer(authenticate::AuthenticateLayer::new(cx.directory.clone()))
+        .layer(ObserveLayer::new(VerifyStage, m))
         .layer(verify::VerifyLayer::new(cx))
+        .layer(ObserveLayer::new(NotarizeStage, m))
         .layer(notarize::NotarizeLayer::new(cx))
-        .layer(authorize::AuthorizeLayer::new(cx.policies.clone()))
+        .layer(ObserveLayer::new(AuthorizeStage, m))
+        .layer(authorize::AuthorizeLayer::new(cx))
+        .layer(ObserveLayer::new(FetchStage, m))
         .layer(fetch::FetchLayer::new(cx.catalog.clone()))
+        .layer(ObserveLayer::new(ShapeStage, m))
         .service(shape::Shape::new(cx.tag_key.clone()))
 }

@@ -201,6 +201,23 @@ impl GatewayKey {
         &self.key
     }
 
+    /// The witness key (C2SP cosignature/v1) this gateway cosigns its peers' checkpoints with.
+    ///
+    /// It is derived from the signing key under a separate label, so no extra file is needed and the
+    /// log key and witness key are never the same Ed25519 key. Its name is `<origin>/witness`.
+    pub fn witness_cosigner(&self) -> crate::ledger::note::Cosigner {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"causeway-witness-key/v1\n");
+        h.update(self.key.as_bytes());
+        let seed: [u8; 32] = h.finalize().into();
+        crate::ledger::note::Cosigner::new(
+            &format!("{}/witness", self.note.name()),
+            SigningKey::from_bytes(&seed),
+        )
+        .expect("a valid origin plus /witness is a valid key name")
+    }
+
     /// Its public half in vkey form, as listed in `federation.toml`.
     pub fn vkey(&self) -> String {
         self.note.verifier().to_vkey()

@@ -35,6 +35,8 @@ pub struct Issued {
     pub vkey: String,
     /// The log origin (note signer name).
     pub origin: String,
+    /// The witness (cosigner) verifier key to list in `federation.toml`.
+    pub witness_vkey: String,
 }
 
 /// Create a federation CA and tag key in `out`. Refuses to overwrite an existing CA.
@@ -150,6 +152,7 @@ pub fn issue(ca_dir: &Path, out: &Path, who: &PeerIdentity, hosts: &[String]) ->
         signing_key: out.join(format!("{file_stem}.signing.key")),
         vkey: String::new(),
         origin: origin.clone(),
+        witness_vkey: String::new(),
     };
     std::fs::write(&issued.cert, cert.pem())?;
     write_secret(&issued.key, key.serialize_pem().as_bytes())?;
@@ -157,6 +160,7 @@ pub fn issue(ca_dir: &Path, out: &Path, who: &PeerIdentity, hosts: &[String]) ->
     write_secret(&issued.signing_key, key.to_file_contents().as_bytes())?;
     Ok(Issued {
         vkey: key.vkey(),
+        witness_vkey: key.witness_cosigner().verifier().to_vkey(),
         ..issued
     })
 }

@@ -70,6 +70,38 @@ impl TlsMaterial {
         })
     }
 
+    /// A 32-byte secret derived from our private key for `purpose`: stable across restarts, known
+    /// to nobody without the key, and different for every purpose.
+    pub fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"causeway-derived-secret/v1\n");
+        h.update(purpose.as_bytes());
+        h.update(b"\n");
+        h.update(self.key.secret_der());
+        h.finalize().into()
+    }
+
+    /// Load the files of an `[identity]` section and check that the certificate proves `expected`
+    /// in `federation`: a node never starts under someone else's identity.
+    pub fn load_identity(
+        files: &crate::config::IdentityFiles,
+        federation: &str,
+        expected: &super::PeerIdentity,
+    ) -> Result<Self> {
+        let tls = TlsMaterial::load(&files.ca, files.crl.as_deref(), &files.cert, &files.key)?;
+        match super::identity_from_cert(tls.leaf(), federation) {
+            Ok(ref id) if id == expected => Ok(tls),
+            Ok(other) => anyhow::bail!(
+                "{}: this certificate is for {}, but the config says {}; issue the right one with `causeway certs issue`",
+                files.cert.display(),
+                other.uri(federation),
+                expected.uri(federation)
+            ),
+            Err(e) => anyhow::bail!("{}: {e}", files.cert.display()),
+        }
+    }
+
     /// Our own leaf certificate.
     pub fn leaf(&self) -> &CertificateDer<'static> {
         &self.chain[0]
@@ -77,21 +109,58 @@ impl TlsMaterial {
 
     /// Server side of a peer port: a client certificate from the federation is required.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+        Ok(Arc::new(
+            self.server_config_with(rustls::DEFAULT_VERSIONS, alpn)?,
+        ))
+    }
+
+    /// Server side of the QUIC peer port: the same trust and client-certificate requirement as
+    /// [`Self::server_config`], TLS 1.3 only (QUIC requires it), and no 0-RTT (early data could be
+    /// replayed, and an exchange must never be).
+    pub fn quic_server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+        let mut config = self.server_config_with(&[&rustls::version::TLS13], alpn)?;
+        config.max_early_data_size = 0;
+        config.send_half_rtt_data = false;
+        Ok(Arc::new(config))
+    }
+
+    fn server_config_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[&[u8]],
+    ) -> Result<ServerConfig> {
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
             .with_crls(self.crls.clone())
             .build()
             .context("building the client-certificate verifier")?;
         let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(versions)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .context("the certificate does not match its private key")?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
+        Ok(config)
     }
 
     /// Client side towards peers: verify the server against the federation roots, present our certificate.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
+        Ok(Arc::new(
+            self.client_config_with(rustls::DEFAULT_VERSIONS, alpn)?,
+        ))
+    }
+
+    /// Client side of QUIC towards peers: as [`Self::client_config`], TLS 1.3 only, no 0-RTT.
+    pub fn quic_client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
+        let mut config = self.client_config_with(&[&rustls::version::TLS13], alpn)?;
+        config.enable_early_data = false;
+        Ok(Arc::new(config))
+    }
+
+    fn client_config_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[&[u8]],
+    ) -> Result<ClientConfig> {
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             self.roots.clone(),
             provider(),
@@ -100,11 +169,11 @@ impl TlsMaterial {
         .build()
         .context("building the server-certificate verifier")?;
         let mut config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(versions)?
             .with_webpki_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .context("the certificate does not match its private key")?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
+        Ok(config)
     }
 }

@@ -18,9 +18,12 @@ pub mod verify;
 pub mod witness;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 use self::checkpoint::{sign_checkpoint, Checkpoint};
 use self::entry::{Entry, GENESIS_PREV};
@@ -31,8 +34,29 @@ use self::store::{Batch, Store};
 /// File beside the LMDB environment holding the log's note verifier key (public).
 pub const VKEY_FILE: &str = "log.vkey";
 
-/// Most entries one write transaction takes.
-pub const MAX_BATCH: usize = 4096;
+/// How the writer batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerOptions {
+    /// LMDB map size in MiB (the file is sparse).
+    pub map_size_mib: u64,
+    /// The longest a batch stays open for more appends after its first one arrives.
+    pub batch_window: Duration,
+    /// A batch closes early once no append has arrived for this long.
+    pub batch_gap: Duration,
+    /// Most entries one write transaction takes.
+    pub max_batch: usize,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            map_size_mib: 64 * 1024,
+            batch_window: Duration::from_millis(2),
+            batch_gap: Duration::from_micros(100),
+            max_batch: 4096,
+        }
+    }
+}
 
 /// Why the ledger could not do what was asked. Any of these means: release no data.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,6 +74,13 @@ pub enum LedgerError {
     /// The writer has stopped (shutdown).
     #[error("the ledger is closed")]
     Closed,
+}
+
+/// Told about every group commit, from the writer thread (metrics): must be quick and not block.
+pub trait CommitObserver: Send + Sync {
+    /// A batch of `entries` committed in `elapsed`, or failed to (`error`; nothing in it was
+    /// acknowledged).
+    fn committed(&self, entries: usize, elapsed: Duration, error: Option<&LedgerError>);
 }
 
 /// What an append returns once the entry is durable.
@@ -78,19 +109,28 @@ struct Shared {
     store: Store,
     origin: String,
     latest: RwLock<(u64, Arc<String>)>,
+    /// The latest checkpoint that witnesses cosigned (it may lag `latest`).
+    cosigned: RwLock<Option<(u64, Arc<String>)>>,
+    /// Why the last commit failed, if it did (readiness).
+    commit_error: Mutex<Option<LedgerError>>,
+    observer: OnceLock<Arc<dyn CommitObserver>>,
 }
 
 /// An open access log with its group-commit writer.
 pub struct Ledger {
     shared: Arc<Shared>,
-    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Ledger {
     /// Open the log in `dir`, check that its stored checkpoint matches its stored tree, and start the writer.
-    pub fn open(dir: &Path, map_size_mib: u64, signer: NoteSigner) -> Result<Ledger, LedgerError> {
-        let store = Store::open(dir, map_size_mib)?;
+    pub fn open(
+        dir: &Path,
+        options: LedgerOptions,
+        signer: NoteSigner,
+    ) -> Result<Ledger, LedgerError> {
+        let store = Store::open(dir, options.map_size_mib)?;
         // The public key beside the log lets `causeway log verify` check it without a directory.
         std::fs::write(
             dir.join(VKEY_FILE),
@@ -124,17 +164,22 @@ impl Ledger {
             let leaf = store.read(|r| Ok(merkle::NodeSource::node(r, 0, frontier.size() - 1)))?;
             Some(leaf.ok_or_else(|| LedgerError::Corrupt("the last leaf hash is missing".into()))?)
         };
+        let cosigned = store.cosigned()?.map(|(size, note)| (size, Arc::new(note)));
         let shared = Arc::new(Shared {
             store,
             origin,
             latest: RwLock::new((frontier.size(), Arc::new(latest))),
+            cosigned: RwLock::new(cosigned),
+            commit_error: Mutex::new(None),
+            observer: OnceLock::new(),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: shared.clone(),
             signer,
             frontier,
             last_leaf,
+            options,
         };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -159,6 +204,21 @@ impl Ledger {
         answer.await.map_err(|_| LedgerError::Closed)?
     }
 
+    /// Report every later group commit to `observer` (one observer per ledger; later calls are
+    /// ignored).
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.shared.observer.set(observer);
+    }
+
+    /// Why the last group commit failed, or `None` if it succeeded (or none has run yet).
+    pub fn last_commit_error(&self) -> Option<LedgerError> {
+        self.shared
+            .commit_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The log's origin (its checkpoint signer name).
     pub fn origin(&self) -> &str {
         &self.shared.origin
@@ -168,6 +228,64 @@ impl Ledger {
     pub fn checkpoint(&self) -> (u64, Arc<String>) {
         let latest = self.shared.latest.read().expect("checkpoint lock poisoned");
         (latest.0, latest.1.clone())
+    }
+
+    /// The checkpoint to serve: the latest cosigned one if witnesses have caught up with the log,
+    /// else the latest signed one.
+    pub fn served_checkpoint(&self) -> (u64, Arc<String>) {
+        let latest = self.checkpoint();
+        match self
+            .shared
+            .cosigned
+            .read()
+            .expect("checkpoint lock poisoned")
+            .as_ref()
+        {
+            Some((size, note)) if *size == latest.0 => (*size, note.clone()),
+            _ => latest,
+        }
+    }
+
+    /// The latest checkpoint with witness cosignatures, if any.
+    pub fn cosigned_checkpoint(&self) -> Option<(u64, Arc<String>)> {
+        self.shared
+            .cosigned
+            .read()
+            .expect("checkpoint lock poisoned")
+            .clone()
+    }
+
+    /// Record `note` (a checkpoint of this log at `size`, with cosignature lines appended).
+    pub fn set_cosigned(&self, size: u64, note: String) -> Result<(), LedgerError> {
+        self.shared.store.put_cosigned(size, &note)?;
+        *self
+            .shared
+            .cosigned
+            .write()
+            .expect("checkpoint lock poisoned") = Some((size, Arc::new(note)));
+        Ok(())
+    }
+
+    /// The state this gateway, as a witness, keeps for another log.
+    pub fn witness_state(
+        &self,
+        origin: &str,
+    ) -> Result<Option<witness::WitnessState>, LedgerError> {
+        self.shared.store.witness_state(origin)
+    }
+
+    /// Persist the witness state for another log (durably, before the cosignature is handed out).
+    pub fn put_witness_state(
+        &self,
+        origin: &str,
+        state: &witness::WitnessState,
+    ) -> Result<(), LedgerError> {
+        self.shared.store.put_witness_state(origin, state)
+    }
+
+    /// A self-contained evidence file for entry `index` (see [`evidence`]).
+    pub fn evidence(&self, index: u64) -> Result<tlog_proof::TlogProof, LedgerError> {
+        evidence(&self.shared.store, index)
     }
 
     /// Read from the store.
@@ -196,6 +314,26 @@ impl Drop for Ledger {
     }
 }
 
+/// Evidence for entry `index`: its exact bytes, the inclusion proof, and the newest checkpoint that
+/// covers it, preferring the cosigned one, as a C2SP tlog-proof@v1 file that verifies offline.
+pub fn evidence(store: &Store, index: u64) -> Result<tlog_proof::TlogProof, LedgerError> {
+    let head = store.head()?;
+    let note = match store.cosigned()? {
+        Some((size, note)) if size > index => note,
+        _ => head
+            .checkpoint
+            .ok_or_else(|| LedgerError::Corrupt("the ledger has no checkpoint yet".into()))?,
+    };
+    store.read(|r| {
+        let entry = r
+            .entry(index)?
+            .ok_or_else(|| LedgerError::Corrupt(format!("there is no entry {index}")))?
+            .to_vec();
+        tlog_proof::TlogProof::build(r, &entry, index, &note)
+            .map_err(|e| LedgerError::Corrupt(e.to_string()))
+    })
+}
+
 fn sign(origin: &str, frontier: &Frontier, signer: &NoteSigner) -> Result<String, LedgerError> {
     let cp = Checkpoint {
         origin: origin.to_owned(),
@@ -213,23 +351,50 @@ struct Writer {
     signer: NoteSigner,
     frontier: Frontier,
     last_leaf: Option<Hash>,
+    options: LedgerOptions,
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
-        while let Some(first) = rx.blocking_recv() {
+    /// Group commit: the first append opens a batch; it closes when it is full, when its window has
+    /// passed, or when appends pause, and is committed with one fsync. Appends arriving during a
+    /// commit wait for the next batch.
+    fn run(mut self, rx: mpsc::Receiver<Pending>) {
+        while let Ok(first) = rx.recv() {
+            let deadline = Instant::now() + self.options.batch_window;
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+            // Keep the batch open while appends keep arriving (at most `batch_window`); close it as
+            // soon as they pause for `batch_gap`, so a lone append is not held for the whole window.
+            while batch.len() < self.options.max_batch {
+                let wait = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(self.options.batch_gap);
+                let next = if wait.is_zero() {
+                    rx.try_recv().ok()
+                } else {
+                    rx.recv_timeout(wait).ok()
+                };
+                match next {
+                    Some(p) => batch.push(p),
+                    None => break,
                 }
             }
             self.commit(batch);
         }
     }
 
+    fn committed(&self, entries: usize, started: Instant, error: Option<&LedgerError>) {
+        *self
+            .shared
+            .commit_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = error.cloned();
+        if let Some(observer) = self.shared.observer.get() {
+            observer.committed(entries, started.elapsed(), error);
+        }
+    }
+
     fn commit(&mut self, batch: Vec<Pending>) {
+        let started = Instant::now();
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .expect("RFC 3339 formatting of the current time cannot fail");
@@ -264,12 +429,14 @@ impl Writer {
             Ok(note) => Arc::new(note),
             Err(e) => {
                 tracing::error!(error = %e, entries = waiting.len(), "ledger commit failed; no data is released");
+                self.committed(waiting.len(), started, Some(&e));
                 for (.., reply) in waiting {
                     let _ = reply.send(Err(e.clone()));
                 }
                 return;
             }
         };
+        self.committed(waiting.len(), started, None);
         let size = frontier.size();
         self.frontier = frontier;
         self.last_leaf = prev;
@@ -308,5 +475,111 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::Kind;
+    use crate::ledger::verify::{verify_log, VerifyFailure};
+
+    fn signer() -> NoteSigner {
+        NoteSigner::new("test/log", ed25519_dalek::SigningKey::from_bytes(&[3; 32])).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_batched_and_every_receipt_proves_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger =
+            Arc::new(Ledger::open(dir.path(), LedgerOptions::default(), signer()).unwrap());
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let ledger = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                ledger.append(Entry::new(Kind::Exchange)).await.unwrap()
+            }));
+        }
+        let mut indexes = Vec::new();
+        for t in tasks {
+            let a = t.await.unwrap();
+            let cp = checkpoint::open_checkpoint(&a.checkpoint, &signer().verifier()).unwrap();
+            merkle::verify_inclusion(
+                &a.leaf_hash,
+                a.entry.index,
+                cp.size,
+                &a.inclusion_proof,
+                &cp.root,
+            )
+            .unwrap();
+            assert_eq!(merkle::leaf_hash(&a.bytes), a.leaf_hash);
+            indexes.push(a.entry.index);
+        }
+        indexes.sort();
+        assert_eq!(
+            indexes,
+            (0..200).collect::<Vec<_>>(),
+            "every index exactly once"
+        );
+        let checkpoints = ledger.read(|r| r.checkpoints()).unwrap();
+        assert!(
+            checkpoints.len() < 200,
+            "concurrent appends share commits ({} checkpoints)",
+            checkpoints.len()
+        );
+        ledger
+            .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reopened_ledger_continues_the_chain_and_a_forged_checkpoint_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let ledger = Ledger::open(dir.path(), LedgerOptions::default(), signer()).unwrap();
+            let a = ledger.append(Entry::new(Kind::PolicyChange)).await.unwrap();
+            ledger.close();
+            a
+        };
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default(), signer()).unwrap();
+        let second = ledger.append(Entry::new(Kind::Exchange)).await.unwrap();
+        assert_eq!(second.entry.index, first.entry.index + 1);
+        assert_eq!(second.entry.prev, hex::encode(first.leaf_hash));
+        // A checkpoint signed by another key, slipped into the store, fails verification.
+        let other =
+            NoteSigner::new("test/log", ed25519_dalek::SigningKey::from_bytes(&[4; 32])).unwrap();
+        let forged = checkpoint::sign_checkpoint(
+            &Checkpoint {
+                origin: "test/log".into(),
+                size: 2,
+                root: merkle::empty_root(),
+                extensions: vec![],
+            },
+            &other,
+        )
+        .unwrap();
+        ledger.close();
+        drop(ledger);
+        let store = Store::open(dir.path(), 64).unwrap();
+        let frontier = store.head().unwrap().frontier;
+        store
+            .commit(&store::Batch {
+                entries: &[],
+                nodes: &[],
+                frontier: &frontier,
+                checkpoint: &forged,
+            })
+            .unwrap();
+        let failure = store
+            .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(failure, VerifyFailure::Checkpoint { size: 2, .. }),
+            "{failure}"
+        );
+        // And the ledger refuses to open on a head that does not verify.
+        assert!(Ledger::open(dir.path(), LedgerOptions::default(), signer()).is_err());
     }
 }

@@ -4,7 +4,9 @@
 //! - `entries`: index (u64 big-endian) -> the entry's exact bytes
 //! - `nodes`: level (u8) || index (u64 big-endian) -> hash of that perfect subtree (level 0 = leaves)
 //! - `checkpoints`: tree size (u64 big-endian) -> the signed checkpoint note for that size
-//! - `meta`: `frontier` -> the compact right edge of the tree; `checkpoint` -> the latest signed note
+//! - `meta`: `frontier` -> the compact right edge of the tree; `checkpoint` -> the latest signed note;
+//!   `cosigned` -> the latest checkpoint with witness cosignatures (size || note)
+//! - `witness`: another log's origin -> what this gateway last cosigned for it (size || root || note)
 //!
 //! Every batch writes all four in one transaction and commits it with fsync (LMDB's default), so a
 //! crash leaves entries, tree and checkpoint consistent: all of the batch or none of it.
@@ -14,10 +16,12 @@ use std::path::Path;
 use lmdb::{Cursor, Database, DatabaseFlags, Environment, Transaction, WriteFlags};
 
 use super::merkle::{Frontier, Hash, NodeSource};
+use super::witness::WitnessState;
 use super::LedgerError;
 
 const META_FRONTIER: &[u8] = b"frontier";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
+const META_COSIGNED: &[u8] = b"cosigned";
 
 /// One committed batch.
 pub struct Batch<'a> {
@@ -46,6 +50,7 @@ pub struct Store {
     nodes: Database,
     checkpoints: Database,
     meta: Database,
+    witness: Database,
 }
 
 fn storage(e: lmdb::Error) -> LedgerError {
@@ -84,12 +89,14 @@ impl Store {
             db("checkpoints")?,
             db("meta")?,
         );
+        let witness = db("witness")?;
         Ok(Store {
             env,
             entries,
             nodes,
             checkpoints,
             meta,
+            witness,
         })
     }
 
@@ -155,6 +162,70 @@ impl Store {
             self.checkpoints,
             &batch.frontier.size().to_be_bytes(),
             &batch.checkpoint,
+            WriteFlags::empty(),
+        )
+        .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// The latest cosigned checkpoint (size, note), if witnesses ever cosigned one.
+    pub fn cosigned(&self) -> Result<Option<(u64, String)>, LedgerError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        match txn.get(self.meta, &META_COSIGNED) {
+            Ok(bytes) if bytes.len() > 8 => {
+                let size = u64::from_be_bytes(bytes[..8].try_into().expect("checked length"));
+                let note = String::from_utf8(bytes[8..].to_vec()).map_err(|_| {
+                    LedgerError::Corrupt("stored cosigned checkpoint is not UTF-8".into())
+                })?;
+                Ok(Some((size, note)))
+            }
+            Ok(_) => Err(LedgerError::Corrupt(
+                "stored cosigned checkpoint is truncated".into(),
+            )),
+            Err(lmdb::Error::NotFound) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// Store the latest cosigned checkpoint.
+    pub fn put_cosigned(&self, size: u64, note: &str) -> Result<(), LedgerError> {
+        let mut value = size.to_be_bytes().to_vec();
+        value.extend_from_slice(note.as_bytes());
+        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        txn.put(self.meta, &META_COSIGNED, &value, WriteFlags::empty())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// What this gateway, as a witness, last cosigned for the log `origin`.
+    pub fn witness_state(&self, origin: &str) -> Result<Option<WitnessState>, LedgerError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let bytes = match txn.get(self.witness, &origin.as_bytes()) {
+            Ok(b) => b,
+            Err(lmdb::Error::NotFound) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        let corrupt = || LedgerError::Corrupt(format!("witness state of {origin} is malformed"));
+        if bytes.len() < 40 {
+            return Err(corrupt());
+        }
+        Ok(Some(WitnessState {
+            size: u64::from_be_bytes(bytes[..8].try_into().expect("checked length")),
+            root: bytes[8..40].try_into().expect("checked length"),
+            note: String::from_utf8(bytes[40..].to_vec()).map_err(|_| corrupt())?,
+        }))
+    }
+
+    /// Durably record what this gateway cosigned for `origin`.
+    pub fn put_witness_state(&self, origin: &str, state: &WitnessState) -> Result<(), LedgerError> {
+        let mut value = state.size.to_be_bytes().to_vec();
+        value.extend_from_slice(&state.root);
+        value.extend_from_slice(state.note.as_bytes());
+        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        txn.put(
+            self.witness,
+            &origin.as_bytes(),
+            &value,
             WriteFlags::empty(),
         )
         .map_err(storage)?;

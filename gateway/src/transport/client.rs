@@ -1,4 +1,4 @@
-//! The consumer's side of the peer port: one HTTP/2 connection per provider, over mTLS, reused
+//! The consumer's side of the HTTPS peer port: one HTTP/2 connection per provider, over mTLS, reused
 //! across exchanges, and checked to be the department we meant to reach.
 
 use std::collections::HashMap;
@@ -22,9 +22,14 @@ use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PeerError {
-    /// The directory lists no HTTPS endpoint for it.
-    #[error("department {0} has no https endpoint in the federation directory")]
-    NoEndpoint(DeptId),
+    /// The directory lists no endpoint of that transport for it.
+    #[error("department {dept} has no {transport} endpoint in the federation directory")]
+    NoEndpoint {
+        /// Department.
+        dept: DeptId,
+        /// The transport asked for.
+        transport: super::Transport,
+    },
     /// TCP or TLS failed.
     #[error("cannot reach {dept} at {endpoint}: {problem}")]
     Unreachable {
@@ -48,7 +53,15 @@ pub enum PeerError {
     /// No answer in time.
     #[error("department {0} did not answer in time")]
     Timeout(DeptId),
-    /// An HTTP/2 error mid-exchange.
+    /// The peer reset the QUIC stream (docs/PROTOCOL.md, "Reset codes").
+    #[error("department {dept} reset the exchange's stream with {}", describe_reset(*.code))]
+    Reset {
+        /// Department.
+        dept: DeptId,
+        /// The application error code.
+        code: u64,
+    },
+    /// An HTTP/2 or QUIC error mid-exchange.
     #[error("the exchange with {dept} failed: {problem}")]
     Protocol {
         /// Department.
@@ -58,12 +71,23 @@ pub enum PeerError {
     },
 }
 
+fn describe_reset(code: u64) -> String {
+    match super::frame::ResetCode::from_code(code) {
+        Some(c) => c.to_string(),
+        None => format!("unknown code 0x{code:x}"),
+    }
+}
+
 /// Connections to peer gateways.
 pub struct PeerClient {
     connector: tokio_rustls::TlsConnector,
     federation: String,
-    connections: Mutex<HashMap<DeptId, SendRequest<Full<Bytes>>>>,
+    /// One slot per peer. Connecting happens under that peer's slot only, so a peer that is
+    /// black-holed (accepts and never answers) delays requests to itself, never those to others.
+    connections: std::sync::Mutex<HashMap<DeptId, Arc<PeerSlot>>>,
 }
+
+type PeerSlot = Mutex<Option<SendRequest<Full<Bytes>>>>;
 
 impl PeerClient {
     /// A client presenting our certificate (in `tls`) to peers of `federation`.
@@ -71,7 +95,7 @@ impl PeerClient {
         PeerClient {
             connector: tokio_rustls::TlsConnector::from(tls),
             federation,
-            connections: Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,7 +120,7 @@ impl PeerClient {
         let response = match sender.send_request(request).await {
             Ok(r) => r,
             Err(e) => {
-                self.connections.lock().await.remove(&dept.id);
+                self.slot(&dept.id).lock().await.take();
                 return Err(PeerError::Protocol {
                     dept: dept.id.clone(),
                     problem: e.to_string(),
@@ -115,18 +139,28 @@ impl PeerClient {
         Ok((status, body))
     }
 
+    fn slot(&self, dept: &DeptId) -> Arc<PeerSlot> {
+        self.connections
+            .lock()
+            .expect("the slot map is never left poisoned: no code panics while holding it")
+            .entry(dept.clone())
+            .or_default()
+            .clone()
+    }
+
     async fn connection(&self, dept: &Department) -> Result<SendRequest<Full<Bytes>>, PeerError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(sender) = connections.get(&dept.id) {
+        let slot = self.slot(&dept.id);
+        let mut slot = slot.lock().await;
+        if let Some(sender) = slot.as_ref() {
             if !sender.is_closed() && sender.is_ready() {
                 return Ok(sender.clone());
             }
-            connections.remove(&dept.id);
+            *slot = None;
         }
-        let endpoint = dept
-            .https
-            .clone()
-            .ok_or_else(|| PeerError::NoEndpoint(dept.id.clone()))?;
+        let endpoint = dept.https.clone().ok_or_else(|| PeerError::NoEndpoint {
+            dept: dept.id.clone(),
+            transport: super::Transport::Https,
+        })?;
         let unreachable = |problem: String| PeerError::Unreachable {
             dept: dept.id.clone(),
             endpoint: endpoint.clone(),
@@ -178,7 +212,32 @@ impl PeerClient {
                 tracing::debug!(peer = %id, error = %e, "peer connection closed");
             }
         });
-        connections.insert(dept.id.clone(), sender.clone());
+        *slot = Some(sender.clone());
         Ok(sender)
     }
+}
+
+/// POST JSON over plain HTTP/1.1 to a loopback listener (an application calling its gateway's
+/// client API); returns the status and the raw body.
+pub async fn post_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, Bytes)> {
+    use anyhow::Context;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| {
+            format!("cannot reach the gateway's client API at {addr}; is it running?")
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::post(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
 }

@@ -2,6 +2,7 @@
 //! HTTP/1.1 and HTTP/2, size and time limits, graceful shutdown that drains in-flight requests.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,15 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request header block.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Time allowed to send a whole request body once the headers are in: a client that stalls its
+/// body (a slowloris on the body) gets `408 body-timeout` and its connection back, instead of
+/// holding a task and a buffer forever (docs/PROTOCOL.md, "Limits").
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 keep-alive: a PING after this much silence on a connection, which is closed if the PING
+/// is not answered within [`KEEPALIVE_TIMEOUT`], so dead peers do not hold connections.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long an HTTP/2 keep-alive PING may go unanswered.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a handler sees of a request.
 pub struct Call {
@@ -71,6 +81,9 @@ pub async fn serve<H, F>(
             .max_buf_size(MAX_HEADER_BYTES.max(8192));
         builder
             .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .max_header_list_size(MAX_HEADER_BYTES as u32)
             .max_concurrent_streams(256);
         let watcher = graceful.watcher();
@@ -96,22 +109,24 @@ pub async fn serve<H, F>(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .cloned();
+                    let started = Arc::new(AtomicBool::new(false));
+                    let seen = started.clone();
                     let svc = hyper::service::service_fn(move |req| {
+                        seen.store(true, Ordering::Relaxed);
                         handle(handler.clone(), max_body, peer_cert.clone(), req)
                     });
                     let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
+                    until_done(watcher.watch(conn.into_owned()), &started, remote).await;
                 }
                 None => {
+                    let started = Arc::new(AtomicBool::new(false));
+                    let seen = started.clone();
                     let svc = hyper::service::service_fn(move |req| {
+                        seen.store(true, Ordering::Relaxed);
                         handle(handler.clone(), max_body, None, req)
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
+                    until_done(watcher.watch(conn.into_owned()), &started, remote).await;
                 }
             }
         });
@@ -122,6 +137,30 @@ pub async fn serve<H, F>(
         .is_err()
     {
         tracing::warn!("some connections did not finish within 10 s of shutdown");
+    }
+}
+
+/// Drive one connection to its end, but drop it if no request has begun within
+/// [`HEADER_TIMEOUT`]: hyper's header timeout starts only once HTTP/1.1 is chosen, so a client that
+/// connects and says nothing (or stalls the HTTP/2 preface) would otherwise hold it forever.
+async fn until_done<C, E>(conn: C, started: &AtomicBool, remote: std::net::SocketAddr)
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = &mut conn => ended,
+        _ = tokio::time::sleep(HEADER_TIMEOUT) => {
+            if !started.load(Ordering::Relaxed) {
+                tracing::info!(%remote, "no request within the header timeout; connection closed");
+                return;
+            }
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }
 
@@ -136,9 +175,18 @@ where
     F: Future<Output = ProtocolResponse>,
 {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max_body).collect());
+    let body = match collected.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Err(_) => {
+            let r = crate::exchange::rescue::json_response(
+                408,
+                &serde_json::json!({"error": {"code": "body-timeout", "message":
+                    format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs())}}),
+            );
+            return Ok(to_http(r));
+        }
+        Ok(Err(e)) => {
             let too_large = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();

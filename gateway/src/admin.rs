@@ -1,0 +1,379 @@
+//! The admin listener (loopback, plain HTTP): `GET /healthz` (the process answers), `GET /readyz`
+//! (can this gateway do its job now, and if not, why) and `GET /metrics` (Prometheus text).
+//!
+//! Readiness checks, each reported under its own key with `"ready"` and a detail:
+//! - `ledger`: the last group commit succeeded (a full map, a full disk or an I/O error fails it);
+//! - `certificate`: the gateway's certificate is valid for at least [`CERT_MIN_REMAINING`] more;
+//! - `directory`: the federation directory is loaded and lists this department;
+//! - `policies`: the policy files on disk load (a failed reload keeps the previous set in force,
+//!   but the gateway is then not deciding with the files an administrator last wrote);
+//! - `datasets`: every dataset's source answers ([`causeway_adapters::Catalog::check`]).
+//!
+//! Any failing check makes `/readyz` answer 503 with the same JSON body.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_adapters::Catalog;
+use rustls_pki_types::CertificateDer;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::config::Directory;
+use crate::exchange::rescue::json_response;
+use crate::exchange::ProtocolResponse;
+use crate::identity::DeptId;
+use crate::ledger::Ledger;
+use crate::log_api::LogApi;
+use crate::policy_reload::{self, LivePolicies, ShadowPolicies};
+use crate::telemetry::metrics::Kind;
+use crate::telemetry::Metrics;
+use crate::transport::peer::PeerTransport;
+use crate::transport::server::Call;
+
+/// A certificate closer to expiry than this makes the gateway not ready: renew it first.
+pub const CERT_MIN_REMAINING: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest wait for one dataset's source during a readiness check.
+pub const DATASET_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Admin paths.
+pub mod paths {
+    /// Liveness.
+    pub const HEALTHZ: &str = "/healthz";
+    /// Readiness, with detail.
+    pub const READYZ: &str = "/readyz";
+    /// Prometheus text.
+    pub const METRICS: &str = "/metrics";
+}
+
+/// What the admin endpoints look at: the running gateway's parts.
+pub struct AdminApi {
+    /// This gateway's department.
+    pub me: DeptId,
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// The federation directory.
+    pub directory: Arc<Directory>,
+    /// The active policy set and its last reload.
+    pub policies: Arc<LivePolicies>,
+    /// The shadow set, if configured.
+    pub shadow: Option<Arc<ShadowPolicies>>,
+    /// The datasets served.
+    pub catalog: Arc<Catalog>,
+    /// End of the gateway certificate's validity.
+    pub cert_not_after: OffsetDateTime,
+    /// The metrics served on `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// When `cert` stops being valid, from its `notAfter`.
+pub fn not_after(cert: &CertificateDer<'_>) -> Result<OffsetDateTime, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    Ok(parsed.validity().not_after.to_datetime())
+}
+
+impl AdminApi {
+    /// Report, on `/metrics`, the values other parts keep: ledger size and checkpoint age,
+    /// cosignatures and forks, transport use and fallbacks, policy reload failures and shadow
+    /// differences, and certificate expiry.
+    pub fn collect_metrics(&self, log_api: &Arc<LogApi>, peers: &Arc<PeerTransport>) {
+        let m = &self.metrics;
+        let ledger = self.ledger.clone();
+        m.collect(
+            "causeway_ledger_entries",
+            "Entries in this gateway's ledger.",
+            Kind::Gauge,
+            &[],
+            move || vec![(vec![], ledger.checkpoint().0 as f64)],
+        );
+        let metrics = Arc::downgrade(&self.metrics);
+        m.collect(
+            "causeway_ledger_checkpoint_age_seconds",
+            "Seconds since the ledger last committed and signed a checkpoint (or since start).",
+            Kind::Gauge,
+            &[],
+            move || {
+                metrics
+                    .upgrade()
+                    .map(|m| vec![(vec![], m.since_last_commit().as_secs_f64())])
+                    .unwrap_or_default()
+            },
+        );
+        let ledger = self.ledger.clone();
+        m.collect(
+            "causeway_ledger_uncosigned_entries",
+            "Entries in the ledger that no witness-cosigned checkpoint covers yet.",
+            Kind::Gauge,
+            &[],
+            move || {
+                let size = ledger.checkpoint().0;
+                let cosigned = ledger.cosigned_checkpoint().map_or(0, |(s, _)| s);
+                vec![(vec![], size.saturating_sub(cosigned) as f64)]
+            },
+        );
+        let ledger = self.ledger.clone();
+        m.collect(
+            "causeway_witness_cosignatures",
+            "Witness cosignatures on this gateway's newest cosigned checkpoint.",
+            Kind::Gauge,
+            &[],
+            move || {
+                let count = ledger
+                    .cosigned_checkpoint()
+                    .map_or(0, |(_, note)| cosignatures(&note, ledger.origin()));
+                vec![(vec![], count as f64)]
+            },
+        );
+        let log_api = log_api.clone();
+        m.collect(
+            "causeway_witness_forks_total",
+            "Forks this gateway, as a witness, caught: a log signing two trees of one size.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], log_api.forks.load(Ordering::Relaxed) as f64)],
+        );
+        let transport = peers.clone();
+        m.collect(
+            "causeway_peer_requests_total",
+            "Requests this gateway sent to peers, by the transport that carried them.",
+            Kind::Counter,
+            &["transport"],
+            move || {
+                let (https, quic, _) = transport.stats().snapshot();
+                vec![
+                    (vec!["https".into()], https as f64),
+                    (vec!["quic".into()], quic as f64),
+                ]
+            },
+        );
+        let transport = peers.clone();
+        m.collect(
+            "causeway_transport_fallbacks_total",
+            "Requests QUIC could not carry and HTTPS did.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], transport.stats().snapshot().2 as f64)],
+        );
+        let (active, shadow) = (self.policies.clone(), self.shadow.clone());
+        m.collect(
+            "causeway_policy_reload_failures_total",
+            "Policy reloads that failed validation (the previous set stayed in force).",
+            Kind::Counter,
+            &["set"],
+            move || {
+                let mut samples = vec![(vec!["active".into()], active.reload_failures() as f64)];
+                if let Some(shadow) = &shadow {
+                    samples.push((
+                        vec!["shadow".into()],
+                        shadow.live().reload_failures() as f64,
+                    ));
+                }
+                samples
+            },
+        );
+        let active = self.policies.clone();
+        m.collect(
+            "causeway_policy_load_failed",
+            "1 while the policy files on disk do not load (the previous set decides), else 0.",
+            Kind::Gauge,
+            &[],
+            move || {
+                vec![(
+                    vec![],
+                    if active.last_error().is_some() {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                )]
+            },
+        );
+        let shadow = self.shadow.clone();
+        m.collect(
+            "causeway_policy_shadow_differences_total",
+            "Requests the shadow policy set decided differently from the active one.",
+            Kind::Counter,
+            &[],
+            move || {
+                shadow
+                    .as_ref()
+                    .map(|s| vec![(vec![], s.differences() as f64)])
+                    .unwrap_or_default()
+            },
+        );
+        let not_after = self.cert_not_after;
+        m.collect(
+            "causeway_certificate_expiry_seconds",
+            "Seconds until this gateway's certificate expires (negative: expired).",
+            Kind::Gauge,
+            &[],
+            move || {
+                vec![(
+                    vec![],
+                    (not_after - OffsetDateTime::now_utc()).as_seconds_f64(),
+                )]
+            },
+        );
+    }
+
+    /// Answer an admin request.
+    pub async fn route(&self, call: &Call) -> ProtocolResponse {
+        match call.parts.uri.path() {
+            paths::HEALTHZ => json_response(200, &json!({"status": "alive"})),
+            paths::READYZ => {
+                let (ready, body) = self.readiness().await;
+                json_response(if ready { 200 } else { 503 }, &body)
+            }
+            paths::METRICS => ProtocolResponse {
+                status: 200,
+                body: self.metrics.render().into(),
+            },
+            path => json_response(
+                404,
+                &json!({"error": {"code": "not-found", "message": format!("no such endpoint: {}; try /healthz, /readyz or /metrics", path.chars().take(100).collect::<String>())}}),
+            ),
+        }
+    }
+
+    /// Run every readiness check: whether all pass, and the detail of each.
+    pub async fn readiness(&self) -> (bool, Value) {
+        let ledger = self.ledger_check();
+        let certificate = certificate_check(self.cert_not_after, OffsetDateTime::now_utc());
+        let directory = self.directory_check();
+        let policies = self.policies_check();
+        let datasets = self.datasets_check().await;
+        let ready = [&ledger, &certificate, &directory, &policies, &datasets]
+            .iter()
+            .all(|check| check["ready"] == true);
+        (
+            ready,
+            json!({
+                "ready": ready,
+                "ledger": ledger,
+                "certificate": certificate,
+                "directory": directory,
+                "policies": policies,
+                "datasets": datasets,
+            }),
+        )
+    }
+
+    fn ledger_check(&self) -> Value {
+        let error = self.ledger.last_commit_error();
+        json!({
+            "ready": error.is_none(),
+            "size": self.ledger.checkpoint().0,
+            "origin": self.ledger.origin(),
+            "last_commit_error": error.map(|e| e.to_string()),
+        })
+    }
+
+    fn directory_check(&self) -> Value {
+        let listed = self.directory.department(&self.me).is_some();
+        json!({
+            "ready": listed,
+            "federation": self.directory.federation,
+            "departments": self.directory.departments().count(),
+        })
+    }
+
+    fn policies_check(&self) -> Value {
+        let mut status = policy_reload::status(&self.policies, self.shadow.as_deref());
+        status["ready"] = json!(self.policies.last_error().is_none());
+        status
+    }
+
+    async fn datasets_check(&self) -> Value {
+        let mut checks = tokio::task::JoinSet::new();
+        for dataset in self.catalog.datasets() {
+            let (catalog, name) = (self.catalog.clone(), dataset.name.clone());
+            checks.spawn(async move {
+                let result = catalog.check(&name, DATASET_CHECK_TIMEOUT).await;
+                (name, result.err().map(|e| e.code()))
+            });
+        }
+        let mut detail = serde_json::Map::new();
+        let mut ready = true;
+        while let Some(joined) = checks.join_next().await {
+            let (name, code) = match joined {
+                Ok(result) => result,
+                Err(_) => continue,
+            };
+            ready &= code.is_none();
+            detail.insert(name, json!(code.unwrap_or("ok")));
+        }
+        json!({"ready": ready, "datasets": detail})
+    }
+}
+
+/// The `certificate` readiness check: ready while `not_after` is at least [`CERT_MIN_REMAINING`]
+/// after `now`.
+fn certificate_check(not_after: OffsetDateTime, now: OffsetDateTime) -> Value {
+    let remaining = not_after - now;
+    let min = time::Duration::try_from(CERT_MIN_REMAINING).unwrap_or(time::Duration::WEEK);
+    let not_after = not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let problem = if remaining <= time::Duration::ZERO {
+        Some("the certificate has expired; issue a new one (causeway certs issue)".to_owned())
+    } else if remaining < min {
+        Some(format!(
+            "the certificate expires in {} h, less than the {} days required; renew it",
+            remaining.whole_hours(),
+            min.whole_days()
+        ))
+    } else {
+        None
+    };
+    json!({
+        "ready": problem.is_none(),
+        "not_after": not_after,
+        "expires_in_days": remaining.whole_days(),
+        "problem": problem,
+    })
+}
+
+/// Witness cosignature lines on a signed note: signature lines (`— name sig`) by anyone but the
+/// log itself (`origin`).
+fn cosignatures(note: &str, origin: &str) -> usize {
+    note.lines()
+        .filter_map(|line| line.strip_prefix("\u{2014} "))
+        .filter(|sig| sig.split(' ').next() != Some(origin))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosignatures_exclude_the_log_itself() {
+        let note = "demo/civil\n3\nAAAA\n\n\u{2014} demo/civil abc\n\u{2014} demo/tax def\n\u{2014} demo/welfare ghi\n";
+        assert_eq!(cosignatures(note, "demo/civil"), 2);
+        assert_eq!(
+            cosignatures("x\n\n\u{2014} demo/civil abc\n", "demo/civil"),
+            0
+        );
+    }
+
+    #[test]
+    fn a_certificate_near_expiry_is_not_ready() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let check = |days: i64| certificate_check(now + time::Duration::days(days), now);
+        assert_eq!(check(30)["ready"], true, "{}", check(30));
+        assert_eq!(check(8)["ready"], true);
+        let soon = check(6);
+        assert_eq!(soon["ready"], false);
+        assert!(
+            soon["problem"].as_str().unwrap().contains("renew"),
+            "{soon}"
+        );
+        let expired = check(-1);
+        assert_eq!(expired["ready"], false);
+        assert!(
+            expired["problem"].as_str().unwrap().contains("expired"),
+            "{expired}"
+        );
+    }
+}

@@ -1,0 +1,588 @@
+//! `causeway audit`: the oversight node's work from the command line.
+//!
+//! Every command reads an oversight node's `causeway.toml`. While the node runs, queries go to its
+//! query API on `[client] listen` (it notarizes them); when it is stopped, the command opens the
+//! replica and the oversight ledger itself and notarizes there. Either way every query is recorded
+//! as an `oversight-query` entry naming `cli:<user>`. A national id typed for `audit subject` is
+//! turned into its keyed tag here and goes nowhere else; only this terminal sees it.
+
+use std::io::{BufRead, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Subcommand;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::config::{GatewayConfig, Role};
+use crate::identity::TagKey;
+use crate::oversight::crosscheck::Finding;
+use crate::oversight::dashboard::{encode_form, to_query, OPERATOR_HEADER};
+use crate::oversight::replica::{Query, Record};
+use crate::oversight::report::SubjectReport;
+use crate::oversight::{Asker, LogStatus, Oversight};
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Pull every department's log once and verify it (stop the node first; it pulls by itself).
+    #[command(
+        after_help = "Example:\n  causeway audit pull --config causeway-demo/oversight/causeway.toml"
+    )]
+    Pull {
+        /// The oversight node's causeway.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that both sides of every exchange recorded it alike; exits 1 if anything disagrees.
+    #[command(
+        after_help = "Examples:\n  causeway audit crosscheck --config causeway-demo/oversight/causeway.toml\n  causeway audit crosscheck --config FILE --json | jq '.[] | .kind'"
+    )]
+    Crosscheck {
+        /// The oversight node's causeway.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The citizen's report: every exchange that touched one person.
+    #[command(
+        after_help = "Examples:\n  causeway audit subject --id D000042 --config causeway-demo/oversight/causeway.toml\n  causeway audit subject --config FILE --html report.html      # asks for the id on stdin\n\nThe id is shown only on this terminal: JSON and HTML name the person by keyed tag."
+    )]
+    Subject {
+        /// The person's national id (omit it to type it on stdin, out of the shell history).
+        #[arg(long)]
+        id: Option<String>,
+        /// The oversight node's causeway.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long, conflicts_with = "html")]
+        json: bool,
+        /// Write a printable HTML page to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Search the replicated logs.
+    #[command(
+        after_help = "Examples:\n  causeway audit search --config FILE --exchange 0190f0c4-...\n  causeway audit search --config FILE --consumer tax-office --provider civil-registry --from 2026-01-01 --format csv"
+    )]
+    Search {
+        /// The oversight node's causeway.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Exchange id.
+        #[arg(long)]
+        exchange: Option<String>,
+        /// A department on either side.
+        #[arg(long)]
+        department: Option<String>,
+        /// The asking department.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// The data-holding department.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Dataset.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Purpose.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// `allow` or `deny`.
+        #[arg(long)]
+        decision: Option<String>,
+        /// From (2026-01-31, 2026-01-31T14:00 UTC, or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// To (inclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Most entries (newest first).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Verification status of every department's log.
+    #[command(
+        after_help = "Example:\n  causeway audit status --config causeway-demo/oversight/causeway.toml"
+    )]
+    Status {
+        /// The oversight node's causeway.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+    /// CSV.
+    Csv,
+}
+
+/// Where queries go: the running node, or the files directly.
+enum Target {
+    Node(SocketAddr),
+    Local(Box<Oversight>),
+}
+
+fn load(config: &Path) -> Result<GatewayConfig> {
+    let config = GatewayConfig::load(config)?;
+    if config.role != Role::Oversight {
+        bail!("this is a department gateway's config; `causeway audit` needs an oversight node's (role = \"oversight\")");
+    }
+    Ok(config)
+}
+
+async fn node_running(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+async fn target(config: &GatewayConfig) -> Result<Target> {
+    if node_running(config.client.listen).await {
+        return Ok(Target::Node(config.client.listen));
+    }
+    let (node, _) = Oversight::open(config)?;
+    Ok(Target::Local(Box::new(node)))
+}
+
+/// GET `path` from the running node's query API as the local operator.
+async fn api_get(addr: SocketAddr, path: &str) -> Result<Value> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot reach the oversight node at {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(OPERATOR_HEADER, Asker::cli().who)
+        .body(Empty::<Bytes>::new())?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let value: Value = serde_json::from_slice(&bytes).with_context(|| {
+        format!("the oversight node answered {status} with something that is not JSON")
+    })?;
+    if status != 200 {
+        bail!(
+            "the oversight node refused ({status}): {}",
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    Ok(value)
+}
+
+fn close(target: Target) {
+    if let Target::Local(node) = target {
+        node.close();
+    }
+}
+
+pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Pull { config, json } => pull(&load(&config)?, json).await,
+        AuditCommand::Crosscheck { config, json } => crosscheck(&load(&config)?, json).await,
+        AuditCommand::Subject {
+            id,
+            config,
+            json,
+            html,
+        } => subject(&load(&config)?, id, json, html).await,
+        AuditCommand::Search {
+            config,
+            exchange,
+            department,
+            consumer,
+            provider,
+            dataset,
+            purpose,
+            decision,
+            from,
+            to,
+            limit,
+            format,
+        } => {
+            let params: Vec<(String, String)> = [
+                ("exchange", exchange),
+                ("department", department),
+                ("consumer", consumer),
+                ("provider", provider),
+                ("dataset", dataset),
+                ("purpose", purpose),
+                ("decision", decision),
+                ("from", from),
+                ("to", to),
+                ("limit", limit.map(|l| l.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+            .collect();
+            search(&load(&config)?, &params, format).await
+        }
+        AuditCommand::Status { config, json } => status(&load(&config)?, json).await,
+    }
+}
+
+async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
+    if node_running(config.client.listen).await {
+        bail!(
+            "the oversight node is running (its dashboard answers at http://{}) and pulls every {} ms by itself; stop it to pull from the command line",
+            config.client.listen,
+            config.oversight.clone().unwrap_or_default().pull_interval_ms
+        );
+    }
+    let (node, _) = Oversight::open(config)?;
+    let bars = indicatif::MultiProgress::new();
+    if json {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:>15} [{bar:40}] {pos}/{len} entries verified, {per_sec}, eta {eta}",
+    )
+    .expect("a valid progress template");
+    let mut by_dept = std::collections::HashMap::new();
+    for d in node.directory().departments() {
+        let bar = bars.add(indicatif::ProgressBar::new(0));
+        bar.set_style(style.clone());
+        bar.set_prefix(d.id.to_string());
+        by_dept.insert(d.id.to_string(), bar);
+    }
+    let by_dept = Arc::new(by_dept);
+    let progress = {
+        let by_dept = by_dept.clone();
+        Arc::new(move |dept: &str, done: u64, total: u64| {
+            if let Some(bar) = by_dept.get(dept) {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        })
+    };
+    let started = Instant::now();
+    let reports = node.pull_all(progress).await;
+    let elapsed = started.elapsed();
+    for bar in by_dept.values() {
+        bar.finish_and_clear();
+    }
+    let mut ok = true;
+    let mut pulled = 0;
+    let mut out = Vec::new();
+    for (dept, report) in &reports {
+        match report {
+            Ok(r) => {
+                pulled += r.to - r.from;
+                ok &= r.flag.is_none();
+                out.push(serde_json::json!({"department": dept, "from": r.from, "to": r.to, "witnesses": r.witnesses, "flag": r.flag}));
+                if !json {
+                    match &r.flag {
+                        None => println!(
+                            "{dept:<15} ok       {:>9} entries verified ({} new), checkpoint cosigned by {} witness(es)",
+                            r.to,
+                            r.to - r.from,
+                            r.witnesses
+                        ),
+                        Some(f) => println!("{dept:<15} FLAGGED  {}: {}", f.reason, f.message),
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                out.push(serde_json::json!({"department": dept, "error": e.to_string()}));
+                if !json {
+                    println!("{dept:<15} ERROR    {e}");
+                }
+            }
+        }
+    }
+    let rate = pulled as f64 / elapsed.as_secs_f64().max(1e-9);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"logs": out, "entries": pulled, "seconds": elapsed.as_secs_f64(), "entries_per_second": rate})
+            )?
+        );
+    } else {
+        println!(
+            "\n{pulled} new entries pulled and verified in {:.2} s ({rate:.0} entries/s)",
+            elapsed.as_secs_f64()
+        );
+        let findings = node.findings();
+        if !findings.is_empty() {
+            println!(
+                "cross-check: {} finding(s); run `causeway audit crosscheck`",
+                findings.len()
+            );
+        }
+    }
+    node.close();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn crosscheck(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
+    let target = target(config).await?;
+    let findings: Vec<Value> = match &target {
+        Target::Node(addr) => {
+            let v = api_get(*addr, "/api/crosscheck").await?;
+            v["findings"].as_array().cloned().unwrap_or_default()
+        }
+        Target::Local(node) => node
+            .crosscheck(&Asker::cli())
+            .await?
+            .iter()
+            .map(|f: &Finding| serde_json::to_value(f).expect("findings serialize"))
+            .collect(),
+    };
+    close(target);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else if findings.is_empty() {
+        println!("cross-check: both sides of every exchange agree");
+    } else {
+        println!(
+            "{:<14} {:<38} {:<34} {:<20} detail",
+            "kind", "exchange", "consumer -> provider", "time"
+        );
+        for f in &findings {
+            let s = |k: &str| f[k].as_str().unwrap_or("?").to_owned();
+            println!(
+                "{:<14} {:<38} {:<34} {:<20} {}",
+                s("kind"),
+                s("exchange"),
+                format!("{} -> {}", s("consumer"), s("provider")),
+                s("time").get(..19).unwrap_or(""),
+                s("detail")
+            );
+        }
+        println!("\n{} finding(s)", findings.len());
+    }
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn subject(
+    config: &GatewayConfig,
+    id: Option<String>,
+    json: bool,
+    html: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let id = match id {
+        Some(id) => id,
+        None => {
+            eprint!("National id: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the national id from stdin")?;
+            line
+        }
+    };
+    let id = id.trim().to_owned();
+    if id.is_empty() {
+        bail!("give the person's national id with --id, or type it on stdin");
+    }
+    let tag = TagKey::load(&config.identity.tag_key)?.tag("subject", &id);
+    let target = target(config).await?;
+    let report: SubjectReport = match &target {
+        Target::Node(addr) => {
+            let v = api_get(
+                *addr,
+                &format!(
+                    "/api/subject?{}",
+                    encode_form(&[("tag".into(), tag.clone())])
+                ),
+            )
+            .await?;
+            serde_json::from_value(v).context("the node's report is not in the documented form")?
+        }
+        Target::Local(node) => node.subject_report(&tag, &Asker::cli()).await?,
+    };
+    close(target);
+    if let Some(path) = html {
+        std::fs::write(&path, report.to_html())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "{} exchange(s); printable report written to {} (it names the person by tag only)",
+            report.exchanges.len(),
+            path.display()
+        );
+    } else if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table(&id));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn search(
+    config: &GatewayConfig,
+    params: &[(String, String)],
+    format: Format,
+) -> Result<ExitCode> {
+    let query: Query = to_query(params).map_err(|e| anyhow::anyhow!(e))?;
+    let target = target(config).await?;
+    let (records, truncated): (Vec<Value>, bool) = match &target {
+        Target::Node(addr) => {
+            let v = api_get(*addr, &format!("/api/search?{}", encode_form(params))).await?;
+            (
+                v["records"].as_array().cloned().unwrap_or_default(),
+                v["truncated"].as_bool().unwrap_or(false),
+            )
+        }
+        Target::Local(node) => {
+            let result = node.search(&query, &Asker::cli(), "search").await?;
+            (
+                result
+                    .records
+                    .iter()
+                    .map(|r: &Record| serde_json::to_value(r).expect("records serialize"))
+                    .collect(),
+                result.truncated,
+            )
+        }
+    };
+    close(target);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"query": query, "truncated": truncated, "records": records})
+            )?
+        ),
+        Format::Csv => {
+            let records: Vec<Record> = records
+                .iter()
+                .filter_map(|r| serde_json::from_value(r.clone()).ok())
+                .collect();
+            print!("{}", crate::oversight::dashboard::to_csv(&records));
+        }
+        Format::Table => {
+            println!(
+                "{:<20} {:<20} {:<9} {:<38} {:<34} {:<12} {:<20} decision",
+                "time",
+                "log #index",
+                "side",
+                "exchange",
+                "consumer -> provider",
+                "dataset",
+                "purpose"
+            );
+            for r in &records {
+                let e = &r["entry"];
+                let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+                println!(
+                    "{:<20} {:<20} {:<9} {:<38} {:<34} {:<12} {:<20} {} {}",
+                    s("time").get(..19).unwrap_or(""),
+                    format!("{} #{}", r["log"].as_str().unwrap_or(""), r["index"]),
+                    s("side"),
+                    s("id"),
+                    format!("{} -> {}", s("consumer"), s("provider")),
+                    s("dataset"),
+                    s("purpose"),
+                    s("decision"),
+                    s("reason")
+                );
+            }
+            println!(
+                "\n{} entr{}{}",
+                records.len(),
+                if records.len() == 1 { "y" } else { "ies" },
+                if truncated {
+                    " (more matched; narrow the search or raise --limit)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
+    let target = target(config).await?;
+    let statuses: Vec<Value> = match &target {
+        Target::Node(addr) => api_get(*addr, "/api/status").await?["logs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Target::Local(node) => node
+            .statuses()
+            .await?
+            .iter()
+            .map(|s: &LogStatus| serde_json::to_value(s).expect("statuses serialize"))
+            .collect(),
+    };
+    close(target);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut ok = true;
+    for s in &statuses {
+        let st = &s["state"];
+        let state = if !st["flag"].is_null() {
+            ok = false;
+            format!(
+                "FLAGGED {}: {}",
+                st["flag"]["reason"].as_str().unwrap_or("?"),
+                st["flag"]["message"].as_str().unwrap_or("")
+            )
+        } else if let Some(e) = st["last_error"].as_str() {
+            format!("unreachable: {e}")
+        } else if st["checkpoint"].is_null() {
+            "not pulled yet".into()
+        } else {
+            "verified".into()
+        };
+        println!(
+            "{:<15} {:>9} entries  checkpoint {:>9}  witnesses {}/{}  last pull {}  {state}",
+            s["department"].as_str().unwrap_or("?"),
+            st["size"],
+            st["checkpoint"]["size"],
+            st["witnesses"].as_array().map_or(0, |w| w.len()),
+            s["known_witnesses"],
+            st["last_pull"].as_str().unwrap_or("never"),
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

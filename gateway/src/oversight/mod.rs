@@ -1,0 +1,496 @@
+//! Oversight: one verified view of every department's access log.
+//!
+//! An oversight node (`role = "oversight"`, certificate `causeway://<federation>/oversight/<id>`)
+//! pulls every department's log over mTLS and verifies it before storing it ([`pull`]): the
+//! checkpoint's signature and witness cosignatures, consistency with the checkpoint it held, every
+//! entry re-hashed, the `prev` chain and the rebuilt Merkle root. The verified entries go into a
+//! [`replica::Replica`] indexed for search. On top of it: the [`crosscheck`] of both sides of every
+//! exchange, the citizen's [`report`], and the [`dashboard`]. Every query anyone makes here, from
+//! the dashboard or the command line, is first answered and then notarized in the node's own
+//! ledger as an `oversight-query` entry (who asked, the filter with subjects only as tags, how many
+//! results); a query that cannot be notarized is not answered.
+//!
+//! The node never learns a raw national id except for the moment it computes a tag from a
+//! dashboard form; it never stores, logs or echoes one.
+
+pub mod crosscheck;
+pub mod dashboard;
+pub mod node;
+pub mod pull;
+pub mod replica;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use self::crosscheck::{CrossCheck, Finding};
+use self::pull::{blocking, LogPuller, PullError, PullReport};
+use self::replica::{LogState, Query, Replica, ReplicaError, SearchResult};
+use self::report::SubjectReport;
+use crate::config::{Directory, GatewayConfig, Role};
+use crate::identity::tls::TlsMaterial;
+use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey};
+use crate::ledger::entry::{Entry, Kind};
+use crate::ledger::{Ledger, LedgerError};
+use crate::transport::client::PeerClient;
+use crate::transport::peer::PeerTransport;
+use crate::transport::quic::QuicClient;
+use crate::transport::{Transport, HTTPS_ALPN, QUIC_ALPN};
+
+/// `[oversight]` in an oversight node's `causeway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OversightSection {
+    /// The replica's LMDB directory.
+    #[serde(default = "default_replica")]
+    pub replica: PathBuf,
+    /// LMDB map size of the replica in MiB (the file is sparse).
+    #[serde(default = "default_map_size_mib")]
+    pub map_size_mib: u64,
+    /// How often to pull every department's log, in milliseconds.
+    #[serde(default = "default_pull_interval_ms")]
+    pub pull_interval_ms: u64,
+    /// A missing side of an exchange counts once the other department's log was pulled this
+    /// many seconds after the exchange.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+    /// The consumer recording an exchange more than this many seconds after the provider is a
+    /// `late` finding.
+    #[serde(default = "default_late_secs")]
+    pub late_secs: u64,
+}
+
+fn default_replica() -> PathBuf {
+    PathBuf::from("replica")
+}
+fn default_map_size_mib() -> u64 {
+    64 * 1024
+}
+fn default_pull_interval_ms() -> u64 {
+    5_000
+}
+fn default_grace_secs() -> u64 {
+    30
+}
+fn default_late_secs() -> u64 {
+    60
+}
+
+impl Default for OversightSection {
+    fn default() -> Self {
+        OversightSection {
+            replica: default_replica(),
+            map_size_mib: default_map_size_mib(),
+            pull_interval_ms: default_pull_interval_ms(),
+            grace_secs: default_grace_secs(),
+            late_secs: default_late_secs(),
+        }
+    }
+}
+
+/// Why an oversight query was not answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OversightError {
+    /// The replica could not be read.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The query could not be notarized, so it is not answered.
+    #[error(
+        "the query could not be notarized in the oversight ledger, so it is not answered: {0}"
+    )]
+    Notarize(#[from] LedgerError),
+}
+
+/// Who asked an oversight query, as the oversight ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Asker {
+    /// The person or system: the operator name the auth proxy vouches for, a certificate
+    /// identity, or `cli:<user>` for the local command line.
+    pub who: String,
+    /// `dashboard`, `api` or `cli`.
+    pub via: &'static str,
+}
+
+impl Asker {
+    /// An asker whose name is cut to 128 printable characters (it is stored in the ledger).
+    pub fn new(who: &str, via: &'static str) -> Self {
+        let who: String = who.chars().filter(|c| !c.is_control()).take(128).collect();
+        Asker {
+            who: if who.is_empty() {
+                "unknown".into()
+            } else {
+                who
+            },
+            via,
+        }
+    }
+
+    /// The local operator running the command line.
+    pub fn cli() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "operator".into());
+        Asker::new(&format!("cli:{user}"), "cli")
+    }
+}
+
+/// Called with (department, entries verified, checkpoint size) as a pull goes.
+pub type PullProgress = Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
+/// Verification status of one department's log, for the dashboard and `audit pull`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogStatus {
+    /// Department id.
+    pub department: String,
+    /// Display name.
+    pub name: String,
+    /// Its log's origin.
+    pub origin: String,
+    /// What is replicated and verified.
+    pub state: LogState,
+    /// Witnesses the directory lists (other than the department itself).
+    pub known_witnesses: usize,
+}
+
+/// An open oversight node: replica, own ledger, keys, and the way to reach departments.
+pub struct Oversight {
+    me: DeptId,
+    directory: Arc<Directory>,
+    replica: Arc<Replica>,
+    ledger: Arc<Ledger>,
+    tag_key: TagKey,
+    peers: Arc<PeerTransport>,
+    settings: OversightSection,
+    findings: RwLock<Arc<Vec<Finding>>>,
+    /// When the findings were last computed.
+    refreshed: std::sync::Mutex<Option<std::time::Instant>>,
+    rounds: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Oversight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oversight")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Oversight {
+    /// Load what an oversight `config` names: check its certificate is an oversight one for the
+    /// configured id, open the replica and the node's own ledger. Returns the TLS material too.
+    pub fn open(config: &GatewayConfig) -> Result<(Oversight, TlsMaterial)> {
+        if config.role != Role::Oversight {
+            bail!("this config is for a department gateway; an oversight node needs role = \"oversight\"");
+        }
+        let me = config.department.clone();
+        let settings = config.oversight.clone().unwrap_or_default();
+        let directory = Arc::new(Directory::load(&config.directory)?);
+        let tls = TlsMaterial::load_identity(
+            &config.identity,
+            &directory.federation,
+            &PeerIdentity::Oversight(me.clone()),
+        )?;
+        let key = GatewayKey::load(&config.identity.signing_key)?;
+        let tag_key = TagKey::load(&config.identity.tag_key)?;
+        let replica = Replica::open(&settings.replica, settings.map_size_mib)
+            .with_context(|| format!("opening the replica in {}", settings.replica.display()))?;
+        let ledger = Ledger::open(
+            &config.ledger.dir,
+            config.ledger.options(),
+            key.to_note_signer(),
+        )
+        .with_context(|| {
+            format!(
+                "opening the oversight ledger in {}",
+                config.ledger.dir.display()
+            )
+        })?;
+        let quic = match config.peer.prefer {
+            Transport::Quic => Some(QuicClient::new(
+                tls.quic_client_config(QUIC_ALPN)?,
+                directory.federation.clone(),
+            )?),
+            Transport::Https => None,
+        };
+        let peers = PeerTransport::new(
+            PeerClient::new(tls.client_config(HTTPS_ALPN)?, directory.federation.clone()),
+            quic,
+            config.peer.prefer,
+        );
+        let oversight = Oversight {
+            me,
+            directory,
+            replica: Arc::new(replica),
+            ledger: Arc::new(ledger),
+            tag_key,
+            peers: Arc::new(peers),
+            settings,
+            findings: RwLock::default(),
+            refreshed: std::sync::Mutex::new(None),
+            rounds: tokio::sync::Mutex::new(()),
+        };
+        Ok((oversight, tls))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &DeptId {
+        &self.me
+    }
+
+    /// The federation directory.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// The replica.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// The node's own ledger (oversight queries, and evidence of flagged logs).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The peer transport used to pull.
+    pub fn peers(&self) -> &Arc<PeerTransport> {
+        &self.peers
+    }
+
+    /// The `[oversight]` settings.
+    pub fn settings(&self) -> &OversightSection {
+        &self.settings
+    }
+
+    /// The keyed tag of a national id. The id itself goes nowhere.
+    pub fn subject_tag(&self, national_id: &str) -> String {
+        self.tag_key.tag("subject", national_id.trim())
+    }
+
+    /// Pull every department's log once, concurrently; then refresh the cross-check findings.
+    /// `progress(dept, done, total)` is called as entries are verified.
+    pub async fn pull_all(
+        &self,
+        progress: PullProgress,
+    ) -> Vec<(String, Result<PullReport, PullError>)> {
+        let _one_round_at_a_time = self.rounds.lock().await;
+        let witnesses = Arc::new(self.directory.witnesses());
+        let mut tasks = tokio::task::JoinSet::new();
+        for dept in self.directory.departments().cloned() {
+            let (peers, replica, witnesses) =
+                (self.peers.clone(), self.replica.clone(), witnesses.clone());
+            let progress = progress.clone();
+            tasks.spawn(async move {
+                let id = dept.id.to_string();
+                let report = LogPuller {
+                    peers: &peers,
+                    dept: &dept,
+                    witnesses: &witnesses,
+                    replica,
+                }
+                .pull(&|done, total| progress(&id, done, total))
+                .await;
+                (id, report)
+            });
+        }
+        let mut reports = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => reports.push(r),
+                Err(e) => tracing::error!(error = %e, "a pull task failed"),
+            }
+        }
+        reports.sort_by(|a, b| a.0.cmp(&b.0));
+        for (dept, report) in &reports {
+            match report {
+                Ok(r) if r.newly_flagged => {
+                    if let Some(flag) = &r.flag {
+                        self.record_flag(dept, flag).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(department = %dept, error = %e, "oversight pull failed; will retry")
+                }
+            }
+        }
+        // The cross-check reads the whole replica: re-run it when entries arrived, and otherwise
+        // only as often as a pending missing side may turn into a finding.
+        let changed = reports
+            .iter()
+            .any(|(_, r)| r.as_ref().is_ok_and(|r| r.to > r.from || r.newly_flagged));
+        let stale = self
+            .refreshed
+            .lock()
+            .expect("refresh lock poisoned")
+            .is_none_or(|at| at.elapsed().as_secs() >= self.settings.grace_secs.max(60));
+        if changed || stale {
+            if let Err(e) = self.refresh_findings().await {
+                tracing::error!(error = %e, "the cross-check failed");
+            }
+        }
+        reports
+    }
+
+    /// Keep the evidence of a flagged log in this node's own ledger too, where it outlives the
+    /// replica and is covered by this node's signed checkpoints.
+    async fn record_flag(&self, dept: &str, flag: &replica::Flag) {
+        let mut entry = Entry::new(Kind::Fork);
+        entry.provider = Some(dept.to_owned());
+        entry.reason = Some(flag.reason.clone());
+        entry.detail = Some(
+            json!({"log": dept, "message": flag.message, "held": flag.held, "served": flag.served, "evidence": flag.detail}),
+        );
+        if let Err(e) = self.ledger.append(entry).await {
+            tracing::error!(error = %e, "could not record the flag's evidence in the oversight ledger");
+        }
+    }
+
+    /// Re-run the cross-check over the replica and keep the findings for the dashboard.
+    pub async fn refresh_findings(&self) -> Result<Arc<Vec<Finding>>, ReplicaError> {
+        let findings = Arc::new(self.run_crosscheck().await?);
+        *self.findings.write().expect("findings lock poisoned") = findings.clone();
+        *self.refreshed.lock().expect("refresh lock poisoned") = Some(std::time::Instant::now());
+        Ok(findings)
+    }
+
+    /// The findings of the last cross-check the node ran.
+    pub fn findings(&self) -> Arc<Vec<Finding>> {
+        self.findings
+            .read()
+            .expect("findings lock poisoned")
+            .clone()
+    }
+
+    async fn run_crosscheck(&self) -> Result<Vec<Finding>, ReplicaError> {
+        let directory = self.directory.clone();
+        let settings = CrossCheck {
+            grace_secs: self.settings.grace_secs,
+            late_secs: self.settings.late_secs,
+        };
+        blocking(&self.replica, move |r| {
+            let states = r.states()?;
+            crosscheck::run(r, &directory, &states, settings)
+        })
+        .await
+    }
+
+    /// Each department's verification status, in directory order.
+    pub async fn statuses(&self) -> Result<Vec<LogStatus>, ReplicaError> {
+        let states = blocking(&self.replica, |r| r.states()).await?;
+        Ok(self
+            .directory
+            .departments()
+            .map(|d| LogStatus {
+                department: d.id.to_string(),
+                name: d.name.clone(),
+                origin: d.origin().to_owned(),
+                state: states
+                    .iter()
+                    .find(|(id, _)| id == d.id.as_str())
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default(),
+                known_witnesses: self
+                    .directory
+                    .departments()
+                    .filter(|w| w.id != d.id && w.witness.is_some())
+                    .count(),
+            })
+            .collect())
+    }
+
+    /// The latest `n` oversight-query entries of this node's ledger, newest first.
+    pub fn recent_queries(&self, n: u64) -> Result<Vec<Entry>, LedgerError> {
+        let size = self.ledger.checkpoint().0;
+        let mut out = Vec::new();
+        self.ledger.read(|r| {
+            r.for_each_entry(
+                size.saturating_sub(n.saturating_mul(4)),
+                size,
+                |_, bytes| {
+                    if let Ok(e) = Entry::from_bytes(bytes) {
+                        if e.kind == Kind::OversightQuery {
+                            out.push(e);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+        })?;
+        out.reverse();
+        out.truncate(n as usize);
+        Ok(out)
+    }
+
+    /// Notarize one query: who asked, what, how many results.
+    async fn notarize(
+        &self,
+        asker: &Asker,
+        query: &str,
+        filter: serde_json::Value,
+        results: usize,
+    ) -> Result<u64, OversightError> {
+        let mut entry = Entry::new(Kind::OversightQuery);
+        entry.rows = Some(results as u64);
+        entry.detail = Some(json!({
+            "asked_by": asker.who,
+            "via": asker.via,
+            "query": query,
+            "filter": filter,
+            "results": results,
+        }));
+        let appended = self.ledger.append(entry).await?;
+        Ok(appended.entry.index)
+    }
+
+    /// Search the replica (notarized as `search`, or as `export` for downloads).
+    pub async fn search(
+        &self,
+        query: &Query,
+        asker: &Asker,
+        what: &str,
+    ) -> Result<SearchResult, OversightError> {
+        let q = query.clone();
+        let result = blocking(&self.replica, move |r| r.search(&q)).await?;
+        let filter = serde_json::to_value(query).expect("a query always serializes");
+        self.notarize(asker, what, filter, result.records.len())
+            .await?;
+        Ok(result)
+    }
+
+    /// The citizen's report for a subject tag (notarized with the tag only).
+    pub async fn subject_report(
+        &self,
+        subject_tag: &str,
+        asker: &Asker,
+    ) -> Result<SubjectReport, OversightError> {
+        let tag = subject_tag.to_owned();
+        let report = blocking(&self.replica, move |r| SubjectReport::build(r, &tag)).await?;
+        self.notarize(
+            asker,
+            "subject-report",
+            json!({"subject_tag": subject_tag}),
+            report.exchanges.len(),
+        )
+        .await?;
+        Ok(report)
+    }
+
+    /// Run the cross-check now (notarized).
+    pub async fn crosscheck(&self, asker: &Asker) -> Result<Vec<Finding>, OversightError> {
+        let findings = self.refresh_findings().await?;
+        self.notarize(asker, "crosscheck", json!({}), findings.len())
+            .await?;
+        Ok(findings.as_ref().clone())
+    }
+
+    /// Stop the ledger writer (after the node stopped serving).
+    pub fn close(&self) {
+        self.ledger.close();
+    }
+}

@@ -1,0 +1,904 @@
+//! The replica: every department's log as the oversight node verified it, in one LMDB environment,
+//! with the indexes that searches, the cross-check and the dashboard need.
+//!
+//! Databases:
+//! - `entries`: entry key (`dept || 0x00 || index` as u64 big-endian) -> the entry's exact bytes
+//! - `index`: `tag || value || 0x00 || time (ms, u64 BE) || entry key` -> empty; one key per
+//!   (index, entry), so a search is a range scan that comes out in time order
+//! - `logs`: department id -> [`LogState`] (JSON): how far its log is replicated and verified
+//! - `stats`: counters for the dashboard (exchanges per department pair, per minute)
+//!
+//! An entry, its index keys, the counters and the department's new state are written in one
+//! transaction, so the replica never holds an entry that is not verified, nor an index without it.
+//! What is verified is decided by [`LogFollower`] (pure: no disk, no network) and the puller.
+
+use std::path::Path;
+
+use lmdb::{Cursor, Database, DatabaseFlags, Environment, Transaction, WriteFlags};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::identity::DeptId;
+use crate::ledger::entry::{Entry, Side, GENESIS_PREV};
+use crate::ledger::merkle::{leaf_hash, Frontier, Hash};
+
+/// Index tags (first byte of an `index` key).
+mod tag {
+    pub const TIME: u8 = b't';
+    pub const EXCHANGE: u8 = b'x';
+    pub const SUBJECT: u8 = b's';
+    pub const PAIR: u8 = b'p';
+    pub const DATASET: u8 = b'd';
+    pub const PURPOSE: u8 = b'u';
+    pub const DEPARTMENT: u8 = b'e';
+    pub const DECISION: u8 = b'a';
+}
+
+/// LMDB cursor operations (lmdb.h `MDB_cursor_op`), which lmdb-rkv does not re-export.
+const MDB_LAST: u32 = 6;
+const MDB_PREV: u32 = 12;
+const MDB_SET_RANGE: u32 = 17;
+
+/// Longest indexed value kept as is; longer ones (and any holding NUL) are indexed by their hash.
+const MAX_INDEXED_VALUE: usize = 200;
+
+/// Why the replica could not be read or written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The LMDB map is full.
+    #[error("the replica is full: raise [oversight] map_size_mib and restart")]
+    Full,
+    /// A storage error.
+    #[error("the replica could not be read or written: {0}")]
+    Storage(String),
+    /// Stored data that does not make sense.
+    #[error("the replica is corrupt: {0}")]
+    Corrupt(String),
+}
+
+fn storage(e: lmdb::Error) -> ReplicaError {
+    match e {
+        lmdb::Error::MapFull => ReplicaError::Full,
+        other => ReplicaError::Storage(other.to_string()),
+    }
+}
+
+/// A signed checkpoint the oversight node verified and holds for a department's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash, hex.
+    pub root: String,
+    /// The signed note as served (with any cosignature lines).
+    pub note: String,
+}
+
+/// Why a department's log is flagged, with the evidence kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    /// Machine-readable reason: `shrunk`, `fork`, `inconsistent`, `entries-mismatch`, `chain-break`.
+    pub reason: String,
+    /// What was found, in words.
+    pub message: String,
+    /// When (RFC 3339, this node's clock).
+    pub detected_at: String,
+    /// The checkpoint this node held before (signed by the department).
+    pub held: Option<String>,
+    /// The checkpoint the department served that contradicts it (signed by the department).
+    pub served: Option<String>,
+    /// Further evidence: offending entry bytes (base64) or proof hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// How far one department's log is replicated and verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogState {
+    /// Entries replicated (all verified, from index 0).
+    pub size: u64,
+    /// The replicated tree's right edge (hex of [`Frontier::to_bytes`]).
+    pub frontier: String,
+    /// Leaf hash (hex) of the last replicated entry.
+    pub last_leaf: Option<String>,
+    /// The newest checkpoint verified (its size may exceed `size` while a pull is under way).
+    pub checkpoint: Option<HeldCheckpoint>,
+    /// Known witnesses that cosigned `checkpoint`.
+    pub witnesses: Vec<String>,
+    /// When the last pull finished (RFC 3339), successful or not.
+    pub last_pull: Option<String>,
+    /// When the last successful pull began, in Unix milliseconds: every entry the department
+    /// wrote before then is replicated.
+    pub last_pull_started_ms: Option<u64>,
+    /// The last pull's error (unreachable, refused...), if it failed without evidence of wrongdoing.
+    pub last_error: Option<String>,
+    /// Set when the department served a log inconsistent with what this node held.
+    pub flag: Option<Flag>,
+}
+
+impl LogState {
+    /// The replicated tree's right edge.
+    pub fn frontier(&self) -> Result<Frontier, ReplicaError> {
+        if self.frontier.is_empty() {
+            return Ok(Frontier::default());
+        }
+        let bytes = hex::decode(&self.frontier)
+            .map_err(|_| ReplicaError::Corrupt("a stored frontier is not hex".into()))?;
+        Frontier::from_bytes(&bytes)
+            .map_err(|e| ReplicaError::Corrupt(format!("a stored frontier: {e}")))
+    }
+
+    /// A follower that continues from this state.
+    pub fn follower(&self) -> Result<LogFollower, ReplicaError> {
+        let frontier = self.frontier()?;
+        if frontier.size() != self.size {
+            return Err(ReplicaError::Corrupt(format!(
+                "stored frontier size {} differs from the replicated size {}",
+                frontier.size(),
+                self.size
+            )));
+        }
+        let last_leaf = match &self.last_leaf {
+            Some(h) => Some(decode_hash(h).ok_or_else(|| {
+                ReplicaError::Corrupt("a stored leaf hash is not 32 bytes of hex".into())
+            })?),
+            None => None,
+        };
+        Ok(LogFollower {
+            frontier,
+            last_leaf,
+        })
+    }
+
+    /// Record where `follower` got to.
+    pub fn advance(&mut self, follower: &LogFollower) {
+        self.size = follower.size();
+        self.frontier = hex::encode(follower.frontier.to_bytes());
+        self.last_leaf = follower.last_leaf.map(hex::encode);
+    }
+}
+
+/// Hex -> 32-byte hash.
+pub fn decode_hash(h: &str) -> Option<Hash> {
+    hex::decode(h).ok()?.try_into().ok()
+}
+
+/// Why an entry does not continue a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {index}: {problem}")]
+pub struct ChainBreak {
+    /// The entry's position in the log.
+    pub index: u64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Follows one log entry by entry: re-hashes each entry (trusting no served hash), checks its
+/// `index` and `prev`, and grows the Merkle tree so that its root can be compared with a signed
+/// checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct LogFollower {
+    frontier: Frontier,
+    last_leaf: Option<Hash>,
+}
+
+impl LogFollower {
+    /// Entries followed so far.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Root of the tree of the entries followed so far.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// Take the next entry's exact bytes; returns it parsed.
+    pub fn follow(&mut self, bytes: &[u8]) -> Result<Entry, ChainBreak> {
+        let index = self.size();
+        let brk = |problem: String| ChainBreak { index, problem };
+        let entry = Entry::from_bytes(bytes).map_err(|e| brk(format!("not a valid entry: {e}")))?;
+        if entry.index != index {
+            return Err(brk(format!("says it is entry {}", entry.index)));
+        }
+        let expected_prev = self
+            .last_leaf
+            .map_or_else(|| GENESIS_PREV.to_owned(), hex::encode);
+        if entry.prev != expected_prev {
+            return Err(brk(format!(
+                "prev is {} but the previous entry hashes to {expected_prev}",
+                entry.prev
+            )));
+        }
+        let leaf = leaf_hash(bytes);
+        self.frontier.append(leaf);
+        self.last_leaf = Some(leaf);
+        Ok(entry)
+    }
+}
+
+/// One replicated entry, as searches return it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// The department whose log holds it.
+    pub log: String,
+    /// Its index in that log.
+    pub index: u64,
+    /// Its leaf hash (hex), recomputed from the bytes.
+    pub leaf_hash: String,
+    /// The entry.
+    pub entry: Entry,
+}
+
+/// A search over the replica. Empty fields do not filter. Times are Unix milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// Exchange id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<String>,
+    /// A department on either side (or whose log holds the entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// The asking department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// The data-holding department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// A data subject's keyed tag (never the raw identifier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_tag: Option<String>,
+    /// `allow` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Only entries written by this side (`provider` or `consumer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
+    /// From this time (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<u64>,
+    /// Up to this time (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<u64>,
+    /// Most records to return (newest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Default and largest number of records a search returns.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// Largest `limit` accepted.
+pub const MAX_LIMIT: usize = 100_000;
+
+impl Query {
+    fn matches(&self, log: &str, e: &Entry) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref()
+                .is_none_or(|w| have.as_deref() == Some(w.as_str()))
+        };
+        eq(&self.exchange, &e.id)
+            && eq(&self.consumer, &e.consumer)
+            && eq(&self.provider, &e.provider)
+            && eq(&self.dataset, &e.dataset)
+            && eq(&self.purpose, &e.purpose)
+            && eq(&self.decision, &e.decision)
+            && self.side.is_none_or(|s| e.side == Some(s))
+            && self
+                .subject_tag
+                .as_ref()
+                .is_none_or(|t| e.subjects.contains(t))
+            && self.department.as_ref().is_none_or(|d| {
+                log == d || e.consumer.as_deref() == Some(d) || e.provider.as_deref() == Some(d)
+            })
+    }
+
+    /// The most selective index for this query: (tag, value).
+    fn plan(&self) -> (u8, String) {
+        if let Some(x) = &self.exchange {
+            return (tag::EXCHANGE, x.clone());
+        }
+        if let Some(s) = &self.subject_tag {
+            return (tag::SUBJECT, s.clone());
+        }
+        if let (Some(c), Some(p)) = (&self.consumer, &self.provider) {
+            return (tag::PAIR, pair(c, p));
+        }
+        if let Some(d) = &self.dataset {
+            return (tag::DATASET, d.clone());
+        }
+        if let Some(u) = &self.purpose {
+            return (tag::PURPOSE, u.clone());
+        }
+        if let Some(d) = self
+            .department
+            .as_ref()
+            .or(self.consumer.as_ref())
+            .or(self.provider.as_ref())
+        {
+            return (tag::DEPARTMENT, d.clone());
+        }
+        if let Some(d) = &self.decision {
+            return (tag::DECISION, d.clone());
+        }
+        (tag::TIME, String::new())
+    }
+
+    /// The effective limit.
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+}
+
+fn pair(consumer: &str, provider: &str) -> String {
+    format!("{consumer}>{provider}")
+}
+
+/// What a search found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    /// Matching records, newest first.
+    pub records: Vec<Record>,
+    /// True when more records matched than `limit`.
+    pub truncated: bool,
+}
+
+/// Exchanges per (consumer, provider), counted from provider-side entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PairCount {
+    /// Asking department.
+    pub consumer: String,
+    /// Data-holding department.
+    pub provider: String,
+    /// Allowed.
+    pub allowed: u64,
+    /// Denied.
+    pub denied: u64,
+}
+
+/// Allowed and denied exchanges in one minute (provider-side entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    /// Unix minute.
+    pub minute: u64,
+    /// Allowed.
+    pub allowed: u64,
+    /// Denied.
+    pub denied: u64,
+}
+
+/// The oversight node's replica of every department's log.
+pub struct Replica {
+    env: Environment,
+    entries: Database,
+    index: Database,
+    logs: Database,
+    stats: Database,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replica(..)")
+    }
+}
+
+/// `dept || 0x00 || index BE`.
+pub fn entry_key(dept: &str, index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(dept.len() + 9);
+    k.extend_from_slice(dept.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn split_entry_key(key: &[u8]) -> Option<(&str, u64)> {
+    let nul = key.iter().position(|b| *b == 0)?;
+    let index = u64::from_be_bytes(key.get(nul + 1..)?.try_into().ok()?);
+    Some((std::str::from_utf8(&key[..nul]).ok()?, index))
+}
+
+/// An indexed value as stored: itself, or `#` and its SHA-256 when long or holding NUL.
+fn indexed(value: &str) -> String {
+    if value.len() > MAX_INDEXED_VALUE || value.contains('\0') {
+        format!("#{}", hex::encode(Sha256::digest(value.as_bytes())))
+    } else {
+        value.to_owned()
+    }
+}
+
+fn index_prefix(tag: u8, value: &str) -> Vec<u8> {
+    let value = indexed(value);
+    let mut k = Vec::with_capacity(value.len() + 2);
+    k.push(tag);
+    k.extend_from_slice(value.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Unix milliseconds of an entry's RFC 3339 time (0 if it has none that parses).
+pub fn entry_time_ms(entry: &Entry) -> u64 {
+    time::OffsetDateTime::parse(&entry.time, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
+        .unwrap_or(0)
+}
+
+/// The index keys of one entry.
+fn index_keys(log: &str, entry: &Entry, key: &[u8]) -> Vec<Vec<u8>> {
+    let time = entry_time_ms(entry).to_be_bytes();
+    let mut values: Vec<(u8, String)> = vec![(tag::TIME, String::new())];
+    if let Some(x) = &entry.id {
+        values.push((tag::EXCHANGE, x.clone()));
+    }
+    for s in &entry.subjects {
+        values.push((tag::SUBJECT, s.clone()));
+    }
+    if let (Some(c), Some(p)) = (&entry.consumer, &entry.provider) {
+        values.push((tag::PAIR, pair(c, p)));
+    }
+    if let Some(d) = &entry.dataset {
+        values.push((tag::DATASET, d.clone()));
+    }
+    if let Some(u) = &entry.purpose {
+        values.push((tag::PURPOSE, u.clone()));
+    }
+    if let Some(d) = &entry.decision {
+        values.push((tag::DECISION, d.clone()));
+    }
+    let mut departments = vec![log];
+    for d in [entry.consumer.as_deref(), entry.provider.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        if !departments.contains(&d) {
+            departments.push(d);
+        }
+    }
+    for d in departments {
+        values.push((tag::DEPARTMENT, d.to_owned()));
+    }
+    values
+        .into_iter()
+        .map(|(t, v)| {
+            let mut k = index_prefix(t, &v);
+            k.extend_from_slice(&time);
+            k.extend_from_slice(key);
+            k
+        })
+        .collect()
+}
+
+fn bump(
+    txn: &mut lmdb::RwTransaction<'_>,
+    db: Database,
+    key: &[u8],
+    by: u64,
+) -> Result<(), ReplicaError> {
+    let now = match txn.get(db, &key) {
+        Ok(v) => u64::from_be_bytes(
+            v.try_into()
+                .map_err(|_| ReplicaError::Corrupt("a stored counter is not 8 bytes".into()))?,
+        ),
+        Err(lmdb::Error::NotFound) => 0,
+        Err(e) => return Err(storage(e)),
+    };
+    txn.put(db, &key, &(now + by).to_be_bytes(), WriteFlags::empty())
+        .map_err(storage)
+}
+
+impl Replica {
+    /// Open (creating if needed) the replica in `dir`.
+    pub fn open(dir: &Path, map_size_mib: u64) -> Result<Replica, ReplicaError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ReplicaError::Storage(format!("{}: {e}", dir.display())))?;
+        let map_size =
+            usize::try_from(map_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let env = Environment::new()
+            .set_max_dbs(8)
+            .set_map_size(map_size)
+            .open_with_permissions(dir, 0o600)
+            .map_err(|e| ReplicaError::Storage(format!("{}: {e}", dir.display())))?;
+        let db = |name| {
+            env.create_db(Some(name), DatabaseFlags::empty())
+                .map_err(storage)
+        };
+        let (entries, index, logs, stats) =
+            (db("entries")?, db("index")?, db("logs")?, db("stats")?);
+        Ok(Replica {
+            env,
+            entries,
+            index,
+            logs,
+            stats,
+        })
+    }
+
+    /// The state of `dept`'s log (default: nothing replicated yet).
+    pub fn state(&self, dept: &str) -> Result<LogState, ReplicaError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        match txn.get(self.logs, &dept.as_bytes()) {
+            Ok(bytes) => serde_json::from_slice(bytes)
+                .map_err(|e| ReplicaError::Corrupt(format!("state of {dept}: {e}"))),
+            Err(lmdb::Error::NotFound) => Ok(LogState::default()),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// Every department's state, by id.
+    pub fn states(&self) -> Result<Vec<(String, LogState)>, ReplicaError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let mut cursor = txn.open_ro_cursor(self.logs).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in cursor.iter_start() {
+            let (k, v) = item.map_err(storage)?;
+            let dept = String::from_utf8_lossy(k).into_owned();
+            let state = serde_json::from_slice(v)
+                .map_err(|e| ReplicaError::Corrupt(format!("state of {dept}: {e}")))?;
+            out.push((dept, state));
+        }
+        Ok(out)
+    }
+
+    /// Store `dept`'s state alone (a flag, an error, new cosignatures).
+    pub fn put_state(&self, dept: &str, state: &LogState) -> Result<(), ReplicaError> {
+        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        let json = serde_json::to_vec(state).expect("log state always serializes");
+        txn.put(self.logs, &dept.as_bytes(), &json, WriteFlags::empty())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// Store verified entries of `dept`'s log (`(bytes, parsed)`, in order, continuing the
+    /// replicated log) together with its new `state`, in one transaction.
+    pub fn commit(
+        &self,
+        dept: &DeptId,
+        entries: &[(Vec<u8>, Entry)],
+        state: &LogState,
+    ) -> Result<(), ReplicaError> {
+        let log = dept.as_str();
+        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        for (bytes, entry) in entries {
+            let key = entry_key(log, entry.index);
+            txn.put(self.entries, &key, bytes, WriteFlags::empty())
+                .map_err(storage)?;
+            for k in index_keys(log, entry, &key) {
+                txn.put(self.index, &k, &[], WriteFlags::empty())
+                    .map_err(storage)?;
+            }
+            if entry.side == Some(Side::Provider) {
+                if let (Some(c), Some(p), Some(d)) =
+                    (&entry.consumer, &entry.provider, &entry.decision)
+                {
+                    let decision = if d == "allow" { "allow" } else { "deny" };
+                    bump(
+                        &mut txn,
+                        self.stats,
+                        format!("m\0{c}\0{p}\0{decision}").as_bytes(),
+                        1,
+                    )?;
+                    let minute = entry_time_ms(entry) / 60_000;
+                    let mut k = b"t\0".to_vec();
+                    k.extend_from_slice(&minute.to_be_bytes());
+                    k.push(if decision == "allow" { b'a' } else { b'd' });
+                    bump(&mut txn, self.stats, &k, 1)?;
+                }
+            }
+        }
+        let json = serde_json::to_vec(state).expect("log state always serializes");
+        txn.put(self.logs, &log.as_bytes(), &json, WriteFlags::empty())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// One entry's exact bytes.
+    pub fn entry_bytes(&self, dept: &str, index: u64) -> Result<Option<Vec<u8>>, ReplicaError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        match txn.get(self.entries, &entry_key(dept, index)) {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(lmdb::Error::NotFound) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    fn record(&self, txn: &lmdb::RoTransaction<'_>, key: &[u8]) -> Result<Record, ReplicaError> {
+        let (log, index) = split_entry_key(key)
+            .ok_or_else(|| ReplicaError::Corrupt("an index key names no entry".into()))?;
+        let bytes = txn.get(self.entries, &key).map_err(|e| match e {
+            lmdb::Error::NotFound => {
+                ReplicaError::Corrupt(format!("the index names {log} #{index}, which is missing"))
+            }
+            other => storage(other),
+        })?;
+        let entry = Entry::from_bytes(bytes)
+            .map_err(|e| ReplicaError::Corrupt(format!("{log} #{index}: {e}")))?;
+        Ok(Record {
+            log: log.to_owned(),
+            index,
+            leaf_hash: hex::encode(leaf_hash(bytes)),
+            entry,
+        })
+    }
+
+    /// Run `query`: newest first, at most its limit.
+    pub fn search(&self, query: &Query) -> Result<SearchResult, ReplicaError> {
+        let (t, value) = query.plan();
+        let prefix = index_prefix(t, &value);
+        let from = query.from_ms.unwrap_or(0);
+        let to = query.to_ms.unwrap_or(u64::MAX);
+        let limit = query.limit();
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
+        let mut seek = prefix.clone();
+        match to.checked_add(1) {
+            Some(after) => seek.extend_from_slice(&after.to_be_bytes()),
+            None => seek.extend_from_slice(&[0xff; 9]),
+        }
+        // Position on the last key before `seek`, then walk backwards: newest first.
+        let mut current = match cursor.get(Some(&seek), None, MDB_SET_RANGE) {
+            Ok(_) => cursor.get(None, None, MDB_PREV),
+            Err(lmdb::Error::NotFound) => cursor.get(None, None, MDB_LAST),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut records = Vec::new();
+        let mut truncated = false;
+        loop {
+            let key = match current {
+                Ok((Some(k), _)) => k,
+                Ok((None, _)) | Err(lmdb::Error::NotFound) => break,
+                Err(e) => return Err(storage(e)),
+            };
+            if !key.starts_with(&prefix) || key.len() < prefix.len() + 8 {
+                break;
+            }
+            let time = u64::from_be_bytes(
+                key[prefix.len()..prefix.len() + 8]
+                    .try_into()
+                    .expect("sliced 8 bytes"),
+            );
+            if time < from {
+                break;
+            }
+            let record = self.record(&txn, &key[prefix.len() + 8..])?;
+            if query.matches(&record.log, &record.entry) {
+                if records.len() == limit {
+                    truncated = true;
+                    break;
+                }
+                records.push(record);
+            }
+            current = cursor.get(None, None, MDB_PREV);
+        }
+        Ok(SearchResult { records, truncated })
+    }
+
+    /// Call `f` with every exchange id and the replicated entries that carry it, in id order.
+    pub fn for_each_exchange(
+        &self,
+        mut f: impl FnMut(&str, Vec<Record>),
+    ) -> Result<(), ReplicaError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let mut cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
+        let mut current: Option<(Vec<u8>, Vec<Record>)> = None;
+        for item in cursor.iter_from([tag::EXCHANGE]) {
+            let (key, _) = item.map_err(storage)?;
+            if key.first() != Some(&tag::EXCHANGE) {
+                break;
+            }
+            let nul = key
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| ReplicaError::Corrupt("an index key has no separator".into()))?;
+            let id = &key[1..nul];
+            let record = self.record(&txn, key.get(nul + 9..).unwrap_or_default())?;
+            match &mut current {
+                Some((cur, records)) if cur.as_slice() == id => records.push(record),
+                _ => {
+                    if let Some((cur, records)) = current.take() {
+                        f(&String::from_utf8_lossy(&cur), records);
+                    }
+                    current = Some((id.to_vec(), vec![record]));
+                }
+            }
+        }
+        if let Some((cur, records)) = current {
+            f(&String::from_utf8_lossy(&cur), records);
+        }
+        Ok(())
+    }
+
+    /// Exchanges per department pair.
+    pub fn pair_counts(&self) -> Result<Vec<PairCount>, ReplicaError> {
+        let mut out: Vec<PairCount> = Vec::new();
+        self.scan_stats(b"m\0", |k, n| {
+            let text = String::from_utf8_lossy(&k[2..]).into_owned();
+            let mut parts = text.split('\0');
+            let (Some(c), Some(p), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+                return;
+            };
+            let i = match out.iter().position(|x| x.consumer == c && x.provider == p) {
+                Some(i) => i,
+                None => {
+                    out.push(PairCount {
+                        consumer: c.to_owned(),
+                        provider: p.to_owned(),
+                        ..PairCount::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            if d == "allow" {
+                out[i].allowed += n;
+            } else {
+                out[i].denied += n;
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Allowed and denied exchanges per minute, oldest first.
+    pub fn minute_counts(&self) -> Result<Vec<MinuteCount>, ReplicaError> {
+        let mut out: Vec<MinuteCount> = Vec::new();
+        self.scan_stats(b"t\0", |k, n| {
+            if k.len() != 11 {
+                return;
+            }
+            let minute = u64::from_be_bytes(k[2..10].try_into().expect("sliced 8 bytes"));
+            if out.last().is_none_or(|m| m.minute != minute) {
+                out.push(MinuteCount {
+                    minute,
+                    ..MinuteCount::default()
+                });
+            }
+            let last = out.last_mut().expect("pushed above");
+            if k[10] == b'a' {
+                last.allowed += n;
+            } else {
+                last.denied += n;
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn scan_stats(&self, prefix: &[u8], mut f: impl FnMut(&[u8], u64)) -> Result<(), ReplicaError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let mut cursor = txn.open_ro_cursor(self.stats).map_err(storage)?;
+        for item in cursor.iter_from(prefix) {
+            let (k, v) = item.map_err(storage)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let n =
+                u64::from_be_bytes(v.try_into().map_err(|_| {
+                    ReplicaError::Corrupt("a stored counter is not 8 bytes".into())
+                })?);
+            f(k, n);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, prev: &str, id: &str, side: Side, minute: u32) -> Entry {
+        let mut e = Entry::new(crate::ledger::entry::Kind::Exchange);
+        e.index = index;
+        e.time = format!("2026-01-01T10:{minute:02}:00Z");
+        e.side = Some(side);
+        e.id = Some(id.into());
+        e.consumer = Some("tax".into());
+        e.provider = Some("registry".into());
+        e.dataset = Some("residents".into());
+        e.purpose = Some("audit".into());
+        e.decision = Some("allow".into());
+        e.subjects = vec![format!("tag-{id}")];
+        e.prev = prev.into();
+        e
+    }
+
+    fn fill(replica: &Replica, dept: &str, ids: &[&str]) {
+        let mut follower = LogFollower::default();
+        let mut batch = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let prev = follower
+                .last_leaf
+                .map_or_else(|| GENESIS_PREV.to_owned(), hex::encode);
+            let bytes = entry(i as u64, &prev, id, Side::Provider, i as u32).to_bytes();
+            let parsed = follower.follow(&bytes).unwrap();
+            batch.push((bytes, parsed));
+        }
+        let mut state = LogState::default();
+        state.advance(&follower);
+        replica
+            .commit(&DeptId::new(dept).unwrap(), &batch, &state)
+            .unwrap();
+    }
+
+    #[test]
+    fn follower_rejects_broken_chains_and_wrong_indexes() {
+        let mut f = LogFollower::default();
+        let first = entry(0, GENESIS_PREV, "a", Side::Provider, 0).to_bytes();
+        f.follow(&first).unwrap();
+        let wrong_prev = entry(1, GENESIS_PREV, "b", Side::Provider, 1).to_bytes();
+        assert!(f.follow(&wrong_prev).unwrap_err().problem.contains("prev"));
+        let good_prev = hex::encode(leaf_hash(&first));
+        let wrong_index = entry(5, &good_prev, "b", Side::Provider, 1).to_bytes();
+        assert!(f
+            .follow(&wrong_index)
+            .unwrap_err()
+            .problem
+            .contains("entry 5"));
+        f.follow(&entry(1, &good_prev, "b", Side::Provider, 1).to_bytes())
+            .unwrap();
+        assert_eq!(f.size(), 2);
+    }
+
+    #[test]
+    fn searches_use_indexes_newest_first_and_respect_windows_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path(), 64).unwrap();
+        fill(&replica, "registry", &["a", "b", "c", "d"]);
+        let all = replica.search(&Query::default()).unwrap();
+        let ids: Vec<_> = all
+            .records
+            .iter()
+            .map(|r| r.entry.id.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["d", "c", "b", "a"]);
+        let one = replica
+            .search(&Query {
+                subject_tag: Some("tag-b".into()),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(one.records.len(), 1);
+        assert_eq!(one.records[0].index, 1);
+        let base = time::macros::datetime!(2026-01-01 10:00 UTC).unix_timestamp() as u64 * 1000;
+        let window = replica
+            .search(&Query {
+                consumer: Some("tax".into()),
+                provider: Some("registry".into()),
+                from_ms: Some(base + 60_000),
+                to_ms: Some(base + 2 * 60_000),
+                ..Query::default()
+            })
+            .unwrap();
+        let ids: Vec<_> = window
+            .records
+            .iter()
+            .map(|r| r.entry.id.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["c", "b"]);
+        let limited = replica
+            .search(&Query {
+                limit: Some(3),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(limited.truncated && limited.records.len() == 3);
+        let none = replica
+            .search(&Query {
+                exchange: Some("zzz".into()),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(none.records.is_empty());
+        let pairs = replica.pair_counts().unwrap();
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].allowed, 4);
+        assert_eq!(replica.minute_counts().unwrap().len(), 4);
+        let mut seen = Vec::new();
+        replica
+            .for_each_exchange(|id, records| seen.push((id.to_owned(), records.len())))
+            .unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[0], ("a".to_owned(), 1));
+    }
+}

@@ -1,0 +1,392 @@
+//! One trace per exchange: the root spans of the client and peer APIs, W3C trace context in and
+//! out, and what the pipeline learns about a request on the way down.
+//!
+//! - An application's request to the client API opens a `client_request` span, child of the
+//!   application's `traceparent` header if it sent one.
+//! - The consumer's call to the provider is a `peer_send` span (kind client); its context travels
+//!   as `traceparent`, in an HTTP header over HTTPS and in the request frame's header over QUIC.
+//! - The provider's peer API opens a `peer_request` span (kind server) whose parent is exactly that
+//!   context, and never anything else in the process (two gateways share a process in tests).
+//!
+//! Every log line inside a request carries these spans' fields: the request id, and, once known,
+//! the peer department, exchange id, dataset and purpose. The pipeline fills them in through
+//! [`learn_peer`] and [`learn_exchange`] on the request's root span.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::Metrics;
+use crate::config::Department;
+use crate::exchange::envelope::Envelope;
+use crate::exchange::{BoxFuture, ProtocolResponse};
+use crate::identity::DeptId;
+use crate::transport::client::PeerError;
+use crate::transport::peer::{PeerRequest, PeerTransport};
+use crate::transport::server::Call;
+use crate::transport::{paths, Transport};
+
+/// The W3C trace context header (and the QUIC request frame field of the same name).
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Largest error answer read for its outcome code.
+const MAX_CODE_BODY: usize = 64 * 1024;
+
+tokio::task_local! {
+    static REQUEST: RequestScope;
+}
+
+/// The root span of the request this task is serving, and what the pipeline learned for metrics.
+struct RequestScope {
+    span: Span,
+    peer: Mutex<Option<DeptId>>,
+    outcome: Mutex<Option<String>>,
+}
+
+impl RequestScope {
+    fn new(span: Span) -> Self {
+        RequestScope {
+            span,
+            peer: Mutex::new(None),
+            outcome: Mutex::new(None),
+        }
+    }
+}
+
+fn with_scope(f: impl FnOnce(&RequestScope)) {
+    let _ = REQUEST.try_with(f);
+}
+
+/// The department on the other side of this request: recorded on the root span (and so on every
+/// later log line) and used as the `peer` metric label.
+pub fn learn_peer(peer: &DeptId) {
+    with_scope(|scope| {
+        scope.span.record("peer", tracing::field::display(peer));
+        *scope.peer.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
+    });
+}
+
+/// The exchange this request carries: its id, dataset and purpose go on the root span. Never its
+/// parameters, officer or case.
+pub fn learn_exchange(envelope: &Envelope) {
+    with_scope(|scope| {
+        scope
+            .span
+            .record("exchange", tracing::field::display(&envelope.id));
+        scope.span.record("dataset", envelope.dataset.as_str());
+        scope.span.record("purpose", envelope.purpose.as_str());
+    });
+}
+
+/// The outcome code of the exchange (`ok`, a reason or error code), as the pipeline decided it.
+pub fn learn_outcome(outcome: &str) {
+    with_scope(|scope| {
+        *scope.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome.to_owned());
+    });
+}
+
+/// The peer learned so far for this request, if any.
+pub fn current_peer() -> Option<DeptId> {
+    REQUEST
+        .try_with(|scope| scope.peer.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .ok()
+        .flatten()
+}
+
+fn request_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+/// The trace context a request arrived with (an empty context if none or malformed).
+pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers))
+}
+
+/// The `traceparent` value naming `span` as the parent, if spans are being recorded.
+pub fn traceparent(span: &Span) -> Option<String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+fn root_span(name: &'static str, call: &Call, transport: Option<Transport>) -> Span {
+    let span = match name {
+        "peer_request" => tracing::info_span!(
+            "peer_request",
+            otel.kind = "server",
+            otel.status_code = Empty,
+            request_id = %request_id(),
+            transport = transport.map_or("", Transport::as_str),
+            method = %call.parts.method,
+            path = call.parts.uri.path(),
+            peer = Empty,
+            exchange = Empty,
+            dataset = Empty,
+            purpose = Empty,
+            outcome = Empty,
+            status = Empty,
+        ),
+        _ => tracing::info_span!(
+            "client_request",
+            otel.kind = "server",
+            otel.status_code = Empty,
+            request_id = %request_id(),
+            method = %call.parts.method,
+            path = call.parts.uri.path(),
+            peer = Empty,
+            exchange = Empty,
+            dataset = Empty,
+            purpose = Empty,
+            outcome = Empty,
+            status = Empty,
+        ),
+    };
+    // The caller's context, or a new trace: never whatever happens to be current in this process.
+    let _ = span.set_parent(extract(&call.parts.headers));
+    span
+}
+
+fn finish(span: &Span, status: u16, outcome: Option<&str>) {
+    span.record("status", status);
+    if let Some(outcome) = outcome {
+        span.record("outcome", outcome);
+    }
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// Wrap the peer API handler of one transport: every request runs in a `peer_request` span, child
+/// of the `traceparent` it carries. Exchange metrics are recorded by the pipeline
+/// ([`crate::exchange::observe`]), which knows the typed outcome.
+pub fn peer_requests<H, F>(
+    handler: H,
+    transport: Transport,
+) -> impl Fn(Call) -> BoxFuture<ProtocolResponse> + Clone + Send + Sync + 'static
+where
+    H: Fn(Call) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ProtocolResponse> + Send + 'static,
+{
+    move |call: Call| {
+        let span = root_span("peer_request", &call, Some(transport));
+        let scope = RequestScope::new(span.clone());
+        let handler = handler.clone();
+        Box::pin(REQUEST.scope(scope, async move {
+            let response = handler(call).instrument(span.clone()).await;
+            let outcome = REQUEST
+                .try_with(|s| s.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .ok()
+                .flatten();
+            finish(&span, response.status, outcome.as_deref());
+            response
+        }))
+    }
+}
+
+/// Wrap the client API handler: every request runs in a `client_request` span, child of the
+/// application's `traceparent`; each exchange is counted by outcome and provider, timed, and
+/// updates that provider's `causeway_peer_up`.
+pub fn client_requests<H, F>(
+    handler: H,
+    metrics: Arc<Metrics>,
+) -> impl Fn(Call) -> BoxFuture<ProtocolResponse> + Clone + Send + Sync + 'static
+where
+    H: Fn(Call) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ProtocolResponse> + Send + 'static,
+{
+    move |call: Call| {
+        let span = root_span("client_request", &call, None);
+        let scope = RequestScope::new(span.clone());
+        let handler = handler.clone();
+        let metrics = metrics.clone();
+        let exchange =
+            call.parts.method == http::Method::POST && call.parts.uri.path() == paths::REQUESTS;
+        Box::pin(REQUEST.scope(scope, async move {
+            let started = Instant::now();
+            let response = handler(call).instrument(span.clone()).await;
+            let outcome = outcome_code(&response);
+            finish(&span, response.status, Some(&outcome));
+            if exchange {
+                record_consumer(&metrics, current_peer(), &outcome, started.elapsed());
+            }
+            response
+        }))
+    }
+}
+
+fn record_consumer(metrics: &Metrics, provider: Option<DeptId>, outcome: &str, elapsed: Duration) {
+    let peer = provider.as_ref().map_or("unknown", DeptId::as_str);
+    metrics.exchanges.inc(&["consumer", peer, outcome]);
+    metrics
+        .exchange_seconds
+        .observe(&["consumer", peer], elapsed.as_secs_f64());
+    if provider.is_some() {
+        let reached = !matches!(outcome, "provider-unreachable" | "provider-timeout");
+        metrics
+            .peer_up
+            .set(&[peer], if reached { 1.0 } else { 0.0 });
+    }
+}
+
+/// The outcome code of a client API answer: `ok`, or the stable `error.code` every error answer
+/// carries (docs/PROTOCOL.md), including the provider's reason codes passed through.
+fn outcome_code(response: &ProtocolResponse) -> String {
+    if response.status == 200 {
+        return "ok".into();
+    }
+    let code = (response.body.len() <= MAX_CODE_BODY)
+        .then(|| serde_json::from_slice::<serde_json::Value>(&response.body).ok())
+        .flatten()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+    code.unwrap_or_else(|| format!("status-{}", response.status))
+}
+
+/// Send `request` to `dept` in a `peer_send` span (kind client) whose context travels with the
+/// request as `traceparent`, so the provider's spans join this trace.
+pub async fn send_to_peer(
+    peers: &PeerTransport,
+    dept: &Department,
+    mut request: PeerRequest,
+    timeout: Duration,
+) -> Result<(u16, Bytes), PeerError> {
+    let span = tracing::info_span!(
+        "peer_send",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        peer = %dept.id,
+        path = request.path.as_str(),
+        status = Empty,
+    );
+    request.traceparent = traceparent(&span);
+    let result = peers
+        .send(dept, request, timeout)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok((status, _)) => {
+            span.record("status", status);
+        }
+        Err(_) => {
+            span.record("otel.status_code", "error");
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_codes_come_from_the_error_body() {
+        let ok = ProtocolResponse {
+            status: 200,
+            body: Bytes::from_static(b"{\"rows\":[]}"),
+        };
+        assert_eq!(outcome_code(&ok), "ok");
+        let denied = ProtocolResponse {
+            status: 403,
+            body: Bytes::from_static(b"{\"error\":{\"code\":\"no-grant\",\"message\":\"x\"}}"),
+        };
+        assert_eq!(outcome_code(&denied), "no-grant");
+        let odd = ProtocolResponse {
+            status: 502,
+            body: Bytes::from_static(b"not json"),
+        };
+        assert_eq!(outcome_code(&odd), "status-502");
+    }
+
+    #[test]
+    fn every_log_line_of_a_request_names_its_request_and_exchange() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let envelope = Envelope {
+            v: crate::exchange::envelope::ENVELOPE_VERSION,
+            id: uuid::Uuid::now_v7(),
+            consumer: DeptId::new("tax-office").unwrap(),
+            provider: DeptId::new("civil-registry").unwrap(),
+            dataset: "residents".into(),
+            params: [("national_id".to_owned(), serde_json::json!("D000042"))].into(),
+            purpose: "tax-assessment".into(),
+            legal_basis: "Act".into(),
+            case: String::new(),
+            officer: "tagged".into(),
+            issued_at: String::new(),
+            nonce: String::new(),
+        };
+        let id = envelope.id;
+        let handler = move |_call: Call| {
+            let envelope = envelope.clone();
+            async move {
+                learn_peer(&envelope.consumer);
+                learn_exchange(&envelope);
+                tracing::warn!("something inside the exchange");
+                ProtocolResponse {
+                    status: 200,
+                    body: Bytes::from_static(b"{}"),
+                }
+            }
+        };
+        let call = Call {
+            parts: http::Request::post(paths::EXCHANGE)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0,
+            body: Bytes::new(),
+            peer_cert: None,
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(peer_requests(handler, Transport::Quic)(call));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .find(|l: &serde_json::Value| l["fields"]["message"] == "something inside the exchange")
+            .unwrap_or_else(|| panic!("{text}"));
+        let root = &line["span"];
+        assert_eq!(root["name"], "peer_request", "{line}");
+        assert_eq!(
+            root["request_id"].as_str().map(str::len),
+            Some(16),
+            "{line}"
+        );
+        assert_eq!(root["exchange"], id.to_string(), "{line}");
+        assert_eq!(root["peer"], "tax-office", "{line}");
+        assert_eq!(root["transport"], "quic", "{line}");
+        assert!(!text.contains("D000042"), "{text}");
+    }
+
+    #[test]
+    fn no_traceparent_without_a_trace_pipeline() {
+        // No OpenTelemetry layer is installed in unit tests: nothing to propagate, nothing invented.
+        assert_eq!(traceparent(&tracing::info_span!("x")), None);
+    }
+}

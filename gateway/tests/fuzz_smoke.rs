@@ -1,0 +1,114 @@
+//! The fuzz target bodies (causeway::fuzzing) on seeds and their mutations, on stable Rust, so a
+//! broken invariant shows up in `cargo test` and not only under `cargo +nightly fuzz`.
+
+use causeway::fuzzing;
+use causeway::ledger::checkpoint::{sign_checkpoint, Checkpoint};
+use causeway::ledger::merkle::MemoryTree;
+use causeway::ledger::note::{Cosigner, NoteSigner};
+use causeway::ledger::tlog_proof::TlogProof;
+use causeway::ledger::witness::AddCheckpointRequest;
+use ed25519_dalek::SigningKey;
+
+const DATASETS: &[u8] = br#"[[dataset]]
+name = "residents"
+adapter = "sqlite"
+database = "civil.sqlite"
+query = "SELECT name FROM residents WHERE national_id = :national_id"
+subject = "national_id"
+
+[[dataset.param]]
+name = "national_id"
+type = "string"
+pattern = "D[0-9]{6}"
+
+[[dataset.field]]
+name = "name"
+type = "string"
+classification = "personal"
+"#;
+
+fn seeds() -> Vec<Vec<u8>> {
+    let log = NoteSigner::new("demo/civil-registry", SigningKey::from_bytes(&[1; 32])).unwrap();
+    let witness =
+        Cosigner::new("demo/tax-office/witness", SigningKey::from_bytes(&[2; 32])).unwrap();
+    let mut tree = MemoryTree::new();
+    for i in 0..5u8 {
+        tree.append_entry(&[i]);
+    }
+    let cp = Checkpoint {
+        origin: log.name().into(),
+        size: 5,
+        root: tree.root(),
+        extensions: vec![],
+    };
+    let mut note = sign_checkpoint(&cp, &log).unwrap();
+    note.push_str(&witness.cosign_line(&cp.to_text(), 7).unwrap());
+    let proof = TlogProof::build(&tree, &[3], 3, &note).unwrap().to_text();
+    let request = AddCheckpointRequest {
+        old_size: 0,
+        proof: vec![],
+        checkpoint: note.clone(),
+    }
+    .to_body();
+    let envelope = br#"{"v":1,"id":"0193a3c2-7f00-7000-8000-000000000001","consumer":"social-welfare","provider":"civil-registry","dataset":"residents","params":{"national_id":"D000001","year":2024},"purpose":"benefit-eligibility","legal_basis":"x","case":"","officer":"ab","issued_at":"2026-11-22T15:00:00Z","nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}"#;
+    let receipt = br#"{"log":"PeterNeumann","index":0,"leaf_hash":"00","entry":"e30=","checkpoint":"x\n","inclusion_proof":[]}"#;
+    [
+        cp.to_text(),
+        note,
+        proof,
+        request,
+        log.verifier().to_vkey(),
+        witness.verifier().to_vkey(),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .chain([envelope.to_vec(), receipt.to_vec(), DATASETS.to_vec()])
+    .collect()
+}
+
+#[test]
+fn fuzz_bodies_hold_on_seeds_and_their_mutations() {
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut runs = 0;
+    for seed in seeds() {
+        let mut inputs = vec![seed.clone()];
+        for pos in 0..seed.len() {
+            for b in [b'\n', b'0', b'A', b'+', b' ', b'"', b'{', 0xff] {
+                let mut m = seed.clone();
+                m[pos] = b;
+                inputs.push(m);
+            }
+            inputs.push(seed[..pos].to_vec());
+        }
+        for _ in 0..2000 {
+            let mut m = seed.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % m.len().max(1);
+                match next() % 3 {
+                    0 if !m.is_empty() => m[at] = next() as u8,
+                    1 => m.insert(at.min(m.len()), next() as u8),
+                    _ if !m.is_empty() => {
+                        m.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            inputs.push(m);
+        }
+        for input in &inputs {
+            fuzzing::note(input);
+            fuzzing::checkpoint(input);
+            fuzzing::tlog_proof(input);
+            fuzzing::envelope(input);
+            fuzzing::datasets(input);
+            runs += 1;
+        }
+    }
+    assert!(runs > 10_000, "the smoke run covered {runs} inputs");
+}
