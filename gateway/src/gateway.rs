@@ -164,6 +164,7 @@ impl Gateway {
             ledger: ledger.clone(),
             tag_key,
             timeout: Duration::from_millis(config.client.request_timeout_ms),
+            checkpoints: Arc::default(),
         };
 
         let bind = |addr: SocketAddr, what: &'static str| async move {

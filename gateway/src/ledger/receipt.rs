@@ -7,7 +7,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{open_checkpoint, Checkpoint};
+use super::checkpoint::{open_checkpoint, Checkpoint, CheckpointError};
 use super::entry::Entry;
 use super::merkle::{leaf_hash, verify_inclusion, Hash};
 use super::note::NoteVerifier;
@@ -77,6 +77,17 @@ impl Receipt {
 
     /// Check everything against the log's key: entry bytes -> leaf hash -> proof -> signed root.
     pub fn verify(&self, log: &NoteVerifier) -> Result<VerifiedReceipt, ReceiptError> {
+        self.verify_with(log, |note| open_checkpoint(note, log))
+    }
+
+    /// [`Receipt::verify`], opening the checkpoint note with `open` (which must verify it against
+    /// `log` exactly as [`open_checkpoint`] does): lets a caller that sees the same signed
+    /// checkpoint in many receipts (one per ledger batch) check its signature once.
+    pub fn verify_with(
+        &self,
+        log: &NoteVerifier,
+        open: impl FnOnce(&str) -> Result<Checkpoint, CheckpointError>,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
         if self.log != log.name() {
             return Err(ReceiptError::Checkpoint(format!(
                 "receipt names log {:?}, expected {:?}",
@@ -98,8 +109,8 @@ impl Receipt {
                 "the leaf hash is not the hash of the entry".into(),
             ));
         }
-        let checkpoint = open_checkpoint(&self.checkpoint, log)
-            .map_err(|e| ReceiptError::Checkpoint(e.to_string()))?;
+        let checkpoint =
+            open(&self.checkpoint).map_err(|e| ReceiptError::Checkpoint(e.to_string()))?;
         let proof = self
             .inclusion_proof
             .iter()
