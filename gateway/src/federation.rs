@@ -84,14 +84,9 @@ fn free_loopback_port() -> Result<u16> {
     anyhow::bail!("no free loopback port found in 20000-32767")
 }
 
-/// A free loopback TCP port (see [`free_loopback_port`]).
+/// A free loopback port for TCP and UDP listeners (see [`free_loopback_port`]).
 pub fn free_port() -> Result<SocketAddr> {
     Ok(SocketAddr::from(([127, 0, 0, 1], free_loopback_port()?)))
-}
-
-/// A free loopback UDP port, for a QUIC listener.
-pub fn free_udp_port() -> Result<SocketAddr> {
-    free_port()
 }
 
 /// Create the federation in `dir` with `departments` (id, display name), preferring HTTPS between
@@ -123,7 +118,7 @@ pub fn create_with(
             &["localhost".into(), "127.0.0.1".into()],
         )?;
         let (client, peer, admin) = (free_port()?, free_port()?, free_port()?);
-        let quic = free_udp_port()?;
+        let quic = free_port()?; // free for UDP too
         write!(
             directory,
             "\n[[department]]\nid = \"{id}\"\nname = \"{name}\"\nhttps = \"https://{peer}\"\nquic = \"quic://{quic}\"\nvkey = \"{}\"\nwitness = \"{}\"\n",

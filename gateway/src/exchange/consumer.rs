@@ -87,7 +87,7 @@ pub struct ConsumerContext {
 /// docs/PERFORMANCE.md: the signature check was about 8% of an exchange's CPU).
 #[derive(Default)]
 pub struct OpenedCheckpoints {
-    last: std::sync::Mutex<std::collections::HashMap<DeptId, (String, String, Checkpoint)>>,
+    last: std::sync::Mutex<std::collections::HashMap<DeptId, (NoteVerifier, String, Checkpoint)>>,
 }
 
 impl OpenedCheckpoints {
@@ -99,14 +99,13 @@ impl OpenedCheckpoints {
         log: &NoteVerifier,
         note: &str,
     ) -> Result<Checkpoint, CheckpointError> {
-        let vkey = log.to_vkey();
         if let Some((seen_key, seen_note, cp)) = self
             .last
             .lock()
             .expect("the checkpoint cache is never left poisoned")
             .get(dept)
         {
-            if *seen_key == vkey && seen_note == note {
+            if seen_key == log && seen_note == note {
                 return Ok(cp.clone());
             }
         }
@@ -114,7 +113,7 @@ impl OpenedCheckpoints {
         self.last
             .lock()
             .expect("the checkpoint cache is never left poisoned")
-            .insert(dept.clone(), (vkey, note.to_owned(), cp.clone()));
+            .insert(dept.clone(), (log.clone(), note.to_owned(), cp.clone()));
         Ok(cp)
     }
 }

@@ -413,8 +413,8 @@ impl Writer {
             let leaf = merkle::leaf_hash(&bytes);
             nodes.extend(frontier.append(leaf));
             prev = Some(leaf);
-            entries.push((entry.index, bytes.clone()));
-            waiting.push((entry, bytes, leaf, reply));
+            entries.push((entry.index, bytes));
+            waiting.push((entry, leaf, reply));
         }
         let result = sign(&self.shared.origin, &frontier, &self.signer).and_then(|note| {
             self.shared.store.commit(&Batch {
@@ -456,8 +456,9 @@ impl Writer {
         });
         match proofs {
             Ok(proofs) => {
-                for ((entry, bytes, leaf_hash, reply), inclusion_proof) in
-                    waiting.into_iter().zip(proofs)
+                // The stored bytes go back to their callers; nothing is copied per entry.
+                for (((entry, leaf_hash, reply), (_, bytes)), inclusion_proof) in
+                    waiting.into_iter().zip(entries).zip(proofs)
                 {
                     let _ = reply.send(Ok(Appended {
                         entry,

@@ -67,18 +67,23 @@ fn node_key(level: u8, index: u64) -> [u8; 9] {
     k
 }
 
+/// Open (creating the directory if needed) an LMDB environment of up to 8 databases in `dir`, its
+/// files readable by the owner only. The map is sparse, so a large `map_size_mib` costs nothing
+/// until used. Errors name the directory.
+pub fn open_environment(dir: &Path, map_size_mib: u64) -> Result<Environment, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let map_size = usize::try_from(map_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    Environment::new()
+        .set_max_dbs(8)
+        .set_map_size(map_size)
+        .open_with_permissions(dir, 0o600)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 impl Store {
     /// Open (creating if needed) the environment in `dir`.
     pub fn open(dir: &Path, map_size_mib: u64) -> Result<Store, LedgerError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| LedgerError::Storage(format!("{}: {e}", dir.display())))?;
-        let map_size =
-            usize::try_from(map_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        let env = Environment::new()
-            .set_max_dbs(8)
-            .set_map_size(map_size)
-            .open_with_permissions(dir, 0o600)
-            .map_err(|e| LedgerError::Storage(format!("{}: {e}", dir.display())))?;
+        let env = open_environment(dir, map_size_mib).map_err(LedgerError::Storage)?;
         let db = |name| {
             env.create_db(Some(name), DatabaseFlags::empty())
                 .map_err(storage)

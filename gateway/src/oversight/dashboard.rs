@@ -18,65 +18,25 @@
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
 //! never logged, stored or sent back; URLs carry only tags.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::{header, Method, Response, StatusCode};
+use http_body_util::Full;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::crosscheck::Finding;
 use super::replica::{MinuteCount, PairCount, Query, Record, MAX_LIMIT};
 use super::report::esc;
 use super::{Asker, Oversight, OversightError};
 use crate::ledger::entry::Side;
+use crate::transport::server::Call;
 
 /// The header an authenticating proxy sets to name the operator.
 pub const OPERATOR_HEADER: &str = "causeway-operator";
 /// Largest form body.
-const MAX_FORM_BYTES: usize = 16 * 1024;
-
-/// Serve the dashboard on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, node: Arc<Oversight>, mut stop: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dashboard accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        let node = node.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let node = node.clone();
-            async move { Ok::<_, Infallible>(handle(&node, req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, "dashboard connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
-}
+pub(crate) const MAX_FORM_BYTES: usize = 16 * 1024;
 
 fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
@@ -130,8 +90,11 @@ fn failure(api: bool, e: &OversightError) -> Response<Full<Bytes>> {
     }
 }
 
-async fn handle(node: &Oversight, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
+/// Answer one dashboard or API request (served by [`crate::transport::server::serve`], which
+/// bounds header, body and idle time and reads the body, at most [`MAX_FORM_BYTES`]).
+pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<Bytes>> {
+    let node = &*node;
+    let Call { parts, body, .. } = call;
     let operator = parts
         .headers
         .get(OPERATOR_HEADER)
@@ -147,10 +110,6 @@ async fn handle(node: &Oversight, req: Request<Incoming>) -> Response<Full<Bytes
         (&Method::GET, "/") => home(node).await,
         (&Method::GET, "/healthz") => json_body(200, &json!({"status": "alive"})),
         (&Method::POST, "/search") => {
-            let body = match Limited::new(body, MAX_FORM_BYTES).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return html(413, page("Too large", "<p>The form is too large.</p>")),
-            };
             let form = parse_form(&String::from_utf8_lossy(&body));
             html_redirect(&search_location(node, &form))
         }

@@ -96,9 +96,12 @@ pub async fn start(config: &GatewayConfig) -> Result<Started> {
         peer_handler,
         stop.clone(),
     ));
-    tasks.spawn(super::dashboard::serve(
+    let dashboard_node = node.clone();
+    tasks.spawn(serve(
         dashboard_listener,
-        node.clone(),
+        None,
+        super::dashboard::MAX_FORM_BYTES,
+        move |call: Call| super::dashboard::handle(dashboard_node.clone(), call),
         stop.clone(),
     ));
     tasks.spawn(pull_loop(

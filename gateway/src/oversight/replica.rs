@@ -494,15 +494,8 @@ fn bump(
 impl Replica {
     /// Open (creating if needed) the replica in `dir`.
     pub fn open(dir: &Path, map_size_mib: u64) -> Result<Replica, ReplicaError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ReplicaError::Storage(format!("{}: {e}", dir.display())))?;
-        let map_size =
-            usize::try_from(map_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        let env = Environment::new()
-            .set_max_dbs(8)
-            .set_map_size(map_size)
-            .open_with_permissions(dir, 0o600)
-            .map_err(|e| ReplicaError::Storage(format!("{}: {e}", dir.display())))?;
+        let env = crate::ledger::store::open_environment(dir, map_size_mib)
+            .map_err(ReplicaError::Storage)?;
         let db = |name| {
             env.create_db(Some(name), DatabaseFlags::empty())
                 .map_err(storage)

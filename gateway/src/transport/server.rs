@@ -45,8 +45,9 @@ pub struct Call {
     pub peer_cert: Option<CertificateDer<'static>>,
 }
 
-/// Serve `handler` on `listener` until `shutdown` turns true, then drain.
-pub async fn serve<H, F>(
+/// Serve `handler` on `listener` until `shutdown` turns true, then drain. Handlers answer with a
+/// [`ProtocolResponse`] (status and JSON) or, like the oversight dashboard, a full HTTP response.
+pub async fn serve<H, F, R>(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     max_body: usize,
@@ -54,7 +55,8 @@ pub async fn serve<H, F>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(Call) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = ProtocolResponse> + Send + 'static,
+    F: Future<Output = R> + Send + 'static,
+    R: Into<Response<Full<Bytes>>> + 'static,
 {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -164,7 +166,7 @@ where
     }
 }
 
-async fn handle<H, F>(
+async fn handle<H, F, R>(
     handler: H,
     max_body: usize,
     peer_cert: Option<CertificateDer<'static>>,
@@ -172,7 +174,8 @@ async fn handle<H, F>(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible>
 where
     H: Fn(Call) -> F,
-    F: Future<Output = ProtocolResponse>,
+    F: Future<Output = R>,
+    R: Into<Response<Full<Bytes>>>,
 {
     let (parts, body) = req.into_parts();
     let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max_body).collect());
@@ -184,7 +187,7 @@ where
                 &serde_json::json!({"error": {"code": "body-timeout", "message":
                     format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs())}}),
             );
-            return Ok(to_http(r));
+            return Ok(r.into());
         }
         Ok(Err(e)) => {
             let too_large = e
@@ -207,29 +210,30 @@ where
                 status,
                 &serde_json::json!({"error": {"code": code, "message": message}}),
             );
-            return Ok(to_http(r));
+            return Ok(r.into());
         }
     };
-    Ok(to_http(
-        handler(Call {
-            parts,
-            body,
-            peer_cert,
-        })
-        .await,
-    ))
+    Ok(handler(Call {
+        parts,
+        body,
+        peer_cert,
+    })
+    .await
+    .into())
 }
 
 /// A protocol response as an HTTP response.
-pub fn to_http(r: ProtocolResponse) -> Response<Full<Bytes>> {
-    let content_type = if r.body.first() == Some(&b'{') {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    Response::builder()
-        .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(Full::new(r.body))
-        .expect("a response from a valid status and static header always builds")
+impl From<ProtocolResponse> for Response<Full<Bytes>> {
+    fn from(r: ProtocolResponse) -> Self {
+        let content_type = if r.body.first() == Some(&b'{') {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        Response::builder()
+            .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(Full::new(r.body))
+            .expect("a response from a valid status and static header always builds")
+    }
 }
