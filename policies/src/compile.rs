@@ -1,15 +1,16 @@
 //! Validation and compilation: raw TOML (see `raw.rs`) in, checked rules (see `rules.rs`) out, or
 //! every problem found with its file, line and column.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use toml::Spanned;
 
 use crate::decision::{FieldRelease, RuleRef};
-use crate::error::{Diagnostic, LineIndex};
+use crate::error::{Diagnostic, LineIndex, Position};
 use crate::glob::Glob;
 use crate::mask::Mask;
 use crate::raw;
@@ -17,6 +18,7 @@ use crate::rules::{
     Bound, ConsumerSpec, DenyRule, Grant, ParamConstraint, RateLimit, RowOp, RowPredicate, Spans,
     Window,
 };
+use crate::set::FxMap;
 use crate::suggest::did_you_mean;
 
 /// The file that declares the closed list of purposes.
@@ -237,39 +239,38 @@ pub(crate) fn compile(files: &[SourceFile]) -> Result<Compiled, Vec<Diagnostic>>
     }
 
     // 3. Agreements.
-    let mut rule_ids: HashMap<String, RuleRef> = HashMap::new();
-    for file in files
+    // Every agreement file needs only the purposes and groups, so files are parsed and compiled in
+    // parallel; rule ids are unique across files, so duplicates are found while merging in order.
+    let env = Env {
+        purposes: &purpose_ids,
+        groups: &out.groups,
+    };
+    let agreements: Vec<&SourceFile> = files
         .iter()
         .filter(|f| f.name != PURPOSES_FILE && f.name != GROUPS_FILE)
-    {
-        let mut ctx = FileCtx {
-            file,
-            lines: LineIndex::new(&file.text),
-            diags: &mut diags,
-        };
-        let Some(parsed) = ctx.parse::<raw::AgreementFile>() else {
-            continue;
-        };
-        let env = Env {
-            purposes: &purpose_ids,
-            groups: &out.groups,
-        };
-        for g in parsed.grant {
-            let line = header_line(&ctx, g.get_ref().id.span().start, "grant");
-            let g = g.into_inner();
-            if let Some(rule) = rule_ref(&mut ctx, &mut rule_ids, &g.id, line) {
-                if let Some(grant) = compile_grant(&mut ctx, &env, rule, g) {
-                    out.grants.push(grant);
-                }
+        .collect();
+    let compiled = parallel_map(&agreements, |file| compile_agreement(file, &env));
+    let mut rule_ids: FxMap<String, (&str, u32)> = FxMap::default();
+    for (file, (file_diags, rules)) in agreements.iter().zip(compiled) {
+        diags.extend(file_diags);
+        for r in rules {
+            if let Some((first_file, first_line)) = rule_ids.get(&r.id) {
+                diags.push(Diagnostic {
+                    file: file.display.clone(),
+                    position: Some(r.id_position),
+                    message: format!(
+                        "rule id \"{}\" is already used at {first_file}:{first_line}",
+                        r.id
+                    ),
+                });
+                continue;
             }
-        }
-        for d in parsed.deny {
-            let line = header_line(&ctx, d.get_ref().id.span().start, "deny");
-            let d = d.into_inner();
-            if let Some(rule) = rule_ref(&mut ctx, &mut rule_ids, &d.id, line) {
-                if let Some(deny) = compile_deny(&mut ctx, &env, rule, d) {
-                    out.denies.push(deny);
-                }
+            rule_ids.insert(r.id, (&file.name, r.line));
+            diags.extend(r.diags);
+            match r.compiled {
+                Some(Rule::Grant(g)) => out.grants.push(g),
+                Some(Rule::Deny(d)) => out.denies.push(d),
+                None => {}
             }
         }
     }
@@ -316,12 +317,77 @@ fn bad_name(what: &str, got: &str) -> String {
     format!("invalid {what} \"{got}\": use letters, digits and '_', starting with a letter or '_'")
 }
 
-fn rule_ref(
-    ctx: &mut FileCtx<'_>,
-    seen: &mut HashMap<String, RuleRef>,
-    id: &Spanned<String>,
+/// One rule of an agreement file, compiled on its own.
+struct RuleOut {
+    id: String,
+    id_position: Position,
     line: u32,
-) -> Option<RuleRef> {
+    /// This rule's problems, kept only if its id is not a duplicate.
+    diags: Vec<Diagnostic>,
+    compiled: Option<Rule>,
+}
+
+enum Rule {
+    Grant(Grant),
+    Deny(DenyRule),
+}
+
+/// Parse and compile one agreement file: its own diagnostics (a parse error, invalid rule ids) and
+/// its rules in order, grants first.
+fn compile_agreement(file: &SourceFile, env: &Env<'_>) -> (Vec<Diagnostic>, Vec<RuleOut>) {
+    let mut diags = Vec::new();
+    let mut ctx = FileCtx {
+        file,
+        lines: LineIndex::new(&file.text),
+        diags: &mut diags,
+    };
+    let mut rules = Vec::new();
+    let Some(parsed) = ctx.parse::<raw::AgreementFile>() else {
+        return (diags, rules);
+    };
+    for g in parsed.grant {
+        let line = header_line(&ctx, g.get_ref().id.span().start, "grant");
+        let g = g.into_inner();
+        if let Some(named) = rule_ref(&mut ctx, &g.id, line) {
+            rules.push(compile_rule(&mut ctx, named, line, |ctx, rule| {
+                compile_grant(ctx, env, rule, g).map(Rule::Grant)
+            }));
+        }
+    }
+    for d in parsed.deny {
+        let line = header_line(&ctx, d.get_ref().id.span().start, "deny");
+        let d = d.into_inner();
+        if let Some(named) = rule_ref(&mut ctx, &d.id, line) {
+            rules.push(compile_rule(&mut ctx, named, line, |ctx, rule| {
+                compile_deny(ctx, env, rule, d).map(Rule::Deny)
+            }));
+        }
+    }
+    (diags, rules)
+}
+
+/// A rule with a valid id (see [`rule_ref`]), compiled by `compile`, with the problems found while compiling it.
+fn compile_rule(
+    ctx: &mut FileCtx<'_>,
+    (rule, id_position): (RuleRef, Position),
+    line: u32,
+    compile: impl FnOnce(&mut FileCtx<'_>, RuleRef) -> Option<Rule>,
+) -> RuleOut {
+    let id = rule.id.clone();
+    let before = ctx.diags.len();
+    let compiled = compile(ctx, rule);
+    let diags = ctx.diags.split_off(before);
+    RuleOut {
+        id,
+        id_position,
+        line,
+        diags,
+        compiled,
+    }
+}
+
+/// The reference of a rule with a valid id, and where the id is (an invalid id is reported here).
+fn rule_ref(ctx: &mut FileCtx<'_>, id: &Spanned<String>, line: u32) -> Option<(RuleRef, Position)> {
     let name = id.get_ref();
     if !is_id(name) {
         ctx.at(id, bad_id("rule id", name));
@@ -332,18 +398,38 @@ fn rule_ref(
         line,
         id: name.clone(),
     };
-    if let Some(first) = seen.get(name) {
-        ctx.at(
-            id,
-            format!(
-                "rule id \"{name}\" is already used at {}:{}",
-                first.file, first.line
-            ),
-        );
-        return None;
+    Some((rule, ctx.lines.position(&ctx.file.text, id.span().start)))
+}
+
+/// `f` over `items` on up to `available_parallelism` threads; results in item order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
     }
-    seen.insert(name.clone(), rule.clone());
-    Some(rule)
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut done = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut done = work();
+        for h in helpers {
+            done.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        done
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 struct Env<'a> {
@@ -528,7 +614,6 @@ fn compile_grant(
     }
     let (consumer, mut consumers) = consumer?;
     consumers.sort();
-    let granted_message = format!("granted by {rule}");
     Some(Grant {
         rule,
         consumer,
@@ -544,7 +629,6 @@ fn compile_grant(
         require_case: g.require_case,
         window,
         spans,
-        granted_message,
     })
 }
 

@@ -147,12 +147,12 @@ impl ParamConstraint {
             }
         }
         if let Some(glob) = &self.pattern {
-            let text = match value {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
+            let matched = match value {
+                Value::String(s) => glob.is_match(s),
+                Value::Number(n) => glob.is_match(&n.to_string()),
+                _ => false,
             };
-            if !text.is_some_and(|t| glob.is_match(&t)) {
+            if !matched {
                 return Err(format!("must match pattern \"{}\"", glob.as_str()));
             }
         }
@@ -316,8 +316,6 @@ pub struct Grant {
     /// When the grant is in force.
     pub window: Window,
     pub(crate) spans: Spans,
-    /// The `granted` reason message, built once at compile time.
-    pub(crate) granted_message: String,
 }
 
 /// How far a request got through a grant's checks before failing (higher is closer to allowed).

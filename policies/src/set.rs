@@ -5,15 +5,17 @@
 //! at the handful of rules that could apply and never scans the set.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::compile::{self, Compiled, Purpose, SourceFile};
-use crate::decision::{Decision, ReasonCode, Request};
+use crate::decision::{Decision, FieldRelease, ReasonCode, Request, RuleRef};
 use crate::error::{Diagnostic, LoadError};
-use crate::rules::{ConsumerSpec, DenyRule, Grant};
+use crate::mask::Mask;
+use crate::rules::{ConsumerSpec, DenyRule, Grant, RateLimit, Window};
 use crate::suggest::did_you_mean;
 
 /// FxHash: keys come from policy files written by admins, and lookups with request strings never
@@ -37,7 +39,9 @@ impl Hasher for FxHasher {
         self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the high bits well mixed and the low ones (which pick the bucket)
+        // poorly: rotate them down.
+        self.0.rotate_left(26)
     }
 }
 
@@ -59,14 +63,52 @@ struct Index {
     consumers: FxMap<String, u32>,
     datasets: FxMap<String, u32>,
     purposes: FxMap<String, u32>,
-    /// (consumer, dataset) -> grants, in rule order.
-    by_cd: FxMap<(u32, u32), Vec<u32>>,
-    /// (consumer, dataset, purpose) -> grants, in rule order.
-    by_cdp: FxMap<(u32, u32, u32), Vec<u32>>,
+    /// (consumer, dataset) -> the first grant for them, in rule order.
+    by_cd: FxMap<(u32, u32), u32>,
+    /// (consumer, dataset, purpose) -> its grants, in rule order: a range of `grant_lists`.
+    by_cdp: FxMap<(u32, u32, u32), (u32, u32)>,
+    grant_lists: Vec<u32>,
     /// (consumer|ANY, dataset|ANY, purpose|ANY) -> deny rules, in rule order.
     denies: FxMap<(u32, u32, u32), Vec<u32>>,
     /// Bit k set when some deny key has wildcard shape k (bit 0: consumer, 1: dataset, 2: purpose).
     deny_shapes: u8,
+    /// Aligned with the grants: what a decision copies out of each.
+    released: Vec<Release>,
+    /// File and field names, each once: copying them reads a few cache lines, where copying every
+    /// grant's own strings read a line or more per string once the set outgrows the cache.
+    names: Vec<String>,
+    /// Every grant's `granted` message (which holds its rule id), one after the other.
+    messages: String,
+}
+
+/// The `granted` message of a rule: its id starts at byte `GRANTED_BY.len() + 1`.
+const GRANTED_BY: &str = "granted by";
+
+/// What a decision reads of one grant, packed: names are indexes into `Index::names`, the message
+/// a range of `Index::messages`, purposes indexes into the declared purposes.
+#[derive(Debug)]
+struct Release {
+    file: u32,
+    line: u32,
+    message: (u32, u32),
+    id_len: u32,
+    /// No legal bases and no parameter constraints: the window and the case are all to check.
+    simple: bool,
+    require_case: bool,
+    window: Window,
+    max_rows: Option<u64>,
+    rate_limit: Option<RateLimit>,
+    fields: Box<[(u32, Option<Mask>)]>,
+    purposes: Box<[u32]>,
+}
+
+impl Release {
+    /// Whether `Grant::check` would pass, when that can be told from the packed copy alone.
+    fn passes(&self, request: &Request<'_>) -> bool {
+        self.simple
+            && self.window.contains(request.at_unix)
+            && !(self.require_case && request.case.trim().is_empty())
+    }
 }
 
 /// A compiled, immutable policy set: every grant and deny rule of one directory, indexed by
@@ -200,16 +242,14 @@ impl PolicySet {
         let (Some(cid), Some(did)) = (cid, did) else {
             return self.no_grant(request);
         };
-        let Some(cd) = self.index.by_cd.get(&(cid, did)) else {
-            return self.no_grant(request);
+        let Some(&(start, end)) = self.index.by_cdp.get(&(cid, did, pid)) else {
+            return match self.index.by_cd.get(&(cid, did)) {
+                Some(&first) => self.purpose_not_allowed(first as usize, request),
+                None => self.no_grant(request),
+            };
         };
-        let Some(cdp) = self.index.by_cdp.get(&(cid, did, pid)) else {
-            return self.purpose_not_allowed(&self.compiled.grants[cd[0] as usize], request);
-        };
-        self.evaluate_grants(
-            cdp.iter().map(|&i| &self.compiled.grants[i as usize]),
-            request,
-        )
+        let grants = &self.index.grant_lists[start as usize..end as usize];
+        self.evaluate_grants(grants.iter().map(|&i| i as usize), request)
     }
 
     /// The reference evaluation: the same decision as [`PolicySet::decide`], found by scanning
@@ -231,19 +271,18 @@ impl PolicySet {
                 &self.hash,
             );
         }
-        let for_consumer_and_dataset: Vec<&Grant> = self
-            .compiled
-            .grants
-            .iter()
-            .filter(|g| g.dataset == request.dataset && g.covers_consumer(request.consumer))
+        let grants = &self.compiled.grants;
+        let for_consumer_and_dataset: Vec<usize> = (0..grants.len())
+            .filter(|&i| {
+                grants[i].dataset == request.dataset && grants[i].covers_consumer(request.consumer)
+            })
             .collect();
-        let Some(first) = for_consumer_and_dataset.first() else {
+        let Some(&first) = for_consumer_and_dataset.first() else {
             return self.no_grant(request);
         };
-        let for_purpose: Vec<&Grant> = for_consumer_and_dataset
-            .iter()
-            .copied()
-            .filter(|g| g.allows_purpose(request.purpose))
+        let for_purpose: Vec<usize> = for_consumer_and_dataset
+            .into_iter()
+            .filter(|&i| grants[i].allows_purpose(request.purpose))
             .collect();
         if for_purpose.is_empty() {
             return self.purpose_not_allowed(first, request);
@@ -299,15 +338,21 @@ impl PolicySet {
         best.map(|i| &self.compiled.denies[i as usize])
     }
 
-    pub(crate) fn evaluate_grants<'g>(
+    /// Decide among grants (indexes into the grants, in rule order) that match the consumer,
+    /// dataset and purpose.
+    fn evaluate_grants(
         &self,
-        candidates: impl Iterator<Item = &'g Grant>,
+        candidates: impl Iterator<Item = usize>,
         request: &Request<'_>,
     ) -> Decision {
         let mut closest: Option<(&Grant, crate::rules::GrantFailure)> = None;
-        for grant in candidates {
+        for i in candidates {
+            if self.index.released[i].passes(request) {
+                return self.allow(i);
+            }
+            let grant = &self.compiled.grants[i];
             match grant.check(request) {
-                Ok(()) => return self.allow(grant),
+                Ok(()) => return self.allow(i),
                 Err(f) => {
                     let closer = match &closest {
                         None => true,
@@ -328,18 +373,44 @@ impl PolicySet {
         }
     }
 
-    pub(crate) fn allow(&self, grant: &Grant) -> Decision {
+    /// Grant `i`'s `granted` message and rule reference, from the packed copy.
+    fn message_and_rule(&self, i: usize) -> (&str, RuleRef) {
+        let r = &self.index.released[i];
+        let message = &self.index.messages[r.message.0 as usize..r.message.1 as usize];
+        let id_start = GRANTED_BY.len() + 2;
+        let rule = RuleRef {
+            file: self.index.names[r.file as usize].clone(),
+            line: r.line,
+            id: message[id_start..id_start + r.id_len as usize].to_string(),
+        };
+        (message, rule)
+    }
+
+    fn allow(&self, i: usize) -> Decision {
+        let (grant, r) = (&self.compiled.grants[i], &self.index.released[i]);
+        let (message, rule) = self.message_and_rule(i);
         Decision {
             allowed: true,
-            rule: Some(grant.rule.clone()),
             reason: crate::decision::Reason {
                 code: ReasonCode::Granted,
-                message: grant.granted_message.clone(),
+                message: message.to_string(),
             },
-            fields: grant.fields.clone(),
-            max_rows: grant.max_rows,
-            row_filter: grant.row_filter.clone(),
-            rate_limit: grant.rate_limit,
+            rule: Some(rule),
+            fields: r
+                .fields
+                .iter()
+                .map(|&(name, mask)| FieldRelease {
+                    name: self.index.names[name as usize].clone(),
+                    mask,
+                })
+                .collect(),
+            max_rows: r.max_rows,
+            row_filter: if r.simple {
+                Vec::new()
+            } else {
+                grant.row_filter.clone()
+            },
+            rate_limit: r.rate_limit,
             policy_hash: self.hash.clone(),
         }
     }
@@ -369,18 +440,25 @@ impl PolicySet {
         )
     }
 
-    pub(crate) fn purpose_not_allowed(&self, first: &Grant, request: &Request<'_>) -> Decision {
+    fn purpose_not_allowed(&self, first: usize, request: &Request<'_>) -> Decision {
+        let (_, rule) = self.message_and_rule(first);
+        let mut message = String::with_capacity(200);
+        let _ = write!(
+            message,
+            "grant \"{}\" lets \"{}\" read \"{}\" only for ",
+            rule.id, request.consumer, request.dataset
+        );
+        for (n, &p) in self.index.released[first].purposes.iter().enumerate() {
+            if n > 0 {
+                message.push_str(", ");
+            }
+            message.push_str(&self.compiled.purposes[p as usize].id);
+        }
+        let _ = write!(message, ", not for \"{}\"", request.purpose);
         Decision::deny(
-            Some(first.rule.clone()),
+            Some(rule),
             ReasonCode::PurposeNotAllowed,
-            format!(
-                "grant \"{}\" lets \"{}\" read \"{}\" only for {}, not for \"{}\"",
-                first.rule.id,
-                request.consumer,
-                request.dataset,
-                first.purposes.join(", "),
-                request.purpose
-            ),
+            message,
             &self.hash,
         )
     }
@@ -430,8 +508,12 @@ pub(crate) fn read_dir_sources(dir: &Path) -> Result<Vec<SourceFile>, LoadError>
 }
 
 fn intern(map: &mut FxMap<String, u32>, s: &str) -> u32 {
-    let next = u32::try_from(map.len()).expect("fewer than 2^32 - 1 distinct names");
-    *map.entry(s.to_string()).or_insert(next)
+    if let Some(&id) = map.get(s) {
+        return id;
+    }
+    let id = u32::try_from(map.len()).expect("fewer than 2^32 - 1 distinct names");
+    map.insert(s.to_string(), id);
+    id
 }
 
 fn build_index(c: &Compiled) -> Index {
@@ -439,17 +521,53 @@ fn build_index(c: &Compiled) -> Index {
     for p in &c.purposes {
         intern(&mut ix.purposes, &p.id);
     }
+    let mut name_ids = FxMap::default();
+    // (consumer, dataset, purpose, grant), sorted below into the ranges of `by_cdp`.
+    let mut by_cdp = Vec::with_capacity(c.grants.len() * 2);
     for (gi, g) in c.grants.iter().enumerate() {
+        let start = u32::try_from(ix.messages.len()).expect("messages shorter than 4 GiB");
+        for part in [GRANTED_BY, " \"", &g.rule.id, "\" (", &g.rule.file, ":"] {
+            ix.messages.push_str(part);
+        }
+        let _ = write!(ix.messages, "{})", g.rule.line);
+        let end = u32::try_from(ix.messages.len()).expect("messages shorter than 4 GiB");
+        let mut name = |s: &str| {
+            let id = intern(&mut name_ids, s);
+            if id as usize == ix.names.len() {
+                ix.names.push(s.to_string());
+            }
+            id
+        };
+        let purposes: Box<[u32]> = g.purposes.iter().map(|p| ix.purposes[p.as_str()]).collect();
         let gi = u32::try_from(gi).expect("fewer than 2^32 grants");
         let did = intern(&mut ix.datasets, &g.dataset);
         for consumer in &g.consumers {
             let cid = intern(&mut ix.consumers, consumer);
-            ix.by_cd.entry((cid, did)).or_default().push(gi);
-            for p in &g.purposes {
-                let pid = ix.purposes[p.as_str()];
-                ix.by_cdp.entry((cid, did, pid)).or_default().push(gi);
-            }
+            ix.by_cd.entry((cid, did)).or_insert(gi);
+            by_cdp.extend(purposes.iter().map(|&pid| (cid, did, pid, gi)));
         }
+        ix.released.push(Release {
+            file: name(&g.rule.file),
+            line: g.rule.line,
+            message: (start, end),
+            id_len: u32::try_from(g.rule.id.len()).expect("short rule id"),
+            simple: g.legal_bases.is_none() && g.params.is_empty() && g.row_filter.is_empty(),
+            require_case: g.require_case,
+            window: g.window,
+            max_rows: g.max_rows,
+            rate_limit: g.rate_limit,
+            fields: g.fields.iter().map(|f| (name(&f.name), f.mask)).collect(),
+            purposes,
+        });
+    }
+    by_cdp.sort_unstable();
+    ix.grant_lists = by_cdp.iter().map(|&(.., gi)| gi).collect();
+    for (at, &(c, d, p, _)) in by_cdp.iter().enumerate() {
+        let at = u32::try_from(at).expect("fewer than 2^32 grant entries");
+        ix.by_cdp
+            .entry((c, d, p))
+            .and_modify(|range| range.1 = at + 1)
+            .or_insert((at, at + 1));
     }
     for (di, d) in c.denies.iter().enumerate() {
         let di = u32::try_from(di).expect("fewer than 2^32 deny rules");
@@ -481,4 +599,51 @@ fn build_index(c: &Compiled) -> Index {
         }
     }
     ix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed copies decide and release what the grants they were made from say.
+    #[test]
+    fn packed_copies_match_the_grants() {
+        let params = BTreeMap::new();
+        for dept in crate::samples::DEPARTMENTS {
+            let set = PolicySet::from_sources(&crate::samples::sources(dept)).expect("loads");
+            for (i, g) in set.grants().iter().enumerate() {
+                let d = set.allow(i);
+                assert_eq!(d.rule.as_ref(), Some(&g.rule));
+                assert_eq!(d.reason.message, format!("granted by {}", g.rule));
+                assert_eq!(d.fields, g.fields);
+                assert_eq!(d.max_rows, g.max_rows);
+                assert_eq!(d.row_filter, g.row_filter);
+                assert_eq!(d.rate_limit, g.rate_limit);
+                let other = Request {
+                    consumer: &g.consumers[0],
+                    dataset: &g.dataset,
+                    purpose: "no-such-purpose",
+                    legal_basis: "",
+                    case: "",
+                    params: &params,
+                    at_unix: 0,
+                };
+                let message = set.purpose_not_allowed(i, &other).reason.message;
+                assert!(message.contains(&format!(" only for {}, ", g.purposes.join(", "))));
+                for at_unix in [i64::MIN, 0, 1_750_000_000, i64::MAX] {
+                    for case in ["", " ", "C-1"] {
+                        let r = Request {
+                            case,
+                            at_unix,
+                            ..other
+                        };
+                        let packed = &set.index.released[i];
+                        if packed.passes(&r) || packed.simple {
+                            assert_eq!(packed.passes(&r), g.check(&r).is_ok(), "{}", g.rule);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

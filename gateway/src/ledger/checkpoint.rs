@@ -11,7 +11,8 @@ use base64::Engine as _;
 
 use super::merkle::Hash;
 use super::note::{
-    open_note_signatures, KeyType, NoteError, NoteSigner, NoteVerifier, VerifiedSignature,
+    open_note_signatures, parse_note, KeyType, NoteError, NoteSigner, NoteVerifier,
+    VerifiedSignature,
 };
 
 /// Most extension lines accepted after the root line. C2SP tlog-checkpoint does not recommend
@@ -257,6 +258,44 @@ pub fn open_checkpoint_with(
         });
     }
     Ok((cp, rest))
+}
+
+/// Opens many checkpoints of one log at once (a log's stored history): each note must be a
+/// checkpoint of `log` carrying exactly one signature line by the log, and all those signatures
+/// are verified as one Ed25519 batch, about twice as fast as one by one. Returns the checkpoints,
+/// or `None` if anything is wrong; the caller then opens the notes one by one with
+/// [`open_checkpoint`] to learn which one failed and why.
+///
+/// Batch verification uses the cofactored equation, which accepts some signatures with a
+/// small-order component that [`open_checkpoint`]'s strict check refuses. The log's own key never
+/// makes such a signature and a forger cannot make one that verifies, so for re-checking a log's
+/// history the difference does not matter; checkpoints from peers always go through
+/// [`open_checkpoint`].
+pub fn open_checkpoint_batch(notes: &[&str], log: &NoteVerifier) -> Option<Vec<Checkpoint>> {
+    if log.key_type() != KeyType::Ed25519 {
+        return None;
+    }
+    let mut texts = Vec::with_capacity(notes.len());
+    let mut signatures = Vec::with_capacity(notes.len());
+    let mut checkpoints = Vec::with_capacity(notes.len());
+    for note in notes {
+        let note = parse_note(note).ok()?;
+        let mut by_log = note.signatures.iter().filter(|s| log.matches(s));
+        let (Some(signature), None) = (by_log.next(), by_log.next()) else {
+            return None;
+        };
+        signatures.push(ed25519_dalek::Signature::from_slice(&signature.signature).ok()?);
+        let cp = Checkpoint::parse(&note.text).ok()?;
+        if cp.origin != log.name() {
+            return None;
+        }
+        checkpoints.push(cp);
+        texts.push(note.text);
+    }
+    let messages: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+    let keys = vec![*log.public_key(); notes.len()];
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).ok()?;
+    Some(checkpoints)
 }
 
 /// Opens a signed checkpoint: requires the log's signature and origin == log name. Signatures from

@@ -399,8 +399,22 @@ impl Frontier {
     /// Sizes are far below 2^64 in any real log; appending to a frontier of `u64::MAX` leaves is a
     /// broken invariant and panics. [`Frontier::from_bytes`] refuses sizes above [`MAX_TREE_SIZE`].
     pub fn append(&mut self, leaf: Hash) -> Vec<(u8, u64, Hash)> {
+        let mut completed = Vec::with_capacity(2);
+        self.fold_in(leaf, |level, index, hash| {
+            completed.push((level, index, hash))
+        });
+        completed
+    }
+
+    /// Append a leaf hash when the completed nodes are not needed (verification), without
+    /// allocating.
+    pub fn push(&mut self, leaf: Hash) {
+        self.fold_in(leaf, |_, _, _| {});
+    }
+
+    fn fold_in(&mut self, leaf: Hash, mut completed: impl FnMut(u8, u64, Hash)) {
         let index = self.size;
-        let mut completed = vec![(0u8, index, leaf)];
+        completed(0, index, leaf);
         let (mut hash, mut level, mut idx) = (leaf, 0u8, index);
         while idx & 1 == 1 {
             let left = self
@@ -410,18 +424,31 @@ impl Frontier {
             hash = node_hash(&left, &hash);
             level += 1;
             idx >>= 1;
-            completed.push((level, idx, hash));
+            completed(level, idx, hash);
         }
         self.hashes.push(hash);
         self.size = index
             .checked_add(1)
             .expect("a log cannot hold 2^64 entries");
-        completed
     }
 
     /// Root hash of the tree of [`Frontier::size`] leaves.
     pub fn root(&self) -> Hash {
         fold_right(&self.hashes)
+    }
+
+    /// The perfect subtrees this frontier holds as (level, index, hash), largest first.
+    pub fn nodes(&self) -> impl Iterator<Item = (u8, u64, Hash)> + '_ {
+        let mut offset = 0u64;
+        (0..64u8)
+            .rev()
+            .filter(|level| self.size & (1u64 << level) != 0)
+            .zip(&self.hashes)
+            .map(move |(level, hash)| {
+                let index = offset >> level;
+                offset += 1u64 << level;
+                (level, index, *hash)
+            })
     }
 
     /// The perfect-subtree hashes, largest subtree first.
@@ -833,6 +860,40 @@ mod tests {
         let mut p = proof.to_vec();
         p[which][bit / 8] ^= 1 << (bit % 8);
         p
+    }
+
+    /// What the ledger's committer relies on: a proof for any leaf appended in a batch needs only
+    /// the batch's completed nodes and the perfect subtrees of the frontier it extended.
+    struct Overlay(std::collections::HashMap<(u8, u64), Hash>);
+    impl NodeSource for Overlay {
+        fn node(&self, level: u8, index: u64) -> Option<Hash> {
+            self.0.get(&(level, index)).copied()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_batch_proves_its_leaves_from_its_nodes_and_the_old_frontier(old in 0u64..300, batch in 1u64..70) {
+            let mut tree = MemoryTree::new();
+            for i in 0..old {
+                tree.append_entry(&i.to_be_bytes());
+            }
+            let mut frontier = tree.frontier().clone();
+            let mut known: std::collections::HashMap<_, _> =
+                frontier.nodes().map(|(l, i, h)| ((l, i), h)).collect();
+            for i in old..old + batch {
+                let leaf = leaf_hash(&i.to_be_bytes());
+                tree.append(leaf);
+                known.extend(frontier.append(leaf).into_iter().map(|(l, i, h)| ((l, i), h)));
+            }
+            let known = Overlay(known);
+            for i in old..old + batch {
+                prop_assert_eq!(
+                    inclusion_proof(&known, i, old + batch).unwrap(),
+                    inclusion_proof(&tree, i, old + batch).unwrap()
+                );
+            }
+        }
     }
 
     proptest! {

@@ -102,7 +102,7 @@ pub struct Appended {
 
 struct Pending {
     entry: Entry,
-    reply: oneshot::Sender<Result<Appended, LedgerError>>,
+    reply: Reply,
 }
 
 struct Shared {
@@ -174,16 +174,7 @@ impl Ledger {
             observer: OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            shared: shared.clone(),
-            signer,
-            frontier,
-            last_leaf,
-            options,
-        };
-        let handle = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || writer.run(rx))
+        let handle = Writer::start(shared.clone(), signer, frontier, last_leaf, options, rx)
             .map_err(|e| LedgerError::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Ledger {
             shared,
@@ -345,25 +336,95 @@ fn sign(origin: &str, frontier: &Frontier, signer: &NoteSigner) -> Result<String
         .map_err(|e| LedgerError::Storage(format!("signing the checkpoint: {e}")))
 }
 
-/// The single writer: owns the tree's right edge and the signing key.
+/// The writer's first stage: orders appends into batches, gives them indexes and `prev` links,
+/// extends the tree and signs each batch's checkpoint, then hands the batch to the [`Committer`].
+/// While one batch is being made durable the next one is gathered and prepared on top of it, so
+/// the fsync of one batch overlaps the preparation of the next, and a batch stays open for appends
+/// while the committer is busy.
 struct Writer {
     shared: Arc<Shared>,
     signer: NoteSigner,
     frontier: Frontier,
     last_leaf: Option<Hash>,
+    /// Batches carry the epoch they were prepared in; a failed commit starts a new one.
+    epoch: u64,
+    rewind: Arc<Mutex<Option<Rewind>>>,
+    committing: Arc<std::sync::atomic::AtomicBool>,
     options: LedgerOptions,
 }
 
+/// After a failed commit, the durable state the writer must continue from.
+struct Rewind {
+    epoch: u64,
+    frontier: Frontier,
+    last_leaf: Option<Hash>,
+}
+
+/// A batch ready to commit: everything goes into one write transaction.
+struct Prepared {
+    epoch: u64,
+    started: Instant,
+    entries: Vec<(u64, Vec<u8>)>,
+    nodes: Vec<(u8, u64, Hash)>,
+    frontier: Frontier,
+    last_leaf: Option<Hash>,
+    note: String,
+    waiting: Vec<(Entry, Hash, Reply)>,
+}
+
+/// Where an append's outcome goes.
+type Reply = oneshot::Sender<Result<Appended, LedgerError>>;
+
 impl Writer {
+    fn start(
+        shared: Arc<Shared>,
+        signer: NoteSigner,
+        frontier: Frontier,
+        last_leaf: Option<Hash>,
+        options: LedgerOptions,
+        rx: mpsc::Receiver<Pending>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let rewind = Arc::new(Mutex::new(None));
+        let committing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let committer = Committer {
+            shared: shared.clone(),
+            frontier: frontier.clone(),
+            last_leaf,
+            epoch: 0,
+            failure: None,
+            rewind: rewind.clone(),
+            committing: committing.clone(),
+        };
+        let writer = Writer {
+            shared,
+            signer,
+            frontier,
+            last_leaf,
+            epoch: 0,
+            rewind,
+            committing,
+            options,
+        };
+        // At most one prepared batch waits while another commits.
+        let (to_commit, prepared) = mpsc::sync_channel(1);
+        let committer = std::thread::Builder::new()
+            .name("ledger-commit".into())
+            .spawn(move || committer.run(prepared))?;
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || {
+                writer.run(rx, to_commit);
+                let _ = committer.join();
+            })
+    }
+
     /// Group commit: the first append opens a batch; it closes when it is full, when its window has
-    /// passed, or when appends pause, and is committed with one fsync. Appends arriving during a
-    /// commit wait for the next batch.
-    fn run(mut self, rx: mpsc::Receiver<Pending>) {
+    /// passed, or when appends pause while the committer is idle. Dropping `to_commit` at the end
+    /// lets the committer finish what is queued and stop.
+    fn run(mut self, rx: mpsc::Receiver<Pending>, to_commit: mpsc::SyncSender<Prepared>) {
         while let Ok(first) = rx.recv() {
             let deadline = Instant::now() + self.options.batch_window;
             let mut batch = vec![first];
-            // Keep the batch open while appends keep arriving (at most `batch_window`); close it as
-            // soon as they pause for `batch_gap`, so a lone append is not held for the whole window.
             while batch.len() < self.options.max_batch {
                 let wait = deadline
                     .saturating_duration_since(Instant::now())
@@ -375,25 +436,31 @@ impl Writer {
                 };
                 match next {
                     Some(p) => batch.push(p),
+                    // A pause: close the batch, unless it would only wait for the committer.
+                    None if Instant::now() < deadline
+                        && self.committing.load(std::sync::atomic::Ordering::Acquire) =>
+                    {
+                        continue
+                    }
                     None => break,
                 }
             }
-            self.commit(batch);
+            if let Some(prepared) = self.prepare(batch) {
+                if to_commit.send(prepared).is_err() {
+                    return;
+                }
+            }
         }
     }
 
-    fn committed(&self, entries: usize, started: Instant, error: Option<&LedgerError>) {
-        *self
-            .shared
-            .commit_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = error.cloned();
-        if let Some(observer) = self.shared.observer.get() {
-            observer.committed(entries, started.elapsed(), error);
+    /// Indexes, `prev` links, bytes, tree nodes and the signed checkpoint of a batch, built on the
+    /// batch before it (or on the durable state, after a failed commit).
+    fn prepare(&mut self, batch: Vec<Pending>) -> Option<Prepared> {
+        if let Some(rewind) = self.rewind.lock().expect("rewind lock poisoned").take() {
+            self.epoch = rewind.epoch;
+            self.frontier = rewind.frontier;
+            self.last_leaf = rewind.last_leaf;
         }
-    }
-
-    fn commit(&mut self, batch: Vec<Pending>) {
         let started = Instant::now();
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -416,44 +483,146 @@ impl Writer {
             entries.push((entry.index, bytes));
             waiting.push((entry, leaf, reply));
         }
-        let result = sign(&self.shared.origin, &frontier, &self.signer).and_then(|note| {
-            self.shared.store.commit(&Batch {
-                entries: &entries,
-                nodes: &nodes,
-                frontier: &frontier,
-                checkpoint: &note,
-            })?;
-            Ok(note)
-        });
-        let note = match result {
-            Ok(note) => Arc::new(note),
+        let note = match sign(&self.shared.origin, &frontier, &self.signer) {
+            Ok(note) => note,
             Err(e) => {
-                tracing::error!(error = %e, entries = waiting.len(), "ledger commit failed; no data is released");
-                self.committed(waiting.len(), started, Some(&e));
+                tracing::error!(error = %e, entries = waiting.len(), "signing a checkpoint failed; no data is released");
                 for (.., reply) in waiting {
                     let _ = reply.send(Err(e.clone()));
                 }
-                return;
+                return None;
             }
         };
+        self.frontier = frontier.clone();
+        self.last_leaf = prev;
+        Some(Prepared {
+            epoch: self.epoch,
+            started,
+            entries,
+            nodes,
+            frontier,
+            last_leaf: prev,
+            note,
+            waiting,
+        })
+    }
+}
+
+/// Tree nodes held in memory while a batch's receipts are made.
+struct BatchNodes(std::collections::HashMap<(u8, u64), Hash>);
+
+impl merkle::NodeSource for BatchNodes {
+    fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        self.0.get(&(level, index)).copied()
+    }
+}
+
+/// The writer's second stage: commits each prepared batch in one write transaction with fsync,
+/// publishes its checkpoint, and only then answers the batch's callers with their receipts.
+struct Committer {
+    shared: Arc<Shared>,
+    /// The durable tree's right edge and last leaf.
+    frontier: Frontier,
+    last_leaf: Option<Hash>,
+    epoch: u64,
+    /// Why the last commit failed: batches prepared on top of it fail with it.
+    failure: Option<LedgerError>,
+    rewind: Arc<Mutex<Option<Rewind>>>,
+    committing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Committer {
+    fn run(mut self, prepared: mpsc::Receiver<Prepared>) {
+        while let Ok(batch) = prepared.recv() {
+            self.committing
+                .store(true, std::sync::atomic::Ordering::Release);
+            self.commit(batch);
+            self.committing
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn committed(&self, entries: usize, started: Instant, error: Option<&LedgerError>) {
+        *self
+            .shared
+            .commit_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = error.cloned();
+        if let Some(observer) = self.shared.observer.get() {
+            observer.committed(entries, started.elapsed(), error);
+        }
+    }
+
+    fn commit(&mut self, batch: Prepared) {
+        let Prepared {
+            epoch,
+            started,
+            entries,
+            nodes,
+            frontier,
+            last_leaf,
+            note,
+            waiting,
+        } = batch;
+        if epoch != self.epoch {
+            // Prepared on top of a batch that failed: its indexes and links are wrong.
+            let e = self.failure.clone().unwrap_or(LedgerError::Closed);
+            for (.., reply) in waiting {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        let result = self.shared.store.commit(&Batch {
+            entries: &entries,
+            nodes: &nodes,
+            frontier: &frontier,
+            checkpoint: &note,
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, entries = waiting.len(), "ledger commit failed; no data is released");
+            self.committed(waiting.len(), started, Some(&e));
+            for (.., reply) in waiting {
+                let _ = reply.send(Err(e.clone()));
+            }
+            self.epoch += 1;
+            self.failure = Some(e);
+            *self.rewind.lock().expect("rewind lock poisoned") = Some(Rewind {
+                epoch: self.epoch,
+                frontier: self.frontier.clone(),
+                last_leaf: self.last_leaf,
+            });
+            return;
+        }
         self.committed(waiting.len(), started, None);
         let size = frontier.size();
+        // Every node a proof for this batch needs is either new in it or a perfect subtree of the
+        // tree it extended, so proofs come from memory; the store answers anything else.
+        let known = BatchNodes(
+            self.frontier
+                .nodes()
+                .chain(nodes.iter().copied())
+                .map(|(level, index, hash)| ((level, index), hash))
+                .collect(),
+        );
         self.frontier = frontier;
-        self.last_leaf = prev;
+        self.last_leaf = last_leaf;
+        let note = Arc::new(note);
         *self
             .shared
             .latest
             .write()
             .expect("checkpoint lock poisoned") = (size, note.clone());
-        let proofs = self.shared.store.read(|reader| {
-            waiting
-                .iter()
-                .map(|(entry, ..)| {
-                    merkle::inclusion_proof(reader, entry.index, size)
-                        .map_err(|e| LedgerError::Corrupt(format!("inclusion proof: {e}")))
+        let proofs = waiting
+            .iter()
+            .map(|(entry, ..)| {
+                merkle::inclusion_proof(&known, entry.index, size).or_else(|_| {
+                    self.shared.store.read(|r| {
+                        merkle::inclusion_proof(r, entry.index, size)
+                            .map_err(|e| LedgerError::Corrupt(format!("inclusion proof: {e}")))
+                    })
                 })
-                .collect::<Result<Vec<_>, _>>()
-        });
+            })
+            .collect::<Result<Vec<_>, _>>();
         match proofs {
             Ok(proofs) => {
                 // The stored bytes go back to their callers; nothing is copied per entry.
@@ -527,6 +696,74 @@ mod tests {
             checkpoints.len() < 200,
             "concurrent appends share commits ({} checkpoints)",
             checkpoints.len()
+        );
+        ledger
+            .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
+            .unwrap()
+            .unwrap();
+    }
+
+    /// A commit that fails (here: an entry too big for the LMDB map) fails the batches prepared
+    /// on top of it too; the writer continues from the durable state, so later appends succeed,
+    /// every acknowledged entry is in the log at its index, nothing else is, and the chain verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_commit_only_acknowledged_entries_are_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LedgerOptions {
+            map_size_mib: 1,
+            ..LedgerOptions::default()
+        };
+        let ledger = Arc::new(Ledger::open(dir.path(), options, signer()).unwrap());
+        let mut acknowledged = Vec::new();
+        let (mut too_big, mut after_a_failure) = (0, 0);
+        for round in 0..20 {
+            let mut tasks = Vec::new();
+            for n in 0..17 {
+                let ledger = ledger.clone();
+                let too_big = n == 0;
+                tasks.push(tokio::spawn(async move {
+                    let mut entry = Entry::new(Kind::Exchange);
+                    entry.reason = Some("x".repeat(if too_big { 2 << 20 } else { 100 }));
+                    (too_big, ledger.append(entry).await)
+                }));
+                if too_big {
+                    // The others come while its batch commits, or just after it failed.
+                    tokio::time::sleep(Duration::from_micros(300)).await;
+                }
+            }
+            for t in tasks {
+                match t.await.unwrap() {
+                    (true, result) => {
+                        assert!(matches!(result, Err(LedgerError::Full)), "{result:?}");
+                        too_big += 1;
+                    }
+                    (false, Ok(a)) => {
+                        after_a_failure += usize::from(round > 0);
+                        acknowledged.push((a.entry.index, a.leaf_hash));
+                    }
+                    (false, Err(e)) => assert!(matches!(e, LedgerError::Full), "{e}"),
+                }
+            }
+        }
+        assert_eq!(too_big, 20);
+        assert!(
+            after_a_failure > 0,
+            "appends after a failed commit succeed ({after_a_failure})"
+        );
+        acknowledged.sort();
+        let stored = ledger
+            .read(|r| {
+                let mut stored = Vec::new();
+                r.for_each_entry(0, u64::MAX, |index, bytes| {
+                    stored.push((index, merkle::leaf_hash(bytes)));
+                    Ok(())
+                })?;
+                Ok(stored)
+            })
+            .unwrap();
+        assert_eq!(
+            stored, acknowledged,
+            "the log holds exactly the acknowledged entries"
         );
         ledger
             .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))

@@ -265,11 +265,11 @@ impl Reader<'_> {
     }
 
     /// Visit entries in index order from `start` (inclusive) to `end` (exclusive).
-    pub fn for_each_entry(
-        &self,
+    pub fn for_each_entry<'r>(
+        &'r self,
         start: u64,
         end: u64,
-        mut f: impl FnMut(u64, &[u8]) -> Result<(), LedgerError>,
+        mut f: impl FnMut(u64, &'r [u8]) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         if start >= end {
             return Ok(());
