@@ -6,6 +6,10 @@
 //! cargo run --release -p causeway --example ledger_bench -- 1000000 # entries for the verify run
 //! ```
 
+/// The allocator the `causeway` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

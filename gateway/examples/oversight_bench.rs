@@ -13,6 +13,10 @@
 //!    `LogFollower`, not over the network), then times searches by subject tag and by department
 //!    pair + a one-hour window, and reports p50 and p99.
 
+/// The allocator the `causeway` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

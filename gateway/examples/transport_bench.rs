@@ -21,6 +21,11 @@
 //! with the consumer pointed at in-process relays that delay every datagram (QUIC) and every byte
 //! (TCP) by RTT/2 each way, and hold a new TCP connection for one RTT to stand for the SYN/SYN-ACK
 //! exchange that loopback completes instantly (see [`relay`]). The kernel here has no netem.
+
+/// The allocator the `causeway` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -6,6 +6,10 @@
 //! (200 consumer departments, 500 datasets), their ratio, and the median time to parse, validate
 //! and compile 10,000 grants. A bench binary, not a test: nothing here asserts on time.
 
+/// The allocator the `causeway` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::hint::black_box;
