@@ -334,19 +334,10 @@ async fn peer_api<P>(call: Call, pipeline: P, log_api: &LogApi) -> ProtocolRespo
 where
     P: tower::Service<Inbound, Response = ProtocolResponse, Error = std::convert::Infallible>,
 {
-    let (method, path) = (call.parts.method.as_str(), call.parts.uri.path());
-    if let Some(response) = log_api
-        .route(
-            method,
-            path,
-            call.parts.uri.query(),
-            call.peer_cert.as_ref(),
-            &call.body,
-        )
-        .await
-    {
+    if let Some(response) = log_api.route(&call).await {
         return response;
     }
+    let (method, path) = (call.parts.method.as_str(), call.parts.uri.path());
     match (method, path) {
         ("POST", paths::EXCHANGE) => {
             let signature = call

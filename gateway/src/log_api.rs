@@ -28,6 +28,7 @@ use crate::ledger::note::Cosigner;
 use crate::ledger::witness::{self, AddCheckpointRequest, WitnessError};
 use crate::ledger::{Ledger, LedgerError};
 use crate::transport::client::PeerClient;
+use crate::transport::server::Call;
 
 /// Paths of the log endpoints (docs/PROTOCOL.md).
 pub mod paths {
@@ -129,23 +130,17 @@ impl LogApi {
         }
     }
 
-    /// Answer a log request, or `None` if `path` is not a log endpoint.
-    pub async fn route(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        peer_cert: Option<&CertificateDer<'_>>,
-        body: &[u8],
-    ) -> Option<ProtocolResponse> {
-        let response = match (method, path) {
+    /// Answer a log request, or `None` if the call is not for a log endpoint.
+    pub async fn route(&self, call: &Call) -> Option<ProtocolResponse> {
+        let query = call.parts.uri.query();
+        let response = match (call.parts.method.as_str(), call.parts.uri.path()) {
             ("GET", paths::CHECKPOINT) => {
                 text(200, self.ledger.served_checkpoint().1.as_str().to_owned())
             }
             ("GET", paths::INCLUSION) => self.inclusion(query),
             ("GET", paths::CONSISTENCY) => self.consistency(query),
-            ("GET", paths::ENTRIES) => self.entries(query, peer_cert),
-            ("POST", paths::ADD_CHECKPOINT) => self.add_checkpoint(body).await,
+            ("GET", paths::ENTRIES) => self.entries(query, call.peer_cert.as_ref()),
+            ("POST", paths::ADD_CHECKPOINT) => self.add_checkpoint(&call.body).await,
             _ => return None,
         };
         Some(response)

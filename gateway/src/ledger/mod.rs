@@ -367,8 +367,8 @@ struct Prepared {
     entries: Vec<(u64, Vec<u8>)>,
     nodes: Vec<(u8, u64, Hash)>,
     frontier: Frontier,
-    last_leaf: Option<Hash>,
     note: String,
+    /// Each entry with its leaf hash (the last one is the new last leaf) and its caller.
     waiting: Vec<(Entry, Hash, Reply)>,
 }
 
@@ -501,7 +501,6 @@ impl Writer {
             entries,
             nodes,
             frontier,
-            last_leaf: prev,
             note,
             waiting,
         })
@@ -560,7 +559,6 @@ impl Committer {
             entries,
             nodes,
             frontier,
-            last_leaf,
             note,
             waiting,
         } = batch;
@@ -605,7 +603,7 @@ impl Committer {
                 .collect(),
         );
         self.frontier = frontier;
-        self.last_leaf = last_leaf;
+        self.last_leaf = waiting.last().map(|(_, leaf, _)| *leaf);
         let note = Arc::new(note);
         *self
             .shared

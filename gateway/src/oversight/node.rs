@@ -70,17 +70,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Started> {
     let peer_handler = move |call: Call| {
         let log_api = log_api.clone();
         async move {
-            let (method, path) = (call.parts.method.as_str(), call.parts.uri.path());
-            match log_api
-                .route(
-                    method,
-                    path,
-                    call.parts.uri.query(),
-                    call.peer_cert.as_ref(),
-                    &call.body,
-                )
-                .await
-            {
+            match log_api.route(&call).await {
                 Some(response) => response,
                 None => json_response(
                     404,
