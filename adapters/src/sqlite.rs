@@ -1,4 +1,5 @@
-//! The `sqlite` adapter: a SQLite file opened read-only, queried on tokio's blocking pool.
+//! The `sqlite` adapter: a SQLite file opened read-only, queried inline when that is quick and on
+//! tokio's blocking pool otherwise.
 //!
 //! Connections are opened with `SQLITE_OPEN_READ_ONLY` and `PRAGMA query_only`, and the query must be a
 //! single read-only statement (checked when the source opens). A small pool of connections per dataset
@@ -22,6 +23,15 @@ use crate::source::{match_columns, BoxFuture, Limits, OpenProblem, Rows, Source}
 
 /// SQLite VM instructions between deadline checks: small enough to stop within a millisecond or so.
 const PROGRESS_OPS: i32 = 10_000;
+
+/// How long a fetch may run on the async worker that asked for it. A point lookup takes tens of
+/// microseconds, far less than the two thread hand-offs of the blocking pool; anything slower is
+/// interrupted at this budget and run again (it only reads) on the blocking pool with the full
+/// deadline.
+const INLINE_BUDGET: Duration = Duration::from_micros(500);
+
+/// VM instructions between budget checks when running inline.
+const INLINE_PROGRESS_OPS: i32 = 1_000;
 
 /// A read-only SQLite dataset.
 pub(crate) struct SqliteSource {
@@ -92,6 +102,11 @@ impl SqliteSource {
                 FetchError::QueryFailed
             })?;
             values.push(to_sql(v));
+        }
+        // Inline first, on an idle connection, within a small budget; the blocking pool otherwise.
+        if let Some(rows) = self.shared.fetch_inline(&values, limits.max_rows, deadline) {
+            drop(permit);
+            return rows.map_err(|failure| failure.into_fetch_error(&self.dataset, limits));
         }
         let shared = Arc::clone(&self.shared);
         // The permit moves into the task: a connection counts against the pool until it is back.
@@ -218,6 +233,42 @@ impl Shared {
         }
     }
 
+    /// Run the query on this thread if a connection is idle and it finishes within
+    /// [`INLINE_BUDGET`] without waiting for a lock; `None` when it must go to the blocking pool.
+    fn fetch_inline(
+        &self,
+        values: &[SqlValue],
+        max_rows: u64,
+        deadline: Instant,
+    ) -> Option<Result<Rows, Failure>> {
+        let budget = deadline.min(Instant::now() + INLINE_BUDGET);
+        let conn = self.idle.lock().ok()?.pop()?;
+        let result = self.fetch_on(
+            conn,
+            values,
+            max_rows,
+            budget,
+            Duration::ZERO,
+            INLINE_PROGRESS_OPS,
+        );
+        match result {
+            Err(Failure::Sqlite(e))
+                if budget < deadline
+                    && matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            ErrorCode::OperationInterrupted
+                                | ErrorCode::DatabaseBusy
+                                | ErrorCode::DatabaseLocked
+                        )
+                    ) =>
+            {
+                None
+            }
+            result => Some(result),
+        }
+    }
+
     fn fetch_blocking(
         &self,
         values: &[SqlValue],
@@ -229,10 +280,29 @@ impl Shared {
             return Err(Failure::Sqlite(interrupted()));
         }
         let conn = self.take_connection()?;
-        conn.busy_timeout(remaining)?;
-        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
-        let result = self.read(&conn, values, max_rows, deadline);
-        conn.progress_handler(0, None::<fn() -> bool>);
+        self.fetch_on(conn, values, max_rows, deadline, remaining, PROGRESS_OPS)
+    }
+
+    /// Run the query on `conn`, stopping at `deadline`, waiting at most `busy` for a lock; the
+    /// connection goes back to the pool unless it broke.
+    fn fetch_on(
+        &self,
+        conn: Connection,
+        values: &[SqlValue],
+        max_rows: u64,
+        deadline: Instant,
+        busy: Duration,
+        progress_ops: i32,
+    ) -> Result<Rows, Failure> {
+        let result = conn
+            .busy_timeout(busy)
+            .map_err(Failure::from)
+            .and_then(|()| {
+                conn.progress_handler(progress_ops, Some(move || Instant::now() >= deadline));
+                let result = self.read(&conn, values, max_rows, deadline);
+                conn.progress_handler(0, None::<fn() -> bool>);
+                result
+            });
         // A connection that hit an I/O or corruption error is dropped; statement-level failures
         // (interrupt, row limit, bad value) leave it usable.
         let broken = matches!(

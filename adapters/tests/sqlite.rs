@@ -458,6 +458,23 @@ type = "integer"
 classification = "public"
 
 [[dataset]]
+name = "counting"
+adapter = "sqlite"
+database = "civil.sqlite"
+query = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < :upto) SELECT count(*) AS n FROM c"
+subject = "upto"
+timeout_ms = 20000
+
+[[dataset.param]]
+name = "upto"
+type = "integer"
+
+[[dataset.field]]
+name = "n"
+type = "integer"
+classification = "public"
+
+[[dataset]]
 name = "forever"
 adapter = "sqlite"
 database = "civil.sqlite"
@@ -572,6 +589,57 @@ async fn deadline_interrupts_a_query_that_would_run_for_minutes_and_the_pool_rec
             .is_ok(),
         "connection usable after interrupt"
     );
+}
+
+/// Quick lookups run on the async worker itself; one slower than the inline budget must move to the
+/// blocking pool and still answer, without holding up the other tasks of a single-threaded runtime.
+#[tokio::test]
+async fn a_query_slower_than_the_inline_budget_moves_to_the_blocking_pool() {
+    let fx = Fixture::new();
+    let catalog = fx.catalog(SERIES).await;
+    let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let ticker = tokio::spawn({
+        let ticking = ticking.clone();
+        async move {
+            let mut longest = Duration::ZERO;
+            let mut ticks = 0u32;
+            let mut last = Instant::now();
+            while ticking.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+                ticks += 1;
+            }
+            (ticks, longest)
+        }
+    });
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    let rows = catalog
+        .fetch("counting", &params(&[("upto", json!(2_000_000))]), GENEROUS)
+        .await
+        .expect("a slow query still answers");
+    let took = started.elapsed();
+    ticking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (ticks, longest) = ticker.await.unwrap();
+    assert_eq!(rows.rows, vec![vec![json!(2_000_000)]]);
+    assert!(
+        took > Duration::from_millis(20),
+        "the query is meant to be slow: {took:?}"
+    );
+    // Had the query run inline, the only worker would have been blocked for all of `took`.
+    assert!(
+        ticks > 5,
+        "the runtime kept running other tasks: {ticks} ticks in {took:?}"
+    );
+    assert!(longest < took / 2, "longest stall {longest:?} of {took:?}");
+
+    // A quick lookup on the same dataset afterwards still answers (the connection went back).
+    let rows = catalog
+        .fetch("counting", &params(&[("upto", json!(3))]), GENEROUS)
+        .await
+        .expect("quick");
+    assert_eq!(rows.rows, vec![vec![json!(3)]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,13 +81,23 @@ pub struct ConsumerContext {
     pub checkpoints: Arc<OpenedCheckpoints>,
 }
 
-/// The last signed checkpoint note that verified, per provider. A provider signs one checkpoint per
-/// ledger batch and hands it out in every receipt of that batch; a note byte-for-byte equal to one
-/// that already verified under the same key need not be verified again (profile in
-/// docs/PERFORMANCE.md: the signature check was about 8% of an exchange's CPU).
+/// The signed checkpoint notes that verified most recently, per provider. A provider signs one
+/// checkpoint per ledger batch and hands it out in every receipt of that batch; a note byte-for-byte
+/// equal to one that already verified under the same key need not be verified again (profile in
+/// docs/PERFORMANCE.md: the signature check was about 8% of an exchange's CPU). Receipts of
+/// consecutive batches arrive interleaved, so a few notes are kept, not only the last.
 #[derive(Default)]
 pub struct OpenedCheckpoints {
-    last: std::sync::Mutex<std::collections::HashMap<DeptId, (NoteVerifier, String, Checkpoint)>>,
+    recent: std::sync::Mutex<std::collections::HashMap<DeptId, RecentNotes>>,
+}
+
+/// Notes kept per provider.
+const RECENT_NOTES: usize = 8;
+
+/// The verifier the notes were checked with and the last [`RECENT_NOTES`] of them, oldest first.
+struct RecentNotes {
+    key: NoteVerifier,
+    notes: std::collections::VecDeque<(String, Checkpoint)>,
 }
 
 impl OpenedCheckpoints {
@@ -99,22 +109,36 @@ impl OpenedCheckpoints {
         log: &NoteVerifier,
         note: &str,
     ) -> Result<Checkpoint, CheckpointError> {
-        if let Some((seen_key, seen_note, cp)) = self
-            .last
-            .lock()
-            .expect("the checkpoint cache is never left poisoned")
-            .get(dept)
-        {
-            if seen_key == log && seen_note == note {
-                return Ok(cp.clone());
-            }
+        let seen = |recent: &RecentNotes| {
+            (recent.key == *log)
+                .then(|| recent.notes.iter().find(|(n, _)| n == note))
+                .flatten()
+                .map(|(_, cp)| cp.clone())
+        };
+        if let Some(cp) = self.lock().get(dept).and_then(seen) {
+            return Ok(cp);
         }
         let cp = open_checkpoint(note, log)?;
-        self.last
+        let mut recent = self.lock();
+        let recent = recent.entry(dept.clone()).or_insert_with(|| RecentNotes {
+            key: log.clone(),
+            notes: Default::default(),
+        });
+        if recent.key != *log {
+            recent.key = log.clone();
+            recent.notes.clear();
+        }
+        if recent.notes.len() == RECENT_NOTES {
+            recent.notes.pop_front();
+        }
+        recent.notes.push_back((note.to_owned(), cp.clone()));
+        Ok(cp)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<DeptId, RecentNotes>> {
+        self.recent
             .lock()
             .expect("the checkpoint cache is never left poisoned")
-            .insert(dept.clone(), (log.clone(), note.to_owned(), cp.clone()));
-        Ok(cp)
     }
 }
 
@@ -336,5 +360,31 @@ mod tests {
         assert!(cache.open(&dept, &other.verifier(), &note).is_err());
         // And the cache still answers for the genuine note afterwards.
         assert!(cache.open(&dept, &log.verifier(), &note).is_ok());
+    }
+
+    #[test]
+    fn interleaved_batches_hit_the_cache_and_old_notes_age_out() {
+        let log = NoteSigner::new("demo/civil-registry", SigningKey::from_bytes(&[1; 32])).unwrap();
+        let dept = DeptId::new("civil-registry").unwrap();
+        let cache = OpenedCheckpoints::default();
+        let notes: Vec<String> = (1..=RECENT_NOTES as u64 + 1)
+            .map(|n| signed(&log, n))
+            .collect();
+        for note in &notes {
+            cache.open(&dept, &log.verifier(), note).unwrap();
+        }
+        let kept = |size: u64| {
+            let recent = cache.lock();
+            recent[&dept].notes.iter().any(|(_, cp)| cp.size == size)
+        };
+        assert!(!kept(1), "the oldest note is dropped");
+        assert!((2..=RECENT_NOTES as u64 + 1).all(kept));
+        // An older, still-kept note opens from the cache; a forged copy of it does not.
+        assert_eq!(
+            cache.open(&dept, &log.verifier(), &notes[1]).unwrap().size,
+            2
+        );
+        let forged = notes[1].replacen("\n2\n", "\n20\n", 1);
+        assert!(cache.open(&dept, &log.verifier(), &forged).is_err());
     }
 }

@@ -18,7 +18,7 @@ pub mod verify;
 pub mod witness;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -119,7 +119,7 @@ struct Shared {
 /// An open access log with its group-commit writer.
 pub struct Ledger {
     shared: Arc<Shared>,
-    queue: Mutex<Option<mpsc::Sender<Pending>>>,
+    queue: RwLock<Option<mpsc::Sender<Pending>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -178,7 +178,7 @@ impl Ledger {
             .map_err(|e| LedgerError::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Ledger {
             shared,
-            queue: Mutex::new(Some(tx)),
+            queue: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -187,7 +187,7 @@ impl Ledger {
     pub async fn append(&self, entry: Entry) -> Result<Appended, LedgerError> {
         let (reply, answer) = oneshot::channel();
         {
-            let queue = self.queue.lock().expect("ledger queue lock poisoned");
+            let queue = self.queue.read().expect("ledger queue lock poisoned");
             let tx = queue.as_ref().ok_or(LedgerError::Closed)?;
             tx.send(Pending { entry, reply })
                 .map_err(|_| LedgerError::Closed)?;
@@ -290,7 +290,7 @@ impl Ledger {
     /// Stop taking appends, let the writer commit what is queued, and wait for it.
     pub fn close(&self) {
         self.queue
-            .lock()
+            .write()
             .expect("ledger queue lock poisoned")
             .take();
         if let Some(handle) = self.writer.lock().expect("writer lock poisoned").take() {
@@ -349,8 +349,51 @@ struct Writer {
     /// Batches carry the epoch they were prepared in; a failed commit starts a new one.
     epoch: u64,
     rewind: Arc<Mutex<Option<Rewind>>>,
-    committing: Arc<std::sync::atomic::AtomicBool>,
+    in_flight: Arc<InFlight>,
     options: LedgerOptions,
+}
+
+/// Batches handed to the committer and not yet committed. While there are any, appends gather in
+/// the queue without waking the writer for each one: it sleeps until the committer is free (or the
+/// batch window passes) and then takes them all at once.
+#[derive(Default)]
+struct InFlight {
+    batches: Mutex<usize>,
+    drained: Condvar,
+}
+
+impl InFlight {
+    fn count(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.batches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handed_over(&self) {
+        *self.count() += 1;
+    }
+
+    fn committed(&self) {
+        let mut n = self.count();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.drained.notify_all();
+        }
+    }
+
+    #[cfg(test)]
+    fn busy_for_test(&self) -> bool {
+        *self.count() > 0
+    }
+
+    /// Sleep until nothing is being committed, or until `deadline`; whether there was anything.
+    fn wait_drained(&self, deadline: Instant) -> bool {
+        let guard = self.count();
+        if *guard == 0 {
+            return false;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let _ = self.drained.wait_timeout_while(guard, wait, |n| *n > 0);
+        true
+    }
 }
 
 /// After a failed commit, the durable state the writer must continue from.
@@ -385,7 +428,7 @@ impl Writer {
         rx: mpsc::Receiver<Pending>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let rewind = Arc::new(Mutex::new(None));
-        let committing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let in_flight = Arc::new(InFlight::default());
         let committer = Committer {
             shared: shared.clone(),
             frontier: frontier.clone(),
@@ -393,7 +436,7 @@ impl Writer {
             epoch: 0,
             failure: None,
             rewind: rewind.clone(),
-            committing: committing.clone(),
+            in_flight: in_flight.clone(),
         };
         let writer = Writer {
             shared,
@@ -402,7 +445,7 @@ impl Writer {
             last_leaf,
             epoch: 0,
             rewind,
-            committing,
+            in_flight,
             options,
         };
         // At most one prepared batch waits while another commits.
@@ -418,34 +461,34 @@ impl Writer {
             })
     }
 
-    /// Group commit: the first append opens a batch; it closes when it is full, when its window has
-    /// passed, or when appends pause while the committer is idle. Dropping `to_commit` at the end
-    /// lets the committer finish what is queued and stop.
+    /// Group commit: the first append opens a batch. If the committer is busy, the batch waits for
+    /// it (up to the batch window), takes every append queued meanwhile and closes. If it is idle,
+    /// the batch takes what arrives in each further gap and closes when a gap brings nothing, when
+    /// it is full, or when its window has passed. Either way the writer sleeps instead of waking
+    /// for each append. Dropping `to_commit` at the end lets the committer finish what is queued
+    /// and stop.
     fn run(mut self, rx: mpsc::Receiver<Pending>, to_commit: mpsc::SyncSender<Prepared>) {
         while let Ok(first) = rx.recv() {
             let deadline = Instant::now() + self.options.batch_window;
             let mut batch = vec![first];
-            while batch.len() < self.options.max_batch {
-                let wait = deadline
+            let waited = self.in_flight.wait_drained(deadline);
+            let mut slept = false;
+            loop {
+                let before = batch.len();
+                let room = self.options.max_batch.saturating_sub(before);
+                batch.extend(rx.try_iter().take(room));
+                let gap = deadline
                     .saturating_duration_since(Instant::now())
                     .min(self.options.batch_gap);
-                let next = if wait.is_zero() {
-                    rx.try_recv().ok()
-                } else {
-                    rx.recv_timeout(wait).ok()
-                };
-                match next {
-                    Some(p) => batch.push(p),
-                    // A pause: close the batch, unless it would only wait for the committer.
-                    None if Instant::now() < deadline
-                        && self.committing.load(std::sync::atomic::Ordering::Acquire) =>
-                    {
-                        continue
-                    }
-                    None => break,
+                let quiet = slept && batch.len() == before;
+                if waited || quiet || gap.is_zero() || batch.len() >= self.options.max_batch {
+                    break;
                 }
+                std::thread::sleep(gap);
+                slept = true;
             }
             if let Some(prepared) = self.prepare(batch) {
+                self.in_flight.handed_over();
                 if to_commit.send(prepared).is_err() {
                     return;
                 }
@@ -527,17 +570,14 @@ struct Committer {
     /// Why the last commit failed: batches prepared on top of it fail with it.
     failure: Option<LedgerError>,
     rewind: Arc<Mutex<Option<Rewind>>>,
-    committing: Arc<std::sync::atomic::AtomicBool>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Committer {
     fn run(mut self, prepared: mpsc::Receiver<Prepared>) {
         while let Ok(batch) = prepared.recv() {
-            self.committing
-                .store(true, std::sync::atomic::Ordering::Release);
             self.commit(batch);
-            self.committing
-                .store(false, std::sync::atomic::Ordering::Release);
+            self.in_flight.committed();
         }
     }
 
@@ -699,6 +739,44 @@ mod tests {
             .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
             .unwrap()
             .unwrap();
+    }
+
+    /// The writer sleeps on [`InFlight`] while a batch commits: it must come back as soon as the
+    /// last batch in flight is committed, at its deadline otherwise, and not wait at all when idle.
+    #[test]
+    fn the_writer_waits_for_the_committer_only_while_a_batch_is_in_flight() {
+        let in_flight = Arc::new(InFlight::default());
+        let far = Instant::now() + Duration::from_secs(60);
+        assert!(!in_flight.wait_drained(far), "idle: no wait");
+
+        in_flight.handed_over();
+        in_flight.handed_over();
+        let committer = std::thread::spawn({
+            let in_flight = in_flight.clone();
+            move || {
+                in_flight.committed();
+                std::thread::sleep(Duration::from_millis(20));
+                in_flight.committed();
+            }
+        });
+        let started = Instant::now();
+        assert!(in_flight.wait_drained(far), "busy: waited");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "woken by the last commit, not the deadline"
+        );
+        assert!(!in_flight.busy_for_test());
+        committer.join().unwrap();
+
+        in_flight.handed_over();
+        assert!(
+            in_flight.wait_drained(Instant::now() + Duration::from_millis(5)),
+            "deadline"
+        );
+        assert!(
+            in_flight.busy_for_test(),
+            "still in flight after the deadline"
+        );
     }
 
     /// A commit that fails (here: an entry too big for the LMDB map) fails the batches prepared
