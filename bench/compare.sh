@@ -55,35 +55,11 @@ trap cleanup EXIT
 
 # --- ours ------------------------------------------------------------------------------------
 echo "== starting the demo federation (10,000 people) in $work/fed"
-# The demo picks free ports when it lays the federation out; on a busy machine one can be taken
-# before it binds, so a failed start is retried with a fresh layout.
-# The demo policy limits social-welfare to 600 requests a minute on "residents": the benchmark
-# lays the federation out once (--once), raises that limit (the check itself stays on the path),
-# then starts it again to serve.
-for attempt in 1 2 3; do
-    rm -rf "$work/fed"
-    RUST_LOG=warn "$CAUSEWAY_BIN" demo --dir "$work/fed" --people 10000 --once >"$work/demo.log" 2>&1 || true
-    sed -i -E 's/^rate_limit = .*/rate_limit = { per_minute = 100000000, per_day = 1000000000 }/' \
-        "$work/fed/civil-registry/policies/welfare-residents.toml" 2>/dev/null || true
-    # The demo also runs the oversight node in the same process; it is a third party that would
-    # run elsewhere, so it pulls every OVERSIGHT_PULL_MS (default 10 min) instead of every 2 s.
-    sed -i -E "s/^pull_interval_ms = .*/pull_interval_ms = ${OVERSIGHT_PULL_MS:-600000}/" \
-        "$work/fed/oversight/causeway.toml" 2>/dev/null || true
-    RUST_LOG=warn "$CAUSEWAY_BIN" demo --dir "$work/fed" >"$work/demo.log" 2>&1 &
-    demo_pid=$!
-    for _ in $(seq 1 600); do
-        grep -q "^Serving" "$work/demo.log" && break
-        kill -0 "$demo_pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    grep -q "^Serving" "$work/demo.log" && break
-    kill "$demo_pid" 2>/dev/null || true
-    wait "$demo_pid" 2>/dev/null || true
-    echo "   attempt $attempt failed: $(grep -m1 error "$work/demo.log" || true)"
-done
-grep -q "^Serving" "$work/demo.log" || { cat "$work/demo.log"; echo "the demo did not start"; exit 1; }
+# shellcheck source=bench/demo.sh
+. "$here/bench/demo.sh"
+start_demo "$CAUSEWAY_BIN" "$work/fed" "$work/demo.log"
 pids+=("$demo_pid")
-ours="$(grep -E '^\s+social-welfare\s+client http://' "$work/demo.log" | head -1 | sed -E 's#.*client http://([^ ]+).*#\1#')"
+ours="$demo_client"
 echo "   social-welfare client API: http://$ours"
 cat >"$work/request.json" <<'EOF'
 {"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"bench-officer"}

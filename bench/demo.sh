@@ -1,0 +1,35 @@
+# Sourced by the benchmark scripts: start `causeway demo` as the benchmarks measure it.
+#
+#   start_demo BIN DIR LOG   # sets demo_pid and demo_client (host:port of social-welfare's client API)
+#
+# The demo picks free ports when it lays the federation out; on a busy machine one can be taken
+# before it binds, so a failed start is retried with a fresh layout.
+# The demo policy limits social-welfare to 600 requests a minute on "residents": the federation is
+# laid out once (--once), that limit raised (the check itself stays on the path), then started
+# again to serve.
+# The demo also runs the oversight node in the same process; it is a third party that would run
+# elsewhere, so it pulls every OVERSIGHT_PULL_MS (default 10 min) instead of every 2 s.
+start_demo() {
+    local bin="$1" dir="$2" log="$3" attempt
+    for attempt in 1 2 3; do
+        rm -rf "$dir"
+        RUST_LOG=warn "$bin" demo --dir "$dir" --people 10000 --once >"$log" 2>&1 || true
+        sed -i -E 's/^rate_limit = .*/rate_limit = { per_minute = 100000000, per_day = 1000000000 }/' \
+            "$dir/civil-registry/policies/welfare-residents.toml" 2>/dev/null || true
+        sed -i -E "s/^pull_interval_ms = .*/pull_interval_ms = ${OVERSIGHT_PULL_MS:-600000}/" \
+            "$dir/oversight/causeway.toml" 2>/dev/null || true
+        RUST_LOG=warn "$bin" demo --dir "$dir" >"$log" 2>&1 &
+        demo_pid=$!
+        for _ in $(seq 1 600); do
+            grep -q "^Serving" "$log" && break
+            kill -0 "$demo_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        grep -q "^Serving" "$log" && break
+        kill "$demo_pid" 2>/dev/null || true
+        wait "$demo_pid" 2>/dev/null || true
+        echo "   attempt $attempt failed: $(grep -m1 error "$log" || true)"
+    done
+    grep -q "^Serving" "$log" || { cat "$log"; echo "the demo did not start"; exit 1; }
+    demo_client="$(grep -E '^\s+social-welfare\s+client http://' "$log" | head -1 | sed -E 's#.*client http://([^ ]+).*#\1#')"
+}
