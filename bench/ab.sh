@@ -20,17 +20,8 @@ command -v h2load >/dev/null || { apt-get install -y nghttp2-client >/dev/null 2
 # shellcheck source=bench/demo.sh
 . "$here/bench/demo.sh"
 
-work="$(mktemp -d /tmp/causeway-ab.XXXXXX)"
-demo_pid=""
-cleanup() {
-    [ -n "$demo_pid" ] && kill "$demo_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-cat >"$work/request.json" <<'JSON'
-{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"bench-officer"}
-JSON
+bench_workdir ab
+bench_request "$work/request.json"
 load() {
     h2load --h1 -c 64 -m 1 -n "$1" -d "$work/request.json" -H 'content-type: application/json' \
         "http://$demo_client/v1/requests"

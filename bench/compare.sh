@@ -61,9 +61,7 @@ start_demo "$CAUSEWAY_BIN" "$work/fed" "$work/demo.log"
 pids+=("$demo_pid")
 ours="$demo_client"
 echo "   social-welfare client API: http://$ours"
-cat >"$work/request.json" <<'EOF'
-{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"bench-officer"}
-EOF
+bench_request "$work/request.json"
 status="$(curl -s -o "$work/answer.json" -w '%{http_code}' -H 'content-type: application/json' --data-binary @"$work/request.json" "http://$ours/v1/requests")"
 [ "$status" = 200 ] || { cat "$work/answer.json"; echo "the benchmark request is not allowed ($status)"; exit 1; }
 

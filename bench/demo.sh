@@ -1,6 +1,9 @@
 # Sourced by the benchmark scripts: start `causeway demo` as the benchmarks measure it.
 #
 #   start_demo BIN DIR LOG   # sets demo_pid and demo_client (host:port of social-welfare's client API)
+#   layout_demo BIN DIR LOG  # only lays the federation out in DIR (as below), without serving
+#   bench_request FILE       # writes the measured request: an allowed one, for resident D000042
+#   bench_workdir NAME       # sets work to a fresh directory, removed (and demo_pid stopped) on exit
 #
 # The demo picks free ports when it lays the federation out; on a busy machine one can be taken
 # before it binds, so a failed start is retried with a fresh layout.
@@ -9,15 +12,20 @@
 # again to serve.
 # The demo also runs the oversight node in the same process; it is a third party that would run
 # elsewhere, so it pulls every OVERSIGHT_PULL_MS (default 10 min) instead of every 2 s.
+layout_demo() {
+    local bin="$1" dir="$2" log="$3"
+    rm -rf "$dir"
+    RUST_LOG=warn "$bin" demo --dir "$dir" --people 10000 --once >"$log" 2>&1 || true
+    sed -i -E 's/^rate_limit = .*/rate_limit = { per_minute = 100000000, per_day = 1000000000 }/' \
+        "$dir/civil-registry/policies/welfare-residents.toml" 2>/dev/null || true
+    sed -i -E "s/^pull_interval_ms = .*/pull_interval_ms = ${OVERSIGHT_PULL_MS:-600000}/" \
+        "$dir/oversight/causeway.toml" 2>/dev/null || true
+}
+
 start_demo() {
     local bin="$1" dir="$2" log="$3" attempt
     for attempt in 1 2 3; do
-        rm -rf "$dir"
-        RUST_LOG=warn "$bin" demo --dir "$dir" --people 10000 --once >"$log" 2>&1 || true
-        sed -i -E 's/^rate_limit = .*/rate_limit = { per_minute = 100000000, per_day = 1000000000 }/' \
-            "$dir/civil-registry/policies/welfare-residents.toml" 2>/dev/null || true
-        sed -i -E "s/^pull_interval_ms = .*/pull_interval_ms = ${OVERSIGHT_PULL_MS:-600000}/" \
-            "$dir/oversight/causeway.toml" 2>/dev/null || true
+        layout_demo "$bin" "$dir" "$log"
         RUST_LOG=warn "$bin" demo --dir "$dir" >"$log" 2>&1 &
         demo_pid=$!
         for _ in $(seq 1 600); do
@@ -32,4 +40,22 @@ start_demo() {
     done
     grep -q "^Serving" "$log" || { cat "$log"; echo "the demo did not start"; exit 1; }
     demo_client="$(grep -E '^\s+social-welfare\s+client http://' "$log" | head -1 | sed -E 's#.*client http://([^ ]+).*#\1#')"
+}
+
+bench_request() {
+    cat >"$1" <<'JSON'
+{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"bench-officer"}
+JSON
+}
+
+bench_workdir() {
+    work="$(mktemp -d "/tmp/causeway-$1.XXXXXX")"
+    demo_pid=""
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    [ -n "$demo_pid" ] && kill "$demo_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -58,6 +58,25 @@ struct ProviderAnswer {
     receipt: Option<Receipt>,
     error: Option<serde_json::Value>,
     decision: Option<serde_json::Value>,
+}
+
+/// What the application is told, serialized without a JSON tree in between (its keys in the
+/// alphabetical order a `serde_json` map would write them in).
+#[derive(Serialize)]
+struct Answer<'a> {
+    consumer_log_index: u64,
+    dataset: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+    exchange: uuid::Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a [String]>,
+    provider: &'a DeptId,
+    receipt: &'a Receipt,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<&'a [Vec<serde_json::Value>]>,
 }
 
 /// Everything the consumer side needs.
@@ -192,10 +211,10 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
     };
     observe::learn_peer(&provider_id);
     observe::learn_exchange(&envelope);
-    let bytes = envelope.to_bytes();
-    if let Err(e) = Envelope::parse(&bytes) {
-        return problem(400, "bad-request", e.to_string());
-    }
+    let bytes = match envelope.encode() {
+        Ok(bytes) => bytes,
+        Err(e) => return problem(400, "bad-request", e.to_string()),
+    };
     let signature = Envelope::sign(&bytes, &cx.signer);
     let request_digest = digest(&bytes);
     let request = PeerRequest::exchange(signature, Bytes::from(bytes));
@@ -304,23 +323,17 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         }
     };
     notarizing.record("log_index", appended.entry.index);
-    let mut body = json!({
-        "exchange": envelope.id,
-        "provider": provider_id,
-        "dataset": envelope.dataset,
-        "receipt": receipt,
-        "consumer_log_index": appended.entry.index,
-    });
-    if released {
-        body["fields"] = json!(answer.fields);
-        body["rows"] = json!(answer.rows);
-    }
-    if let Some(decision) = answer.decision {
-        body["decision"] = decision;
-    }
-    if let Some(error) = answer.error {
-        body["error"] = error;
-    }
+    let body = Answer {
+        consumer_log_index: appended.entry.index,
+        dataset: &envelope.dataset,
+        decision: answer.decision,
+        error: answer.error,
+        exchange: envelope.id,
+        fields: released.then_some(&answer.fields[..]),
+        provider: &provider_id,
+        receipt: &receipt,
+        rows: released.then_some(&answer.rows[..]),
+    };
     json_response(status, &body)
 }
 

@@ -101,28 +101,44 @@ impl Envelope {
         }
         let env: Envelope =
             serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if env.v != ENVELOPE_VERSION {
+        env.check_bounds()?;
+        Ok(env)
+    }
+
+    /// The exact bytes to send and sign, if they are within the bounds [`Envelope::parse`]
+    /// enforces: a consumer refuses to sign what its provider would refuse to read.
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        self.check_bounds()?;
+        let bytes = self.to_bytes();
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge);
+        }
+        Ok(bytes)
+    }
+
+    fn check_bounds(&self) -> Result<(), EnvelopeError> {
+        if self.v != ENVELOPE_VERSION {
             return Err(EnvelopeError::Malformed(format!(
                 "unsupported version {}",
-                env.v
+                self.v
             )));
         }
-        if env.params.len() > MAX_PARAMS {
+        if self.params.len() > MAX_PARAMS {
             return Err(EnvelopeError::Malformed(format!(
                 "more than {MAX_PARAMS} parameters"
             )));
         }
         let texts = [
-            &env.dataset,
-            &env.purpose,
-            &env.legal_basis,
-            &env.case,
-            &env.officer,
-            &env.nonce,
-            &env.issued_at,
+            &self.dataset,
+            &self.purpose,
+            &self.legal_basis,
+            &self.case,
+            &self.officer,
+            &self.nonce,
+            &self.issued_at,
         ];
         if texts.iter().any(|t| t.chars().count() > MAX_FIELD_CHARS)
-            || env
+            || self
                 .params
                 .keys()
                 .any(|k| k.chars().count() > MAX_FIELD_CHARS)
@@ -131,7 +147,7 @@ impl Envelope {
                 "a field is longer than {MAX_FIELD_CHARS} characters"
             )));
         }
-        Ok(env)
+        Ok(())
     }
 
     /// Verify `signature` over `bytes` with the signer's directory key.
@@ -263,5 +279,35 @@ mod tests {
         assert!(Envelope::parse(&serde_json::to_vec(&v).unwrap()).is_err());
         let deep = "[".repeat(10_000);
         assert!(Envelope::parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_consumer_encodes_exactly_what_a_provider_would_parse() {
+        let env = sample();
+        let bytes = env.encode().unwrap();
+        assert_eq!(bytes, env.to_bytes());
+        assert_eq!(Envelope::parse(&bytes).unwrap(), env);
+
+        let mut long = sample();
+        long.purpose = "x".repeat(MAX_FIELD_CHARS + 1);
+        let mut many = sample();
+        many.params = (0..=MAX_PARAMS)
+            .map(|i| (format!("p{i}"), serde_json::json!(i)))
+            .collect();
+        let mut big = sample();
+        big.params = (0..MAX_PARAMS)
+            .map(|i| (format!("p{i}"), serde_json::json!("y".repeat(2_100))))
+            .collect();
+        let mut future = sample();
+        future.v = ENVELOPE_VERSION + 1;
+        for (what, env) in [
+            ("long", long),
+            ("many", many),
+            ("big", big),
+            ("future", future),
+        ] {
+            assert!(env.encode().is_err(), "{what}: encoded");
+            assert!(Envelope::parse(&env.to_bytes()).is_err(), "{what}: parsed");
+        }
     }
 }

@@ -2,16 +2,19 @@
 //! only here. Codes are stable and documented in docs/PROTOCOL.md; messages never carry SQL,
 //! paths, hostnames or personal data.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use causeway_policy::Decision;
+use serde::Serialize;
 use serde_json::json;
 use tower::{Layer, Service, ServiceExt};
 
 use super::envelope::EnvelopeError;
 use super::{BoxFuture, ExchangeError, Inbound, Notarized, Outcome, ProtocolResponse};
+use crate::ledger::receipt::Receipt;
 
 /// Adds [`Rescue`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,47 +57,84 @@ where
     }
 }
 
-fn decision_json(d: &Decision) -> serde_json::Value {
-    json!({
-        "allowed": d.allowed,
-        "reason": d.reason.code.as_str(),
-        "message": d.reason.message,
-        "rule": d.rule.as_ref().map(|r| format!("{}:{}", r.file, r.line)),
-        "policy": d.policy_hash,
-    })
+/// The provider's answer body, serialized straight from the outcome with no JSON tree in between
+/// (its keys in the alphabetical order a `serde_json` map would write them in).
+#[derive(Serialize)]
+struct Answer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<DecisionBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+    exchange: uuid::Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a [String]>,
+    receipt: &'a Receipt,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<&'a [Vec<serde_json::Value>]>,
+}
+
+/// A policy decision as answers show it.
+#[derive(Serialize)]
+struct DecisionBody<'a> {
+    allowed: bool,
+    message: &'a str,
+    policy: &'a str,
+    reason: &'static str,
+    rule: Option<String>,
+}
+
+impl<'a> From<&'a Decision> for DecisionBody<'a> {
+    fn from(d: &'a Decision) -> Self {
+        DecisionBody {
+            allowed: d.allowed,
+            message: &d.reason.message,
+            policy: &d.policy_hash,
+            reason: d.reason.code.as_str(),
+            rule: d.rule.as_ref().map(|r| format!("{}:{}", r.file, r.line)),
+        }
+    }
+}
+
+/// A stable error code and a message for people.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: Cow<'a, str>,
 }
 
 fn respond(n: Notarized) -> ProtocolResponse {
-    let (status, body) = match &n.outcome {
-        Outcome::Released(shaped) => (
-            200,
-            json!({
-                "exchange": n.id,
-                "decision": decision_json(&shaped.authorized.decision),
-                "fields": shaped.fields,
-                "rows": shaped.rows,
-                "receipt": n.receipt,
-            }),
-        ),
-        Outcome::Denied(decision) => (
-            403,
-            json!({
-                "exchange": n.id,
-                "error": { "code": decision.reason.code.as_str(), "message": decision.reason.message },
-                "decision": decision_json(decision),
-                "receipt": n.receipt,
-            }),
-        ),
-        Outcome::Failed(error) => (
-            fetch_status(error.code()),
-            json!({
-                "exchange": n.id,
-                "error": { "code": error.code(), "message": error.to_string() },
-                "receipt": n.receipt,
-            }),
-        ),
+    let mut answer = Answer {
+        decision: None,
+        error: None,
+        exchange: n.id,
+        fields: None,
+        receipt: &n.receipt,
+        rows: None,
     };
-    json_response(status, &body)
+    let status = match &n.outcome {
+        Outcome::Released(shaped) => {
+            answer.decision = Some((&shaped.authorized.decision).into());
+            answer.fields = Some(&shaped.fields);
+            answer.rows = Some(&shaped.rows);
+            200
+        }
+        Outcome::Denied(decision) => {
+            answer.decision = Some(decision.into());
+            answer.error = Some(ErrorBody {
+                code: decision.reason.code.as_str(),
+                message: Cow::Borrowed(&decision.reason.message),
+            });
+            403
+        }
+        Outcome::Failed(error) => {
+            answer.error = Some(ErrorBody {
+                code: error.code(),
+                message: Cow::Owned(error.to_string()),
+            });
+            fetch_status(error.code())
+        }
+    };
+    json_response(status, &answer)
 }
 
 /// HTTP status of each adapter error code.
@@ -138,9 +178,9 @@ fn refuse(e: &ExchangeError) -> ProtocolResponse {
 }
 
 /// A JSON protocol response.
-pub fn json_response(status: u16, body: &serde_json::Value) -> ProtocolResponse {
+pub fn json_response(status: u16, body: &impl Serialize) -> ProtocolResponse {
     ProtocolResponse {
         status,
-        body: Bytes::from(serde_json::to_vec(body).expect("JSON values always serialize")),
+        body: Bytes::from(serde_json::to_vec(body).expect("answers are plain data and serialize")),
     }
 }

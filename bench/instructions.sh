@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Instructions per exchange, counted by callgrind: a figure that does not move with a noisy machine
+# (docs/PERFORMANCE.md, "Fourth pass").
+#
+#   bench/instructions.sh BINARY...                 # 2,000 exchanges per binary
+#   N=5000 bench/instructions.sh old/causeway new/causeway
+#
+# For each binary: lay the demo out as bench/compare.sh does (with a 1 GiB ledger map, since
+# valgrind cannot reserve the default 64 GiB), serve it under `valgrind --tool=callgrind` with
+# instrumentation off, warm up with 300 requests, then count user-space instructions (Ir) over N
+# requests from `h2load --h1 -c 16`. Kernel time (TCP, fdatasync) is not counted, and under
+# valgrind SHA-256 runs its portable code instead of the SHA extensions, so hashing weighs more
+# here than on the machine; compare builds with each other, not with wall-clock profiles.
+set -euo pipefail
+[ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
+N="${N:-2000}"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+missing=()
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v valgrind >/dev/null || missing+=(valgrind)
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get install -y "${missing[@]}" >/dev/null 2>&1 ||
+        { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; }
+fi
+# shellcheck source=bench/demo.sh
+. "$here/bench/demo.sh"
+
+bench_workdir instructions
+bench_request "$work/request.json"
+
+for bin in "$@"; do
+    layout_demo "$bin" "$work/fed" "$work/demo.log"
+    for config in "$work"/fed/*/causeway.toml; do
+        sed -i 's/^dir = "ledger"$/dir = "ledger"\nmap_size_mib = 1024/' "$config"
+    done
+    RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$work/callgrind.out" "$bin" demo --dir "$work/fed" >"$work/demo.log" 2>&1 &
+    demo_pid=$!
+    for _ in $(seq 1 900); do
+        grep -q "^Serving" "$work/demo.log" && break
+        kill -0 "$demo_pid" 2>/dev/null || { cat "$work/demo.log"; exit 1; }
+        sleep 1
+    done
+    client="$(grep -E '^\s+social-welfare\s+client http://' "$work/demo.log" | head -1 |
+        sed -E 's#.*client http://([^ ]+).*#\1#')"
+    load() {
+        h2load --h1 -c 16 -m 1 -n "$1" -d "$work/request.json" -H 'content-type: application/json' \
+            "http://$client/v1/requests" | sed -nE 's/^status codes: ([0-9]+) 2xx.*/\1/p'
+    }
+    load 300 >/dev/null
+    callgrind_control -i on "$demo_pid" >/dev/null 2>&1
+    ok="$(load "$N")"
+    callgrind_control -i off "$demo_pid" >/dev/null 2>&1
+    kill "$demo_pid"; wait "$demo_pid" 2>/dev/null || true; demo_pid=""
+    total="$(callgrind_annotate "$work/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t {gsub(",", "", $1); t = $1} END {print t}')"
+    awk -v b="$bin" -v t="$total" -v n="$N" -v ok="$ok" 'BEGIN {
+        printf "%-40s %10.0f instructions/exchange (2xx %d of %d)\n", b, t / n, ok, n }'
+done
