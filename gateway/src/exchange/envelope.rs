@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::DeptId;
 use crate::identity::GatewayKey;
-use crate::ledger::note::NoteVerifier;
+use crate::ledger::note::{verify_strict, NoteVerifier};
 
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -168,9 +168,11 @@ impl Envelope {
         let mut msg = Vec::with_capacity(SIGNATURE_CONTEXT.len() + bytes.len());
         msg.extend_from_slice(SIGNATURE_CONTEXT);
         msg.extend_from_slice(bytes);
-        key.public_key()
-            .verify_strict(&msg, &sig)
-            .map_err(|_| EnvelopeError::BadSignature(signer.clone()))
+        if verify_strict(key.public_key(), &msg, &sig) {
+            Ok(())
+        } else {
+            Err(EnvelopeError::BadSignature(signer.clone()))
+        }
     }
 
     /// Seconds since the Unix epoch at which it was issued.

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 /// Largest note accepted or produced, in bytes (text and signatures together).
@@ -537,9 +537,9 @@ impl NoteVerifier {
         match self.key_type {
             KeyType::Ed25519 => {
                 let s = Signature::from_slice(&sig.signature).map_err(|_| bad())?;
-                self.key
-                    .verify_strict(text.as_bytes(), &s)
-                    .map_err(|_| bad())?;
+                if !verify_strict(&self.key, text.as_bytes(), &s) {
+                    return Err(bad());
+                }
                 Ok(None)
             }
             KeyType::CosignatureV1 => {
@@ -555,13 +555,30 @@ impl NoteVerifier {
                 }
                 let s = Signature::from_slice(raw).map_err(|_| bad())?;
                 let msg = cosignature_v1_message(text, timestamp);
-                self.key
-                    .verify_strict(msg.as_bytes(), &s)
-                    .map_err(|_| bad())?;
+                if !verify_strict(&self.key, msg.as_bytes(), &s) {
+                    return Err(bad());
+                }
                 Ok(Some(timestamp))
             }
         }
     }
+}
+
+/// Ed25519 verification exactly as strict as `VerifyingKey::verify_strict`, without the square
+/// root it spends on decompressing `R` (about a sixth of a verification).
+///
+/// `verify_strict` decompresses `R` only to refuse a small-order `R` (and a small-order key), then
+/// accepts if `[s]B - [k]A` compresses to `R`'s bytes, which is also all that plain `verify` checks.
+/// A compression is canonical and decompresses, so once those bytes match, `R` is that point, and
+/// comparing `R`'s bytes with the canonical encodings of the eight small-order points refuses
+/// exactly what `verify_strict` refuses. `strict_verification_agrees_with_dalek` checks this on
+/// valid, tampered, small-order, torsioned, non-canonical and weak-key signatures.
+pub fn verify_strict(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> bool {
+    static SMALL_ORDER: std::sync::OnceLock<[[u8; 32]; 8]> = std::sync::OnceLock::new();
+    let small_order = SMALL_ORDER.get_or_init(|| {
+        curve25519_dalek::constants::EIGHT_TORSION.map(|point| point.compress().to_bytes())
+    });
+    !key.is_weak() && !small_order.contains(sig.r_bytes()) && key.verify(msg, sig).is_ok()
 }
 
 impl fmt::Display for NoteVerifier {
@@ -925,5 +942,143 @@ mod tests {
             );
         }
         assert!(!format!("{log:?}").contains(&BASE64.encode([1u8; 32])));
+    }
+
+    #[test]
+    fn strict_verification_agrees_with_dalek() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        use curve25519_dalek::Scalar;
+        use sha2::Sha512;
+
+        let scalar = |tag: &str, i: usize| {
+            Scalar::from_bytes_mod_order_wide(&Sha512::digest(format!("{tag}{i}")).into())
+        };
+        // The signature (R, s) a key with secret scalar `a` makes over `msg` with nonce point `r`,
+        // whatever `r` is: s = nonce + H(R || A || msg) a.
+        let sign_with = |a: Scalar, key: &[u8; 32], r: [u8; 32], nonce: Scalar, msg: &[u8]| {
+            let k = Scalar::from_hash(
+                Sha512::new()
+                    .chain_update(r)
+                    .chain_update(key)
+                    .chain_update(msg),
+            );
+            let mut bytes = [0u8; 64];
+            bytes[..32].copy_from_slice(&r);
+            bytes[32..].copy_from_slice((nonce + k * a).as_bytes());
+            Signature::from_bytes(&bytes)
+        };
+        let mut cases: Vec<(VerifyingKey, Vec<u8>, Signature, &str)> = Vec::new();
+        for i in 0..32 {
+            let secret = SigningKey::from_bytes(&[i as u8; 32]);
+            let key = secret.verifying_key();
+            let a = secret.to_scalar();
+            let msg = format!("message {i}").into_bytes();
+            let good = secret.sign(&msg);
+            cases.push((key, msg.clone(), good, "valid"));
+            cases.push((key, b"another message".to_vec(), good, "another message"));
+            let mut flipped = good.to_bytes();
+            flipped[i % 64] ^= 1 << (i % 8);
+            cases.push((
+                key,
+                msg.clone(),
+                Signature::from_bytes(&flipped),
+                "a bit flipped",
+            ));
+            for (t, torsion) in EIGHT_TORSION.iter().enumerate() {
+                // R with a small-order component (valid only for the identity component), signed with
+                // the secret: only the signer can make these.
+                let nonce = scalar("nonce", i * 8 + t);
+                let r = (nonce * B + torsion).compress().to_bytes();
+                let sig = sign_with(a, key.as_bytes(), r, nonce, &msg);
+                cases.push((key, msg.clone(), sig, "torsioned R"));
+                // R itself of small order, with s = 0 or s from the secret.
+                let r = torsion.compress().to_bytes();
+                let mut zero = [0u8; 64];
+                zero[..32].copy_from_slice(&r);
+                cases.push((
+                    key,
+                    msg.clone(),
+                    Signature::from_bytes(&zero),
+                    "small-order R, s = 0",
+                ));
+                let sig = sign_with(a, key.as_bytes(), r, Scalar::ZERO, &msg);
+                cases.push((key, msg.clone(), sig, "small-order R, signed"));
+                // A small-order key, under which plain verify accepts what anyone makes: R and s = 0
+                // both small order, or R = [s]B + T where T = -[k]A happens to hold.
+                let weak = VerifyingKey::from_bytes(&torsion.compress().to_bytes()).unwrap();
+                for r in EIGHT_TORSION {
+                    let mut sig = [0u8; 64];
+                    sig[..32].copy_from_slice(r.compress().as_bytes());
+                    cases.push((weak, msg.clone(), Signature::from_bytes(&sig), "weak key"));
+                }
+                for guess in EIGHT_TORSION {
+                    let nonce = scalar("weak", i * 8 + t);
+                    let r = (nonce * B + guess).compress().to_bytes();
+                    let k = Scalar::from_hash(
+                        Sha512::new()
+                            .chain_update(r)
+                            .chain_update(weak.as_bytes())
+                            .chain_update(&msg),
+                    );
+                    if -(k * torsion) == guess {
+                        let mut sig = [0u8; 64];
+                        sig[..32].copy_from_slice(&r);
+                        sig[32..].copy_from_slice(nonce.as_bytes());
+                        cases.push((weak, msg.clone(), Signature::from_bytes(&sig), "weak key"));
+                    }
+                }
+            }
+        }
+        // Non-canonical encodings of small-order points: y = 1 + p, and y = 1 with the sign bit set
+        // (x = 0 has no negative).
+        for r in [
+            {
+                let mut y = [0xffu8; 32];
+                y[0] = 0xee;
+                y[31] = 0x7f;
+                y
+            },
+            {
+                let mut y = [0u8; 32];
+                y[0] = 1;
+                y[31] = 0x80;
+                y
+            },
+        ] {
+            let secret = SigningKey::from_bytes(&[7; 32]);
+            assert!(CompressedEdwardsY(r).decompress().is_some());
+            let sig = sign_with(
+                secret.to_scalar(),
+                secret.verifying_key().as_bytes(),
+                r,
+                Scalar::ZERO,
+                b"m",
+            );
+            cases.push((
+                secret.verifying_key(),
+                b"m".to_vec(),
+                sig,
+                "non-canonical small-order R",
+            ));
+        }
+
+        let mut accepted = 0;
+        for (key, msg, sig, what) in &cases {
+            let dalek = key.verify_strict(msg, sig).is_ok();
+            assert_eq!(verify_strict(key, msg, sig), dalek, "{what}: {sig:?}");
+            accepted += usize::from(dalek);
+        }
+        // Each kind of case occurred, and only the valid signatures (and the torsioned R whose
+        // component is the identity) were accepted.
+        assert_eq!(accepted, 64, "of {} cases", cases.len());
+        for what in ["weak key", "small-order R, signed"] {
+            assert!(
+                cases
+                    .iter()
+                    .any(|(key, msg, sig, w)| *w == what && key.verify(msg, sig).is_ok()),
+                "no {what} case that plain verify accepts: the case tests nothing"
+            );
+        }
     }
 }
