@@ -10,9 +10,10 @@
 # instrumentation off, warm up with 300 requests, then count user-space instructions (Ir) over N
 # requests from `h2load --h1 -c 16`. Kernel time (TCP, fdatasync) is not counted, and under
 # valgrind SHA-256 runs its portable code instead of the SHA extensions, so hashing weighs more
-# here than on the machine; compare builds with each other, not with wall-clock profiles.
+# here than on the machine; compare builds with each other (each line gives its ratio to the first
+# binary's count), not with wall-clock profiles.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,14p' "$0"; exit 2; }
 N="${N:-2000}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 missing=()
@@ -53,6 +54,7 @@ for bin in "$@"; do
     callgrind_control -i off "$demo_pid" >/dev/null 2>&1
     kill "$demo_pid"; wait "$demo_pid" 2>/dev/null || true; demo_pid=""
     total="$(callgrind_annotate "$work/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t {gsub(",", "", $1); t = $1} END {print t}')"
-    awk -v b="$bin" -v t="$total" -v n="$N" -v ok="$ok" 'BEGIN {
-        printf "%-40s %10.0f instructions/exchange (2xx %d of %d)\n", b, t / n, ok, n }'
+    first="${first:-$total}"
+    awk -v b="$bin" -v t="$total" -v f="$first" -v n="$N" -v ok="$ok" 'BEGIN {
+        printf "%-40s %10.0f instructions/exchange (%.3fx the first; 2xx %d of %d)\n", b, t / n, t / f, ok, n }'
 done
