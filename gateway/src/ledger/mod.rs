@@ -413,6 +413,13 @@ struct Prepared {
 /// Where an append's outcome goes.
 type Reply = oneshot::Sender<Result<Appended, LedgerError>>;
 
+/// Answer every caller of a batch with `e`: none of its entries is durable.
+fn refuse_all(waiting: Vec<(Entry, Hash, Reply)>, e: &LedgerError) {
+    for (.., reply) in waiting {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
 impl Writer {
     fn start(
         shared: Arc<Shared>,
@@ -525,9 +532,7 @@ impl Writer {
             Ok(note) => note,
             Err(e) => {
                 tracing::error!(error = %e, entries = waiting.len(), "signing a checkpoint failed; no data is released");
-                for (.., reply) in waiting {
-                    let _ = reply.send(Err(e.clone()));
-                }
+                refuse_all(waiting, &e);
                 return None;
             }
         };
@@ -600,9 +605,7 @@ impl Committer {
         if epoch != self.epoch {
             // Prepared on top of a batch that failed: its indexes and links are wrong.
             let e = self.failure.clone().unwrap_or(LedgerError::Closed);
-            for (.., reply) in waiting {
-                let _ = reply.send(Err(e.clone()));
-            }
+            refuse_all(waiting, &e);
             return;
         }
         let result = self.shared.store.commit(&Batch {
@@ -614,9 +617,7 @@ impl Committer {
         if let Err(e) = result {
             tracing::error!(error = %e, entries = waiting.len(), "ledger commit failed; no data is released");
             self.committed(waiting.len(), started, Some(&e));
-            for (.., reply) in waiting {
-                let _ = reply.send(Err(e.clone()));
-            }
+            refuse_all(waiting, &e);
             self.epoch += 1;
             self.failure = Some(e);
             *self.rewind.lock().expect("rewind lock poisoned") = Some(Rewind {
@@ -673,9 +674,7 @@ impl Committer {
                 }
             }
             Err(e) => {
-                for (.., reply) in waiting {
-                    let _ = reply.send(Err(e.clone()));
-                }
+                refuse_all(waiting, &e);
             }
         }
     }
