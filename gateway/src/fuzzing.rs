@@ -5,7 +5,7 @@
 //! Each body feeds outside bytes to one parser and asserts what must hold for every input: no
 //! panic, and whatever parses prints back to exactly the same bytes (one canonical form).
 
-use crate::exchange::envelope::Envelope;
+use crate::exchange::envelope::{Envelope, EnvelopeSignature, VerifiedBatches};
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::note::{open_note, parse_note, NoteVerifier};
 use crate::ledger::receipt::Receipt;
@@ -72,12 +72,26 @@ pub fn envelope(data: &[u8]) {
         let again = Envelope::parse(&env.to_bytes()).expect("a parsed envelope re-parses");
         assert_eq!(again, env);
     }
-    let _ = Envelope::verify_signature(
-        data,
-        Some("AAAA"),
-        &crate::identity::DeptId::new("x").expect("valid id"),
-        &test_verifier(),
-    );
+    // The first line as a signature header over the rest: every header that parses prints back,
+    // and the batch cache never changes a verdict.
+    let (header, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(n) => (&data[..n], &data[n + 1..]),
+        None => (data, &[][..]),
+    };
+    let header = String::from_utf8_lossy(header);
+    if let Ok(sig) = EnvelopeSignature::parse(&header) {
+        assert_eq!(
+            sig.to_header(),
+            header.trim(),
+            "a parsed signature prints back"
+        );
+    }
+    let dept = crate::identity::DeptId::new("x").expect("valid id");
+    let cache = VerifiedBatches::default();
+    let plain = Envelope::verify_signature(body, Some(&header), &dept, &test_verifier(), None);
+    let cached =
+        Envelope::verify_signature(body, Some(&header), &dept, &test_verifier(), Some(&cache));
+    assert_eq!(plain.is_ok(), cached.is_ok());
     if let Ok(receipt) = serde_json::from_slice::<Receipt>(data) {
         let _ = receipt.verify(&test_verifier());
     }

@@ -19,6 +19,7 @@ use crate::admin::AdminApi;
 use crate::config::{Directory, GatewayConfig};
 use crate::exchange::consumer::{self, ConsumerContext};
 use crate::exchange::rescue::json_response;
+use crate::exchange::signer::EnvelopeSigner;
 use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderContext};
 use crate::identity::tls::TlsMaterial;
 use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey};
@@ -83,7 +84,7 @@ impl Gateway {
                 config.directory.display()
             )
         })?;
-        let key = GatewayKey::load(&config.identity.signing_key)?;
+        let key = Arc::new(GatewayKey::load(&config.identity.signing_key)?);
         if key.vkey() != listed.verifier.to_vkey() {
             bail!(
                 "{}: the vkey listed for {me} does not match the signing key {}; list {}",
@@ -143,6 +144,7 @@ impl Gateway {
             tag_key: tag_key.clone(),
             max_skew_secs: config.peer.max_skew_secs,
             replay: Arc::default(),
+            batches: Arc::default(),
             metrics: metrics.clone(),
         };
         let peers = Arc::new(PeerTransport::new(
@@ -158,7 +160,7 @@ impl Gateway {
         ));
         let consumer = ConsumerContext {
             me,
-            signer: Arc::new(key),
+            signer: Arc::new(EnvelopeSigner::new(key.clone(), metrics.clone())),
             directory: directory.clone(),
             peers: peers.clone(),
             ledger: ledger.clone(),
@@ -214,7 +216,7 @@ impl Gateway {
             ledger.clone(),
             directory.clone(),
             provider.me.clone(),
-            consumer.signer.witness_cosigner(),
+            key.witness_cosigner(),
         ));
         let admin = Arc::new(AdminApi {
             me: provider.me.clone(),

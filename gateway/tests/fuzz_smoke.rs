@@ -1,6 +1,7 @@
 //! The fuzz target bodies (causeway::fuzzing) on seeds and their mutations, on stable Rust, so a
 //! broken invariant shows up in `cargo test` and not only under `cargo +nightly fuzz`.
 
+use causeway::exchange::envelope::{Envelope, EnvelopeSignature};
 use causeway::fuzzing;
 use causeway::ledger::checkpoint::{sign_checkpoint, Checkpoint};
 use causeway::ledger::merkle::MemoryTree;
@@ -52,6 +53,28 @@ fn seeds() -> Vec<Vec<u8>> {
     .to_body();
     let envelope = br#"{"v":1,"id":"0193a3c2-7f00-7000-8000-000000000001","consumer":"social-welfare","provider":"civil-registry","dataset":"residents","params":{"national_id":"D000001","year":2024},"purpose":"benefit-eligibility","legal_basis":"x","case":"","officer":"ab","issued_at":"2026-11-22T15:00:00Z","nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}"#;
     let receipt = br#"{"log":"PeterNeumann","index":0,"leaf_hash":"00","entry":"e30=","checkpoint":"x\n","inclusion_proof":[]}"#;
+    // Signature headers over the envelope, by the key the fuzz bodies verify with (the C2SP note
+    // example's PeterNeumann key), alone and as the second of a batch of three: "header\nbody".
+    let signed = {
+        use base64::Engine;
+        let private = base64::engine::general_purpose::STANDARD
+            .decode("AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")
+            .unwrap();
+        let key = SigningKey::from_bytes(&private[1..].try_into().unwrap());
+        let single = EnvelopeSignature::sign_batch(&[&envelope[..]], &key);
+        let batch = EnvelopeSignature::sign_batch(&[&b"{}"[..], &envelope[..], b"[]"], &key);
+        [&single[0], &batch[1]].map(|sig| {
+            let mut input = format!("{}\n", sig.to_header()).into_bytes();
+            input.extend_from_slice(envelope);
+            let who = causeway::identity::DeptId::new("x").unwrap();
+            let key = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+                .parse()
+                .unwrap();
+            Envelope::verify_signature(envelope, Some(&sig.to_header()), &who, &key, None)
+                .expect("the seed's signature verifies, so mutations start from a valid one");
+            input
+        })
+    };
     [
         cp.to_text(),
         note,
@@ -63,6 +86,7 @@ fn seeds() -> Vec<Vec<u8>> {
     .into_iter()
     .map(String::into_bytes)
     .chain([envelope.to_vec(), receipt.to_vec(), DATASETS.to_vec()])
+    .chain(signed)
     .collect()
 }
 

@@ -41,6 +41,7 @@ over_both_transports!(
     the_peer_port_refuses_replayed_and_stale_envelopes,
     a_restarted_gateway_continues_the_same_chain,
     no_data_is_released_when_the_ledger_cannot_record,
+    a_burst_of_requests_shares_envelope_signatures_and_every_exchange_is_notarized,
 );
 
 fn envelope(consumer: &str, provider: &str, purpose: &str) -> Envelope {
@@ -81,6 +82,66 @@ async fn send_signed(
         .unwrap();
     causeway_tests::assert_transport(client.stats(), fed.transport);
     (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Requests that reach the consumer together are signed together (docs/PROTOCOL.md, "Signature"):
+/// the provider checks each envelope's inclusion proof against the one signature, and every
+/// exchange still succeeds and is notarized on both sides.
+async fn a_burst_of_requests_shares_envelope_signatures_and_every_exchange_is_notarized(
+    transport: Transport,
+) {
+    const BURST: usize = 48;
+    let mut fed = Federation::start_with(transport).await.unwrap();
+    let client = fed.gateway("social-welfare").client_addr;
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..BURST {
+        let body = json!({"provider": "civil-registry", "dataset": "residents",
+            "params": {"national_id": format!("D{:06}", 1 + n)}, "purpose": "benefit-eligibility",
+            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1"});
+        requests.spawn(async move {
+            causeway_tests::post_json(client, "/v1/requests", &body)
+                .await
+                .unwrap()
+        });
+    }
+    let mut exchanges = Vec::new();
+    while let Some(answer) = requests.join_next().await {
+        let (status, answer) = answer.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["rows"].as_array().unwrap().len(), 1, "{answer}");
+        exchanges.push(answer["exchange"].as_str().unwrap().to_owned());
+    }
+    let admin = fed.gateway("social-welfare").admin_addr.unwrap();
+    let (_, metrics) = causeway_tests::get_text(admin, "/metrics").await.unwrap();
+    let read = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let envelopes = read("causeway_envelope_signing_batch_envelopes_sum");
+    let signatures = read("causeway_envelope_signing_batch_envelopes_count");
+    assert_eq!(envelopes, BURST as f64);
+    assert!(
+        signatures < envelopes,
+        "{BURST} requests at once share signatures ({signatures} signatures)"
+    );
+    fed.assert_carried_by_transport("social-welfare");
+    fed.stop().await;
+    for dept in ["civil-registry", "social-welfare"] {
+        verify_ledger(&fed.ledger_dir(dept), &fed.directory()).unwrap();
+        let logged: Vec<Value> = ledger_entries(&fed.ledger_dir(dept))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["kind"] == "exchange")
+            .collect();
+        for id in &exchanges {
+            assert!(
+                logged.iter().any(|e| e["id"] == id.as_str()),
+                "{dept} notarized {id}"
+            );
+        }
+    }
 }
 
 async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_notarize_it(

@@ -797,3 +797,198 @@ fn mutate_frame(rng: &mut Rng, mut framed: Vec<u8>) -> Vec<u8> {
     }
     framed
 }
+
+/// A small ext4 filesystem (an image file, loop-mounted on a fresh directory) while it lives: a
+/// ledger disk that can fill up and whose files can be made immutable.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+    /// Holds the image file; removed after the filesystem is unmounted.
+    _image: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u64) -> SmallDisk {
+        let (image, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let file = image.path().join("disk.img");
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(mib << 20))
+            .unwrap();
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(program).args(args).status();
+            assert!(
+                matches!(status, Ok(s) if s.success()),
+                "{program} {args:?} failed ({status:?}): this test fills a real filesystem and \
+                 needs e2fsprogs and root (CAP_SYS_ADMIN, loop devices), as CI runs it"
+            );
+        };
+        run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), file.as_os_str()],
+        );
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                file.as_os_str(),
+                dir.path().as_os_str(),
+            ],
+        );
+        SmallDisk { dir, _image: image }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Write a file until the filesystem refuses with "no space left"; its size.
+    fn fill(&self, name: &str) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path().join(name)).unwrap();
+        let chunk = vec![0xA5u8; 16 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => return written, // ENOSPC
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // The loop device was set up by `mount -o loop`, so unmounting releases it too.
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn chattr(flag: &str, path: &std::path::Path) {
+    let status = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chattr {flag} {}", path.display());
+}
+
+/// The provider's ledger lives on an 8 MiB ext4 filesystem. Filled up, then made read-only (the data
+/// file immutable), the provider answers 503 `ledger-unavailable` with no rows, stays up and says
+/// why on /readyz; once space returns or the file is writable again, exchanges succeed without a
+/// restart. Every exchange a client saw succeed is in the ledger, which verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_ledger_disk_releases_nothing_and_recovers_without_a_restart() {
+    let disk = SmallDisk::mount(8);
+    let ledger = disk.path().join("ledger");
+    let mut fed = Federation::create().unwrap();
+    let config = fed.layout.dept("civil-registry").unwrap().config.clone();
+    rewrite(
+        &config,
+        "dir = \"ledger\"",
+        &format!("dir = \"{}\"", ledger.display()),
+    );
+    // Filling the ledger's free pages takes a few hundred exchanges: above the demo's rate limit.
+    rewrite(
+        &fed.dept_dir("civil-registry")
+            .join("policies/welfare-residents.toml"),
+        "per_minute = 600,",
+        "per_minute = 100000,",
+    );
+    for dept in ["civil-registry", "social-welfare", "tax-office"] {
+        fed.start_dept(dept).await.unwrap();
+    }
+    let admin = fed.gateway("civil-registry").admin_addr.unwrap();
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    let mut ask = |fed: &Federation| {
+        n += 1;
+        let body = client_body(&format!("D{:06}", 1 + n % 150));
+        let client = fed.gateway("social-welfare").client_addr;
+        async move {
+            let (status, answer) = causeway_tests::post_json(client, "/v1/requests", &body)
+                .await
+                .unwrap();
+            (status, answer)
+        }
+    };
+    let refused_cleanly = |status: u16, answer: &Value| {
+        status == 503
+            && answer["provider_status"] == 503
+            && answer["error"]["code"] == "ledger-unavailable"
+            && answer.get("rows").is_none()
+    };
+
+    for (what, break_disk, mend_disk) in [
+        (
+            "disk full",
+            Box::new(|| {
+                disk.fill("filler");
+            }) as Box<dyn Fn()>,
+            Box::new(|| std::fs::remove_file(disk.path().join("filler")).unwrap()) as Box<dyn Fn()>,
+        ),
+        (
+            "read-only",
+            Box::new(|| chattr("+i", &ledger.join("data.mdb"))),
+            Box::new(|| chattr("-i", &ledger.join("data.mdb"))),
+        ),
+    ] {
+        let (status, answer) = ask(&fed).await;
+        assert_eq!(status, 200, "{what}: before: {answer}");
+        acknowledged.push(answer["receipt"]["index"].as_u64().unwrap());
+
+        break_disk();
+        // Entries may still fit in pages the ledger file already has; then it must refuse.
+        let mut refusals = 0;
+        for _ in 0..3000 {
+            let (status, answer) = ask(&fed).await;
+            if status == 200 {
+                // A commit that fits in pages the file already has is as durable as any other.
+                acknowledged.push(answer["receipt"]["index"].as_u64().unwrap());
+                continue;
+            }
+            assert!(
+                refused_cleanly(status, &answer),
+                "{what}: {status} {answer}"
+            );
+            refusals += 1;
+            if refusals == 5 {
+                break;
+            }
+        }
+        assert_eq!(refusals, 5, "{what}: the provider kept answering 200");
+        let (status, ready) = get_text(admin, "/readyz").await.unwrap();
+        assert_eq!(status, 503, "{what}: {ready}");
+        assert!(ready.contains("last_commit_error"), "{ready}");
+        assert_eq!(
+            get_text(admin, "/healthz").await.unwrap().0,
+            200,
+            "{what}: stays up"
+        );
+
+        mend_disk();
+        let (status, answer) = ask(&fed).await;
+        assert_eq!(
+            status, 200,
+            "{what}: once mended, the next exchange succeeds: {answer}"
+        );
+        acknowledged.push(answer["receipt"]["index"].as_u64().unwrap());
+        assert_eq!(
+            get_text(admin, "/readyz").await.unwrap().0,
+            200,
+            "{what}: ready again"
+        );
+    }
+
+    fed.stop().await;
+    let verified = causeway_tests::verify_ledger(&ledger, &fed.directory()).unwrap();
+    let entries = causeway_tests::ledger_entries(&ledger).unwrap();
+    for index in &acknowledged {
+        let entry = &entries[usize::try_from(*index).unwrap()];
+        assert_eq!(entry["index"], *index);
+        assert_eq!(entry["side"], "provider", "{entry}");
+    }
+    assert!(verified.entries >= acknowledged.len() as u64);
+}

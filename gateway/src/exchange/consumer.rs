@@ -84,8 +84,8 @@ struct Answer<'a> {
 pub struct ConsumerContext {
     /// This department.
     pub me: DeptId,
-    /// Our signing key.
-    pub signer: Arc<crate::identity::GatewayKey>,
+    /// Signs our envelopes (those ready together share one signature).
+    pub signer: Arc<super::signer::EnvelopeSigner>,
     /// The directory.
     pub directory: Arc<Directory>,
     /// Connections to providers, over whichever transport is configured.
@@ -197,7 +197,7 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
     }
     let envelope = Envelope {
         v: envelope::ENVELOPE_VERSION,
-        id: uuid::Uuid::now_v7(),
+        id: envelope::exchange_id(),
         consumer: cx.me.clone(),
         provider: provider_id.clone(),
         dataset: request.dataset,
@@ -215,9 +215,10 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         Ok(bytes) => bytes,
         Err(e) => return problem(400, "bad-request", e.to_string()),
     };
-    let signature = Envelope::sign(&bytes, &cx.signer);
     let request_digest = digest(&bytes);
-    let request = PeerRequest::exchange(signature, Bytes::from(bytes));
+    let bytes = Bytes::from(bytes);
+    let signature = cx.signer.sign(&provider_id, bytes.clone()).await;
+    let request = PeerRequest::exchange(signature.to_header(), bytes);
     let (status, answer) = match observe::send_to_peer(&cx.peers, provider, request, cx.timeout)
         .await
     {

@@ -1,25 +1,38 @@
 //! The request envelope: what a consumer gateway signs and a provider gateway checks.
 //!
 //! Wire form (docs/PROTOCOL.md): the HTTP body (or QUIC frame body) is the envelope's JSON bytes,
-//! sent exactly as signed; the signature travels beside it (`causeway-signature` header) as base64
-//! of Ed25519 over [`SIGNATURE_CONTEXT`] || body. The context prefix keeps envelope signatures from
-//! ever being valid as note (checkpoint) signatures made with the same key.
+//! sent exactly as signed; the signature travels beside it (`causeway-signature` header) as base64.
+//! It is either Ed25519 over [`SIGNATURE_CONTEXT`] || body, or, for envelopes a gateway signed
+//! together, one Ed25519 signature over the root of a Merkle tree of their leaf hashes plus this
+//! envelope's inclusion proof ([`EnvelopeSignature::Batch`]). The context prefixes keep envelope
+//! signatures from ever being valid as note (checkpoint) signatures made with the same key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::identity::DeptId;
-use crate::identity::GatewayKey;
+use crate::identity::{DeptId, GatewayKey};
+use crate::ledger::merkle::{self, Hash, MemoryTree};
 use crate::ledger::note::{verify_strict, NoteVerifier};
 
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u32 = 1;
 /// Domain-separation prefix of envelope signatures.
 pub const SIGNATURE_CONTEXT: &[u8] = b"causeway-envelope/v1\n";
+/// Domain-separation prefix of the statement a batch signature signs: this prefix, the batch size
+/// (8 bytes, big-endian) and the root (32 bytes). Its NUL bytes keep it from ever being note text.
+pub const BATCH_SIGNATURE_CONTEXT: &[u8] = b"causeway-envelope-batch/v1\n";
+/// Most envelopes one batch signature covers (so a proof has at most 8 hashes).
+pub const MAX_SIGNING_BATCH: usize = 256;
+/// First byte of a batch signature's binary form.
+const BATCH_FORMAT: u8 = 0x01;
+/// Longest signature header accepted, checked before decoding: base64 of a batch signature with
+/// the longest proof a [`MAX_SIGNING_BATCH`] tree has.
+const MAX_SIGNATURE_HEADER: usize = (5 + 64 + 32 * 8_usize).div_ceil(3) * 4;
 /// HTTP header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "causeway-signature";
 /// Largest envelope accepted, checked before parsing.
@@ -71,7 +84,8 @@ pub enum EnvelopeError {
     /// Not valid envelope JSON.
     #[error("the envelope is not valid: {0}")]
     Malformed(String),
-    /// The signature header is missing or not base64 of 64 bytes.
+    /// The signature header is missing, or neither base64 of 64 bytes nor a well-formed batch
+    /// signature.
     #[error("the {SIGNATURE_HEADER} header is missing or malformed")]
     MissingSignature,
     /// The signature does not verify.
@@ -82,16 +96,15 @@ pub enum EnvelopeError {
 impl Envelope {
     /// The exact bytes to send and sign.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("envelopes are plain data and always serialize")
+        let mut bytes = Vec::with_capacity(512);
+        serde_json::to_writer(&mut bytes, self)
+            .expect("envelopes are plain data and always serialize");
+        bytes
     }
 
-    /// Sign `bytes` (the output of [`Envelope::to_bytes`]); returns the header value.
+    /// Sign `bytes` (the output of [`Envelope::to_bytes`]) on its own; returns the header value.
     pub fn sign(bytes: &[u8], signer: &GatewayKey) -> String {
-        let mut msg = Vec::with_capacity(SIGNATURE_CONTEXT.len() + bytes.len());
-        msg.extend_from_slice(SIGNATURE_CONTEXT);
-        msg.extend_from_slice(bytes);
-        let sig = signer.signing_key().sign(&msg);
-        base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        EnvelopeSignature::sign_batch(&[bytes], signer.signing_key())[0].to_header()
     }
 
     /// Parse and bound-check envelope bytes, without verifying the signature.
@@ -150,25 +163,29 @@ impl Envelope {
         Ok(())
     }
 
-    /// Verify `signature` over `bytes` with the signer's directory key.
+    /// Verify `signature` over `bytes` with the signer's directory key. A batch signature whose
+    /// statement already verified under this key (in `batches`) is not verified again.
     pub fn verify_signature(
         bytes: &[u8],
         signature: Option<&str>,
         signer: &DeptId,
         key: &NoteVerifier,
+        batches: Option<&VerifiedBatches>,
     ) -> Result<(), EnvelopeError> {
-        let raw = signature
-            .and_then(|s| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .ok()
-            })
-            .ok_or(EnvelopeError::MissingSignature)?;
-        let sig = Signature::from_slice(&raw).map_err(|_| EnvelopeError::MissingSignature)?;
-        let mut msg = Vec::with_capacity(SIGNATURE_CONTEXT.len() + bytes.len());
-        msg.extend_from_slice(SIGNATURE_CONTEXT);
-        msg.extend_from_slice(bytes);
-        if verify_strict(key.public_key(), &msg, &sig) {
+        let signature =
+            EnvelopeSignature::parse(signature.ok_or(EnvelopeError::MissingSignature)?)?;
+        let key = key.public_key();
+        let verified = match &signature {
+            EnvelopeSignature::Single(sig) => verify_strict(key, &single_message(bytes), sig),
+            EnvelopeSignature::Batch(batch) => {
+                let statement = batch.statement(bytes)?;
+                match batches {
+                    Some(cache) => cache.verify(key, statement, &batch.signature),
+                    None => verify_strict(key, &statement, &batch.signature),
+                }
+            }
+        };
+        if verified {
             Ok(())
         } else {
             Err(EnvelopeError::BadSignature(signer.clone()))
@@ -186,6 +203,210 @@ impl Envelope {
     }
 }
 
+/// What a single envelope signature signs: [`SIGNATURE_CONTEXT`] || body.
+fn single_message(bytes: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(SIGNATURE_CONTEXT.len() + bytes.len());
+    msg.extend_from_slice(SIGNATURE_CONTEXT);
+    msg.extend_from_slice(bytes);
+    msg
+}
+
+/// An envelope's leaf in a signing batch: SHA-256(0x00 || [`SIGNATURE_CONTEXT`] || body), an RFC
+/// 9162 leaf hash of the same bytes a single signature signs.
+pub fn envelope_leaf(bytes: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([merkle::LEAF_HASH_PREFIX]);
+    h.update(SIGNATURE_CONTEXT);
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// The signature that travels beside an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeSignature {
+    /// Ed25519 over [`SIGNATURE_CONTEXT`] || body: base64 of the 64 bytes.
+    Single(Signature),
+    /// One of several envelopes signed together.
+    Batch(BatchSignature),
+}
+
+/// Ed25519 over the root of a Merkle tree (RFC 9162 hashing) of [`envelope_leaf`]s, with the
+/// inclusion proof of this envelope's leaf. Binary form, sent as base64: 0x01, size and index (2
+/// bytes each, big-endian), the 64-byte signature, then the proof's hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSignature {
+    /// Envelopes in the batch, 2 to [`MAX_SIGNING_BATCH`].
+    pub size: u16,
+    /// This envelope's place in it.
+    pub index: u16,
+    /// Ed25519 over the batch statement.
+    pub signature: Signature,
+    /// The inclusion proof of this envelope's leaf.
+    pub proof: Vec<Hash>,
+}
+
+impl EnvelopeSignature {
+    /// Parse a signature header value, within [`MAX_SIGNATURE_HEADER`] before decoding.
+    pub fn parse(header: &str) -> Result<Self, EnvelopeError> {
+        let header = header.trim();
+        if header.len() > MAX_SIGNATURE_HEADER {
+            return Err(EnvelopeError::MissingSignature);
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(header)
+            .map_err(|_| EnvelopeError::MissingSignature)?;
+        if raw.len() == 64 {
+            let sig = Signature::from_slice(&raw).map_err(|_| EnvelopeError::MissingSignature)?;
+            return Ok(EnvelopeSignature::Single(sig));
+        }
+        let (head, rest) = raw
+            .split_at_checked(5)
+            .ok_or(EnvelopeError::MissingSignature)?;
+        let (sig, proof) = rest
+            .split_at_checked(64)
+            .ok_or(EnvelopeError::MissingSignature)?;
+        let size = u16::from_be_bytes([head[1], head[2]]);
+        let index = u16::from_be_bytes([head[3], head[4]]);
+        if head[0] != BATCH_FORMAT
+            || !(2..=MAX_SIGNING_BATCH).contains(&usize::from(size))
+            || index >= size
+            || proof.len() % 32 != 0
+        {
+            return Err(EnvelopeError::MissingSignature);
+        }
+        Ok(EnvelopeSignature::Batch(BatchSignature {
+            size,
+            index,
+            signature: Signature::from_slice(sig).map_err(|_| EnvelopeError::MissingSignature)?,
+            proof: proof
+                .chunks_exact(32)
+                .map(|c| c.try_into().expect("chunks of 32"))
+                .collect(),
+        }))
+    }
+
+    /// The header value.
+    pub fn to_header(&self) -> String {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        match self {
+            EnvelopeSignature::Single(sig) => b64.encode(sig.to_bytes()),
+            EnvelopeSignature::Batch(batch) => {
+                let mut raw = Vec::with_capacity(5 + 64 + 32 * batch.proof.len());
+                raw.push(BATCH_FORMAT);
+                raw.extend_from_slice(&batch.size.to_be_bytes());
+                raw.extend_from_slice(&batch.index.to_be_bytes());
+                raw.extend_from_slice(&batch.signature.to_bytes());
+                batch.proof.iter().for_each(|h| raw.extend_from_slice(h));
+                b64.encode(raw)
+            }
+        }
+    }
+
+    /// Sign envelopes together: one Ed25519 signature for all of them, returned in their order.
+    /// A lone envelope gets a [`EnvelopeSignature::Single`] signature, exactly as
+    /// [`Envelope::sign`] makes. At most [`MAX_SIGNING_BATCH`] envelopes.
+    pub fn sign_batch<B: AsRef<[u8]>>(envelopes: &[B], key: &SigningKey) -> Vec<Self> {
+        assert!(
+            envelopes.len() <= MAX_SIGNING_BATCH,
+            "callers split batches at MAX_SIGNING_BATCH"
+        );
+        if let [one] = envelopes {
+            return vec![EnvelopeSignature::Single(
+                key.sign(&single_message(one.as_ref())),
+            )];
+        }
+        let mut tree = MemoryTree::new();
+        for bytes in envelopes {
+            tree.append(envelope_leaf(bytes.as_ref()));
+        }
+        let size = u16::try_from(envelopes.len()).expect("at most MAX_SIGNING_BATCH");
+        let signature = key.sign(&batch_statement(size, &tree.root()));
+        (0..size)
+            .map(|index| {
+                let proof = merkle::inclusion_proof(&tree, u64::from(index), u64::from(size))
+                    .expect("every node of an in-memory tree is held");
+                EnvelopeSignature::Batch(BatchSignature {
+                    size,
+                    index,
+                    signature,
+                    proof,
+                })
+            })
+            .collect()
+    }
+}
+
+impl BatchSignature {
+    /// The statement this signature must cover if it signs `bytes`: over the root that this
+    /// envelope's leaf and proof lead to. A proof of the wrong length is refused.
+    fn statement(&self, bytes: &[u8]) -> Result<BatchStatement, EnvelopeError> {
+        let root = merkle::root_from_inclusion(
+            &envelope_leaf(bytes),
+            u64::from(self.index),
+            u64::from(self.size),
+            &self.proof,
+        )
+        .map_err(|_| EnvelopeError::MissingSignature)?;
+        Ok(batch_statement(self.size, &root))
+    }
+}
+
+/// [`BATCH_SIGNATURE_CONTEXT`] || size (u64, big-endian) || root.
+type BatchStatement = [u8; BATCH_SIGNATURE_CONTEXT.len() + 8 + 32];
+
+fn batch_statement(size: u16, root: &Hash) -> BatchStatement {
+    let mut statement = [0u8; BATCH_SIGNATURE_CONTEXT.len() + 8 + 32];
+    let (context, rest) = statement.split_at_mut(BATCH_SIGNATURE_CONTEXT.len());
+    context.copy_from_slice(BATCH_SIGNATURE_CONTEXT);
+    rest[..8].copy_from_slice(&u64::from(size).to_be_bytes());
+    rest[8..].copy_from_slice(root);
+    statement
+}
+
+/// Batch statements that were verified recently, so that the envelopes of one batch cost one
+/// Ed25519 verification between them. Keyed by the exact key, statement and signature bytes, so
+/// a hit means this very check already ran; concurrent checks of one statement wait for the first.
+#[derive(Default)]
+pub struct VerifiedBatches {
+    recent: Mutex<VecDeque<(BatchCheck, Arc<OnceLock<bool>>)>>,
+}
+
+/// Statements kept: a few batches in flight per consumer department.
+const VERIFIED_BATCHES: usize = 64;
+
+/// Compared field by field in this order: signatures differ in their first bytes, keys rarely.
+#[derive(PartialEq, Eq)]
+struct BatchCheck {
+    signature: [u8; 64],
+    statement: BatchStatement,
+    key: [u8; 32],
+}
+
+impl VerifiedBatches {
+    fn verify(&self, key: &VerifyingKey, statement: BatchStatement, sig: &Signature) -> bool {
+        let check = BatchCheck {
+            signature: sig.to_bytes(),
+            statement,
+            key: key.to_bytes(),
+        };
+        let outcome = {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            match recent.iter().find(|(c, _)| *c == check) {
+                Some((_, outcome)) => outcome.clone(),
+                None => {
+                    if recent.len() == VERIFIED_BATCHES {
+                        recent.pop_front();
+                    }
+                    let outcome = Arc::new(OnceLock::new());
+                    recent.push_back((check, outcome.clone()));
+                    outcome
+                }
+            }
+        };
+        *outcome.get_or_init(|| verify_strict(key, &statement, sig))
+    }
+}
+
 /// SHA-256 hex of bytes: request and response digests.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -198,15 +419,29 @@ pub fn payload_digest(fields: &[String], rows: &[Vec<serde_json::Value>]) -> Str
         fields: &'a [String],
         rows: &'a [Vec<serde_json::Value>],
     }
-    digest(&serde_json::to_vec(&Payload { fields, rows }).expect("JSON values always serialize"))
+    let mut hasher = Sha256::new();
+    serde_json::to_writer(&mut hasher, &Payload { fields, rows })
+        .expect("JSON values always serialize");
+    hex::encode(hasher.finalize())
 }
 
-/// A fresh random nonce.
+/// A fresh random nonce, from the thread's CSPRNG (ChaCha, seeded and reseeded from the operating
+/// system) rather than a system call per envelope.
 pub fn nonce() -> String {
     use rand::RngCore;
     let mut n = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut n);
+    rand::thread_rng().fill_bytes(&mut n);
     base64::engine::general_purpose::STANDARD.encode(n)
+}
+
+/// A fresh exchange id: a UUIDv7 (millisecond timestamp, 74 random bits from the thread's CSPRNG).
+pub fn exchange_id() -> uuid::Uuid {
+    use rand::RngCore;
+    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let mut random = [0u8; 10];
+    rand::thread_rng().fill_bytes(&mut random);
+    uuid::Builder::from_unix_timestamp_millis(u64::try_from(millis).unwrap_or(0), &random)
+        .into_uuid()
 }
 
 /// Now, as RFC 3339 UTC.
@@ -245,18 +480,109 @@ mod tests {
         let bytes = env.to_bytes();
         let sig = Envelope::sign(&bytes, &signer);
         let verifier = signer.note_signer().verifier();
-        Envelope::verify_signature(&bytes, Some(&sig), &env.consumer, &verifier).unwrap();
+        Envelope::verify_signature(&bytes, Some(&sig), &env.consumer, &verifier, None).unwrap();
         let mut tampered = bytes.clone();
         let pos = tampered.iter().position(|b| *b == b'D').unwrap();
         tampered[pos] = b'E';
         assert!(
-            Envelope::verify_signature(&tampered, Some(&sig), &env.consumer, &verifier).is_err()
+            Envelope::verify_signature(&tampered, Some(&sig), &env.consumer, &verifier, None)
+                .is_err()
         );
-        assert!(Envelope::verify_signature(&bytes, None, &env.consumer, &verifier).is_err());
+        assert!(Envelope::verify_signature(&bytes, None, &env.consumer, &verifier, None).is_err());
         assert!(
-            Envelope::verify_signature(&bytes, Some("AAAA"), &env.consumer, &verifier).is_err()
+            Envelope::verify_signature(&bytes, Some("AAAA"), &env.consumer, &verifier, None)
+                .is_err()
         );
         assert_eq!(Envelope::parse(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn batch_signatures_verify_only_their_own_envelope_and_refuse_tampering() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let signer = GatewayKey::new("demo/social-welfare", key.clone()).unwrap();
+        let verifier = signer.note_signer().verifier();
+        let other = GatewayKey::new(
+            "demo/social-welfare",
+            ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+        )
+        .unwrap()
+        .note_signer()
+        .verifier();
+        let who = DeptId::new("social-welfare").unwrap();
+        let bodies: Vec<Vec<u8>> = (0..7).map(|_| sample().to_bytes()).collect();
+        let signatures = EnvelopeSignature::sign_batch(&bodies, &key);
+        let cache = VerifiedBatches::default();
+        let check = |body: &[u8], sig: &str, key: &NoteVerifier, cached: bool| {
+            Envelope::verify_signature(body, Some(sig), &who, key, cached.then_some(&cache)).is_ok()
+        };
+        for cached in [false, true] {
+            for (i, (body, sig)) in bodies.iter().zip(&signatures).enumerate() {
+                let header = sig.to_header();
+                assert_eq!(EnvelopeSignature::parse(&header).unwrap(), *sig);
+                assert!(check(body, &header, &verifier, cached), "envelope {i}");
+                assert!(
+                    !check(&bodies[(i + 1) % 7], &header, &verifier, cached),
+                    "another body"
+                );
+                assert!(!check(body, &header, &other, cached), "another key");
+                let EnvelopeSignature::Batch(batch) = sig else {
+                    panic!("{sig:?}")
+                };
+                let tampered = |f: &dyn Fn(&mut BatchSignature)| {
+                    let mut b = batch.clone();
+                    f(&mut b);
+                    EnvelopeSignature::Batch(b).to_header()
+                };
+                let bad = [
+                    tampered(&|b| b.proof[0][0] ^= 1),
+                    tampered(&|b| b.index = (b.index + 1) % b.size),
+                    tampered(&|b| b.size = 8),
+                    tampered(&|b| {
+                        b.proof.pop();
+                    }),
+                    tampered(&|b| b.proof.push([0; 32])),
+                    tampered(&|b| {
+                        let mut raw = b.signature.to_bytes();
+                        raw[40] ^= 1;
+                        b.signature = Signature::from_bytes(&raw);
+                    }),
+                ];
+                for header in &bad {
+                    assert!(!check(body, header, &verifier, cached), "{header}");
+                }
+            }
+        }
+        // Malformed headers: a lone batch, index past the size, an unknown format, a ragged proof,
+        // oversized before decoding.
+        let EnvelopeSignature::Batch(batch) = &signatures[0] else {
+            unreachable!()
+        };
+        let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
+        let mut raw = base64::engine::general_purpose::STANDARD
+            .decode(signatures[0].to_header())
+            .unwrap();
+        for (what, edit) in [
+            (
+                "size 1",
+                &(|r: &mut Vec<u8>| r[1..3].copy_from_slice(&1u16.to_be_bytes()))
+                    as &dyn Fn(&mut Vec<u8>),
+            ),
+            ("index = size", &|r: &mut Vec<u8>| {
+                r[3..5].copy_from_slice(&7u16.to_be_bytes())
+            }),
+            ("format 2", &|r: &mut Vec<u8>| r[0] = 2),
+            ("ragged proof", &|r: &mut Vec<u8>| r.push(0)),
+            ("size 257", &|r: &mut Vec<u8>| {
+                r[1..3].copy_from_slice(&257u16.to_be_bytes())
+            }),
+        ] {
+            let mut r = raw.clone();
+            edit(&mut r);
+            assert!(EnvelopeSignature::parse(&b64(&r)).is_err(), "{what}");
+        }
+        raw.extend(std::iter::repeat_n(0, 32 * 9));
+        assert!(EnvelopeSignature::parse(&b64(&raw)).is_err(), "too long");
+        assert_eq!(batch.size, 7);
     }
 
     #[test]
@@ -281,6 +607,20 @@ mod tests {
         assert!(Envelope::parse(&serde_json::to_vec(&v).unwrap()).is_err());
         let deep = "[".repeat(10_000);
         assert!(Envelope::parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn exchange_ids_are_v7_now_and_distinct() {
+        let before = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ids: std::collections::HashSet<uuid::Uuid> =
+            (0..10_000).map(|_| exchange_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10) {
+            assert_eq!(id.get_version_num(), 7);
+            let (secs, _) = id.get_timestamp().unwrap().to_unix();
+            assert!((before..=before + 5).contains(&(secs as i64)), "{id}");
+        }
+        assert_ne!(nonce(), nonce());
     }
 
     #[test]

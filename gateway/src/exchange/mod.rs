@@ -25,6 +25,7 @@ pub mod notarize;
 pub mod observe;
 pub mod rescue;
 pub mod shape;
+pub mod signer;
 pub mod verify;
 
 use std::convert::Infallible;
@@ -200,6 +201,8 @@ pub struct ProviderContext {
     pub max_skew_secs: u64,
     /// Envelopes already seen.
     pub replay: Arc<verify::ReplayCache>,
+    /// Batch signatures that already verified (one Ed25519 check per consumer batch).
+    pub batches: Arc<envelope::VerifiedBatches>,
     /// This gateway's metrics.
     pub metrics: Arc<crate::telemetry::Metrics>,
 }

@@ -72,7 +72,8 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let mut entry = provider_entry(&verified, &layer.catalog, &layer.tag_key);
-            let outcome = match inner.oneshot(verified.clone()).await {
+            let id = verified.envelope.id;
+            let outcome = match inner.oneshot(verified).await {
                 Ok(shaped) => {
                     record_decision(&mut entry, &shaped.authorized.decision);
                     entry.response_digest = Some(payload_digest(&shaped.fields, &shaped.rows));
@@ -95,7 +96,7 @@ where
             };
             let appended = layer.ledger.append(entry).await?;
             Ok(Notarized {
-                id: verified.envelope.id,
+                id,
                 outcome,
                 receipt: Receipt::new(layer.ledger.origin(), &appended),
             })

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service, ServiceExt};
 
-use super::envelope::{digest, Envelope};
+use super::envelope::{digest, Envelope, VerifiedBatches};
 use super::{Authenticated, BoxFuture, ExchangeError, ProviderContext, Verified};
 use crate::config::Directory;
 use crate::identity::DeptId;
@@ -43,6 +43,7 @@ pub struct VerifyLayer {
     me: DeptId,
     directory: Arc<Directory>,
     replay: Arc<ReplayCache>,
+    batches: Arc<VerifiedBatches>,
     max_skew_secs: u64,
 }
 
@@ -53,6 +54,7 @@ impl VerifyLayer {
             me: cx.me.clone(),
             directory: cx.directory.clone(),
             replay: cx.replay.clone(),
+            batches: cx.batches.clone(),
             max_skew_secs: cx.max_skew_secs,
         }
     }
@@ -88,7 +90,13 @@ impl VerifyLayer {
             })?
             .verifier;
         // The signature is checked before the JSON is trusted for anything.
-        Envelope::verify_signature(&req.body, req.signature.as_deref(), &req.peer, key)?;
+        Envelope::verify_signature(
+            &req.body,
+            req.signature.as_deref(),
+            &req.peer,
+            key,
+            Some(&self.batches),
+        )?;
         let envelope = Envelope::parse(&req.body)?;
         if envelope.consumer != req.peer {
             return Err(ExchangeError::Misaddressed(format!(

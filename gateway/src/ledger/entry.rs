@@ -178,7 +178,11 @@ impl Entry {
 
     /// The exact bytes that are stored and hashed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("entries are plain data and always serialize")
+        // Sized for a typical entry (~900 bytes) so that writing it does not grow the buffer.
+        let mut bytes = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut bytes, self)
+            .expect("entries are plain data and always serialize");
+        bytes
     }
 
     /// Parse stored bytes.

@@ -151,17 +151,20 @@ fn range_hash(src: &impl NodeSource, start: u64, end: u64) -> Result<Hash, Merkl
     if n == 0 {
         return Ok(empty_root());
     }
-    // Perfect, aligned subtrees from left to right, then folded right to left.
-    let mut parts: Vec<Hash> = Vec::with_capacity(64);
+    // Perfect, aligned subtrees from left to right (at most one per bit of `n`, on the stack: this
+    // runs for every proof node of every receipt), then folded right to left.
+    let mut parts = [[0u8; 32]; 64];
+    let mut count = 0;
     let mut offset = start;
     for level in (0..64u8).rev() {
         let width = 1u64 << level;
         if n & width != 0 {
-            parts.push(lookup(src, level, offset >> level)?);
+            parts[count] = lookup(src, level, offset >> level)?;
+            count += 1;
             offset += width;
         }
     }
-    Ok(fold_right(&parts))
+    Ok(fold_right(&parts[..count]))
 }
 
 /// Combines perfect subtree hashes (largest first) into the root of the tree they cover.
@@ -252,6 +255,21 @@ pub fn verify_inclusion(
     proof: &[Hash],
     root: &Hash,
 ) -> Result<(), ProofError> {
+    if &root_from_inclusion(leaf, index, size, proof)? != root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The root that an inclusion proof of `leaf` at `index` in a tree of `size` leaves leads to
+/// (RFC 9162 section 2.1.3.2 without the final comparison): for a caller that checks the root by
+/// other means, such as a signature over it. Proofs of the wrong length fail.
+pub fn root_from_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+) -> Result<Hash, ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -284,10 +302,7 @@ pub fn verify_inclusion(
     if sn != 0 {
         return Err(ProofError::WrongLength);
     }
-    if &r != root {
-        return Err(ProofError::RootMismatch);
-    }
-    Ok(())
+    Ok(r)
 }
 
 /// Verifies that the tree of `new` leaves with root `new_root` extends the tree of `old` leaves with

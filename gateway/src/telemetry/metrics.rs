@@ -60,6 +60,60 @@ struct Family<V> {
     series: RwLock<BTreeMap<Vec<String>, Arc<V>>>,
 }
 
+/// A label set as a map key: owned (`Vec<String>`) in the map, borrowed from the caller's
+/// `&[&str]` to look a series up, so that recording a value allocates nothing once its series
+/// exists. Ordered as `Vec<String>` is, element by element.
+trait LabelValues {
+    fn count(&self) -> usize;
+    fn at(&self, i: usize) -> &str;
+}
+
+impl LabelValues for Vec<String> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn at(&self, i: usize) -> &str {
+        &self[i]
+    }
+}
+
+impl LabelValues for &[&str] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn at(&self, i: usize) -> &str {
+        self[i]
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn LabelValues + 'a> for Vec<String> {
+    fn borrow(&self) -> &(dyn LabelValues + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn LabelValues + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (0..self.count())
+            .map(|i| self.at(i))
+            .cmp((0..other.count()).map(|i| other.at(i)))
+    }
+}
+
+impl PartialOrd for dyn LabelValues + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn LabelValues + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for dyn LabelValues + '_ {}
+
 impl<V> Family<V> {
     fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         Family {
@@ -77,15 +131,15 @@ impl<V> Family<V> {
             "{}: label count",
             self.name
         );
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         if let Some(series) = self
             .series
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+            .get(&values as &dyn LabelValues)
         {
             return series.clone();
         }
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let mut series = self.series.write().unwrap_or_else(|p| p.into_inner());
         let key = if series.len() >= MAX_SERIES && !series.contains_key(&key) {
             vec!["other".to_owned(); key.len()]
@@ -182,7 +236,7 @@ impl CounterVec {
             .series
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&labels.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>())
+            .get(&labels as &dyn LabelValues)
             .map_or(0, |v| v.load(Ordering::Relaxed))
     }
 
@@ -313,7 +367,7 @@ impl HistogramVec {
             .series
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&labels.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>())
+            .get(&labels as &dyn LabelValues)
             .map_or(0, |v| v.count.load(Ordering::Relaxed))
     }
 
@@ -435,6 +489,9 @@ pub struct Metrics {
     pub fetch_errors: CounterVec,
     /// `causeway_ledger_batch_entries`: entries per group commit.
     pub ledger_batch: HistogramVec,
+    /// `causeway_envelope_signing_batch_envelopes`: envelopes per envelope signature (1: signed
+    /// alone; more: a burst that shared one, docs/PROTOCOL.md "Signature").
+    pub signing_batch: HistogramVec,
     /// `causeway_ledger_commit_duration_seconds`: time of one group commit (sign, write, fsync).
     pub ledger_commit_seconds: HistogramVec,
     /// `causeway_ledger_commits_total{result}`: group commits, `ok` or `failed`.
@@ -487,6 +544,13 @@ impl Metrics {
                 m,
                 "causeway_ledger_batch_entries",
                 "Entries per ledger group commit.",
+                &[],
+                BATCH_BUCKETS,
+            ),
+            signing_batch: HistogramVec::new(
+                m,
+                "causeway_envelope_signing_batch_envelopes",
+                "Envelopes per envelope signature (1: signed alone).",
                 &[],
                 BATCH_BUCKETS,
             ),
@@ -581,6 +645,7 @@ impl Metrics {
         self.fetch_seconds.render(&mut out);
         self.fetch_errors.render(&mut out);
         self.ledger_batch.render(&mut out);
+        self.signing_batch.render(&mut out);
         self.ledger_commit_seconds.render(&mut out);
         self.ledger_commits.render(&mut out);
         self.peer_up.render(&mut out);
@@ -669,6 +734,21 @@ mod tests {
         }
         assert_eq!(m.fetch_errors.get(&["other", "other"]), 10);
         assert_eq!(m.fetch_errors.get(&["d1", "timeout"]), 1);
+    }
+
+    #[test]
+    fn label_sets_that_share_prefixes_are_separate_series() {
+        let m = Metrics::new(None);
+        let sets: [[&str; 2]; 5] = [["a", "b"], ["a", "bb"], ["ab", ""], ["", "ab"], ["a", ""]];
+        for (n, labels) in sets.iter().enumerate() {
+            for _ in 0..=n {
+                m.fetch_errors.inc(labels);
+            }
+        }
+        for (n, labels) in sets.iter().enumerate() {
+            assert_eq!(m.fetch_errors.get(labels), n as u64 + 1, "{labels:?}");
+        }
+        assert_eq!(m.fetch_errors.get(&["b", "a"]), 0);
     }
 
     #[test]
