@@ -15,7 +15,9 @@ use causeway::identity::tls::TlsMaterial;
 use causeway::transport::frame::{self, RequestHeader};
 use causeway::transport::server::{BODY_TIMEOUT, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT};
 use causeway::transport::{paths, HTTPS_ALPN, QUIC_ALPN};
-use causeway_tests::{get_text, raw_quic_connect, raw_quic_stream, Federation, StreamOutcome};
+use causeway_tests::{
+    get_text, raw_quic_connect, raw_quic_stream, start_oversight, Federation, StreamOutcome,
+};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
@@ -330,11 +332,13 @@ async fn slowloris(addr: SocketAddr, head: &'static [u8], within: Duration) -> b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_on_every_listener_without_slowing_anyone_else() {
     let fed = Federation::start().await.unwrap();
+    let (oversight, _) = start_oversight(&fed).await.unwrap();
     let registry = fed.gateway("civil-registry");
     let welfare = fed.gateway("social-welfare");
     let plain = [
         ("client API", welfare.client_addr, paths::REQUESTS),
         ("admin", welfare.admin_addr.unwrap(), "/healthz"),
+        ("oversight dashboard", oversight.client_addr, "/"),
     ];
     let limit = HEADER_TIMEOUT.max(BODY_TIMEOUT).max(HANDSHAKE_TIMEOUT) + Duration::from_secs(4);
 
@@ -373,15 +377,18 @@ async fn slow_clients_are_cut_off_on_every_listener_without_slowing_anyone_else(
             )
         });
     }
-    // Peer port: a TCP connection that never starts the TLS handshake.
+    // Peer ports (a department's, the oversight node's own-log port): a TCP connection that
+    // never starts the TLS handshake.
     let peer = registry.peer_addr;
-    slow.spawn(async move {
-        let mut stream = TcpStream::connect(peer).await.unwrap();
-        (
-            "peer: no TLS handshake".to_owned(),
-            closed_within(&mut stream, limit).await,
-        )
-    });
+    for (name, addr) in [("peer", peer), ("oversight peer", oversight.peer_addr)] {
+        slow.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            (
+                format!("{name}: no TLS handshake"),
+                closed_within(&mut stream, limit).await,
+            )
+        });
+    }
     // Peer port, authenticated HTTP/2: a stream whose body never finishes gets a 408.
     let mut h2 = peer_h2(&fed, "social-welfare", peer).await;
     let stalled = {
@@ -433,6 +440,7 @@ async fn slow_clients_are_cut_off_on_every_listener_without_slowing_anyone_else(
             .await
             .unwrap();
         assert_eq!(status, 200);
+        assert_eq!(get_text(oversight.client_addr, "/").await.unwrap().0, 200);
         let (status, _) = peer_post(&mut h2, None, b"{}".to_vec()).await.unwrap();
         assert!((400..500).contains(&status), "{status}");
     }
@@ -466,6 +474,7 @@ impl hyper::body::Body for NeverEnds {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_and_bodies_are_refused_on_every_listener() {
     let fed = Federation::start().await.unwrap();
+    let (oversight, _) = start_oversight(&fed).await.unwrap();
     let welfare = fed.gateway("social-welfare");
     let big_header = "a".repeat(causeway::transport::server::MAX_HEADER_BYTES + 1024);
     for (name, addr, path, max_body) in [
@@ -476,6 +485,12 @@ async fn oversized_headers_and_bodies_are_refused_on_every_listener() {
             causeway::gateway::MAX_CLIENT_BODY,
         ),
         ("admin", welfare.admin_addr.unwrap(), "/healthz", 1024),
+        (
+            "oversight dashboard",
+            oversight.client_addr,
+            "/",
+            causeway::oversight::dashboard::MAX_FORM_BYTES,
+        ),
     ] {
         let (status, body) = post_raw(addr, path, vec![b' '; max_body + 1])
             .await

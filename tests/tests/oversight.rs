@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use causeway::config::GatewayConfig;
-use causeway::federation::{self, OversightLayout};
+use causeway::federation;
 use causeway::gateway::Gateway;
 use causeway::ledger::checkpoint::open_checkpoint;
 use causeway::ledger::entry::{Entry, Kind};
@@ -18,28 +17,10 @@ use causeway::ledger::{Ledger, LedgerOptions};
 use causeway::oversight::crosscheck::{Finding, FindingKind};
 use causeway::oversight::pull::PullReport;
 use causeway::oversight::{Asker, Oversight};
-use causeway_tests::{ledger_entries, tls_client, Federation};
+use causeway_tests::{ledger_entries, start_oversight, tls_client, Federation};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-
-/// Lay out and start the oversight node of `fed`, reporting a missing side at once (grace 0) and
-/// pulling only when told to (the tests drive every pull themselves).
-async fn start_oversight(fed: &Federation) -> Result<(Gateway, OversightLayout)> {
-    let layout = match federation::open_oversight(&fed.layout)? {
-        Some(l) => l,
-        None => {
-            let l = federation::create_oversight(&fed.layout, "audit-office")?;
-            let text = std::fs::read_to_string(&l.config)?
-                .replace("grace_secs = 30", "grace_secs = 0")
-                .replace("pull_interval_ms = 2000", "pull_interval_ms = 3600000");
-            std::fs::write(&l.config, text)?;
-            l
-        }
-    };
-    let gateway = Gateway::start(&GatewayConfig::load(&layout.config)?).await?;
-    Ok((gateway, layout))
-}
 
 fn node(gateway: &Gateway) -> &Arc<Oversight> {
     gateway.oversight().expect("an oversight node")

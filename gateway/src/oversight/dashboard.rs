@@ -36,7 +36,7 @@ use crate::transport::server::Call;
 /// The header an authenticating proxy sets to name the operator.
 pub const OPERATOR_HEADER: &str = "causeway-operator";
 /// Largest form body.
-pub(crate) const MAX_FORM_BYTES: usize = 16 * 1024;
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
