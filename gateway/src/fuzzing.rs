@@ -13,7 +13,7 @@ use crate::ledger::tlog_proof::{verify_tlog_proof, TlogProof};
 use crate::ledger::witness::AddCheckpointRequest;
 
 /// A fixed, valid verifier key (the C2SP/Go note example's) for the bodies that verify.
-const TEST_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+pub const TEST_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 
 fn test_verifier() -> NoteVerifier {
     TEST_VKEY.parse().expect("the fixed test key is valid")

@@ -67,9 +67,7 @@ fn seeds() -> Vec<Vec<u8>> {
             let mut input = format!("{}\n", sig.to_header()).into_bytes();
             input.extend_from_slice(envelope);
             let who = causeway::identity::DeptId::new("x").unwrap();
-            let key = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-                .parse()
-                .unwrap();
+            let key = fuzzing::TEST_VKEY.parse().unwrap();
             Envelope::verify_signature(envelope, Some(&sig.to_header()), &who, &key, None)
                 .expect("the seed's signature verifies, so mutations start from a valid one");
             input

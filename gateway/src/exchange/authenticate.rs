@@ -1,12 +1,12 @@
 //! Who is calling: the department named in the peer certificate's identity URI, and nothing else.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls_pki_types::CertificateDer;
 use tower::{Layer, Service, ServiceExt};
 
+use super::recent::Recent;
 use super::{Authenticated, BoxFuture, ExchangeError, Inbound};
 use crate::config::Directory;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
@@ -23,7 +23,7 @@ impl AuthenticateLayer {
     pub fn new(directory: Arc<Directory>) -> Self {
         AuthenticateLayer {
             directory,
-            known: Arc::default(),
+            known: Arc::new(KnownCertificates(Recent::new(KNOWN_CERTIFICATES))),
         }
     }
 }
@@ -51,10 +51,7 @@ pub struct Authenticate<S> {
 /// is a function of its bytes and the federation's name alone, so a peer's certificate is parsed
 /// once rather than on every request of its connection (revocation is the handshake's business;
 /// directory membership is still checked on every request).
-#[derive(Default)]
-struct KnownCertificates {
-    recent: Mutex<VecDeque<(CertificateDer<'static>, DeptId)>>,
-}
+struct KnownCertificates(Recent<CertificateDer<'static>, DeptId>);
 
 /// Certificates remembered: every department's, a few times over for rotation.
 const KNOWN_CERTIFICATES: usize = 64;
@@ -65,9 +62,8 @@ impl KnownCertificates {
         cert: &CertificateDer<'static>,
         federation: &str,
     ) -> Result<DeptId, ExchangeError> {
-        let lock = || self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, dept)) = lock().iter().find(|(known, _)| known == cert) {
-            return Ok(dept.clone());
+        if let Some(dept) = self.0.get(cert) {
+            return Ok(dept);
         }
         let dept = match identity_from_cert(cert, federation) {
             Ok(PeerIdentity::Dept(id)) => id,
@@ -78,12 +74,7 @@ impl KnownCertificates {
             }
             Err(e) => return Err(ExchangeError::Unauthenticated(e.to_string())),
         };
-        let mut recent = lock();
-        if recent.len() == KNOWN_CERTIFICATES {
-            recent.pop_front();
-        }
-        recent.push_back((cert.clone(), dept.clone()));
-        Ok(dept)
+        Ok(self.0.get_or_insert_with(cert.clone(), || dept))
     }
 }
 
@@ -139,8 +130,8 @@ mod tests {
 
     #[test]
     fn department_certificates_are_parsed_once_and_nothing_else_is_remembered() {
-        let known = KnownCertificates::default();
-        let remembered = || known.recent.lock().unwrap().len();
+        let known = KnownCertificates(Recent::new(KNOWN_CERTIFICATES));
+        let remembered = || known.0.len();
         let a = cert("causeway://demo/dept/a");
         for _ in 0..3 {
             assert_eq!(known.department(&a, "demo").unwrap().as_str(), "a");

@@ -7,14 +7,15 @@
 //! envelope's inclusion proof ([`EnvelopeSignature::Batch`]). The context prefixes keep envelope
 //! signatures from ever being valid as note (checkpoint) signatures made with the same key.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::recent::Recent;
 use crate::identity::{DeptId, GatewayKey};
 use crate::ledger::merkle::{self, Hash, MemoryTree};
 use crate::ledger::note::{verify_strict, NoteVerifier};
@@ -366,9 +367,12 @@ fn batch_statement(size: u16, root: &Hash) -> BatchStatement {
 /// Batch statements that were verified recently, so that the envelopes of one batch cost one
 /// Ed25519 verification between them. Keyed by the exact key, statement and signature bytes, so
 /// a hit means this very check already ran; concurrent checks of one statement wait for the first.
-#[derive(Default)]
-pub struct VerifiedBatches {
-    recent: Mutex<VecDeque<(BatchCheck, Arc<OnceLock<bool>>)>>,
+pub struct VerifiedBatches(Recent<BatchCheck, Arc<OnceLock<bool>>>);
+
+impl Default for VerifiedBatches {
+    fn default() -> Self {
+        VerifiedBatches(Recent::new(VERIFIED_BATCHES))
+    }
 }
 
 /// Statements kept: a few batches in flight per consumer department.
@@ -389,20 +393,8 @@ impl VerifiedBatches {
             statement,
             key: key.to_bytes(),
         };
-        let outcome = {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            match recent.iter().find(|(c, _)| *c == check) {
-                Some((_, outcome)) => outcome.clone(),
-                None => {
-                    if recent.len() == VERIFIED_BATCHES {
-                        recent.pop_front();
-                    }
-                    let outcome = Arc::new(OnceLock::new());
-                    recent.push_back((check, outcome.clone()));
-                    outcome
-                }
-            }
-        };
+        // Outside the memo's lock: a concurrent check of the same statement waits on its cell.
+        let outcome = self.0.get_or_insert_with(check, Arc::default);
         *outcome.get_or_init(|| verify_strict(key, &statement, sig))
     }
 }

@@ -23,6 +23,7 @@ pub mod envelope;
 pub mod fetch;
 pub mod notarize;
 pub mod observe;
+pub mod recent;
 pub mod rescue;
 pub mod shape;
 pub mod signer;
