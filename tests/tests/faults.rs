@@ -874,10 +874,20 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        // The loop device was set up by `mount -o loop`, so unmounting releases it too.
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
+        // The loop device was set up by `mount -o loop`, so unmounting releases it too. Tasks of
+        // the stopped gateways may still hold the ledger open while the test's runtime winds
+        // down: then detach now (lazily), and the kernel unmounts once they let go.
+        let umount = |lazy: bool| {
+            std::process::Command::new("umount")
+                .args(lazy.then_some("--lazy"))
+                .arg(self.dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !umount(false) {
+            umount(true);
+        }
     }
 }
 

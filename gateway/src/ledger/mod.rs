@@ -439,6 +439,7 @@ impl Writer {
             failure: None,
             rewind: rewind.clone(),
             in_flight: in_flight.clone(),
+            short_of_space: false,
         };
         let writer = Writer {
             shared,
@@ -571,6 +572,8 @@ struct Committer {
     failure: Option<LedgerError>,
     rewind: Arc<Mutex<Option<Rewind>>>,
     in_flight: Arc<InFlight>,
+    /// The data file could not be extended ahead of use (said once until it can again).
+    short_of_space: bool,
 }
 
 impl Committer {
@@ -676,6 +679,15 @@ impl Committer {
             Err(e) => {
                 refuse_all(waiting, &e);
             }
+        }
+        // Between batches, after this one's callers have their receipts.
+        match self.shared.store.keep_zeroed_ahead() {
+            Err(e) if !self.short_of_space => {
+                tracing::warn!(error = %e, "cannot extend the ledger's data file: it goes on in the space it holds (at most 1.5 MiB) and then refuses every exchange; free space on its disk");
+                self.short_of_space = true;
+            }
+            Ok(_) => self.short_of_space = false,
+            Err(_) => {}
         }
     }
 }
@@ -867,15 +879,7 @@ mod tests {
         ledger.close();
         drop(ledger);
         let store = Store::open(dir.path(), 64).unwrap();
-        let frontier = store.head().unwrap().frontier;
-        store
-            .commit(&store::Batch {
-                entries: &[],
-                nodes: &[],
-                frontier: &frontier,
-                checkpoint: &forged,
-            })
-            .unwrap();
+        store.overwrite_checkpoint(2, &forged).unwrap();
         let failure = store
             .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
             .unwrap()
