@@ -178,7 +178,7 @@ impl PeerClient {
         let _ = tcp.set_nodelay(true);
         let tls = self
             .connector
-            .connect(server_name, tcp)
+            .connect(server_name, super::coalesce::Coalesce::new(tcp))
             .await
             .map_err(|e| unreachable(format!("TLS: {e}")))?;
         let wrong = |problem: String| PeerError::WrongPeer {

@@ -7,6 +7,7 @@
 //! Wire constants of both peer ports live here and in [`frame`]; docs/PROTOCOL.md specifies them.
 
 pub mod client;
+pub mod coalesce;
 pub mod frame;
 pub mod peer;
 pub mod quic;

@@ -17,6 +17,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::coalesce::Coalesce;
 use crate::exchange::ProtocolResponse;
 
 /// Time allowed for a TLS handshake.
@@ -92,8 +93,11 @@ pub async fn serve<H, F, R>(
         tokio::spawn(async move {
             match acceptor {
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
+                    let tls = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(Coalesce::new(stream)),
+                    )
+                    .await
                     {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
