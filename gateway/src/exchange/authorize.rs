@@ -35,7 +35,7 @@ impl<S> Layer<S> for AuthorizeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Authorize {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -45,7 +45,8 @@ impl<S> Layer<S> for AuthorizeLayer {
 #[derive(Clone)]
 pub struct Authorize<S> {
     inner: S,
-    layer: AuthorizeLayer,
+    /// Shared by every clone: a request clones the services below each layer.
+    layer: Arc<AuthorizeLayer>,
 }
 
 impl<S, R> Service<Verified> for Authorize<S>

@@ -42,7 +42,7 @@ impl<S> Layer<S> for NotarizeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Notarize {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -51,7 +51,8 @@ impl<S> Layer<S> for NotarizeLayer {
 #[derive(Clone)]
 pub struct Notarize<S> {
     inner: S,
-    layer: NotarizeLayer,
+    /// Shared by every clone: a request clones the services below each layer.
+    layer: Arc<NotarizeLayer>,
 }
 
 impl<S> Service<Verified> for Notarize<S>

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use causeway_policy::Decision;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
@@ -90,18 +90,20 @@ where
     type Error = ExchangeError;
     type Future = BoxFuture<Result<St::Response, ExchangeError>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
+    /// Calls the stage here rather than on a clone inside the future: otherwise every request
+    /// would clone all the services below each of the six stages.
     fn call(&mut self, request: St::Request) -> Self::Future {
         let (span, summary) = self.stage.enter(&request);
-        let inner = self.inner.clone();
+        let started = Instant::now();
+        let inner = span.in_scope(|| self.inner.call(request));
         let stage = self.stage.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let started = Instant::now();
-            let result = inner.oneshot(request).instrument(span.clone()).await;
+            let result = inner.instrument(span.clone()).await;
             stage.finished(&metrics, &span, summary, &result, started.elapsed());
             result
         })

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use causeway_policy::Decision;
 use serde::Serialize;
 use serde_json::json;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 use super::envelope::EnvelopeError;
 use super::{BoxFuture, ExchangeError, Inbound, Notarized, Outcome, ProtocolResponse};
@@ -42,14 +42,15 @@ where
     type Error = Infallible;
     type Future = BoxFuture<Result<ProtocolResponse, Infallible>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The stages below are always ready; were one not, its call would answer the request.
+        self.inner.poll_ready(cx).map(|_| Ok(()))
     }
 
     fn call(&mut self, inbound: Inbound) -> Self::Future {
-        let inner = self.inner.clone();
+        let answer = self.inner.call(inbound);
         Box::pin(async move {
-            Ok(match inner.oneshot(inbound).await {
+            Ok(match answer.await {
                 Ok(notarized) => respond(notarized),
                 Err(e) => refuse(&e),
             })

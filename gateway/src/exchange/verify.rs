@@ -65,7 +65,7 @@ impl<S> Layer<S> for VerifyLayer {
     fn layer(&self, inner: S) -> Self::Service {
         VerifyEnvelope {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -74,7 +74,8 @@ impl<S> Layer<S> for VerifyLayer {
 #[derive(Clone)]
 pub struct VerifyEnvelope<S> {
     inner: S,
-    layer: VerifyLayer,
+    /// Shared by every clone: a request clones the services below each layer.
+    layer: Arc<VerifyLayer>,
 }
 
 impl VerifyLayer {
