@@ -80,10 +80,7 @@ pub struct Observe<S, St> {
 impl<S, St> Service<St::Request> for Observe<S, St>
 where
     St: Stage,
-    S: Service<St::Request, Response = St::Response, Error = ExchangeError>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<St::Request, Response = St::Response, Error = ExchangeError> + Send + 'static,
     S::Future: Send,
 {
     type Response = St::Response;

@@ -35,7 +35,7 @@ pub struct Rescue<S> {
 
 impl<S> Service<Inbound> for Rescue<S>
 where
-    S: Service<Inbound, Response = Notarized, Error = ExchangeError> + Clone + Send + 'static,
+    S: Service<Inbound, Response = Notarized, Error = ExchangeError> + Send + 'static,
     S::Future: Send,
 {
     type Response = ProtocolResponse;

@@ -37,11 +37,6 @@ impl<T> Coalesce<T> {
             yielded: false,
         }
     }
-
-    /// The wrapped socket.
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
 }
 
 impl<T: AsyncWrite + Unpin> Coalesce<T> {
