@@ -409,6 +409,13 @@ pub async fn get_text(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((status, String::from_utf8(bytes.to_vec())?))
 }
 
+/// Replace the first `from` in the file at `path` with `to`; fails if `from` is not there.
+pub fn rewrite(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
 /// Read every entry of a (closed) ledger as JSON values.
 pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
     let store = causeway::ledger::store::Store::open(ledger, 64)?;

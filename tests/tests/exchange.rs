@@ -13,7 +13,7 @@ use causeway::identity::DeptId;
 use causeway::identity::GatewayKey;
 use causeway::transport::peer::{PeerRequest, PeerTransport};
 use causeway::transport::Transport;
-use causeway_tests::{ledger_entries, raw_peer_post, verify_ledger, Federation};
+use causeway_tests::{ledger_entries, raw_peer_post, rewrite, verify_ledger, Federation};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
@@ -474,22 +474,18 @@ async fn a_restarted_gateway_continues_the_same_chain(transport: Transport) {
 async fn no_data_is_released_when_the_ledger_cannot_record(transport: Transport) {
     let mut fed = Federation::create_with(transport).unwrap();
     let config = fed.layout.dept("civil-registry").unwrap().config.clone();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
+    rewrite(
         &config,
-        text.replace("dir = \"ledger\"", "dir = \"ledger\"\nmap_size_mib = 1"),
-    )
-    .unwrap();
+        "dir = \"ledger\"",
+        "dir = \"ledger\"\nmap_size_mib = 1",
+    );
     // A 1 MiB log holds more exchanges than the demo grant's 600 a minute.
-    let grant = fed
-        .dept_dir("civil-registry")
-        .join("policies/welfare-residents.toml");
-    let text = std::fs::read_to_string(&grant).unwrap();
-    std::fs::write(
-        &grant,
-        text.replace("per_minute = 600,", "per_minute = 100000,"),
-    )
-    .unwrap();
+    rewrite(
+        &fed.dept_dir("civil-registry")
+            .join("policies/welfare-residents.toml"),
+        "per_minute = 600,",
+        "per_minute = 100000,",
+    );
     for dept in ["civil-registry", "social-welfare", "tax-office"] {
         fed.start_dept(dept).await.unwrap();
     }

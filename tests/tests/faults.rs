@@ -16,7 +16,8 @@ use causeway::transport::frame::{self, RequestHeader};
 use causeway::transport::server::{BODY_TIMEOUT, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT};
 use causeway::transport::{paths, HTTPS_ALPN, QUIC_ALPN};
 use causeway_tests::{
-    get_text, raw_quic_connect, raw_quic_stream, start_oversight, Federation, StreamOutcome,
+    get_text, raw_quic_connect, raw_quic_stream, rewrite, start_oversight, Federation,
+    StreamOutcome,
 };
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -46,12 +47,6 @@ impl Rng {
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
-}
-
-fn rewrite(path: &std::path::Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} has no {from:?}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
 /// Poll `done` until it holds or `within` passes; true if it held.

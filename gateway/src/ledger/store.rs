@@ -19,6 +19,7 @@
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lmdb::{Cursor, Database, DatabaseFlags, Environment, Transaction, WriteFlags};
 
@@ -70,6 +71,8 @@ pub struct Store {
     witness: Database,
     /// The data file, only ever written past its end ([`Store::keep_zeroed_ahead`]).
     data: File,
+    /// How long the data file was when last looked at (it never shrinks).
+    zeroed_to: AtomicU64,
     page_size: u64,
 }
 
@@ -118,13 +121,15 @@ impl Store {
         // Zeros go straight to the disk where it can (`O_DIRECT`): copying them through the page
         // cache cost a few percent of the CPU an exchange takes.
         let path = dir.join("data.mdb");
+        let io = |e: std::io::Error| LedgerError::Storage(format!("{}: {e}", path.display()));
         let data = File::options()
             .write(true)
             .custom_flags(libc::O_DIRECT)
             .open(&path)
             .or_else(|_| File::options().write(true).open(&path))
-            .map_err(|e| LedgerError::Storage(format!("{}: {e}", path.display())))?;
+            .map_err(io)?;
         let page_size = env.stat().map_err(storage)?.page_size().into();
+        let zeroed_to = AtomicU64::new(data.metadata().map_err(io)?.len());
         Ok(Store {
             env,
             entries,
@@ -133,6 +138,7 @@ impl Store {
             meta,
             witness,
             data,
+            zeroed_to,
             page_size,
         })
     }
@@ -214,10 +220,17 @@ impl Store {
     /// written. A failure (a full disk) leaves the file as LMDB left it, plus some zeros.
     pub fn keep_zeroed_ahead(&self) -> Result<u64, LedgerError> {
         let io = |e: std::io::Error| LedgerError::Storage(e.to_string());
+        let used = |info: &lmdb::Info| (info.last_pgno() as u64 + 1) * self.page_size;
+        // Most batches end here: the file reaches at least as far as it did last time.
+        let info = self.env.info().map_err(storage)?;
+        if self.zeroed_to.load(Ordering::Relaxed) >= used(&info) + ZEROED_LOW_WATER {
+            return Ok(0);
+        }
         let txn = self.env.begin_rw_txn().map_err(storage)?;
         let info = self.env.info().map_err(storage)?;
-        let used = (info.last_pgno() as u64 + 1) * self.page_size;
+        let used = used(&info);
         let end = self.data.metadata().map_err(io)?.len();
+        self.zeroed_to.store(end, Ordering::Relaxed);
         let to = end.saturating_add(ZEROED_STEP).min(info.map_size() as u64);
         if end < used || end >= used + ZEROED_LOW_WATER || to <= end {
             return Ok(0);
@@ -226,6 +239,7 @@ impl Store {
             .write_all_at(&ZEROS.0[..(to - end) as usize], end)
             .map_err(io)?;
         self.data.sync_data().map_err(io)?;
+        self.zeroed_to.store(to, Ordering::Relaxed);
         drop(txn);
         Ok(to - end)
     }

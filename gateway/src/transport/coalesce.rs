@@ -53,27 +53,15 @@ impl<T: AsyncWrite + Unpin> Coalesce<T> {
         self.sent = 0;
         Poll::Ready(Ok(()))
     }
-
-    /// Make room for `len` more bytes; false if they are too many to hold at all.
-    fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<bool>> {
-        if self.held.len() + len > MAX_HELD {
-            ready!(self.poll_send_held(cx))?;
-        }
-        Poll::Ready(Ok(len < MAX_HELD))
-    }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if !ready!(self.poll_room(cx, buf.len()))? {
-            return Pin::new(&mut self.io).poll_write(cx, buf);
-        }
-        self.held.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -81,9 +69,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        if !ready!(self.poll_room(cx, len))? {
-            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let len = bufs.iter().map(|b| b.len()).sum::<usize>();
+        if self.held.len() + len > MAX_HELD {
+            ready!(self.poll_send_held(cx))?;
+            if len >= MAX_HELD {
+                return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+            }
         }
         for buf in bufs {
             self.held.extend_from_slice(buf);
