@@ -65,6 +65,7 @@ impl SqliteSource {
         let (conn, columns) = tokio::task::spawn_blocking(move || {
             let conn = open_connection(&path)
                 .map_err(|e| OpenProblem::Connection(describe_open(&path, &e)))?;
+            recommend_wal(&conn, &path);
             let columns = check_query(&conn, &sql, &declared)?;
             Ok::<_, OpenProblem>((conn, columns))
         })
@@ -368,6 +369,24 @@ fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
+/// A database in the rollback-journal mode costs each query about five more system calls than in
+/// WAL mode (file locks, a check for a hot journal, a header read), and each read blocks the
+/// department's own writers while it runs. The gateway only reads, so it cannot switch the mode
+/// itself: it says how.
+fn recommend_wal(conn: &Connection, path: &Path) {
+    let mode = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
+        .unwrap_or_default();
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::info!(
+            database = %path.display(),
+            journal_mode = %mode,
+            "sqlite: the database is not in WAL mode; reads would be cheaper and would not block \
+             its writers in WAL mode: run `PRAGMA journal_mode=WAL` on it once (docs/DATASETS.md)"
+        );
+    }
+}
+
 fn describe_open(path: &Path, e: &rusqlite::Error) -> String {
     if !path.exists() {
         format!(
@@ -376,7 +395,8 @@ fn describe_open(path: &Path, e: &rusqlite::Error) -> String {
         )
     } else {
         format!(
-            "cannot open {} read-only as SQLite: {e} (check that it is a SQLite database and readable)",
+            "cannot open {} read-only as SQLite: {e} (check that it is a SQLite database and readable; \
+             in WAL mode the gateway also needs its -shm file, or write access to the directory to create it)",
             path.display()
         )
     }

@@ -66,6 +66,18 @@ impl Fixture {
     }
 }
 
+/// The `residents` dataset's rows for `national_id`.
+async fn resident(catalog: &Catalog, national_id: &str) -> causeway_adapters::Rows {
+    catalog
+        .fetch(
+            "residents",
+            &params(&[("national_id", json!(national_id))]),
+            GENEROUS,
+        )
+        .await
+        .expect("fetch")
+}
+
 fn params(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
     pairs
         .iter()
@@ -294,14 +306,7 @@ async fn injection_strings_are_only_ever_literals() {
         "D\u{FF10}\u{FF10}\u{FF10}\u{FF10}\u{FF10}1",
         "\u{0414}000001",
     ] {
-        let rows = catalog
-            .fetch(
-                "residents",
-                &params(&[("national_id", json!(attack))]),
-                GENEROUS,
-            )
-            .await
-            .expect("fetch");
+        let rows = resident(&catalog, attack).await;
         assert!(rows.rows.is_empty(), "{attack:?} matched {rows:?}");
     }
     assert_eq!(fx.count("residents"), 4, "the table is intact");
@@ -861,4 +866,40 @@ async fn sample_datasets_files_open_and_fetch() {
             "national_id"
         );
     }
+}
+
+#[tokio::test]
+async fn a_wal_database_is_read_while_its_own_writer_holds_a_transaction_and_sees_each_commit() {
+    let fx = Fixture::new();
+    let db = fx.path().join("civil.sqlite");
+    let writer = Connection::open(&db).expect("open writer");
+    let mode: String = writer
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .expect("switch to WAL");
+    assert_eq!(mode, "wal");
+    let catalog = fx.catalog(RESIDENTS).await;
+    let fetch = |id: &'static str| {
+        let catalog = &catalog;
+        async move {
+            let started = Instant::now();
+            let rows = resident(catalog, id).await;
+            (rows.rows.len(), started.elapsed())
+        }
+    };
+
+    // The department's application is in the middle of writing: the gateway still reads at once,
+    // and sees what was committed before, not the write in progress.
+    writer.execute_batch("BEGIN IMMEDIATE; INSERT INTO residents VALUES ('D000004', 'New Person', '2020-02-02', 'Pikk 4', 'H4', 0, 0, 1);")
+        .expect("write without committing");
+    let (found, took) = fetch("D000001").await;
+    assert_eq!(found, 1);
+    assert!(
+        took < GENEROUS.timeout / 2,
+        "a read waited {took:?} on the writer's transaction"
+    );
+    assert_eq!(fetch("D000004").await.0, 0, "an uncommitted row was read");
+
+    writer.execute_batch("COMMIT").expect("commit");
+    assert_eq!(fetch("D000004").await.0, 1, "the committed row is not seen");
+    assert_eq!(fx.count("residents"), 5);
 }

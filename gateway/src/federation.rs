@@ -350,10 +350,12 @@ pub fn generate_demo_data(layout: &Layout, people: u32) -> Result<()> {
         if path.exists() {
             std::fs::remove_file(&path)?;
         }
-        Ok(Some(
-            rusqlite::Connection::open(&path)
-                .with_context(|| format!("creating {}", path.display()))?,
-        ))
+        let db = rusqlite::Connection::open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        // As docs/DATASETS.md recommends: the gateway's reads then take no file locks and never
+        // block the department's writers.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        Ok(Some(db))
     };
     let mut registry = open("civil-registry", "civil-registry.sqlite")?;
     let mut tax = open("tax-office", "tax-office.sqlite")?;
