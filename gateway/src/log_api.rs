@@ -354,7 +354,7 @@ pub async fn collect_cosignatures(
                 .to_body();
                 let request =
                     http::Request::post(format!("https://{}{}", dept.id, paths::ADD_CHECKPOINT))
-                        .body(http_body_util::Full::new(Bytes::from(body)))
+                        .body(Bytes::from(body))
                         .expect("a request from static parts always builds");
                 match peers.send(dept, request, Duration::from_secs(5)).await {
                     Ok((200, line)) => {

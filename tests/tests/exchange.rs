@@ -14,7 +14,6 @@ use causeway::identity::GatewayKey;
 use causeway::transport::peer::{PeerRequest, PeerTransport};
 use causeway::transport::Transport;
 use causeway_tests::{ledger_entries, raw_peer_post, rewrite, verify_ledger, Federation};
-use http_body_util::Full;
 use serde_json::{json, Value};
 
 /// One test body, run over HTTPS and over QUIC: for each `name`, `async fn name(Transport)` must
@@ -364,7 +363,7 @@ async fn the_peer_port_refuses_a_certificate_from_another_ca() {
         .unwrap()
         .clone();
     let request = http::Request::post("https://civil-registry/causeway/v1/exchange")
-        .body(Full::new(Bytes::new()))
+        .body(Bytes::new())
         .unwrap();
     let result = client
         .send(&provider, request, Duration::from_secs(5))

@@ -10,7 +10,6 @@ use causeway::ledger::tlog_proof::{verify_tlog_proof, TlogProof};
 use causeway::ledger::witness::AddCheckpointRequest;
 use causeway::log_api::paths;
 use causeway_tests::{ledger_entries, Federation};
-use http_body_util::Full;
 use serde_json::{json, Value};
 
 fn hashes(v: &Value) -> Vec<Hash> {
@@ -39,7 +38,7 @@ async fn get(
         .unwrap()
         .clone();
     let request = http::Request::get(format!("https://{provider}{path_and_query}"))
-        .body(Full::new(Bytes::new()))
+        .body(Bytes::new())
         .unwrap();
     client
         .send(&dept, request, Duration::from_secs(5))
@@ -236,7 +235,7 @@ async fn a_log_that_signs_two_trees_of_one_size_is_caught_by_a_witness() {
         }
         .to_body();
         http::Request::post(format!("https://social-welfare{}", paths::ADD_CHECKPOINT))
-            .body(Full::new(Bytes::from(body)))
+            .body(Bytes::from(body))
             .unwrap()
     };
     let (status, line) = client

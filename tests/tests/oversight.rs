@@ -605,7 +605,7 @@ async fn only_oversight_certificates_read_full_entries() {
         .clone();
     let get = || {
         http::Request::get("https://civil-registry/causeway/v1/log/entries?start=0&end=10")
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .unwrap()
     };
     let peer = fed.peer_client_as("tax-office").unwrap();
@@ -617,7 +617,7 @@ async fn only_oversight_certificates_read_full_entries() {
     assert!(String::from_utf8_lossy(&body).contains("oversight-only"));
     // Checkpoints and proofs stay open to peers.
     let checkpoint = http::Request::get("https://civil-registry/causeway/v1/log/checkpoint")
-        .body(Full::new(Bytes::new()))
+        .body(Bytes::new())
         .unwrap();
     assert_eq!(
         peer.send(&registry, checkpoint, Duration::from_secs(5))

@@ -1,15 +1,21 @@
 //! The consumer's side of the HTTPS peer port: one HTTP/2 connection per provider, over mTLS, reused
 //! across exchanges, and checked to be the department we meant to reach.
+//!
+//! Requests go straight onto the `h2` connection from the task that asks, and the answer wakes that
+//! task directly: hyper's client would hand each request to its connection task over a channel and
+//! spawn one more task per request to wait for the answer (docs/PERFORMANCE.md, "Seventh pass").
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use h2::client::SendRequest;
 use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::sync::Mutex;
@@ -87,7 +93,28 @@ pub struct PeerClient {
     connections: std::sync::Mutex<HashMap<DeptId, Arc<PeerSlot>>>,
 }
 
-type PeerSlot = Mutex<Option<SendRequest<Full<Bytes>>>>;
+type PeerSlot = Mutex<Option<Connection>>;
+
+/// An open HTTP/2 connection to a peer.
+#[derive(Clone)]
+struct Connection {
+    sender: SendRequest<Bytes>,
+    /// Set when the task driving the connection ends (the peer closed it, or it failed).
+    closed: Arc<AtomicBool>,
+}
+
+/// HTTP/2 settings as hyper's client had them: windows larger than the protocol's 64 KiB default,
+/// so that a large answer is not held up by flow control, and no server push.
+fn h2_builder() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .enable_push(false);
+    builder
+}
 
 impl PeerClient {
     /// A client presenting our certificate (in `tls`) to peers of `federation`.
@@ -103,7 +130,7 @@ impl PeerClient {
     pub async fn send(
         &self,
         dept: &Department,
-        request: Request<Full<Bytes>>,
+        request: Request<Bytes>,
         timeout: Duration,
     ) -> Result<(u16, Bytes), PeerError> {
         tokio::time::timeout(timeout, self.send_inner(dept, request))
@@ -114,29 +141,66 @@ impl PeerClient {
     async fn send_inner(
         &self,
         dept: &Department,
-        request: Request<Full<Bytes>>,
+        request: Request<Bytes>,
     ) -> Result<(u16, Bytes), PeerError> {
-        let mut sender = self.connection(dept).await?;
-        let response = match sender.send_request(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.slot(&dept.id).lock().await.take();
-                return Err(PeerError::Protocol {
-                    dept: dept.id.clone(),
-                    problem: e.to_string(),
-                });
+        let protocol = |problem: String| PeerError::Protocol {
+            dept: dept.id.clone(),
+            problem,
+        };
+        let (mut head, body) = request.into_parts();
+        if !body.is_empty() {
+            head.headers
+                .insert(http::header::CONTENT_LENGTH, body.len().into());
+        }
+        let mut connection = self.connection(dept).await?;
+        let mut sender = match connection.sender.clone().ready().await {
+            Ok(sender) => sender,
+            Err(_) => {
+                // Closed or gone away (the provider restarted, say) before anything of this
+                // request was sent: one fresh connection.
+                self.forget(&dept.id, &connection).await;
+                connection = self.connection(dept).await?;
+                connection
+                    .sender
+                    .clone()
+                    .ready()
+                    .await
+                    .map_err(|e| protocol(e.to_string()))?
             }
         };
+        let sent = sender
+            .send_request(Request::from_parts(head, ()), body.is_empty())
+            .and_then(|(response, mut stream)| {
+                if !body.is_empty() {
+                    stream.send_data(body, true)?;
+                }
+                Ok(response)
+            });
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.forget(&dept.id, &connection).await;
+                return Err(protocol(e.to_string()));
+            }
+        };
+        let response = response.await.map_err(|e| protocol(e.to_string()))?;
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
+        let body = read_body(response.into_body(), MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| PeerError::Protocol {
-                dept: dept.id.clone(),
-                problem: format!("reading the answer: {e}"),
-            })?
-            .to_bytes();
+            .map_err(|e| protocol(format!("reading the answer: {e}")))?;
         Ok((status, body))
+    }
+
+    /// Drop `connection` from its slot, unless another request already replaced it.
+    async fn forget(&self, dept: &DeptId, connection: &Connection) {
+        let slot = self.slot(dept);
+        let mut slot = slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(&held.closed, &connection.closed))
+        {
+            *slot = None;
+        }
     }
 
     fn slot(&self, dept: &DeptId) -> Arc<PeerSlot> {
@@ -148,12 +212,12 @@ impl PeerClient {
             .clone()
     }
 
-    async fn connection(&self, dept: &Department) -> Result<SendRequest<Full<Bytes>>, PeerError> {
+    async fn connection(&self, dept: &Department) -> Result<Connection, PeerError> {
         let slot = self.slot(&dept.id);
         let mut slot = slot.lock().await;
-        if let Some(sender) = slot.as_ref() {
-            if !sender.is_closed() && sender.is_ready() {
-                return Ok(sender.clone());
+        if let Some(connection) = slot.as_ref() {
+            if !connection.closed.load(Ordering::Acquire) {
+                return Ok(connection.clone());
             }
             *slot = None;
         }
@@ -202,19 +266,47 @@ impl PeerClient {
             }
             Err(e) => return Err(wrong(e.to_string())),
         }
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .map_err(|e| unreachable(format!("HTTP/2: {e}")))?;
+        let (sender, conn) = h2_builder()
+            .handshake(tls)
+            .await
+            .map_err(|e| unreachable(format!("HTTP/2: {e}")))?;
+        let closed = Arc::new(AtomicBool::new(false));
         let id = dept.id.clone();
+        let ended = Arc::clone(&closed);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %id, error = %e, "peer connection closed");
             }
+            ended.store(true, Ordering::Release);
         });
-        *slot = Some(sender.clone());
-        Ok(sender)
+        let connection = Connection { sender, closed };
+        *slot = Some(connection.clone());
+        Ok(connection)
     }
+}
+
+/// The whole answer, up to `limit` bytes; an answer in one DATA frame is not copied.
+async fn read_body(mut body: h2::RecvStream, limit: usize) -> Result<Bytes, String> {
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut len = 0;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        len += chunk.len();
+        if len > limit {
+            return Err(format!("the answer is longer than {limit} bytes"));
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(chunk),
+            None => rest.extend_from_slice(&chunk),
+            Some(earlier) => {
+                rest.extend_from_slice(&earlier);
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
 /// POST JSON over plain HTTP/1.1 to a loopback listener (an application calling its gateway's
@@ -240,4 +332,74 @@ pub async fn post_json(
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok((status, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answer one request over a real HTTP/2 connection (in memory) with `frames` as its DATA
+    /// frames, and read it back as the peer client does, with `limit`.
+    async fn answered_with(
+        frames: &'static [&'static [u8]],
+        limit: usize,
+    ) -> Result<Bytes, String> {
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(far).await.expect("server handshake");
+            let (_, mut respond) = conn
+                .accept()
+                .await
+                .expect("a request")
+                .expect("a well-formed request");
+            let mut stream = respond
+                .send_response(http::Response::new(()), frames.is_empty())
+                .expect("send the head");
+            for (i, frame) in frames.iter().enumerate() {
+                stream
+                    .send_data(Bytes::from_static(frame), i + 1 == frames.len())
+                    .expect("send a frame");
+            }
+            while conn.accept().await.is_some() {}
+        });
+        let (sender, conn) = h2_builder()
+            .handshake::<_, Bytes>(near)
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut sender = sender.ready().await.expect("ready");
+        let request = Request::get("https://civil-registry/")
+            .body(())
+            .expect("request");
+        let (response, _) = sender.send_request(request, true).expect("send");
+        let response = response.await.expect("an answer");
+        read_body(response.into_body(), limit).await
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_one_frame_in_several_or_in_none_reads_back_whole() {
+        assert_eq!(
+            answered_with(&[b"{\"rows\":[]}"], 100).await.unwrap(),
+            &b"{\"rows\":[]}"[..]
+        );
+        assert_eq!(
+            answered_with(&[b"ab", b"cd", b"ef"], 100).await.unwrap(),
+            &b"abcdef"[..]
+        );
+        assert_eq!(answered_with(&[], 100).await.unwrap(), &b""[..]);
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_limit_is_refused_wherever_it_crosses_it() {
+        assert_eq!(
+            answered_with(&[b"abcdef"], 6).await.unwrap(),
+            &b"abcdef"[..]
+        );
+        const ONE: &[&[u8]] = &[b"abcdefg"];
+        const THREE: &[&[u8]] = &[b"abc", b"def", b"g"];
+        for frames in [ONE, THREE] {
+            let e = answered_with(frames, 6).await.unwrap_err();
+            assert_eq!(e, "the answer is longer than 6 bytes");
+        }
+    }
 }

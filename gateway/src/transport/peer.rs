@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 
 use super::client::{PeerClient, PeerError};
 use super::quic::{Delivery, QuicClient};
@@ -61,7 +60,7 @@ impl PeerRequest {
         }
     }
 
-    fn to_http(&self, dept: &Department) -> Result<http::Request<Full<Bytes>>, PeerError> {
+    fn to_http(&self, dept: &Department) -> Result<http::Request<Bytes>, PeerError> {
         let mut request = http::Request::builder()
             .method(self.method.clone())
             .uri(format!("https://{}{}", dept.id, self.path));
@@ -75,7 +74,7 @@ impl PeerRequest {
             request = request.header(crate::telemetry::observe::TRACEPARENT, traceparent.as_str());
         }
         request
-            .body(Full::new(self.body.clone()))
+            .body(self.body.clone())
             .map_err(|e| PeerError::Protocol {
                 dept: dept.id.clone(),
                 problem: format!("cannot form the request: {e}"),
