@@ -145,26 +145,23 @@ fn lookup(src: &impl NodeSource, level: u8, index: u64) -> Result<Hash, MerkleEr
 
 /// Hash of the subtree over leaves [start, end), as RFC 9162's MTH defines it. `start` must be a
 /// multiple of the largest power of two not above `end - start`, which holds for every subtree the
-/// RFC recursion visits; the perfect parts are read from `src`, one lookup per level.
+/// RFC recursion visits; the perfect parts (one per bit of `end - start`, one lookup each) are read
+/// from `src` smallest first, that is right to left, and folded as they come: this runs for every
+/// proof node of every receipt, so nothing is collected on the way.
 fn range_hash(src: &impl NodeSource, start: u64, end: u64) -> Result<Hash, MerkleError> {
-    let n = end - start;
-    if n == 0 {
-        return Ok(empty_root());
+    let mut rest = end - start;
+    let mut root: Option<Hash> = None;
+    while rest != 0 {
+        let level = rest.trailing_zeros();
+        rest &= rest - 1;
+        // The larger parts, to this one's left, cover exactly the bits still in `rest`.
+        let part = lookup(src, level as u8, (start + rest) >> level)?;
+        root = Some(match root {
+            None => part,
+            Some(right) => node_hash(&part, &right),
+        });
     }
-    // Perfect, aligned subtrees from left to right (at most one per bit of `n`, on the stack: this
-    // runs for every proof node of every receipt), then folded right to left.
-    let mut parts = [[0u8; 32]; 64];
-    let mut count = 0;
-    let mut offset = start;
-    for level in (0..64u8).rev() {
-        let width = 1u64 << level;
-        if n & width != 0 {
-            parts[count] = lookup(src, level, offset >> level)?;
-            count += 1;
-            offset += width;
-        }
-    }
-    Ok(fold_right(&parts[..count]))
+    Ok(root.unwrap_or_else(empty_root))
 }
 
 /// Combines perfect subtree hashes (largest first) into the root of the tree they cover.
