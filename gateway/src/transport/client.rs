@@ -6,10 +6,9 @@
 //! spawn one more task per request to wait for the answer (docs/PERFORMANCE.md, "Seventh pass").
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
