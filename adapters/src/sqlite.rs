@@ -370,8 +370,8 @@ fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 /// A database in the rollback-journal mode costs each query about five more system calls than in
-/// WAL mode (file locks, a check for a hot journal, a header read), and each read blocks the
-/// department's own writers while it runs. The gateway only reads, so it cannot switch the mode
+/// WAL mode (file locks, a check for a hot journal, a header read), and while a read runs the
+/// department's own writers cannot commit. The gateway only reads, so it cannot switch the mode
 /// itself: it says how.
 fn recommend_wal(conn: &Connection, path: &Path) {
     let mode = conn
@@ -381,8 +381,8 @@ fn recommend_wal(conn: &Connection, path: &Path) {
         tracing::info!(
             database = %path.display(),
             journal_mode = %mode,
-            "sqlite: the database is not in WAL mode; reads would be cheaper and would not block \
-             its writers in WAL mode: run `PRAGMA journal_mode=WAL` on it once (docs/DATASETS.md)"
+            "sqlite: the database is not in WAL mode; in WAL mode reads would be cheaper and would \
+             not hold up its writers' commits: run `PRAGMA journal_mode=WAL` on it once (docs/DATASETS.md)"
         );
     }
 }

@@ -352,8 +352,8 @@ pub fn generate_demo_data(layout: &Layout, people: u32) -> Result<()> {
         }
         let db = rusqlite::Connection::open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
-        // As docs/DATASETS.md recommends: the gateway's reads then take no file locks and never
-        // block the department's writers.
+        // As docs/DATASETS.md recommends: the gateway's reads then cost fewer system calls and
+        // never hold up a writer's commit.
         db.pragma_update(None, "journal_mode", "WAL")?;
         Ok(Some(db))
     };
