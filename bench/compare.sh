@@ -17,6 +17,10 @@
 # Both are driven by `h2load --h1 -c $C -m 1` (HTTP/1.1, one request in flight per connection).
 # Throughput counts 2xx only; p50/p99 come from h2load's --log-file (per-request microseconds;
 # h2load itself prints only mean/sd/max). The two alternate ROUNDS times; medians are reported.
+# Each run also reads the CPU time (user + system, from /proc) of the side it drives: the demo
+# process for Causeway, both nginx masters and their workers for the baseline; h2load's own is in
+# neither. Throughput also depends on how each side shares the cores with h2load; CPU per request
+# is what each side costs the machine, a second view of the gap.
 # OVERSIGHT_PULL_MS=2000 keeps the demo's in-process oversight node pulling as the demo does.
 set -euo pipefail
 
@@ -126,8 +130,10 @@ http {
 EOF
 "$NGINX" -p "$work/nginx" -c "$work/nginx/b.conf" &
 pids+=($!)
+nginx_masters=($!)
 "$NGINX" -p "$work/nginx" -c "$work/nginx/a.conf" &
 pids+=($!)
+nginx_masters+=($!)
 for _ in $(seq 1 100); do
     curl -s -o /dev/null "http://127.0.0.1:$port_a/" && break
     sleep 0.1
@@ -138,18 +144,40 @@ cd "$work"
 
 # --- runs -------------------------------------------------------------------------------------
 # run NAME URL -> appends "NAME rps p50_ms p99_ms" to results
+# The processes whose CPU time counts for one side.
+side_pids() {
+    if [ "$1" = causeway ]; then
+        echo "$demo_pid"
+    else
+        for master in "${nginx_masters[@]}"; do echo "$master"; pgrep -P "$master" || true; done
+    fi
+}
+# Their CPU time so far, in clock ticks (utime + stime).
+cpu_ticks() {
+    local pid total=0
+    for pid in $(side_pids "$1"); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+hz="$(getconf CLK_TCK)"
+
 run() {
-    local name="$1" url="$2" log="$work/$1.$RANDOM.log" out ok secs
+    local name="$1" url="$2" log="$work/$1.$RANDOM.log" out ok secs t0 t1 cpu
+    t0="$(cpu_ticks "$name")"
     out="$(h2load --h1 -c "$C" -m 1 -n "$N" -d "$work/request.json" -H 'content-type: application/json' \
         --log-file="$log" "$url")"
+    t1="$(cpu_ticks "$name")"
+    cpu="$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$N" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')"
     ok="$(awk '$2 >= 200 && $2 < 300' "$log" | wc -l)"
     secs="$(echo "$out" | sed -nE 's/^finished in ([0-9.]+)(m?s),.*/\1 \2/p' | awk '{print ($2=="ms") ? $1/1000 : $1}')"
     read -r p50 p99 < <(awk '$2 >= 200 && $2 < 300 {print $3}' "$log" | sort -n |
         awk '{a[NR]=$1} END {i50=int(NR*0.50); if(i50<1)i50=1; i99=int(NR*0.99); if(i99<1)i99=1; printf "%.2f %.2f\n", a[i50]/1000, a[i99]/1000}')
     local rps
     rps="$(awk -v ok="$ok" -v s="$secs" 'BEGIN {printf "%.0f", ok/s}')"
-    printf '   %-8s %8s req/s (2xx: %s of %s)  p50 %7s ms  p99 %7s ms\n' "$name" "$rps" "$ok" "$N" "$p50" "$p99"
-    echo "$name $rps $p50 $p99" >>"$work/results"
+    printf '   %-8s %8s req/s (2xx: %s of %s)  p50 %7s ms  p99 %7s ms  CPU %6s us/request\n' \
+        "$name" "$rps" "$ok" "$N" "$p50" "$p99" "$cpu"
+    echo "$name $rps $p50 $p99 $cpu" >>"$work/results"
     rm -f "$log"
 }
 
@@ -164,10 +192,11 @@ done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { awk -v n="$1" -v c="$2" '$1==n {print $c}' "$work/results" | median; }
-ours_rps="$(col causeway 2)"; ours_p50="$(col causeway 3)"; ours_p99="$(col causeway 4)"
-nginx_rps="$(col nginx 2)"; nginx_p50="$(col nginx 3)"; nginx_p99="$(col nginx 4)"
+ours_rps="$(col causeway 2)"; ours_p50="$(col causeway 3)"; ours_p99="$(col causeway 4)"; ours_cpu="$(col causeway 5)"
+nginx_rps="$(col nginx 2)"; nginx_p50="$(col nginx 3)"; nginx_p99="$(col nginx 4)"; nginx_cpu="$(col nginx 5)"
 echo "== medians over $ROUNDS rounds ($(nproc) cores; $(uptime | sed 's/.*load average/load average/'))"
-printf '   causeway %8s req/s  p50 %7s ms  p99 %7s ms\n' "$ours_rps" "$ours_p50" "$ours_p99"
-printf '   nginx    %8s req/s  p50 %7s ms  p99 %7s ms\n' "$nginx_rps" "$nginx_p50" "$nginx_p99"
+printf '   causeway %8s req/s  p50 %7s ms  p99 %7s ms  CPU %6s us/request\n' "$ours_rps" "$ours_p50" "$ours_p99" "$ours_cpu"
+printf '   nginx    %8s req/s  p50 %7s ms  p99 %7s ms  CPU %6s us/request\n' "$nginx_rps" "$nginx_p50" "$nginx_p99" "$nginx_cpu"
 awk -v a="$ours_rps" -v b="$nginx_rps" -v c="$ours_p50" -v d="$nginx_p50" -v e="$ours_p99" -v f="$nginx_p99" \
-    'BEGIN {printf "   ratio (causeway/nginx): throughput %.2fx  p50 %.2fx  p99 %.2fx\n", a/b, c/d, e/f}'
+    -v g="$ours_cpu" -v h="$nginx_cpu" \
+    'BEGIN {printf "   ratio (causeway/nginx): throughput %.2fx  p50 %.2fx  p99 %.2fx  CPU per request %.2fx\n", a/b, c/d, e/f, g/h}'
