@@ -2,7 +2,6 @@
 //! (127.0.0.1:3306, root, empty password). Each test creates its own uniquely named database and
 //! drops it afterwards.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,15 +9,13 @@ use std::time::{Duration, Instant};
 use causeway_adapters::{Catalog, FetchError, Limits};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod support;
+use support::{params, resident, GENEROUS};
 
 const HOST: &str = "127.0.0.1";
 const USER: &str = "root";
-
-const GENEROUS: Limits = Limits {
-    max_rows: 1_000_000,
-    timeout: Duration::from_secs(30),
-};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -149,13 +146,6 @@ impl Drop for Database {
     }
 }
 
-fn params(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
 const SETUP: &str = "
 CREATE TABLE residents (national_id VARCHAR(40) PRIMARY KEY, name TEXT, birth_date DATE, address VARCHAR(200),
   household CHAR(3), children INT, income DECIMAL(12,2), verified BOOL, registered TIMESTAMP(6) NULL, updated DATETIME NULL);
@@ -225,20 +215,7 @@ classification = "internal"
 async fn typed_values_round_trip_with_quotes_unicode_and_nulls() {
     let db = Database::new(SETUP).await;
     let catalog = db.catalog(RESIDENTS).await;
-    let fetch = |id: &'static str| {
-        let catalog = &catalog;
-        async move {
-            catalog
-                .fetch(
-                    "residents",
-                    &params(&[("national_id", json!(id))]),
-                    GENEROUS,
-                )
-                .await
-                .expect("fetch")
-        }
-    };
-    let rows = fetch("D000001").await;
+    let rows = resident(&catalog, "D000001").await;
     assert_eq!(
         rows.rows,
         vec![vec![
@@ -253,7 +230,7 @@ async fn typed_values_round_trip_with_quotes_unicode_and_nulls() {
             json!("2021-01-02T03:04:05"),
         ]]
     );
-    let rows = fetch("D000002").await;
+    let rows = resident(&catalog, "D000002").await;
     assert_eq!(rows.rows[0][0], json!("Zoë Ångström 李小龍 🚀"));
     assert_eq!(rows.rows[0][2], json!("Rue de l'Église 5"));
     assert_eq!(
@@ -266,7 +243,7 @@ async fn typed_values_round_trip_with_quotes_unicode_and_nulls() {
             json!(null)
         ]
     );
-    let rows = fetch("D000003").await;
+    let rows = resident(&catalog, "D000003").await;
     assert_eq!(rows.rows[0][5], json!(-0.01));
     assert_eq!(rows.rows[0][7], json!("1999-12-31T23:59:59.500000Z"));
 }

@@ -1,23 +1,20 @@
 //! The postgres adapter against the PostgreSQL server on this machine (127.0.0.1:5432, trust auth,
 //! database `test`). Each test creates its own uniquely named schema and drops it afterwards.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use causeway_adapters::{Catalog, FetchError, Limits};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_postgres::{Client, NoTls};
+
+mod support;
+use support::{params, resident, GENEROUS};
 
 const HOST: &str = "127.0.0.1";
 const USER: &str = "postgres";
 const DB: &str = "test";
-
-const GENEROUS: Limits = Limits {
-    max_rows: 1_000_000,
-    timeout: Duration::from_secs(30),
-};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -116,13 +113,6 @@ impl Drop for Schema {
     }
 }
 
-fn params(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
 const SETUP: &str = "
 CREATE TABLE residents (national_id text PRIMARY KEY, name text, birth_date date, address varchar(200),
   household char(3), children int4, income numeric(12,2), verified bool, registered timestamptz, ref uuid);
@@ -189,20 +179,7 @@ classification = "internal"
 async fn typed_values_round_trip_with_quotes_unicode_and_nulls() {
     let s = Schema::new(SETUP).await;
     let catalog = s.catalog(RESIDENTS).await;
-    let fetch = |id: &'static str| {
-        let catalog = &catalog;
-        async move {
-            catalog
-                .fetch(
-                    "residents",
-                    &params(&[("national_id", json!(id))]),
-                    GENEROUS,
-                )
-                .await
-                .expect("fetch")
-        }
-    };
-    let rows = fetch("D000001").await;
+    let rows = resident(&catalog, "D000001").await;
     assert_eq!(
         rows.fields,
         vec![
@@ -231,7 +208,7 @@ async fn typed_values_round_trip_with_quotes_unicode_and_nulls() {
             json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
         ]]
     );
-    let rows = fetch("D000002").await;
+    let rows = resident(&catalog, "D000002").await;
     assert_eq!(rows.rows[0][0], json!("Zoë Ångström 李小龍 🚀"));
     assert_eq!(rows.rows[0][2], json!("Rue de l'Église 5"));
     assert_eq!(
@@ -244,7 +221,7 @@ async fn typed_values_round_trip_with_quotes_unicode_and_nulls() {
             json!(null)
         ]
     );
-    let rows = fetch("D000003").await;
+    let rows = resident(&catalog, "D000003").await;
     assert_eq!(rows.rows[0][5], json!(-0.01));
     assert_eq!(rows.rows[0][7], json!("1999-12-31T23:59:59.500000Z"));
 }

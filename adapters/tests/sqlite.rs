@@ -8,10 +8,8 @@ use causeway_adapters::{Catalog, FetchError, Limits};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-const GENEROUS: Limits = Limits {
-    max_rows: 1_000_000,
-    timeout: Duration::from_secs(30),
-};
+mod support;
+use support::{params, resident, GENEROUS};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -64,25 +62,6 @@ impl Fixture {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count")
     }
-}
-
-/// The `residents` dataset's rows for `national_id`.
-async fn resident(catalog: &Catalog, national_id: &str) -> causeway_adapters::Rows {
-    catalog
-        .fetch(
-            "residents",
-            &params(&[("national_id", json!(national_id))]),
-            GENEROUS,
-        )
-        .await
-        .expect("fetch")
-}
-
-fn params(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
 }
 
 const RESIDENTS: &str = r#"

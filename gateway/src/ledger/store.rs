@@ -220,15 +220,14 @@ impl Store {
     /// written. A failure (a full disk) leaves the file as LMDB left it, plus some zeros.
     pub fn keep_zeroed_ahead(&self) -> Result<u64, LedgerError> {
         let io = |e: std::io::Error| LedgerError::Storage(e.to_string());
-        let used = |info: &lmdb::Info| (info.last_pgno() as u64 + 1) * self.page_size;
         // Most batches end here: the file reaches at least as far as it did last time.
         let info = self.env.info().map_err(storage)?;
-        if self.zeroed_to.load(Ordering::Relaxed) >= used(&info) + ZEROED_LOW_WATER {
+        if self.zeroed_to.load(Ordering::Relaxed) >= self.used(&info) + ZEROED_LOW_WATER {
             return Ok(0);
         }
         let txn = self.env.begin_rw_txn().map_err(storage)?;
         let info = self.env.info().map_err(storage)?;
-        let used = used(&info);
+        let used = self.used(&info);
         let end = self.data.metadata().map_err(io)?.len();
         self.zeroed_to.store(end, Ordering::Relaxed);
         let to = end.saturating_add(ZEROED_STEP).min(info.map_size() as u64);
@@ -242,6 +241,11 @@ impl Store {
         self.zeroed_to.store(to, Ordering::Relaxed);
         drop(txn);
         Ok(to - end)
+    }
+
+    /// Bytes of the data file up to and including LMDB's last page.
+    fn used(&self, info: &lmdb::Info) -> u64 {
+        (info.last_pgno() as u64 + 1) * self.page_size
     }
 
     /// Replace the stored checkpoint for `size` and the latest one, as an attacker with the disk
@@ -429,10 +433,6 @@ mod tests {
             .unwrap();
     }
 
-    fn used(store: &Store) -> u64 {
-        (store.env.info().unwrap().last_pgno() as u64 + 1) * store.page_size
-    }
-
     #[test]
     fn the_data_file_is_kept_zeroed_ahead_without_touching_a_page_lmdb_wrote() {
         let dir = tempfile::tempdir().unwrap();
@@ -453,7 +453,7 @@ mod tests {
                 "only written past the end"
             );
             assert!(after[before.len()..].iter().all(|b| *b == 0));
-            let ahead = after.len() as u64 - used(&store);
+            let ahead = after.len() as u64 - store.used(&store.env.info().unwrap());
             assert!(
                 (ZEROED_LOW_WATER..=ZEROED_LOW_WATER + ZEROED_STEP).contains(&ahead),
                 "{ahead} bytes past the last page"
