@@ -222,7 +222,25 @@ pub async fn start_oversight(fed: &Federation) -> Result<(Gateway, federation::O
             l
         }
     };
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let gateway = Gateway::start(&GatewayConfig::load(&layout.config)?).await?;
+    // The node pulls every log once as it starts (and then hourly, as configured above). Wait for
+    // that round, so that a test's own pulls come after it instead of racing it.
+    if let Some(node) = gateway.oversight() {
+        for _ in 0..100 {
+            let pulled = node.statuses().await?.iter().all(|s| {
+                s.state
+                    .last_pull_started_ms
+                    .is_some_and(|at| at >= since_ms)
+            });
+            if pulled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     Ok((gateway, layout))
 }
 

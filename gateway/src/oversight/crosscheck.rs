@@ -8,7 +8,7 @@
 //! finding only once the other department's log was pulled after the entry's time plus
 //! `grace_secs`, so that an exchange in flight during a pull is not reported.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -133,6 +133,206 @@ fn disagreements(p: &Entry, c: &Entry) -> Vec<&'static str> {
     out
 }
 
+/// What the cross-check needs besides the entries: how far each log was pulled, and the
+/// directory's log origins.
+struct Context<'a> {
+    pulled: HashMap<&'a str, u64>,
+    directory: &'a Directory,
+    settings: CrossCheck,
+}
+
+impl<'a> Context<'a> {
+    fn new(
+        directory: &'a Directory,
+        states: &'a [(String, LogState)],
+        settings: CrossCheck,
+    ) -> Self {
+        let pulled = states
+            .iter()
+            .map(|(d, s)| (d.as_str(), s.last_pull_started_ms.unwrap_or(0)))
+            .collect();
+        Context {
+            pulled,
+            directory,
+            settings,
+        }
+    }
+
+    /// Whether `dept`'s log was pulled late enough that an entry of its own about `entry` would
+    /// be in the replica by now.
+    fn surely_replicated(&self, dept: Option<&str>, entry: &Entry) -> bool {
+        let pulled_at = self.pulled_at(dept);
+        pulled_at > 0 && pulled_at >= self.absence_counts_from(entry)
+    }
+
+    fn pulled_at(&self, dept: Option<&str>) -> u64 {
+        dept.and_then(|d| self.pulled.get(d)).copied().unwrap_or(0)
+    }
+
+    /// The pull start time from which a missing other side of `entry` is a finding.
+    fn absence_counts_from(&self, entry: &Entry) -> u64 {
+        entry_time_ms(entry).saturating_add(self.settings.grace_secs * 1000)
+    }
+
+    fn origin_of(&self, dept: &str) -> Option<String> {
+        DeptId::new(dept).ok().and_then(|id| {
+            self.directory
+                .department(&id)
+                .map(|d| d.origin().to_owned())
+        })
+    }
+}
+
+/// The findings about one exchange, and what they wait for if one side is missing but the other
+/// department's log was not yet pulled late enough to say so: its id and the pull start time
+/// (Unix ms) from which the absence counts (`None`: no department named, never).
+struct Verdict {
+    findings: Vec<Finding>,
+    pending: Option<(Option<String>, u64)>,
+}
+
+/// Check one exchange: `id` as the replica indexes it, `records` every replicated entry carrying it.
+fn check(cx: &Context<'_>, id: &str, records: Vec<Record>) -> Verdict {
+    let mut verdict = Verdict {
+        findings: Vec::new(),
+        pending: None,
+    };
+    let mut records: Vec<Record> = records
+        .into_iter()
+        .filter(|r| matches!(r.entry.kind, Kind::Exchange | Kind::Denied) && r.entry.side.is_some())
+        .collect();
+    records.sort_by_key(|r| entry_time_ms(&r.entry));
+    let Some(first) = records.first() else {
+        return verdict;
+    };
+    let mut finding = |kind, detail: String, involved: &[&Record]| {
+        verdict.findings.push(Finding {
+            kind,
+            exchange: id.to_owned(),
+            consumer: first.entry.consumer.clone(),
+            provider: first.entry.provider.clone(),
+            time: first.entry.time.clone(),
+            detail,
+            entries: involved.iter().map(|r| reference(r)).collect(),
+        })
+    };
+    let mut providers = Vec::new();
+    let mut consumers = Vec::new();
+    for r in &records {
+        let (side, owner) = match r.entry.side {
+            Some(Side::Provider) => ("provider", r.entry.provider.as_deref()),
+            _ => ("consumer", r.entry.consumer.as_deref()),
+        };
+        if owner != Some(r.log.as_str()) {
+            finding(
+                FindingKind::Misplaced,
+                format!(
+                    "a {side}-side entry in the log of {}, which is not the {side} it names",
+                    r.log
+                ),
+                &[r],
+            );
+        } else if side == "provider" {
+            providers.push(r);
+        } else {
+            consumers.push(r);
+        }
+    }
+    for (side, list) in [("provider", &providers), ("consumer", &consumers)] {
+        if list.len() > 1 {
+            finding(
+                FindingKind::Duplicate,
+                format!("the {side} recorded this exchange {} times", list.len()),
+                list,
+            );
+        }
+    }
+    match (providers.first(), consumers.first()) {
+        (None, None) => {}
+        (Some(p), None) => {
+            if cx.surely_replicated(p.entry.consumer.as_deref(), &p.entry) {
+                finding(
+                    FindingKind::ProviderOnly,
+                    format!(
+                        "{} recorded it ({}); {} has no record of it",
+                        p.log,
+                        p.entry.decision.as_deref().unwrap_or("?"),
+                        p.entry.consumer.as_deref().unwrap_or("the consumer")
+                    ),
+                    &[p],
+                );
+            } else {
+                verdict.pending =
+                    Some((p.entry.consumer.clone(), cx.absence_counts_from(&p.entry)));
+            }
+        }
+        (None, Some(c)) => {
+            if cx.surely_replicated(c.entry.provider.as_deref(), &c.entry) {
+                finding(
+                    FindingKind::ConsumerOnly,
+                    format!(
+                        "{} recorded it; {} has no record of it",
+                        c.log,
+                        c.entry.provider.as_deref().unwrap_or("the provider")
+                    ),
+                    &[c],
+                );
+            } else {
+                verdict.pending =
+                    Some((c.entry.provider.clone(), cx.absence_counts_from(&c.entry)));
+            }
+        }
+        (Some(p), Some(c)) => {
+            let fields = disagreements(&p.entry, &c.entry);
+            if !fields.is_empty() {
+                finding(
+                    FindingKind::Mismatch,
+                    format!("the two records differ in {}", fields.join(", ")),
+                    &[p, c],
+                );
+            }
+            let receipt_ok = c.entry.peer_receipt.as_ref().is_some_and(|r| {
+                Some(r.log.as_str()) == cx.origin_of(&p.log).as_deref()
+                    && r.index == p.index
+                    && r.leaf_hash == p.leaf_hash
+                    && r.checkpoint_size > p.index
+            });
+            if !receipt_ok {
+                let detail = match &c.entry.peer_receipt {
+                    None => "the consumer's entry carries no receipt".to_owned(),
+                    Some(r) => format!(
+                        "the consumer's receipt names {} #{} (leaf {}), but the provider's entry is #{} (leaf {})",
+                        r.log,
+                        r.index,
+                        short(&r.leaf_hash),
+                        p.index,
+                        short(&p.leaf_hash)
+                    ),
+                };
+                finding(FindingKind::BadReceipt, detail, &[p, c]);
+            }
+            let (pt, ct) = (entry_time_ms(&p.entry), entry_time_ms(&c.entry));
+            if ct > pt.saturating_add(cx.settings.late_secs * 1000) {
+                finding(
+                    FindingKind::Late,
+                    format!(
+                        "the consumer recorded it {} s after the provider",
+                        (ct - pt) / 1000
+                    ),
+                    &[p, c],
+                );
+            }
+        }
+    }
+    verdict
+}
+
+/// Findings in the order they are shown: oldest first, then by kind (ties keep exchange id order).
+fn in_order(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_by(|a, b| a.time.cmp(&b.time).then(a.kind.cmp(&b.kind)));
+    findings
+}
+
 /// Run the cross-check over the whole replica. `states` says how far each log was pulled.
 pub fn run(
     replica: &Replica,
@@ -140,143 +340,95 @@ pub fn run(
     states: &[(String, LogState)],
     settings: CrossCheck,
 ) -> Result<Vec<Finding>, ReplicaError> {
-    let pulled: HashMap<&str, u64> = states
-        .iter()
-        .map(|(d, s)| (d.as_str(), s.last_pull_started_ms.unwrap_or(0)))
-        .collect();
-    let surely_replicated = |dept: Option<&str>, entry: &Entry| {
-        let pulled_at = dept.and_then(|d| pulled.get(d)).copied().unwrap_or(0);
-        pulled_at > 0
-            && pulled_at >= entry_time_ms(entry).saturating_add(settings.grace_secs * 1000)
-    };
-    let origin_of = |dept: &str| {
-        DeptId::new(dept)
-            .ok()
-            .and_then(|id| directory.department(&id).map(|d| d.origin().to_owned()))
-    };
-    let mut findings = Vec::new();
-    replica.for_each_exchange(|id, records| {
-        let mut records: Vec<Record> = records
-            .into_iter()
-            .filter(|r| matches!(r.entry.kind, Kind::Exchange | Kind::Denied) && r.entry.side.is_some())
-            .collect();
-        records.sort_by_key(|r| entry_time_ms(&r.entry));
-        let Some(first) = records.first() else {
-            return;
+    Incremental::default().refresh(replica, directory, states, settings)
+}
+
+/// The cross-check kept up to date as logs grow, for a node that runs it after every pull.
+///
+/// A full [`run`] reads and decodes every replicated entry, so on a node that pulls every few
+/// seconds its cost grew with the logs, not with the traffic. This keeps the findings per exchange
+/// and, for each log, how far it was checked. A refresh checks again only the exchanges that new
+/// entries name, and pending ones (one side missing within the grace period, the only verdict that
+/// changes with time alone) once the other department's log was pulled late enough to decide. Its
+/// result is the same as a full [`run`] over the same replica and states
+/// (`an_incremental_cross_check_finds_what_a_full_one_finds`).
+#[derive(Debug, Default)]
+pub struct Incremental {
+    /// Entries already looked at, per log; `None` before the first (full) refresh.
+    checked: Option<HashMap<String, u64>>,
+    /// Findings per exchange id (as the replica indexes it), only where there are any.
+    findings: BTreeMap<String, Vec<Finding>>,
+    /// Exchanges whose verdict may change with time alone: the department whose pull decides
+    /// it, and from which pull start time (Unix ms).
+    pending: BTreeMap<String, (Option<String>, u64)>,
+}
+
+impl Incremental {
+    /// Start again from a full run at the next refresh (after a log was flagged, say).
+    pub fn reset(&mut self) {
+        *self = Incremental::default();
+    }
+
+    fn keep(&mut self, id: String, verdict: Verdict) {
+        match verdict.pending {
+            Some(waits) => self.pending.insert(id.clone(), waits),
+            None => self.pending.remove(&id),
         };
-        let mut finding = |kind, detail: String, involved: &[&Record]| {
-            findings.push(Finding {
-                kind,
-                exchange: id.to_owned(),
-                consumer: first.entry.consumer.clone(),
-                provider: first.entry.provider.clone(),
-                time: first.entry.time.clone(),
-                detail,
-                entries: involved.iter().map(|r| reference(r)).collect(),
-            })
+        if verdict.findings.is_empty() {
+            self.findings.remove(&id);
+        } else {
+            self.findings.insert(id, verdict.findings);
+        }
+    }
+
+    /// Bring the findings up to date with the replica and `states` (read before the entries, as
+    /// the puller commits an entry and its log's state together), and return them all.
+    pub fn refresh(
+        &mut self,
+        replica: &Replica,
+        directory: &Directory,
+        states: &[(String, LogState)],
+        settings: CrossCheck,
+    ) -> Result<Vec<Finding>, ReplicaError> {
+        let cx = Context::new(directory, states, settings);
+        let sizes = || states.iter().map(|(d, s)| (d.clone(), s.size)).collect();
+        let grown = |checked: &HashMap<String, u64>| {
+            states
+                .iter()
+                .all(|(d, s)| checked.get(d).is_none_or(|c| *c <= s.size))
         };
-        let mut providers = Vec::new();
-        let mut consumers = Vec::new();
-        for r in &records {
-            let (side, owner) = match r.entry.side {
-                Some(Side::Provider) => ("provider", r.entry.provider.as_deref()),
-                _ => ("consumer", r.entry.consumer.as_deref()),
-            };
-            if owner != Some(r.log.as_str()) {
-                finding(
-                    FindingKind::Misplaced,
-                    format!("a {side}-side entry in the log of {}, which is not the {side} it names", r.log),
-                    &[r],
-                );
-            } else if side == "provider" {
-                providers.push(r);
-            } else {
-                consumers.push(r);
+        match self.checked.take() {
+            Some(checked) if grown(&checked) => {
+                let mut dirty: BTreeSet<String> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, (dept, from))| {
+                        dept.is_some() && cx.pulled_at(dept.as_deref()) >= *from
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for (dept, state) in states {
+                    let from = checked.get(dept).copied().unwrap_or(0);
+                    replica.exchange_ids(dept, from, state.size, &mut dirty)?;
+                }
+                for id in dirty {
+                    let verdict = check(&cx, &id, replica.exchange_records(&id)?);
+                    self.keep(id, verdict);
+                }
+            }
+            _ => {
+                self.reset();
+                replica.for_each_exchange(|id, records| {
+                    let verdict = check(&cx, id, records);
+                    self.keep(id.to_owned(), verdict)
+                })?;
             }
         }
-        for (side, list) in [("provider", &providers), ("consumer", &consumers)] {
-            if list.len() > 1 {
-                finding(
-                    FindingKind::Duplicate,
-                    format!("the {side} recorded this exchange {} times", list.len()),
-                    list,
-                );
-            }
-        }
-        match (providers.first(), consumers.first()) {
-            (None, None) => {}
-            (Some(p), None) => {
-                if surely_replicated(p.entry.consumer.as_deref(), &p.entry) {
-                    finding(
-                        FindingKind::ProviderOnly,
-                        format!(
-                            "{} recorded it ({}); {} has no record of it",
-                            p.log,
-                            p.entry.decision.as_deref().unwrap_or("?"),
-                            p.entry.consumer.as_deref().unwrap_or("the consumer")
-                        ),
-                        &[p],
-                    );
-                }
-            }
-            (None, Some(c)) => {
-                if surely_replicated(c.entry.provider.as_deref(), &c.entry) {
-                    finding(
-                        FindingKind::ConsumerOnly,
-                        format!(
-                            "{} recorded it; {} has no record of it",
-                            c.log,
-                            c.entry.provider.as_deref().unwrap_or("the provider")
-                        ),
-                        &[c],
-                    );
-                }
-            }
-            (Some(p), Some(c)) => {
-                let fields = disagreements(&p.entry, &c.entry);
-                if !fields.is_empty() {
-                    finding(
-                        FindingKind::Mismatch,
-                        format!("the two records differ in {}", fields.join(", ")),
-                        &[p, c],
-                    );
-                }
-                let receipt_ok = c.entry.peer_receipt.as_ref().is_some_and(|r| {
-                    Some(r.log.as_str()) == origin_of(&p.log).as_deref()
-                        && r.index == p.index
-                        && r.leaf_hash == p.leaf_hash
-                        && r.checkpoint_size > p.index
-                });
-                if !receipt_ok {
-                    let detail = match &c.entry.peer_receipt {
-                        None => "the consumer's entry carries no receipt".to_owned(),
-                        Some(r) => format!(
-                            "the consumer's receipt names {} #{} (leaf {}), but the provider's entry is #{} (leaf {})",
-                            r.log,
-                            r.index,
-                            short(&r.leaf_hash),
-                            p.index,
-                            short(&p.leaf_hash)
-                        ),
-                    };
-                    finding(FindingKind::BadReceipt, detail, &[p, c]);
-                }
-                let (pt, ct) = (entry_time_ms(&p.entry), entry_time_ms(&c.entry));
-                if ct > pt.saturating_add(settings.late_secs * 1000) {
-                    finding(
-                        FindingKind::Late,
-                        format!(
-                            "the consumer recorded it {} s after the provider",
-                            (ct - pt) / 1000
-                        ),
-                        &[p, c],
-                    );
-                }
-            }
-        }
-    })?;
-    findings.sort_by(|a, b| a.time.cmp(&b.time).then(a.kind.cmp(&b.kind)));
-    Ok(findings)
+        self.checked = Some(sizes());
+        Ok(in_order(
+            self.findings.values().flatten().cloned().collect(),
+        ))
+    }
 }
 
 fn short(hash: &str) -> &str {
@@ -410,5 +562,115 @@ mod tests {
             "{}",
             mismatch.detail
         );
+    }
+
+    /// Append `entries` to `dept`'s replicated log, as a pull that began at `pulled_ms` would.
+    fn pull(replica: &Replica, dept: &str, entries: Vec<Entry>, pulled_ms: u64) {
+        let mut state = replica.state(dept).unwrap();
+        let mut follower = state.follower().unwrap();
+        let mut prev = state.last_leaf.clone().unwrap_or(GENESIS_PREV.to_owned());
+        let mut batch = Vec::new();
+        for mut e in entries {
+            e.index = follower.size();
+            e.prev = prev;
+            let bytes = e.to_bytes();
+            prev = hex::encode(crate::ledger::merkle::leaf_hash(&bytes));
+            let parsed = follower.follow(&bytes).unwrap();
+            batch.push((bytes, parsed));
+        }
+        state.advance(&follower);
+        state.last_pull_started_ms = Some(pulled_ms);
+        replica
+            .commit(&DeptId::new(dept).unwrap(), &batch, &state)
+            .unwrap();
+    }
+
+    /// One generated entry: which log, which side, which exchange, when, and how it may differ.
+    fn generated(
+        (provider_log, provider_side, id, secs, denied, odd_dataset, receipt): (
+            bool,
+            bool,
+            u8,
+            u64,
+            bool,
+            bool,
+            Option<u64>,
+        ),
+    ) -> (&'static str, Entry) {
+        let mut e = exchange(
+            if provider_side {
+                Side::Provider
+            } else {
+                Side::Consumer
+            },
+            &format!("x{id}"),
+        );
+        e.time = format!("2026-01-01T10:{:02}:{:02}Z", secs / 60, secs % 60);
+        if denied {
+            e.kind = Kind::Denied;
+        }
+        if odd_dataset {
+            e.dataset = Some("other".into());
+        }
+        e.peer_receipt = receipt.map(|index| PeerReceipt {
+            log: "demo/registry".into(),
+            index,
+            leaf_hash: "00".repeat(32),
+            checkpoint_size: index + 1,
+        });
+        (if provider_log { "registry" } else { "tax" }, e)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Pull after pull, with entries that agree, differ, duplicate, sit in the wrong log, or
+        /// lack their other side within and past the grace period, the incremental cross-check
+        /// finds exactly what a full one over the same replica finds.
+        #[test]
+        fn an_incremental_cross_check_finds_what_a_full_one_finds(
+            pulls in proptest::collection::vec(
+                (
+                    proptest::bool::ANY,
+                    0u64..40,
+                    proptest::collection::vec(
+                        (
+                            proptest::bool::ANY,
+                            proptest::bool::ANY,
+                            0u8..6,
+                            0u64..600,
+                            proptest::bool::weighted(0.1),
+                            proptest::bool::weighted(0.1),
+                            proptest::option::of(0u64..4),
+                        ),
+                        0..4,
+                    ),
+                ),
+                1..12,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let replica = Replica::open(dir.path(), 64).unwrap();
+            let directory = directory();
+            let settings = CrossCheck { grace_secs: 30, late_secs: 60 };
+            let base_ms = 1_767_261_600_000; // 2026-01-01T10:00:00Z
+            let mut incremental = Incremental::default();
+            let mut clock = [0u64; 2];
+            for (tax_pull, advance, entries) in pulls {
+                let (dept, slot) = if tax_pull { ("tax", 0) } else { ("registry", 1) };
+                clock[slot] += advance * 20;
+                let entries = entries
+                    .into_iter()
+                    .map(generated)
+                    .filter(|(log, _)| *log == dept)
+                    .map(|(_, e)| e)
+                    .collect();
+                pull(&replica, dept, entries, base_ms + clock[slot] * 1000);
+                let states = replica.states().unwrap();
+                let full = run(&replica, &directory, &states, settings).unwrap();
+                let kept = incremental.refresh(&replica, &directory, &states, settings).unwrap();
+                proptest::prop_assert_eq!(kept, full);
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use self::crosscheck::{CrossCheck, Finding};
+use self::crosscheck::{CrossCheck, Finding, Incremental};
 use self::pull::{blocking, LogPuller, PullError, PullReport};
 use self::replica::{LogState, Query, Replica, ReplicaError, SearchResult};
 use self::report::SubjectReport;
@@ -167,6 +167,8 @@ pub struct Oversight {
     peers: Arc<PeerTransport>,
     settings: OversightSection,
     findings: RwLock<Arc<Vec<Finding>>>,
+    /// The cross-check as of the last refresh, brought up to date by the next one.
+    crosscheck_state: Arc<std::sync::Mutex<Incremental>>,
     /// When the findings were last computed.
     refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     rounds: tokio::sync::Mutex<()>,
@@ -231,6 +233,7 @@ impl Oversight {
             peers: Arc::new(peers),
             settings,
             findings: RwLock::default(),
+            crosscheck_state: Arc::default(),
             refreshed: std::sync::Mutex::new(None),
             rounds: tokio::sync::Mutex::new(()),
         };
@@ -309,6 +312,10 @@ impl Oversight {
         for (dept, report) in &reports {
             match report {
                 Ok(r) if r.newly_flagged => {
+                    self.crosscheck_state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .reset();
                     if let Some(flag) = &r.flag {
                         self.record_flag(dept, flag).await;
                     }
@@ -319,8 +326,9 @@ impl Oversight {
                 }
             }
         }
-        // The cross-check reads the whole replica: re-run it when entries arrived, and otherwise
-        // only as often as a pending missing side may turn into a finding.
+        // The cross-check looks at what arrived since the last one (crosscheck::Incremental): run
+        // it when entries arrived, and otherwise only as often as a pending missing side may turn
+        // into a finding.
         let changed = reports
             .iter()
             .any(|(_, r)| r.as_ref().is_ok_and(|r| r.to > r.from || r.newly_flagged));
@@ -373,9 +381,11 @@ impl Oversight {
             grace_secs: self.settings.grace_secs,
             late_secs: self.settings.late_secs,
         };
+        let state = self.crosscheck_state.clone();
         blocking(&self.replica, move |r| {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             let states = r.states()?;
-            crosscheck::run(r, &directory, &states, settings)
+            state.refresh(r, &directory, &states, settings)
         })
         .await
     }

@@ -705,6 +705,52 @@ impl Replica {
         Ok(())
     }
 
+    /// Add to `ids` the exchange id (as [`Replica::for_each_exchange`] gives it) of every entry
+    /// of `dept`'s log from index `from` up to `to` (exclusive) that carries one.
+    pub fn exchange_ids(
+        &self,
+        dept: &str,
+        from: u64,
+        to: u64,
+        ids: &mut std::collections::BTreeSet<String>,
+    ) -> Result<(), ReplicaError> {
+        if from >= to {
+            return Ok(());
+        }
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let mut cursor = txn.open_ro_cursor(self.entries).map_err(storage)?;
+        let end = entry_key(dept, to);
+        for item in cursor.iter_from(entry_key(dept, from)) {
+            let (key, bytes) = item.map_err(storage)?;
+            if key >= end.as_slice() {
+                break;
+            }
+            let entry = Entry::from_bytes(bytes)
+                .map_err(|e| ReplicaError::Corrupt(format!("{dept} entry: {e}")))?;
+            if let Some(id) = &entry.id {
+                ids.insert(indexed(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every replicated entry carrying exchange id `id` (as [`Replica::for_each_exchange`] gives
+    /// it), in the order that gives them.
+    pub fn exchange_records(&self, id: &str) -> Result<Vec<Record>, ReplicaError> {
+        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let mut cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
+        let prefix = index_prefix(tag::EXCHANGE, id);
+        let mut records = Vec::new();
+        for item in cursor.iter_from(&prefix) {
+            let (key, _) = item.map_err(storage)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            records.push(self.record(&txn, key.get(prefix.len() + 8..).unwrap_or_default())?);
+        }
+        Ok(records)
+    }
+
     /// Exchanges per department pair.
     pub fn pair_counts(&self) -> Result<Vec<PairCount>, ReplicaError> {
         let mut out: Vec<PairCount> = Vec::new();
