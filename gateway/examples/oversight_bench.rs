@@ -1,5 +1,5 @@
-//! Oversight numbers: pull + verify throughput over mTLS from three departments, and search
-//! latency over a replica of 1,000,000 entries.
+//! Oversight numbers: pull + verify throughput over mTLS from three departments, search latency
+//! over a replica of 1,000,000 entries, and the cross-check after a pull, full and incremental.
 //!
 //! ```text
 //! cargo run --release -p causeway --example oversight_bench -- [--entries 1000000] [--pull-entries 100000] [--queries 2000]
@@ -12,6 +12,8 @@
 //! 2. Search: fills a fresh replica with `--entries` synthetic entries directly (verified by the same
 //!    `LogFollower`, not over the network), then times searches by subject tag and by department
 //!    pair + a one-hour window, and reports p50 and p99.
+//! 3. Cross-check: one full pass over that replica; then, after each of 3 pulls of 1,000 more
+//!    entries per department, a full pass against the node's incremental refresh (medians, ratio).
 
 /// The allocator the `causeway` binary uses.
 #[global_allocator]
@@ -27,7 +29,8 @@ use causeway::gateway::Gateway;
 use causeway::identity::DeptId;
 use causeway::ledger::entry::{Entry, Kind, PeerReceipt, Side};
 use causeway::ledger::{Ledger, LedgerOptions};
-use causeway::oversight::replica::{LogFollower, LogState, Query, Replica};
+use causeway::oversight::crosscheck::{self, CrossCheck, Incremental};
+use causeway::oversight::replica::{LogState, Query, Replica};
 use causeway::oversight::Oversight;
 
 const DEPARTMENTS: [&str; 3] = ["civil-registry", "tax-office", "social-welfare"];
@@ -242,31 +245,7 @@ fn search_bench(total: u64, queries: usize) -> Result<()> {
     let fill = Instant::now();
     let per_dept = total / 3;
     for dept in DEPARTMENTS {
-        let id = DeptId::new(dept)?;
-        let mut follower = LogFollower::default();
-        let mut state = LogState::default();
-        let mut n = 0;
-        while n < per_dept {
-            let mut batch = Vec::with_capacity(10_000);
-            for _ in 0..10_000.min(per_dept - n) {
-                // Entries arrive in time order, as a log writes them.
-                let time = START_MS + SPAN_MS * n / per_dept;
-                let mut e = synthetic(&mut rng, dept, n, subjects, time);
-                e.index = follower.size();
-                e.prev = match follower.size() {
-                    0 => causeway::ledger::entry::GENESIS_PREV.to_owned(),
-                    _ => state_last(&batch, &state),
-                };
-                let bytes = e.to_bytes();
-                let parsed = follower
-                    .follow(&bytes)
-                    .map_err(|b| anyhow::anyhow!("{b}"))?;
-                batch.push((bytes, parsed));
-                n += 1;
-            }
-            state.advance(&follower);
-            replica.commit(&id, &batch, &state)?;
-        }
+        replicate(&replica, &mut rng, dept, 0..per_dept, per_dept, subjects)?;
     }
     let fill_s = fill.elapsed().as_secs_f64();
     println!(
@@ -321,23 +300,99 @@ fn search_bench(total: u64, queries: usize) -> Result<()> {
             hits as f64 / queries as f64
         );
     }
-    let t = Instant::now();
+    crosscheck_bench(&replica, &mut rng, per_dept, subjects)
+}
+
+/// The cross-check over the filled replica: one full pass, then after each of a few pulls of
+/// 1,000 more entries per department, a full pass (what the node ran after every pull before)
+/// against the node's incremental refresh.
+fn crosscheck_bench(replica: &Replica, rng: &mut Rng, per_dept: u64, subjects: u64) -> Result<()> {
+    const PULLS: usize = 3;
+    const PER_PULL: u64 = 1_000;
     let directory = causeway::config::Directory::parse("federation = \"demo\"\n")?;
-    let findings = causeway::oversight::crosscheck::run(
-        &replica,
-        &directory,
-        &replica.states()?,
-        causeway::oversight::crosscheck::CrossCheck {
-            grace_secs: 30,
-            late_secs: 60,
-        },
-    )?;
+    let settings = CrossCheck {
+        grace_secs: 30,
+        late_secs: 60,
+    };
+    let mut incremental = Incremental::default();
+    let t = Instant::now();
+    let findings = incremental.refresh(replica, &directory, &replica.states()?, settings)?;
     println!(
         "cross-check over {} entries: {:.1} s ({} findings: synthetic entries have no other side)",
         per_dept * 3,
         t.elapsed().as_secs_f64(),
         findings.len()
     );
+    let (mut full, mut kept) = (Vec::new(), Vec::new());
+    for pull in 0..PULLS as u64 {
+        let from = per_dept + pull * PER_PULL;
+        for dept in DEPARTMENTS {
+            replicate(
+                replica,
+                rng,
+                dept,
+                from..from + PER_PULL,
+                per_dept,
+                subjects,
+            )?;
+        }
+        let states = replica.states()?;
+        let t = Instant::now();
+        let all = crosscheck::run(replica, &directory, &states, settings)?;
+        full.push(t.elapsed());
+        let t = Instant::now();
+        let found = incremental.refresh(replica, &directory, &states, settings)?;
+        kept.push(t.elapsed());
+        anyhow::ensure!(
+            found == all,
+            "the incremental cross-check found something else"
+        );
+    }
+    full.sort();
+    kept.sort();
+    let (full, kept) = (percentile(&full, 0.5), percentile(&kept, 0.5));
+    println!(
+        "cross-check after each pull of {PER_PULL} entries per department (median of {PULLS}): full pass {:.0} ms, incremental {:.1} ms: {:.0}x less",
+        full.as_secs_f64() * 1e3,
+        kept.as_secs_f64() * 1e3,
+        full.as_secs_f64() / kept.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+/// Append synthetic entries `ns` of `dept`'s log to the replica, verified and indexed, continuing
+/// its stored state, 10,000 to a transaction.
+fn replicate(
+    replica: &Replica,
+    rng: &mut Rng,
+    dept: &str,
+    ns: std::ops::Range<u64>,
+    per_dept: u64,
+    subjects: u64,
+) -> Result<()> {
+    let id = DeptId::new(dept)?;
+    let mut state = replica.state(dept)?;
+    let mut follower = state.follower()?;
+    for start in ns.clone().step_by(10_000) {
+        let mut batch = Vec::with_capacity(10_000);
+        for n in start..(start + 10_000).min(ns.end) {
+            // Entries arrive in time order, as a log writes them.
+            let time = START_MS + SPAN_MS * n / per_dept;
+            let mut e = synthetic(rng, dept, n, subjects, time);
+            e.index = follower.size();
+            e.prev = match follower.size() {
+                0 => causeway::ledger::entry::GENESIS_PREV.to_owned(),
+                _ => state_last(&batch, &state),
+            };
+            let bytes = e.to_bytes();
+            let parsed = follower
+                .follow(&bytes)
+                .map_err(|b| anyhow::anyhow!("{b}"))?;
+            batch.push((bytes, parsed));
+        }
+        state.advance(&follower);
+        replica.commit(&id, &batch, &state)?;
+    }
     Ok(())
 }
 

@@ -158,15 +158,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Whether `dept`'s log was pulled late enough that an entry of its own about `entry` would
-    /// be in the replica by now.
-    fn surely_replicated(&self, dept: Option<&str>, entry: &Entry) -> bool {
-        let pulled_at = self.pulled_at(dept);
-        pulled_at > 0 && pulled_at >= self.absence_counts_from(entry)
-    }
-
-    fn pulled_at(&self, dept: Option<&str>) -> u64 {
-        dept.and_then(|d| self.pulled.get(d)).copied().unwrap_or(0)
+    /// Whether `dept`'s log was pulled at or after `from_ms` (Unix ms), so that an entry it wrote
+    /// before then would be in the replica by now.
+    fn pulled_since(&self, dept: &str, from_ms: u64) -> bool {
+        let pulled_at = self.pulled.get(dept).copied().unwrap_or(0);
+        pulled_at > 0 && pulled_at >= from_ms
     }
 
     /// The pull start time from which a missing other side of `entry` is a finding.
@@ -183,12 +179,12 @@ impl<'a> Context<'a> {
     }
 }
 
-/// The findings about one exchange, and what they wait for if one side is missing but the other
-/// department's log was not yet pulled late enough to say so: its id and the pull start time
-/// (Unix ms) from which the absence counts (`None`: no department named, never).
+/// The findings about one exchange, and what they wait for if one side is missing but the
+/// department that should hold it was not yet pulled late enough to say so: that department and
+/// the pull start time (Unix ms) from which the absence counts.
 struct Verdict {
     findings: Vec<Finding>,
-    pending: Option<(Option<String>, u64)>,
+    pending: Option<(String, u64)>,
 }
 
 /// Check one exchange: `id` as the replica indexes it, `records` every replicated entry carrying it.
@@ -249,37 +245,33 @@ fn check(cx: &Context<'_>, id: &str, records: Vec<Record>) -> Verdict {
     }
     match (providers.first(), consumers.first()) {
         (None, None) => {}
-        (Some(p), None) => {
-            if cx.surely_replicated(p.entry.consumer.as_deref(), &p.entry) {
-                finding(
-                    FindingKind::ProviderOnly,
-                    format!(
-                        "{} recorded it ({}); {} has no record of it",
-                        p.log,
-                        p.entry.decision.as_deref().unwrap_or("?"),
-                        p.entry.consumer.as_deref().unwrap_or("the consumer")
-                    ),
-                    &[p],
-                );
+        (Some(only), None) | (None, Some(only)) => {
+            let (kind, other, decision) = if only.entry.side == Some(Side::Provider) {
+                let decision = only.entry.decision.as_deref().unwrap_or("?");
+                let decision = format!(" ({decision})");
+                (FindingKind::ProviderOnly, &only.entry.consumer, decision)
             } else {
-                verdict.pending =
-                    Some((p.entry.consumer.clone(), cx.absence_counts_from(&p.entry)));
-            }
-        }
-        (None, Some(c)) => {
-            if cx.surely_replicated(c.entry.provider.as_deref(), &c.entry) {
-                finding(
+                (
                     FindingKind::ConsumerOnly,
+                    &only.entry.provider,
+                    String::new(),
+                )
+            };
+            let from = cx.absence_counts_from(&only.entry);
+            match other.as_deref() {
+                // A department named nowhere is never pulled: no finding, nothing to wait for.
+                None => {}
+                Some(other) if !cx.pulled_since(other, from) => {
+                    verdict.pending = Some((other.to_owned(), from));
+                }
+                Some(other) => finding(
+                    kind,
                     format!(
-                        "{} recorded it; {} has no record of it",
-                        c.log,
-                        c.entry.provider.as_deref().unwrap_or("the provider")
+                        "{} recorded it{decision}; {other} has no record of it",
+                        only.log
                     ),
-                    &[c],
-                );
-            } else {
-                verdict.pending =
-                    Some((c.entry.provider.clone(), cx.absence_counts_from(&c.entry)));
+                    &[only],
+                ),
             }
         }
         (Some(p), Some(c)) => {
@@ -354,21 +346,18 @@ pub fn run(
 /// (`an_incremental_cross_check_finds_what_a_full_one_finds`).
 #[derive(Debug, Default)]
 pub struct Incremental {
-    /// Entries already looked at, per log; `None` before the first (full) refresh.
+    /// Entries already looked at, per log; `None` before the first refresh, which is a full pass
+    /// (as is any refresh after one that failed, or that finds a log shorter than it was: the
+    /// replica only ever appends, so that would mean it was replaced).
     checked: Option<HashMap<String, u64>>,
     /// Findings per exchange id (as the replica indexes it), only where there are any.
     findings: BTreeMap<String, Vec<Finding>>,
     /// Exchanges whose verdict may change with time alone: the department whose pull decides
     /// it, and from which pull start time (Unix ms).
-    pending: BTreeMap<String, (Option<String>, u64)>,
+    pending: BTreeMap<String, (String, u64)>,
 }
 
 impl Incremental {
-    /// Start again from a full run at the next refresh (after a log was flagged, say).
-    pub fn reset(&mut self) {
-        *self = Incremental::default();
-    }
-
     fn keep(&mut self, id: String, verdict: Verdict) {
         match verdict.pending {
             Some(waits) => self.pending.insert(id.clone(), waits),
@@ -391,7 +380,6 @@ impl Incremental {
         settings: CrossCheck,
     ) -> Result<Vec<Finding>, ReplicaError> {
         let cx = Context::new(directory, states, settings);
-        let sizes = || states.iter().map(|(d, s)| (d.clone(), s.size)).collect();
         let grown = |checked: &HashMap<String, u64>| {
             states
                 .iter()
@@ -402,9 +390,7 @@ impl Incremental {
                 let mut dirty: BTreeSet<String> = self
                     .pending
                     .iter()
-                    .filter(|(_, (dept, from))| {
-                        dept.is_some() && cx.pulled_at(dept.as_deref()) >= *from
-                    })
+                    .filter(|(_, (dept, from))| cx.pulled_since(dept, *from))
                     .map(|(id, _)| id.clone())
                     .collect();
                 for (dept, state) in states {
@@ -417,14 +403,14 @@ impl Incremental {
                 }
             }
             _ => {
-                self.reset();
+                *self = Incremental::default();
                 replica.for_each_exchange(|id, records| {
                     let verdict = check(&cx, id, records);
                     self.keep(id.to_owned(), verdict)
                 })?;
             }
         }
-        self.checked = Some(sizes());
+        self.checked = Some(states.iter().map(|(d, s)| (d.clone(), s.size)).collect());
         Ok(in_order(
             self.findings.values().flatten().cloned().collect(),
         ))

@@ -312,10 +312,6 @@ impl Oversight {
         for (dept, report) in &reports {
             match report {
                 Ok(r) if r.newly_flagged => {
-                    self.crosscheck_state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .reset();
                     if let Some(flag) = &r.flag {
                         self.record_flag(dept, flag).await;
                     }
