@@ -84,9 +84,12 @@ pub struct IdentityFiles {
 pub struct LedgerSection {
     /// The LMDB environment directory.
     pub dir: PathBuf,
-    /// LMDB map size in MiB (the file is sparse; a full map refuses to release data).
+    /// LMDB map size in MiB to start with (the file is sparse); it doubles whenever it is full.
     #[serde(default = "default_map_size_mib")]
     pub map_size_mib: u64,
+    /// The most the map may grow to, in MiB: a ledger that fills it refuses to release data.
+    #[serde(default = "default_max_map_size_mib")]
+    pub max_map_size_mib: u64,
     /// The longest a commit batch stays open for more appends, in microseconds.
     #[serde(default = "default_batch_window_us")]
     pub batch_window_us: u64,
@@ -103,6 +106,7 @@ impl LedgerSection {
     pub fn options(&self) -> crate::ledger::LedgerOptions {
         crate::ledger::LedgerOptions {
             map_size_mib: self.map_size_mib,
+            max_map_size_mib: self.max_map_size_mib,
             batch_window: std::time::Duration::from_micros(self.batch_window_us),
             batch_gap: std::time::Duration::from_micros(self.batch_gap_us),
             max_batch: self.max_batch.clamp(1, 65_536),
@@ -123,7 +127,11 @@ fn default_max_batch() -> usize {
 }
 
 fn default_map_size_mib() -> u64 {
-    64 * 1024
+    crate::ledger::DEFAULT_MAP_SIZE_MIB
+}
+
+fn default_max_map_size_mib() -> u64 {
+    crate::ledger::DEFAULT_MAX_MAP_SIZE_MIB
 }
 
 /// `[client]`: the local application API.

@@ -103,7 +103,7 @@ async fn sigkill_under_load_loses_no_acknowledged_entry() {
 
     let directory = Directory::load(&layout.directory).unwrap();
     let log = directory.department(&registry.id).unwrap().verifier.clone();
-    let store = Store::open(&registry.dir.join("ledger"), 1024).unwrap();
+    let store = Store::open(&registry.dir.join("ledger"), 1024, 1024).unwrap();
     store
         .read(|r| {
             for receipt in &receipts {
@@ -138,7 +138,7 @@ async fn sigkill_under_load_loses_no_acknowledged_entry() {
     let exchanges = exchanges.lock().unwrap().clone();
     let welfare = layout.dept("social-welfare").unwrap();
     for (dept, side) in [(&registry, "provider"), (welfare, "consumer")] {
-        let store = Store::open(&dept.dir.join("ledger"), 1024).unwrap();
+        let store = Store::open(&dept.dir.join("ledger"), 1024, 1024).unwrap();
         let mut ids = std::collections::HashSet::new();
         store
             .read(|r| {

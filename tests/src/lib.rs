@@ -436,7 +436,7 @@ pub fn rewrite(path: &Path, from: &str, to: &str) {
 
 /// Read every entry of a (closed) ledger as JSON values.
 pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
-    let store = causeway::ledger::store::Store::open(ledger, 64)?;
+    let store = causeway::ledger::store::Store::open(ledger, 64, 64)?;
     let mut out = Vec::new();
     store.read(|r| {
         r.for_each_entry(0, u64::MAX, |_, bytes| {
@@ -452,7 +452,7 @@ pub fn verify_ledger(
     ledger: &Path,
     directory: &Directory,
 ) -> Result<causeway::ledger::verify::Verified, String> {
-    let store = causeway::ledger::store::Store::open(ledger, 64).map_err(|e| e.to_string())?;
+    let store = causeway::ledger::store::Store::open(ledger, 64, 64).map_err(|e| e.to_string())?;
     let origin = std::fs::read_to_string(ledger.join(causeway::ledger::VKEY_FILE))
         .map_err(|e| e.to_string())?;
     let origin = origin

@@ -476,9 +476,9 @@ async fn no_data_is_released_when_the_ledger_cannot_record(transport: Transport)
     rewrite(
         &config,
         "dir = \"ledger\"",
-        "dir = \"ledger\"\nmap_size_mib = 1",
+        "dir = \"ledger\"\nmap_size_mib = 1\nmax_map_size_mib = 1",
     );
-    // A 1 MiB log holds more exchanges than the demo grant's 600 a minute.
+    // A 1 MiB log that may not grow holds more exchanges than the demo grant's 600 a minute.
     rewrite(
         &fed.dept_dir("civil-registry")
             .join("policies/welfare-residents.toml"),
@@ -505,7 +505,7 @@ async fn no_data_is_released_when_the_ledger_cannot_record(transport: Transport)
             break;
         }
     }
-    let (status, answer) = refused.expect("a 1 MiB ledger fills up");
+    let (status, answer) = refused.expect("a 1 MiB ledger that may not grow fills up");
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["provider_status"], 503, "{answer}");
     assert_eq!(answer["error"]["code"], "ledger-unavailable", "{answer}");

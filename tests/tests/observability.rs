@@ -778,7 +778,8 @@ async fn metrics_are_exported_over_otlp_when_configured() {
 async fn readyz_fails_when_the_ledger_cannot_commit() {
     let _turn = one_federation_at_a_time().await;
     let mut fed = Federation::create().expect("federation");
-    // A ledger map of 1 MiB, filled below: LMDB refuses the next commit (MDB_MAP_FULL).
+    // A ledger map of 1 MiB that may not grow, filled below: LMDB refuses the next commit
+    // (MDB_MAP_FULL).
     let config = fed
         .layout
         .departments
@@ -791,7 +792,10 @@ async fn readyz_fails_when_the_ledger_cannot_commit() {
     assert!(text.contains("[ledger]\n"), "{text}");
     std::fs::write(
         &config,
-        text.replace("[ledger]\n", "[ledger]\nmap_size_mib = 1\n"),
+        text.replace(
+            "[ledger]\n",
+            "[ledger]\nmap_size_mib = 1\nmax_map_size_mib = 1\n",
+        ),
     )
     .expect("config");
     for dept in ["civil-registry", "tax-office", "social-welfare"] {

@@ -80,7 +80,11 @@ fn open_store(ledger: &Path) -> Result<Store> {
         "{}: no ledger here (expected data.mdb); pass the gateway's [ledger] dir",
         ledger.display()
     );
-    Ok(Store::open(ledger, 64 * 1024)?)
+    Ok(Store::open(
+        ledger,
+        crate::ledger::DEFAULT_MAP_SIZE_MIB,
+        crate::ledger::DEFAULT_MAX_MAP_SIZE_MIB,
+    )?)
 }
 
 fn log_key(ledger: &Path, directory: Option<&Path>) -> Result<(NoteVerifier, String)> {

@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod env;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
@@ -34,11 +35,18 @@ use self::store::{Batch, Store};
 /// File beside the LMDB environment holding the log's note verifier key (public).
 pub const VKEY_FILE: &str = "log.vkey";
 
-/// How the writer batches.
+/// The LMDB map a ledger starts with, in MiB: address space, not disk, until used.
+pub const DEFAULT_MAP_SIZE_MIB: u64 = 64 * 1024;
+/// The largest the map grows to, in MiB (16 TiB of the 128 TiB a 64-bit process can address).
+pub const DEFAULT_MAX_MAP_SIZE_MIB: u64 = 16 * 1024 * 1024;
+
+/// Where the ledger is kept and how the writer batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LedgerOptions {
-    /// LMDB map size in MiB (the file is sparse).
+    /// LMDB map size in MiB to start with (the file is sparse); it doubles when full.
     pub map_size_mib: u64,
+    /// The map never grows past this many MiB: a ledger that fills it refuses to release data.
+    pub max_map_size_mib: u64,
     /// The longest a batch stays open for more appends after its first one arrives.
     pub batch_window: Duration,
     /// A batch closes early once no append has arrived for this long.
@@ -50,7 +58,8 @@ pub struct LedgerOptions {
 impl Default for LedgerOptions {
     fn default() -> Self {
         LedgerOptions {
-            map_size_mib: 64 * 1024,
+            map_size_mib: DEFAULT_MAP_SIZE_MIB,
+            max_map_size_mib: DEFAULT_MAX_MAP_SIZE_MIB,
             batch_window: Duration::from_millis(2),
             batch_gap: Duration::from_micros(100),
             max_batch: 4096,
@@ -62,8 +71,10 @@ impl Default for LedgerOptions {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
-    /// The LMDB map is full.
-    #[error("the ledger is full: raise [ledger] map_size_mib and restart")]
+    /// The LMDB map is full and cannot grow.
+    #[error(
+        "the ledger's map is full and cannot grow: raise [ledger] max_map_size_mib and restart"
+    )]
     Full,
     /// A storage error (disk full, read-only, I/O).
     #[error("the ledger could not be written: {0}")]
@@ -130,7 +141,7 @@ impl Ledger {
         options: LedgerOptions,
         signer: NoteSigner,
     ) -> Result<Ledger, LedgerError> {
-        let store = Store::open(dir, options.map_size_mib)?;
+        let store = Store::open(dir, options.map_size_mib, options.max_map_size_mib)?;
         // The public key beside the log lets `causeway log verify` check it without a directory.
         std::fs::write(
             dir.join(VKEY_FILE),
@@ -782,14 +793,54 @@ mod tests {
         assert_eq!(*in_flight.count(), 1, "still in flight after the deadline");
     }
 
-    /// A commit that fails (here: an entry too big for the LMDB map) fails the batches prepared
-    /// on top of it too; the writer continues from the durable state, so later appends succeed,
-    /// every acknowledged entry is in the log at its index, nothing else is, and the chain verifies.
+    /// A ledger that fills its map grows it instead of refusing: appends arriving meanwhile all
+    /// succeed, in order, and the log verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_map_grows_and_no_append_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LedgerOptions {
+            map_size_mib: 1,
+            ..LedgerOptions::default()
+        };
+        let ledger = Arc::new(Ledger::open(dir.path(), options, signer()).unwrap());
+        let mut indexes = Vec::new();
+        for _ in 0..30 {
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let ledger = ledger.clone();
+                    tokio::spawn(async move {
+                        let mut entry = Entry::new(Kind::Exchange);
+                        entry.reason = Some("x".repeat(1024));
+                        ledger.append(entry).await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                indexes.push(t.await.unwrap().unwrap().entry.index);
+            }
+        }
+        indexes.sort();
+        assert_eq!(indexes, (0..1500).collect::<Vec<_>>());
+        let data = std::fs::metadata(dir.path().join("data.mdb"))
+            .unwrap()
+            .len();
+        assert!(data > 2 << 20, "the 1 MiB map grew ({data} bytes)");
+        ledger
+            .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
+            .unwrap()
+            .unwrap();
+    }
+
+    /// A commit that fails (here: an entry too big for an LMDB map that may not grow) fails the
+    /// batches prepared on top of it too; the writer continues from the durable state, so later
+    /// appends succeed, every acknowledged entry is in the log at its index, nothing else is, and
+    /// the chain verifies.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_a_failed_commit_only_acknowledged_entries_are_in_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let options = LedgerOptions {
             map_size_mib: 1,
+            max_map_size_mib: 1,
             ..LedgerOptions::default()
         };
         let ledger = Arc::new(Ledger::open(dir.path(), options, signer()).unwrap());
@@ -878,7 +929,7 @@ mod tests {
         .unwrap();
         ledger.close();
         drop(ledger);
-        let store = Store::open(dir.path(), 64).unwrap();
+        let store = Store::open(dir.path(), 64, 64).unwrap();
         store.overwrite_checkpoint(2, &forged).unwrap();
         let failure = store
             .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))

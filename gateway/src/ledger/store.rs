@@ -21,8 +21,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lmdb::{Cursor, Database, DatabaseFlags, Environment, Transaction, WriteFlags};
+use lmdb::{Cursor, Database, DatabaseFlags, Transaction, WriteFlags};
 
+use super::env::{Env, MapError, Txn};
 use super::merkle::{Frontier, Hash, NodeSource};
 use super::witness::WitnessState;
 use super::LedgerError;
@@ -63,7 +64,7 @@ pub struct Head {
 
 /// An open LMDB environment holding one log.
 pub struct Store {
-    env: Environment,
+    env: Env,
     entries: Database,
     nodes: Database,
     checkpoints: Database,
@@ -83,6 +84,18 @@ fn storage(e: lmdb::Error) -> LedgerError {
     }
 }
 
+impl From<lmdb::Error> for LedgerError {
+    fn from(e: lmdb::Error) -> Self {
+        storage(e)
+    }
+}
+
+impl MapError for LedgerError {
+    fn is_full(&self) -> bool {
+        matches!(self, LedgerError::Full)
+    }
+}
+
 fn node_key(level: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = level;
@@ -90,25 +103,19 @@ fn node_key(level: u8, index: u64) -> [u8; 9] {
     k
 }
 
-/// Open (creating the directory if needed) an LMDB environment of up to 8 databases in `dir`, its
-/// files readable by the owner only. The map is sparse, so a large `map_size_mib` costs nothing
-/// until used. Errors name the directory.
-pub fn open_environment(dir: &Path, map_size_mib: u64) -> Result<Environment, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let map_size = usize::try_from(map_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-    Environment::new()
-        .set_max_dbs(8)
-        .set_map_size(map_size)
-        .open_with_permissions(dir, 0o600)
-        .map_err(|e| format!("{}: {e}", dir.display()))
-}
-
 impl Store {
-    /// Open (creating if needed) the environment in `dir`.
-    pub fn open(dir: &Path, map_size_mib: u64) -> Result<Store, LedgerError> {
-        let env = open_environment(dir, map_size_mib).map_err(LedgerError::Storage)?;
+    /// Open (creating if needed) the environment in `dir`, with a map of `map_size_mib` that
+    /// grows up to `max_map_size_mib` as the log fills it.
+    pub fn open(
+        dir: &Path,
+        map_size_mib: u64,
+        max_map_size_mib: u64,
+    ) -> Result<Store, LedgerError> {
+        let mut env =
+            Env::open(dir, map_size_mib, max_map_size_mib).map_err(LedgerError::Storage)?;
+        let lmdb = env.lmdb();
         let db = |name| {
-            env.create_db(Some(name), DatabaseFlags::empty())
+            lmdb.create_db(Some(name), DatabaseFlags::empty())
                 .map_err(storage)
         };
         let (entries, nodes, checkpoints, meta) = (
@@ -128,7 +135,7 @@ impl Store {
             .open(&path)
             .or_else(|_| File::options().write(true).open(&path))
             .map_err(io)?;
-        let page_size = env.stat().map_err(storage)?.page_size().into();
+        let page_size = lmdb.stat().map_err(storage)?.page_size().into();
         let zeroed_to = AtomicU64::new(data.metadata().map_err(io)?.len());
         Ok(Store {
             env,
@@ -145,7 +152,7 @@ impl Store {
 
     /// Read the state a writer resumes from.
     pub fn head(&self) -> Result<Head, LedgerError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let frontier = match txn.get(self.meta, &META_FRONTIER) {
             Ok(bytes) => Frontier::from_bytes(bytes)
                 .map_err(|e| LedgerError::Corrupt(format!("stored frontier: {e}")))?,
@@ -166,10 +173,18 @@ impl Store {
         })
     }
 
-    /// Write a batch and commit it durably. Entries and checkpoints are appended (their keys only
-    /// grow), which fills LMDB's pages instead of splitting them in half.
+    /// Write a batch and commit it durably, growing the map if it runs out (nothing of a write
+    /// that ran out was committed). Entries and checkpoints are appended (their keys only grow),
+    /// which fills LMDB's pages instead of splitting them in half.
     pub fn commit(&self, batch: &Batch<'_>) -> Result<(), LedgerError> {
-        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        self.env.write(|txn| self.put_batch(txn, batch))
+    }
+
+    fn put_batch(
+        &self,
+        txn: &mut lmdb::RwTransaction<'_>,
+        batch: &Batch<'_>,
+    ) -> Result<(), LedgerError> {
         for (index, bytes) in batch.entries {
             txn.put(
                 self.entries,
@@ -208,8 +223,7 @@ impl Store {
             &batch.checkpoint,
             WriteFlags::APPEND,
         )
-        .map_err(storage)?;
-        txn.commit().map_err(storage)
+        .map_err(storage)
     }
 
     /// If less than 512 KiB of the data file lies past LMDB's last page, write another MiB of zeros
@@ -225,8 +239,8 @@ impl Store {
         if self.zeroed_to.load(Ordering::Relaxed) >= self.used(&info) + ZEROED_LOW_WATER {
             return Ok(0);
         }
-        let txn = self.env.begin_rw_txn().map_err(storage)?;
-        let info = self.env.info().map_err(storage)?;
+        let txn = self.env.rw().map_err(storage)?;
+        let info = self.env.info_in(&txn).map_err(storage)?;
         let used = self.used(&info);
         let end = self.data.metadata().map_err(io)?.len();
         self.zeroed_to.store(end, Ordering::Relaxed);
@@ -252,7 +266,7 @@ impl Store {
     /// could (for tests of verification).
     #[cfg(test)]
     pub fn overwrite_checkpoint(&self, size: u64, note: &str) -> Result<(), LedgerError> {
-        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        let mut txn = self.env.rw().map_err(storage)?;
         for (db, key) in [
             (self.checkpoints, &size.to_be_bytes()[..]),
             (self.meta, META_CHECKPOINT),
@@ -265,7 +279,7 @@ impl Store {
 
     /// The latest cosigned checkpoint (size, note), if witnesses ever cosigned one.
     pub fn cosigned(&self) -> Result<Option<(u64, String)>, LedgerError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         match txn.get(self.meta, &META_COSIGNED) {
             Ok(bytes) if bytes.len() > 8 => {
                 let size = u64::from_be_bytes(bytes[..8].try_into().expect("checked length"));
@@ -286,15 +300,15 @@ impl Store {
     pub fn put_cosigned(&self, size: u64, note: &str) -> Result<(), LedgerError> {
         let mut value = size.to_be_bytes().to_vec();
         value.extend_from_slice(note.as_bytes());
-        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
-        txn.put(self.meta, &META_COSIGNED, &value, WriteFlags::empty())
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
+        self.env.write(|txn| {
+            txn.put(self.meta, &META_COSIGNED, &value, WriteFlags::empty())
+                .map_err(storage)
+        })
     }
 
     /// What this gateway, as a witness, last cosigned for the log `origin`.
     pub fn witness_state(&self, origin: &str) -> Result<Option<WitnessState>, LedgerError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let bytes = match txn.get(self.witness, &origin.as_bytes()) {
             Ok(b) => b,
             Err(lmdb::Error::NotFound) => return Ok(None),
@@ -316,15 +330,15 @@ impl Store {
         let mut value = state.size.to_be_bytes().to_vec();
         value.extend_from_slice(&state.root);
         value.extend_from_slice(state.note.as_bytes());
-        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
-        txn.put(
-            self.witness,
-            &origin.as_bytes(),
-            &value,
-            WriteFlags::empty(),
-        )
-        .map_err(storage)?;
-        txn.commit().map_err(storage)
+        self.env.write(|txn| {
+            txn.put(
+                self.witness,
+                &origin.as_bytes(),
+                &value,
+                WriteFlags::empty(),
+            )
+            .map_err(storage)
+        })
     }
 
     /// Run `f` over a consistent read-only view.
@@ -332,7 +346,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Reader<'_>) -> Result<R, LedgerError>,
     ) -> Result<R, LedgerError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let reader = Reader { store: self, txn };
         f(&reader)
     }
@@ -341,7 +355,7 @@ impl Store {
 /// A read transaction over the store.
 pub struct Reader<'s> {
     store: &'s Store,
-    txn: lmdb::RoTransaction<'s>,
+    txn: Txn<'s, lmdb::RoTransaction<'s>>,
 }
 
 impl Reader<'_> {
@@ -437,7 +451,7 @@ mod tests {
     fn the_data_file_is_kept_zeroed_ahead_without_touching_a_page_lmdb_wrote() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("data.mdb");
-        let store = Store::open(dir.path(), 64).unwrap();
+        let store = Store::open(dir.path(), 64, 64).unwrap();
         let mut frontier = Frontier::default();
         let mut next = 0;
         for _ in 0..50 {
@@ -470,7 +484,7 @@ mod tests {
         assert!((1..10).contains(&extended), "{extended} extensions");
         // LMDB reopens a file longer than its pages, and every entry reads back.
         drop(store);
-        let store = Store::open(dir.path(), 64).unwrap();
+        let store = Store::open(dir.path(), 64, 64).unwrap();
         assert_eq!(store.head().unwrap().frontier.size(), next);
         store
             .read(|r| {
@@ -484,7 +498,7 @@ mod tests {
     #[test]
     fn the_data_file_never_grows_past_the_map() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1).unwrap();
+        let store = Store::open(dir.path(), 1, 1).unwrap();
         commit(&store, &mut Frontier::default(), 0..10);
         while store.keep_zeroed_ahead().unwrap() > 0 {}
         let len = std::fs::metadata(dir.path().join("data.mdb"))
@@ -496,7 +510,7 @@ mod tests {
     #[test]
     fn an_entry_index_that_does_not_grow_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 64).unwrap();
+        let store = Store::open(dir.path(), 64, 64).unwrap();
         let mut frontier = Frontier::default();
         commit(&store, &mut frontier, 0..5);
         let stale = [(3, b"again".to_vec())];

@@ -48,7 +48,8 @@ pub struct OversightSection {
     /// The replica's LMDB directory.
     #[serde(default = "default_replica")]
     pub replica: PathBuf,
-    /// LMDB map size of the replica in MiB (the file is sparse).
+    /// LMDB map size of the replica in MiB to start with (the file is sparse); it doubles whenever
+    /// it is full.
     #[serde(default = "default_map_size_mib")]
     pub map_size_mib: u64,
     /// How often to pull every department's log, in milliseconds.

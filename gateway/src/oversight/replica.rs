@@ -14,12 +14,13 @@
 
 use std::path::Path;
 
-use lmdb::{Cursor, Database, DatabaseFlags, Environment, Transaction, WriteFlags};
+use lmdb::{Cursor, Database, DatabaseFlags, Transaction, WriteFlags};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::identity::DeptId;
 use crate::ledger::entry::{Entry, Side, GENESIS_PREV};
+use crate::ledger::env::{Env, MapError};
 use crate::ledger::merkle::{leaf_hash, Frontier, Hash};
 
 /// Index tags (first byte of an `index` key).
@@ -46,8 +47,8 @@ const MAX_INDEXED_VALUE: usize = 200;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplicaError {
-    /// The LMDB map is full.
-    #[error("the replica is full: raise [oversight] map_size_mib and restart")]
+    /// The LMDB map is full and cannot grow.
+    #[error("the replica's map is full and cannot grow (address space, or `ulimit -v`)")]
     Full,
     /// A storage error.
     #[error("the replica could not be read or written: {0}")]
@@ -61,6 +62,18 @@ fn storage(e: lmdb::Error) -> ReplicaError {
     match e {
         lmdb::Error::MapFull => ReplicaError::Full,
         other => ReplicaError::Storage(other.to_string()),
+    }
+}
+
+impl From<lmdb::Error> for ReplicaError {
+    fn from(e: lmdb::Error) -> Self {
+        storage(e)
+    }
+}
+
+impl MapError for ReplicaError {
+    fn is_full(&self) -> bool {
+        matches!(self, ReplicaError::Full)
     }
 }
 
@@ -375,7 +388,7 @@ pub struct MinuteCount {
 
 /// The oversight node's replica of every department's log.
 pub struct Replica {
-    env: Environment,
+    env: Env,
     entries: Database,
     index: Database,
     logs: Database,
@@ -494,10 +507,11 @@ fn bump(
 impl Replica {
     /// Open (creating if needed) the replica in `dir`.
     pub fn open(dir: &Path, map_size_mib: u64) -> Result<Replica, ReplicaError> {
-        let env = crate::ledger::store::open_environment(dir, map_size_mib)
+        let mut env = Env::open(dir, map_size_mib, crate::ledger::DEFAULT_MAX_MAP_SIZE_MIB)
             .map_err(ReplicaError::Storage)?;
+        let lmdb = env.lmdb();
         let db = |name| {
-            env.create_db(Some(name), DatabaseFlags::empty())
+            lmdb.create_db(Some(name), DatabaseFlags::empty())
                 .map_err(storage)
         };
         let (entries, index, logs, stats) =
@@ -513,7 +527,7 @@ impl Replica {
 
     /// The state of `dept`'s log (default: nothing replicated yet).
     pub fn state(&self, dept: &str) -> Result<LogState, ReplicaError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         match txn.get(self.logs, &dept.as_bytes()) {
             Ok(bytes) => serde_json::from_slice(bytes)
                 .map_err(|e| ReplicaError::Corrupt(format!("state of {dept}: {e}"))),
@@ -524,7 +538,7 @@ impl Replica {
 
     /// Every department's state, by id.
     pub fn states(&self) -> Result<Vec<(String, LogState)>, ReplicaError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let mut cursor = txn.open_ro_cursor(self.logs).map_err(storage)?;
         let mut out = Vec::new();
         for item in cursor.iter_start() {
@@ -539,11 +553,11 @@ impl Replica {
 
     /// Store `dept`'s state alone (a flag, an error, new cosignatures).
     pub fn put_state(&self, dept: &str, state: &LogState) -> Result<(), ReplicaError> {
-        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
         let json = serde_json::to_vec(state).expect("log state always serializes");
-        txn.put(self.logs, &dept.as_bytes(), &json, WriteFlags::empty())
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
+        self.env.write(|txn| {
+            txn.put(self.logs, &dept.as_bytes(), &json, WriteFlags::empty())
+                .map_err(storage)
+        })
     }
 
     /// Store verified entries of `dept`'s log (`(bytes, parsed)`, in order, continuing the
@@ -555,7 +569,17 @@ impl Replica {
         state: &LogState,
     ) -> Result<(), ReplicaError> {
         let log = dept.as_str();
-        let mut txn = self.env.begin_rw_txn().map_err(storage)?;
+        self.env
+            .write(|txn| self.put_entries(txn, log, entries, state))
+    }
+
+    fn put_entries(
+        &self,
+        txn: &mut lmdb::RwTransaction<'_>,
+        log: &str,
+        entries: &[(Vec<u8>, Entry)],
+        state: &LogState,
+    ) -> Result<(), ReplicaError> {
         for (bytes, entry) in entries {
             let key = entry_key(log, entry.index);
             txn.put(self.entries, &key, bytes, WriteFlags::empty())
@@ -570,7 +594,7 @@ impl Replica {
                 {
                     let decision = if d == "allow" { "allow" } else { "deny" };
                     bump(
-                        &mut txn,
+                        txn,
                         self.stats,
                         format!("m\0{c}\0{p}\0{decision}").as_bytes(),
                         1,
@@ -579,19 +603,18 @@ impl Replica {
                     let mut k = b"t\0".to_vec();
                     k.extend_from_slice(&minute.to_be_bytes());
                     k.push(if decision == "allow" { b'a' } else { b'd' });
-                    bump(&mut txn, self.stats, &k, 1)?;
+                    bump(txn, self.stats, &k, 1)?;
                 }
             }
         }
         let json = serde_json::to_vec(state).expect("log state always serializes");
         txn.put(self.logs, &log.as_bytes(), &json, WriteFlags::empty())
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
+            .map_err(storage)
     }
 
     /// One entry's exact bytes.
     pub fn entry_bytes(&self, dept: &str, index: u64) -> Result<Option<Vec<u8>>, ReplicaError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         match txn.get(self.entries, &entry_key(dept, index)) {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(lmdb::Error::NotFound) => Ok(None),
@@ -625,7 +648,7 @@ impl Replica {
         let from = query.from_ms.unwrap_or(0);
         let to = query.to_ms.unwrap_or(u64::MAX);
         let limit = query.limit();
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
         let mut seek = prefix.clone();
         match to.checked_add(1) {
@@ -675,7 +698,7 @@ impl Replica {
         &self,
         mut f: impl FnMut(&str, Vec<Record>),
     ) -> Result<(), ReplicaError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let mut cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
         let mut current: Option<(Vec<u8>, Vec<Record>)> = None;
         for item in cursor.iter_from([tag::EXCHANGE]) {
@@ -717,7 +740,7 @@ impl Replica {
         if from >= to {
             return Ok(());
         }
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let mut cursor = txn.open_ro_cursor(self.entries).map_err(storage)?;
         let end = entry_key(dept, to);
         for item in cursor.iter_from(entry_key(dept, from)) {
@@ -737,7 +760,7 @@ impl Replica {
     /// Every replicated entry carrying exchange id `id` (as [`Replica::for_each_exchange`] gives
     /// it), in the order that gives them.
     pub fn exchange_records(&self, id: &str) -> Result<Vec<Record>, ReplicaError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let mut cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
         let prefix = index_prefix(tag::EXCHANGE, id);
         let mut records = Vec::new();
@@ -805,7 +828,7 @@ impl Replica {
     }
 
     fn scan_stats(&self, prefix: &[u8], mut f: impl FnMut(&[u8], u64)) -> Result<(), ReplicaError> {
-        let txn = self.env.begin_ro_txn().map_err(storage)?;
+        let txn = self.env.ro().map_err(storage)?;
         let mut cursor = txn.open_ro_cursor(self.stats).map_err(storage)?;
         for item in cursor.iter_from(prefix) {
             let (k, v) = item.map_err(storage)?;
