@@ -11,6 +11,7 @@ use bytes::Bytes;
 use causeway::exchange::envelope::{self, Envelope};
 use causeway::identity::DeptId;
 use causeway::identity::GatewayKey;
+use causeway::ledger::receipt::Receipt;
 use causeway::transport::peer::{PeerRequest, PeerTransport};
 use causeway::transport::Transport;
 use causeway_tests::{ledger_entries, raw_peer_post, rewrite, verify_ledger, Federation};
@@ -219,6 +220,14 @@ async fn allowed_exchange_releases_exactly_the_granted_fields_and_both_sides_not
     assert_eq!(c["peer_receipt"]["log"], "demo/civil-registry");
     assert_eq!(answer["receipt"]["index"], p["index"]);
     assert_eq!(answer["consumer_log_index"], c["index"]);
+    // The receipt passed on to the application is the provider's, and verifies offline against
+    // the provider's directory key alone.
+    let receipt: Receipt = serde_json::from_value(answer["receipt"].clone()).unwrap();
+    let civil_registry = directory
+        .department(&DeptId::new("civil-registry").unwrap())
+        .unwrap();
+    let verified = receipt.verify(&civil_registry.verifier).unwrap();
+    assert_eq!(serde_json::to_value(&verified.entry).unwrap(), *p);
     let stored = serde_json::to_string(&provider).unwrap();
     assert!(
         !stored.contains("D000042"),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use super::envelope::{self, digest, payload_digest, Envelope};
@@ -47,15 +48,17 @@ pub struct ClientRequest {
     pub officer: String,
 }
 
-/// The provider's answer as JSON.
+/// The provider's answer as JSON. The receipt is kept as the provider wrote it: it is parsed to be
+/// verified, and passed on to the application byte for byte instead of being written out again.
 #[derive(Debug, Deserialize)]
-struct ProviderAnswer {
+struct ProviderAnswer<'a> {
     exchange: Option<uuid::Uuid>,
     #[serde(default)]
     fields: Vec<String>,
     #[serde(default)]
     rows: Vec<Vec<serde_json::Value>>,
-    receipt: Option<Receipt>,
+    #[serde(borrow)]
+    receipt: Option<&'a RawValue>,
     error: Option<serde_json::Value>,
     decision: Option<serde_json::Value>,
 }
@@ -74,7 +77,7 @@ struct Answer<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a [String]>,
     provider: &'a DeptId,
-    receipt: &'a Receipt,
+    receipt: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     rows: Option<&'a [Vec<serde_json::Value>]>,
 }
@@ -236,7 +239,7 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
             )
         }
     };
-    let Some(receipt) = answer.receipt else {
+    let Some(raw_receipt) = answer.receipt else {
         // Refused before notarization (authentication, envelope): pass the provider's reason on.
         let error = answer
             .error
@@ -247,7 +250,15 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         );
     };
     let opened = |note: &str| cx.checkpoints.open(&provider_id, &provider.verifier, note);
-    let verified = match receipt.verify_with(&provider.verifier, opened) {
+    let checked = serde_json::from_str::<Receipt>(raw_receipt.get())
+        .map_err(|e| e.to_string())
+        .and_then(
+            |receipt| match receipt.verify_with(&provider.verifier, opened) {
+                Ok(verified) => Ok((receipt, verified)),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    let (receipt, verified) = match checked {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(provider = %provider_id, error = %e, "the provider's receipt does not verify; nothing released");
@@ -332,7 +343,7 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         exchange: envelope.id,
         fields: released.then_some(&answer.fields[..]),
         provider: &provider_id,
-        receipt: &receipt,
+        receipt: raw_receipt,
         rows: released.then_some(&answer.rows[..]),
     };
     json_response(status, &body)

@@ -281,7 +281,11 @@ pub fn parse_vkey(vkey: &str) -> Result<NoteVerifier, String> {
 
 /// The federation's tag key: HMAC-SHA256 key for officer and data-subject tags.
 #[derive(Clone)]
-pub struct TagKey([u8; 32]);
+pub struct TagKey {
+    key: [u8; 32],
+    /// HMAC keyed once: its padded-key blocks are hashed here, not again for every tag.
+    keyed: hmac::Hmac<sha2::Sha256>,
+}
 
 impl fmt::Debug for TagKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -290,17 +294,24 @@ impl fmt::Debug for TagKey {
 }
 
 impl TagKey {
+    fn new(key: [u8; 32]) -> Self {
+        use hmac::Mac;
+        let keyed = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
+            .expect("HMAC accepts keys of any length");
+        TagKey { key, keyed }
+    }
+
     /// A fresh random key.
     pub fn generate() -> Self {
         use rand::RngCore;
         let mut k = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut k);
-        TagKey(k)
+        TagKey::new(k)
     }
 
     /// Hex form, as stored in the key file.
     pub fn to_file_contents(&self) -> String {
-        format!("{}\n", hex::encode(self.0))
+        format!("{}\n", hex::encode(self.key))
     }
 
     /// Read a tag key file (64 hex characters).
@@ -314,14 +325,13 @@ impl TagKey {
         let key: [u8; 32] = raw
             .try_into()
             .map_err(|_| bad("expected a 32-byte key (64 hex characters)".into()))?;
-        Ok(TagKey(key))
+        Ok(TagKey::new(key))
     }
 
     /// The keyed tag of `value` in `domain` (e.g. "subject", "officer"): hex HMAC-SHA256.
     pub fn tag(&self, domain: &str, value: &str) -> String {
         use hmac::Mac;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(domain.as_bytes());
         mac.update(b"\n");
         mac.update(value.as_bytes());
@@ -330,7 +340,7 @@ impl TagKey {
 
     /// Raw key bytes, for keyed-hash masks.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.key
     }
 }
 
@@ -381,11 +391,15 @@ mod tests {
         assert!(GatewayKey::load(&path).is_err());
     }
 
+    const KNOWN_TAG: &str = "68b7b92f380fa37dfa71a11f0d0427b61105ccc53cb1da1077712b5c28912248";
+
     #[test]
     fn tags_are_keyed_and_domain_separated() {
-        let a = TagKey([1; 32]);
-        let b = TagKey([2; 32]);
+        let a = TagKey::new([1; 32]);
+        let b = TagKey::new([2; 32]);
         assert_eq!(a.tag("subject", "D000001"), a.tag("subject", "D000001"));
+        // HMAC-SHA256(key, "subject\nD000001"), computed independently (Python's hmac module).
+        assert_eq!(a.tag("subject", "D000001"), KNOWN_TAG);
         assert_ne!(a.tag("subject", "D000001"), b.tag("subject", "D000001"));
         assert_ne!(a.tag("subject", "D000001"), a.tag("officer", "D000001"));
         assert!(!a.tag("subject", "D000001").contains("D000001"));

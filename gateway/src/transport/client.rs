@@ -151,20 +151,17 @@ impl PeerClient {
             head.headers
                 .insert(http::header::CONTENT_LENGTH, body.len().into());
         }
-        let mut connection = self.connection(dept).await?;
-        let mut sender = match connection.sender.clone().ready().await {
-            Ok(sender) => sender,
+        // The slot hands out a clone of the connection's sender: it is this request's own.
+        let Connection { sender, closed } = self.connection(dept).await?;
+        let (mut sender, closed) = match sender.ready().await {
+            Ok(sender) => (sender, closed),
             Err(_) => {
                 // Closed or gone away (the provider restarted, say) before anything of this
                 // request was sent: one fresh connection.
-                self.forget(&dept.id, &connection).await;
-                connection = self.connection(dept).await?;
-                connection
-                    .sender
-                    .clone()
-                    .ready()
-                    .await
-                    .map_err(|e| protocol(e.to_string()))?
+                self.forget(&dept.id, &closed).await;
+                let Connection { sender, closed } = self.connection(dept).await?;
+                let sender = sender.ready().await.map_err(|e| protocol(e.to_string()))?;
+                (sender, closed)
             }
         };
         let sent = sender
@@ -178,7 +175,7 @@ impl PeerClient {
         let response = match sent {
             Ok(response) => response,
             Err(e) => {
-                self.forget(&dept.id, &connection).await;
+                self.forget(&dept.id, &closed).await;
                 return Err(protocol(e.to_string()));
             }
         };
@@ -190,13 +187,14 @@ impl PeerClient {
         Ok((status, body))
     }
 
-    /// Drop `connection` from its slot, unless another request already replaced it.
-    async fn forget(&self, dept: &DeptId, connection: &Connection) {
+    /// Drop the connection whose end `closed` marks from its slot, unless another request already
+    /// replaced it.
+    async fn forget(&self, dept: &DeptId, closed: &Arc<AtomicBool>) {
         let slot = self.slot(dept);
         let mut slot = slot.lock().await;
         if slot
             .as_ref()
-            .is_some_and(|held| Arc::ptr_eq(&held.closed, &connection.closed))
+            .is_some_and(|held| Arc::ptr_eq(&held.closed, closed))
         {
             *slot = None;
         }
