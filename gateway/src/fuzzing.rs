@@ -5,12 +5,15 @@
 //! Each body feeds outside bytes to one parser and asserts what must hold for every input: no
 //! panic, and whatever parses prints back to exactly the same bytes (one canonical form).
 
+use crate::exchange::consumer::ProviderAnswer;
 use crate::exchange::envelope::{Envelope, EnvelopeSignature, VerifiedBatches};
 use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::entry::Entry;
 use crate::ledger::note::{open_note, parse_note, NoteVerifier};
 use crate::ledger::receipt::Receipt;
 use crate::ledger::tlog_proof::{verify_tlog_proof, TlogProof};
 use crate::ledger::witness::AddCheckpointRequest;
+use crate::oversight::replica::LogFollower;
 
 /// A fixed, valid verifier key (the C2SP/Go note example's) for the bodies that verify.
 pub const TEST_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
@@ -94,6 +97,23 @@ pub fn envelope(data: &[u8]) {
     assert_eq!(plain.is_ok(), cached.is_ok());
     if let Ok(receipt) = serde_json::from_slice::<Receipt>(data) {
         let _ = receipt.verify(&test_verifier());
+    }
+}
+
+/// What peers send besides envelopes: ledger entries (inside receipts, and in the log API's
+/// answers the oversight node pulls) and a provider's answer as the consumer reads it. Whatever
+/// parses as an entry re-parses from its own bytes to the same entry, and a log follower takes or
+/// refuses it without panicking.
+pub fn peer_answer(data: &[u8]) {
+    if let Ok(entry) = Entry::from_bytes(data) {
+        let again = Entry::from_bytes(&entry.to_bytes()).expect("a parsed entry re-parses");
+        assert_eq!(again, entry);
+    }
+    let _ = LogFollower::default().follow(data);
+    if let Ok(answer) = ProviderAnswer::parse(data) {
+        if let Some((_, Ok(receipt))) = answer.receipt() {
+            let _ = receipt.verify(&test_verifier());
+        }
     }
 }
 

@@ -53,6 +53,21 @@ fn seeds() -> Vec<Vec<u8>> {
     .to_body();
     let envelope = br#"{"v":1,"id":"0193a3c2-7f00-7000-8000-000000000001","consumer":"social-welfare","provider":"civil-registry","dataset":"residents","params":{"national_id":"D000001","year":2024},"purpose":"benefit-eligibility","legal_basis":"x","case":"","officer":"ab","issued_at":"2026-11-22T15:00:00Z","nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}"#;
     let receipt = br#"{"log":"PeterNeumann","index":0,"leaf_hash":"00","entry":"e30=","checkpoint":"x\n","inclusion_proof":[]}"#;
+    // A provider's first entry (a log follower takes it) and a provider's answer around the
+    // receipt above.
+    let entry = br#"{"v":1,"index":0,"time":"2026-12-05T12:13:56.34047844Z","kind":"exchange","side":"provider","id":"01a24620-10f4-78e4-a065-51130e22c88a","consumer":"tax-office","provider":"civil-registry","dataset":"residents","purpose":"tax-assessment","legal_basis":"Taxation Act s.5","officer":"84366ee3708005e068e972402856fc959bc87fe8445568492208c2512df1e637","subjects":["6cfd37e3c08616e7b9c8f072d26546698bc89f2acc4abf2dbce9d1dc79a0899a"],"request_digest":"a08aae1a6e7aa695bd71c8571a128f1f9882f5cdbd18cca923b413adb05afd3b","response_digest":"5975b935f77442a3f64029e329d87e4be8f61ff1cb333d63bfd63f75d7a20f14","fields":["name","address"],"rows":1,"decision":"allow","reason":"granted","rule":"tax-residents.toml:9","outcome":"ok","policy":"6c0e467203c2f24024e7f1552d4621ad1b045ba9d0f3adb93040bcfd178fffae","prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+    let answer = [
+        &br#"{"exchange":"0193a3c2-7f00-7000-8000-000000000001","fields":["name"],"rows":[["Kadri Tamm"]],"receipt":"#[..],
+        receipt,
+        b"}",
+    ]
+    .concat();
+    assert!(
+        causeway::oversight::replica::LogFollower::default()
+            .follow(entry)
+            .is_ok(),
+        "the entry seed is a valid first entry, so mutations start from one"
+    );
     // Signature headers over the envelope, by the key the fuzz bodies verify with (the C2SP note
     // example's PeterNeumann key), alone and as the second of a batch of three: "header\nbody".
     let signed = {
@@ -83,7 +98,13 @@ fn seeds() -> Vec<Vec<u8>> {
     ]
     .into_iter()
     .map(String::into_bytes)
-    .chain([envelope.to_vec(), receipt.to_vec(), DATASETS.to_vec()])
+    .chain([
+        envelope.to_vec(),
+        receipt.to_vec(),
+        DATASETS.to_vec(),
+        entry.to_vec(),
+        answer,
+    ])
     .chain(signed)
     .collect()
 }
@@ -129,6 +150,7 @@ fn fuzz_bodies_hold_on_seeds_and_their_mutations() {
             fuzzing::tlog_proof(input);
             fuzzing::envelope(input);
             fuzzing::datasets(input);
+            fuzzing::peer_answer(input);
             runs += 1;
         }
     }

@@ -51,7 +51,7 @@ pub struct ClientRequest {
 /// The provider's answer as JSON. The receipt is kept as the provider wrote it: it is parsed to be
 /// verified, and passed on to the application byte for byte instead of being written out again.
 #[derive(Debug, Deserialize)]
-struct ProviderAnswer<'a> {
+pub(crate) struct ProviderAnswer<'a> {
     exchange: Option<uuid::Uuid>,
     #[serde(default)]
     fields: Vec<String>,
@@ -61,6 +61,20 @@ struct ProviderAnswer<'a> {
     receipt: Option<&'a RawValue>,
     error: Option<serde_json::Value>,
     decision: Option<serde_json::Value>,
+}
+
+impl<'a> ProviderAnswer<'a> {
+    /// Read a provider's answer body.
+    pub(crate) fn parse(body: &'a [u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(body)
+    }
+
+    /// The receipt as the provider wrote it and as parsed for verification; none if the provider
+    /// refused before notarizing.
+    pub(crate) fn receipt(&self) -> Option<(&'a RawValue, serde_json::Result<Receipt>)> {
+        self.receipt
+            .map(|raw| (raw, serde_json::from_str::<Receipt>(raw.get())))
+    }
 }
 
 /// What the application is told, serialized without a JSON tree in between (its keys in the
@@ -229,7 +243,7 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         Err(e @ PeerError::Timeout(_)) => return problem(504, "provider-timeout", e.to_string()),
         Err(e) => return problem(502, "provider-unreachable", e.to_string()),
     };
-    let answer: ProviderAnswer = match serde_json::from_slice(&answer) {
+    let answer = match ProviderAnswer::parse(&answer) {
         Ok(a) => a,
         Err(_) => {
             return problem(
@@ -239,7 +253,7 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
             )
         }
     };
-    let Some(raw_receipt) = answer.receipt else {
+    let Some((raw_receipt, parsed)) = answer.receipt() else {
         // Refused before notarization (authentication, envelope): pass the provider's reason on.
         let error = answer
             .error
@@ -250,14 +264,12 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
         );
     };
     let opened = |note: &str| cx.checkpoints.open(&provider_id, &provider.verifier, note);
-    let checked = serde_json::from_str::<Receipt>(raw_receipt.get())
-        .map_err(|e| e.to_string())
-        .and_then(
-            |receipt| match receipt.verify_with(&provider.verifier, opened) {
-                Ok(verified) => Ok((receipt, verified)),
-                Err(e) => Err(e.to_string()),
-            },
-        );
+    let checked = parsed.map_err(|e| e.to_string()).and_then(|receipt| {
+        match receipt.verify_with(&provider.verifier, opened) {
+            Ok(verified) => Ok((receipt, verified)),
+            Err(e) => Err(e.to_string()),
+        }
+    });
     let (receipt, verified) = match checked {
         Ok(v) => v,
         Err(e) => {
