@@ -201,6 +201,58 @@ mod tests {
 
     use super::*;
 
+    /// Another process that opened the environment before it grew (as `causeway log verify` can
+    /// on a live gateway) adopts the larger map when its next transaction finds the data past
+    /// its own map (LMDB's `MDB_MAP_RESIZED`), and reads everything. The test runs itself again
+    /// as that other process.
+    #[test]
+    fn another_process_adopts_a_grown_map() {
+        const CHILD: &str = "CAUSEWAY_TEST_MAP_READER";
+        let value = |n: u32| vec![n as u8; 64 * 1024];
+        if let Ok(dir) = std::env::var(CHILD) {
+            let dir = Path::new(&dir);
+            let mut env = Env::open(dir, 1, 1).unwrap();
+            let db = env.lmdb().open_db(Some("v")).unwrap();
+            std::fs::write(dir.join("reader-ready"), b"").unwrap();
+            while !dir.join("grown").exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let txn = env.ro().expect("the reader adopts the grown map");
+            for n in 0..64u32 {
+                assert_eq!(txn.get(db, &n.to_be_bytes()).unwrap(), &value(n)[..]);
+            }
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = Env::open(dir.path(), 1, 64).unwrap();
+        let db = env
+            .lmdb()
+            .create_db(Some("v"), DatabaseFlags::empty())
+            .unwrap();
+        let mut reader = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--quiet",
+                "--exact",
+                "ledger::env::tests::another_process_adopts_a_grown_map",
+            ])
+            .env(CHILD, dir.path())
+            .spawn()
+            .unwrap();
+        while !dir.path().join("reader-ready").exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for n in 0..64u32 {
+            env.write(|txn| txn.put(db, &n.to_be_bytes(), &value(n), WriteFlags::APPEND))
+                .unwrap();
+        }
+        assert!(env.info().unwrap().map_size() >= 4 * MIB);
+        std::fs::write(dir.path().join("grown"), b"").unwrap();
+        assert!(
+            reader.wait().unwrap().success(),
+            "the reader process failed"
+        );
+    }
+
     /// A 1 MiB map takes 8 MiB of values by growing while other threads read: every value
     /// written is there, every read sees a consistent prefix, and the maximum is respected.
     #[test]
