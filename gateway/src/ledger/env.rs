@@ -197,9 +197,19 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use lmdb::{DatabaseFlags, Transaction, WriteFlags};
+    use lmdb::{Database, DatabaseFlags, Transaction, WriteFlags};
 
     use super::*;
+
+    /// An environment in `dir` and its one database, `v`.
+    fn open(dir: &Path, map_size_mib: u64, max_map_size_mib: u64) -> (Env, Database) {
+        let mut env = Env::open(dir, map_size_mib, max_map_size_mib).unwrap();
+        let db = env
+            .lmdb()
+            .create_db(Some("v"), DatabaseFlags::empty())
+            .unwrap();
+        (env, db)
+    }
 
     /// Another process that opened the environment before it grew (as `causeway log verify` can
     /// on a live gateway) adopts the larger map when its next transaction finds the data past
@@ -211,8 +221,7 @@ mod tests {
         let value = |n: u32| vec![n as u8; 64 * 1024];
         if let Ok(dir) = std::env::var(CHILD) {
             let dir = Path::new(&dir);
-            let mut env = Env::open(dir, 1, 1).unwrap();
-            let db = env.lmdb().open_db(Some("v")).unwrap();
+            let (env, db) = open(dir, 1, 1);
             std::fs::write(dir.join("reader-ready"), b"").unwrap();
             while !dir.join("grown").exists() {
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -224,11 +233,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut env = Env::open(dir.path(), 1, 64).unwrap();
-        let db = env
-            .lmdb()
-            .create_db(Some("v"), DatabaseFlags::empty())
-            .unwrap();
+        let (env, db) = open(dir.path(), 1, 64);
         let mut reader = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--quiet",
@@ -258,11 +263,7 @@ mod tests {
     #[test]
     fn the_map_grows_under_readers_until_its_maximum() {
         let dir = tempfile::tempdir().unwrap();
-        let mut env = Env::open(dir.path(), 1, 16).unwrap();
-        let db = env
-            .lmdb()
-            .create_db(Some("v"), DatabaseFlags::empty())
-            .unwrap();
+        let (env, db) = open(dir.path(), 1, 16);
         let env = Arc::new(env);
         let stop = Arc::new(AtomicBool::new(false));
         let readers: Vec<_> = (0..3)

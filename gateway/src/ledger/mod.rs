@@ -40,7 +40,7 @@ pub const DEFAULT_MAP_SIZE_MIB: u64 = 64 * 1024;
 /// The largest the map grows to, in MiB (16 TiB of the 128 TiB a 64-bit process can address).
 pub const DEFAULT_MAX_MAP_SIZE_MIB: u64 = 16 * 1024 * 1024;
 
-/// Where the ledger is kept and how the writer batches.
+/// How large the ledger's map is and how the writer batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LedgerOptions {
     /// LMDB map size in MiB to start with (the file is sparse); it doubles when full.

@@ -77,16 +77,12 @@ pub struct Store {
     page_size: u64,
 }
 
-fn storage(e: lmdb::Error) -> LedgerError {
-    match e {
-        lmdb::Error::MapFull => LedgerError::Full,
-        other => LedgerError::Storage(other.to_string()),
-    }
-}
-
 impl From<lmdb::Error> for LedgerError {
     fn from(e: lmdb::Error) -> Self {
-        storage(e)
+        match e {
+            lmdb::Error::MapFull => LedgerError::Full,
+            other => LedgerError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -116,7 +112,7 @@ impl Store {
         let lmdb = env.lmdb();
         let db = |name| {
             lmdb.create_db(Some(name), DatabaseFlags::empty())
-                .map_err(storage)
+                .map_err(LedgerError::from)
         };
         let (entries, nodes, checkpoints, meta) = (
             db("entries")?,
@@ -135,7 +131,7 @@ impl Store {
             .open(&path)
             .or_else(|_| File::options().write(true).open(&path))
             .map_err(io)?;
-        let page_size = lmdb.stat().map_err(storage)?.page_size().into();
+        let page_size = lmdb.stat()?.page_size().into();
         let zeroed_to = AtomicU64::new(data.metadata().map_err(io)?.len());
         Ok(Store {
             env,
@@ -152,12 +148,12 @@ impl Store {
 
     /// Read the state a writer resumes from.
     pub fn head(&self) -> Result<Head, LedgerError> {
-        let txn = self.env.ro().map_err(storage)?;
+        let txn = self.env.ro()?;
         let frontier = match txn.get(self.meta, &META_FRONTIER) {
             Ok(bytes) => Frontier::from_bytes(bytes)
                 .map_err(|e| LedgerError::Corrupt(format!("stored frontier: {e}")))?,
             Err(lmdb::Error::NotFound) => Frontier::default(),
-            Err(e) => return Err(storage(e)),
+            Err(e) => return Err(e.into()),
         };
         let checkpoint = match txn.get(self.meta, &META_CHECKPOINT) {
             Ok(bytes) => Some(
@@ -165,7 +161,7 @@ impl Store {
                     .map_err(|_| LedgerError::Corrupt("stored checkpoint is not UTF-8".into()))?,
             ),
             Err(lmdb::Error::NotFound) => None,
-            Err(e) => return Err(storage(e)),
+            Err(e) => return Err(e.into()),
         };
         Ok(Head {
             frontier,
@@ -191,8 +187,7 @@ impl Store {
                 &index.to_be_bytes(),
                 bytes,
                 WriteFlags::APPEND,
-            )
-            .map_err(storage)?;
+            )?;
         }
         for (level, index, hash) in batch.nodes {
             txn.put(
@@ -200,30 +195,27 @@ impl Store {
                 &node_key(*level, *index),
                 hash,
                 WriteFlags::empty(),
-            )
-            .map_err(storage)?;
+            )?;
         }
         txn.put(
             self.meta,
             &META_FRONTIER,
             &batch.frontier.to_bytes(),
             WriteFlags::empty(),
-        )
-        .map_err(storage)?;
+        )?;
         txn.put(
             self.meta,
             &META_CHECKPOINT,
             &batch.checkpoint,
             WriteFlags::empty(),
-        )
-        .map_err(storage)?;
+        )?;
         txn.put(
             self.checkpoints,
             &batch.frontier.size().to_be_bytes(),
             &batch.checkpoint,
             WriteFlags::APPEND,
         )
-        .map_err(storage)
+        .map_err(LedgerError::from)
     }
 
     /// If less than 512 KiB of the data file lies past LMDB's last page, write another MiB of zeros
@@ -235,12 +227,12 @@ impl Store {
     pub fn keep_zeroed_ahead(&self) -> Result<u64, LedgerError> {
         let io = |e: std::io::Error| LedgerError::Storage(e.to_string());
         // Most batches end here: the file reaches at least as far as it did last time.
-        let info = self.env.info().map_err(storage)?;
+        let info = self.env.info()?;
         if self.zeroed_to.load(Ordering::Relaxed) >= self.used(&info) + ZEROED_LOW_WATER {
             return Ok(0);
         }
-        let txn = self.env.rw().map_err(storage)?;
-        let info = self.env.info_in(&txn).map_err(storage)?;
+        let txn = self.env.rw()?;
+        let info = self.env.info_in(&txn)?;
         let used = self.used(&info);
         let end = self.data.metadata().map_err(io)?.len();
         self.zeroed_to.store(end, Ordering::Relaxed);
@@ -266,20 +258,19 @@ impl Store {
     /// could (for tests of verification).
     #[cfg(test)]
     pub fn overwrite_checkpoint(&self, size: u64, note: &str) -> Result<(), LedgerError> {
-        let mut txn = self.env.rw().map_err(storage)?;
+        let mut txn = self.env.rw()?;
         for (db, key) in [
             (self.checkpoints, &size.to_be_bytes()[..]),
             (self.meta, META_CHECKPOINT),
         ] {
-            txn.put(db, &key, &note, WriteFlags::empty())
-                .map_err(storage)?;
+            txn.put(db, &key, &note, WriteFlags::empty())?;
         }
-        txn.commit().map_err(storage)
+        txn.commit().map_err(LedgerError::from)
     }
 
     /// The latest cosigned checkpoint (size, note), if witnesses ever cosigned one.
     pub fn cosigned(&self) -> Result<Option<(u64, String)>, LedgerError> {
-        let txn = self.env.ro().map_err(storage)?;
+        let txn = self.env.ro()?;
         match txn.get(self.meta, &META_COSIGNED) {
             Ok(bytes) if bytes.len() > 8 => {
                 let size = u64::from_be_bytes(bytes[..8].try_into().expect("checked length"));
@@ -292,7 +283,7 @@ impl Store {
                 "stored cosigned checkpoint is truncated".into(),
             )),
             Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(storage(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -302,17 +293,17 @@ impl Store {
         value.extend_from_slice(note.as_bytes());
         self.env.write(|txn| {
             txn.put(self.meta, &META_COSIGNED, &value, WriteFlags::empty())
-                .map_err(storage)
+                .map_err(LedgerError::from)
         })
     }
 
     /// What this gateway, as a witness, last cosigned for the log `origin`.
     pub fn witness_state(&self, origin: &str) -> Result<Option<WitnessState>, LedgerError> {
-        let txn = self.env.ro().map_err(storage)?;
+        let txn = self.env.ro()?;
         let bytes = match txn.get(self.witness, &origin.as_bytes()) {
             Ok(b) => b,
             Err(lmdb::Error::NotFound) => return Ok(None),
-            Err(e) => return Err(storage(e)),
+            Err(e) => return Err(e.into()),
         };
         let corrupt = || LedgerError::Corrupt(format!("witness state of {origin} is malformed"));
         if bytes.len() < 40 {
@@ -337,7 +328,7 @@ impl Store {
                 &value,
                 WriteFlags::empty(),
             )
-            .map_err(storage)
+            .map_err(LedgerError::from)
         })
     }
 
@@ -346,7 +337,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Reader<'_>) -> Result<R, LedgerError>,
     ) -> Result<R, LedgerError> {
-        let txn = self.env.ro().map_err(storage)?;
+        let txn = self.env.ro()?;
         let reader = Reader { store: self, txn };
         f(&reader)
     }
@@ -364,7 +355,7 @@ impl Reader<'_> {
         match self.txn.get(self.store.entries, &index.to_be_bytes()) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(storage(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -378,12 +369,9 @@ impl Reader<'_> {
         if start >= end {
             return Ok(());
         }
-        let mut cursor = self
-            .txn
-            .open_ro_cursor(self.store.entries)
-            .map_err(storage)?;
+        let mut cursor = self.txn.open_ro_cursor(self.store.entries)?;
         for item in cursor.iter_from(start.to_be_bytes()) {
-            let (key, value) = item.map_err(storage)?;
+            let (key, value) = item?;
             let key: [u8; 8] = key
                 .try_into()
                 .map_err(|_| LedgerError::Corrupt("an entry key is not 8 bytes".into()))?;
@@ -398,13 +386,10 @@ impl Reader<'_> {
 
     /// Every stored checkpoint note, by tree size ascending.
     pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, LedgerError> {
-        let mut cursor = self
-            .txn
-            .open_ro_cursor(self.store.checkpoints)
-            .map_err(storage)?;
+        let mut cursor = self.txn.open_ro_cursor(self.store.checkpoints)?;
         let mut out = Vec::new();
         for item in cursor.iter_start() {
-            let (key, value) = item.map_err(storage)?;
+            let (key, value) = item?;
             let key: [u8; 8] = key
                 .try_into()
                 .map_err(|_| LedgerError::Corrupt("a checkpoint key is not 8 bytes".into()))?;

@@ -58,16 +58,12 @@ pub enum ReplicaError {
     Corrupt(String),
 }
 
-fn storage(e: lmdb::Error) -> ReplicaError {
-    match e {
-        lmdb::Error::MapFull => ReplicaError::Full,
-        other => ReplicaError::Storage(other.to_string()),
-    }
-}
-
 impl From<lmdb::Error> for ReplicaError {
     fn from(e: lmdb::Error) -> Self {
-        storage(e)
+        match e {
+            lmdb::Error::MapFull => ReplicaError::Full,
+            other => ReplicaError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -498,10 +494,10 @@ fn bump(
                 .map_err(|_| ReplicaError::Corrupt("a stored counter is not 8 bytes".into()))?,
         ),
         Err(lmdb::Error::NotFound) => 0,
-        Err(e) => return Err(storage(e)),
+        Err(e) => return Err(e.into()),
     };
     txn.put(db, &key, &(now + by).to_be_bytes(), WriteFlags::empty())
-        .map_err(storage)
+        .map_err(ReplicaError::from)
 }
 
 impl Replica {
@@ -512,7 +508,7 @@ impl Replica {
         let lmdb = env.lmdb();
         let db = |name| {
             lmdb.create_db(Some(name), DatabaseFlags::empty())
-                .map_err(storage)
+                .map_err(ReplicaError::from)
         };
         let (entries, index, logs, stats) =
             (db("entries")?, db("index")?, db("logs")?, db("stats")?);
@@ -527,22 +523,22 @@ impl Replica {
 
     /// The state of `dept`'s log (default: nothing replicated yet).
     pub fn state(&self, dept: &str) -> Result<LogState, ReplicaError> {
-        let txn = self.env.ro().map_err(storage)?;
+        let txn = self.env.ro()?;
         match txn.get(self.logs, &dept.as_bytes()) {
             Ok(bytes) => serde_json::from_slice(bytes)
                 .map_err(|e| ReplicaError::Corrupt(format!("state of {dept}: {e}"))),
             Err(lmdb::Error::NotFound) => Ok(LogState::default()),
-            Err(e) => Err(storage(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Every department's state, by id.
     pub fn states(&self) -> Result<Vec<(String, LogState)>, ReplicaError> {
-        let txn = self.env.ro().map_err(storage)?;
-        let mut cursor = txn.open_ro_cursor(self.logs).map_err(storage)?;
+        let txn = self.env.ro()?;
+        let mut cursor = txn.open_ro_cursor(self.logs)?;
         let mut out = Vec::new();
         for item in cursor.iter_start() {
-            let (k, v) = item.map_err(storage)?;
+            let (k, v) = item?;
             let dept = String::from_utf8_lossy(k).into_owned();
             let state = serde_json::from_slice(v)
                 .map_err(|e| ReplicaError::Corrupt(format!("state of {dept}: {e}")))?;
@@ -556,7 +552,7 @@ impl Replica {
         let json = serde_json::to_vec(state).expect("log state always serializes");
         self.env.write(|txn| {
             txn.put(self.logs, &dept.as_bytes(), &json, WriteFlags::empty())
-                .map_err(storage)
+                .map_err(ReplicaError::from)
         })
     }
 
@@ -582,11 +578,9 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         for (bytes, entry) in entries {
             let key = entry_key(log, entry.index);
-            txn.put(self.entries, &key, bytes, WriteFlags::empty())
-                .map_err(storage)?;
+            txn.put(self.entries, &key, bytes, WriteFlags::empty())?;
             for k in index_keys(log, entry, &key) {
-                txn.put(self.index, &k, &[], WriteFlags::empty())
-                    .map_err(storage)?;
+                txn.put(self.index, &k, &[], WriteFlags::empty())?;
             }
             if entry.side == Some(Side::Provider) {
                 if let (Some(c), Some(p), Some(d)) =
@@ -609,16 +603,16 @@ impl Replica {
         }
         let json = serde_json::to_vec(state).expect("log state always serializes");
         txn.put(self.logs, &log.as_bytes(), &json, WriteFlags::empty())
-            .map_err(storage)
+            .map_err(ReplicaError::from)
     }
 
     /// One entry's exact bytes.
     pub fn entry_bytes(&self, dept: &str, index: u64) -> Result<Option<Vec<u8>>, ReplicaError> {
-        let txn = self.env.ro().map_err(storage)?;
+        let txn = self.env.ro()?;
         match txn.get(self.entries, &entry_key(dept, index)) {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(storage(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -629,7 +623,7 @@ impl Replica {
             lmdb::Error::NotFound => {
                 ReplicaError::Corrupt(format!("the index names {log} #{index}, which is missing"))
             }
-            other => storage(other),
+            other => other.into(),
         })?;
         let entry = Entry::from_bytes(bytes)
             .map_err(|e| ReplicaError::Corrupt(format!("{log} #{index}: {e}")))?;
@@ -648,8 +642,8 @@ impl Replica {
         let from = query.from_ms.unwrap_or(0);
         let to = query.to_ms.unwrap_or(u64::MAX);
         let limit = query.limit();
-        let txn = self.env.ro().map_err(storage)?;
-        let cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
+        let txn = self.env.ro()?;
+        let cursor = txn.open_ro_cursor(self.index)?;
         let mut seek = prefix.clone();
         match to.checked_add(1) {
             Some(after) => seek.extend_from_slice(&after.to_be_bytes()),
@@ -659,7 +653,7 @@ impl Replica {
         let mut current = match cursor.get(Some(&seek), None, MDB_SET_RANGE) {
             Ok(_) => cursor.get(None, None, MDB_PREV),
             Err(lmdb::Error::NotFound) => cursor.get(None, None, MDB_LAST),
-            Err(e) => return Err(storage(e)),
+            Err(e) => return Err(e.into()),
         };
         let mut records = Vec::new();
         let mut truncated = false;
@@ -667,7 +661,7 @@ impl Replica {
             let key = match current {
                 Ok((Some(k), _)) => k,
                 Ok((None, _)) | Err(lmdb::Error::NotFound) => break,
-                Err(e) => return Err(storage(e)),
+                Err(e) => return Err(e.into()),
             };
             if !key.starts_with(&prefix) || key.len() < prefix.len() + 8 {
                 break;
@@ -698,11 +692,11 @@ impl Replica {
         &self,
         mut f: impl FnMut(&str, Vec<Record>),
     ) -> Result<(), ReplicaError> {
-        let txn = self.env.ro().map_err(storage)?;
-        let mut cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
+        let txn = self.env.ro()?;
+        let mut cursor = txn.open_ro_cursor(self.index)?;
         let mut current: Option<(Vec<u8>, Vec<Record>)> = None;
         for item in cursor.iter_from([tag::EXCHANGE]) {
-            let (key, _) = item.map_err(storage)?;
+            let (key, _) = item?;
             if key.first() != Some(&tag::EXCHANGE) {
                 break;
             }
@@ -740,11 +734,11 @@ impl Replica {
         if from >= to {
             return Ok(());
         }
-        let txn = self.env.ro().map_err(storage)?;
-        let mut cursor = txn.open_ro_cursor(self.entries).map_err(storage)?;
+        let txn = self.env.ro()?;
+        let mut cursor = txn.open_ro_cursor(self.entries)?;
         let end = entry_key(dept, to);
         for item in cursor.iter_from(entry_key(dept, from)) {
-            let (key, bytes) = item.map_err(storage)?;
+            let (key, bytes) = item?;
             if key >= end.as_slice() {
                 break;
             }
@@ -760,12 +754,12 @@ impl Replica {
     /// Every replicated entry carrying exchange id `id` (as [`Replica::for_each_exchange`] gives
     /// it), in the order that gives them.
     pub fn exchange_records(&self, id: &str) -> Result<Vec<Record>, ReplicaError> {
-        let txn = self.env.ro().map_err(storage)?;
-        let mut cursor = txn.open_ro_cursor(self.index).map_err(storage)?;
+        let txn = self.env.ro()?;
+        let mut cursor = txn.open_ro_cursor(self.index)?;
         let prefix = index_prefix(tag::EXCHANGE, id);
         let mut records = Vec::new();
         for item in cursor.iter_from(&prefix) {
-            let (key, _) = item.map_err(storage)?;
+            let (key, _) = item?;
             if !key.starts_with(&prefix) {
                 break;
             }
@@ -828,10 +822,10 @@ impl Replica {
     }
 
     fn scan_stats(&self, prefix: &[u8], mut f: impl FnMut(&[u8], u64)) -> Result<(), ReplicaError> {
-        let txn = self.env.ro().map_err(storage)?;
-        let mut cursor = txn.open_ro_cursor(self.stats).map_err(storage)?;
+        let txn = self.env.ro()?;
+        let mut cursor = txn.open_ro_cursor(self.stats)?;
         for item in cursor.iter_from(prefix) {
-            let (k, v) = item.map_err(storage)?;
+            let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
             }
