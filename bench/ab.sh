@@ -4,16 +4,18 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY                # 20,000 requests per run, 2 rounds
 #   N=50000 ROUNDS=3 bench/ab.sh a/causeway b/causeway
+#   C=1 N=3000 bench/ab.sh a/causeway b/causeway     # one exchange at a time (default C=64)
 #
 # For each binary in turn: start the demo as bench/compare.sh does, warm up with 3,000 requests,
-# then `h2load --h1 -c 64 -m 1 -n N` on social-welfare's POST /v1/requests. Around the run it reads
+# then `h2load --h1 -c C -m 1 -n N` on social-welfare's POST /v1/requests. Around the run it reads
 # the gateway process's CPU time (utime+stime) and the context switches of all its threads from
 # /proc, and prints exchanges/s, CPU per exchange and thread switches per exchange; at the end, the
 # median of each over the rounds and its ratio to the first binary's. CPU and switch counts move
 # much less with a noisy machine than throughput does.
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,13p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
 N="${N:-20000}"
+C="${C:-64}"
 ROUNDS="${ROUNDS:-2}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 command -v h2load >/dev/null || { apt-get install -y nghttp2-client >/dev/null 2>&1 ||
@@ -24,7 +26,7 @@ command -v h2load >/dev/null || { apt-get install -y nghttp2-client >/dev/null 2
 bench_workdir ab
 bench_request "$work/request.json"
 load() {
-    h2load --h1 -c 64 -m 1 -n "$1" -d "$work/request.json" -H 'content-type: application/json' \
+    h2load --h1 -c "$C" -m 1 -n "$1" -d "$work/request.json" -H 'content-type: application/json' \
         "http://$demo_client/v1/requests"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$demo_pid/stat"; }

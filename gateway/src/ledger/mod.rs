@@ -402,6 +402,41 @@ impl InFlight {
     }
 }
 
+/// Whether a batch should wait a gap for more appends when the committer is idle. A gap costs every
+/// caller in the batch its length, and pays only when appends come in together. With one exchange
+/// at a time none can arrive while its own append waits: after [`GapYield::EMPTY_IN_A_ROW`]
+/// batches whose first gap brought nothing, a lone append is committed at once, and one batch in
+/// [`GapYield::PROBE_EVERY`] still waits, to notice when appends come in together again.
+#[derive(Default)]
+struct GapYield {
+    /// Batches in a row whose first gap brought nothing.
+    empty: u32,
+    /// Batches closed without waiting since the last one that waited.
+    skipped: u32,
+}
+
+impl GapYield {
+    /// After this many empty first gaps in a row, batches stop waiting.
+    const EMPTY_IN_A_ROW: u32 = 8;
+    /// While they do, every this many batches one waits a gap anyway.
+    const PROBE_EVERY: u32 = 16;
+
+    /// Whether this batch waits a gap.
+    fn worth_waiting(&mut self) -> bool {
+        if self.empty < Self::EMPTY_IN_A_ROW || self.skipped + 1 >= Self::PROBE_EVERY {
+            self.skipped = 0;
+            return true;
+        }
+        self.skipped += 1;
+        false
+    }
+
+    /// A batch's first gap brought `appends`.
+    fn first_gap(&mut self, appends: usize) {
+        self.empty = if appends == 0 { self.empty + 1 } else { 0 };
+    }
+}
+
 /// After a failed commit, the durable state the writer must continue from.
 struct Rewind {
     epoch: u64,
@@ -478,28 +513,35 @@ impl Writer {
     /// Group commit: the first append opens a batch. If the committer is busy, the batch waits for
     /// it (up to the batch window), takes every append queued meanwhile and closes. If it is idle,
     /// the batch takes what arrives in each further gap and closes when a gap brings nothing, when
-    /// it is full, or when its window has passed. Either way the writer sleeps instead of waking
-    /// for each append. Dropping `to_commit` at the end lets the committer finish what is queued
-    /// and stop.
+    /// it is full, or when its window has passed; it does not wait at all while gaps have been
+    /// bringing nothing ([`GapYield`]). Either way the writer sleeps instead of waking for each
+    /// append. Dropping `to_commit` at the end lets the committer finish what is queued and stop.
     fn run(mut self, rx: mpsc::Receiver<Pending>, to_commit: mpsc::SyncSender<Prepared>) {
+        let mut gaps = GapYield::default();
         while let Ok(first) = rx.recv() {
             let deadline = Instant::now() + self.options.batch_window;
             let mut batch = vec![first];
-            let waited = self.in_flight.wait_drained(deadline);
-            let mut slept = false;
+            // With the committer idle, gather in gaps only while gaps have been bringing appends.
+            let gather = !self.in_flight.wait_drained(deadline) && gaps.worth_waiting();
+            let mut gaps_waited = 0;
             loop {
                 let before = batch.len();
                 let room = self.options.max_batch.saturating_sub(before);
                 batch.extend(rx.try_iter().take(room));
+                let brought = batch.len() - before;
+                // Appends queued with the first one came in together, as if in a gap.
+                if gaps_waited == 1 || (gaps_waited == 0 && brought > 0) {
+                    gaps.first_gap(brought);
+                }
                 let gap = deadline
                     .saturating_duration_since(Instant::now())
                     .min(self.options.batch_gap);
-                let quiet = slept && batch.len() == before;
-                if waited || quiet || gap.is_zero() || batch.len() >= self.options.max_batch {
+                let quiet = gaps_waited > 0 && brought == 0;
+                if !gather || quiet || gap.is_zero() || batch.len() >= self.options.max_batch {
                     break;
                 }
                 std::thread::sleep(gap);
-                slept = true;
+                gaps_waited += 1;
             }
             if let Some(prepared) = self.prepare(batch) {
                 self.in_flight.handed_over();
@@ -756,6 +798,40 @@ mod tests {
             .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
             .unwrap()
             .unwrap();
+    }
+
+    /// A lone append stops waiting for company once gaps keep bringing none, still waits one batch
+    /// in [`GapYield::PROBE_EVERY`], and waits again as soon as appends come in together.
+    #[test]
+    fn batches_stop_waiting_for_gaps_that_bring_nothing_and_resume_when_appends_come_together() {
+        let mut gaps = GapYield::default();
+        for _ in 0..GapYield::EMPTY_IN_A_ROW {
+            assert!(
+                gaps.worth_waiting(),
+                "waits until gaps have shown they bring nothing"
+            );
+            gaps.first_gap(0);
+        }
+        let waits: Vec<bool> = (0..2 * GapYield::PROBE_EVERY)
+            .map(|_| {
+                let waits = gaps.worth_waiting();
+                if waits {
+                    gaps.first_gap(0);
+                }
+                waits
+            })
+            .collect();
+        assert_eq!(
+            waits.iter().filter(|w| **w).count(),
+            2,
+            "one probe in every {} batches: {waits:?}",
+            GapYield::PROBE_EVERY
+        );
+
+        // A probe's gap brings an append (or appends were queued together): wait again at once.
+        gaps.first_gap(3);
+        assert!(gaps.worth_waiting());
+        assert!(gaps.worth_waiting());
     }
 
     /// The writer sleeps on [`InFlight`] while a batch commits: it must come back as soon as the
