@@ -265,10 +265,10 @@ pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
     };
     let opened = |note: &str| cx.checkpoints.open(&provider_id, &provider.verifier, note);
     let checked = parsed.map_err(|e| e.to_string()).and_then(|receipt| {
-        match receipt.verify_with(&provider.verifier, opened) {
-            Ok(verified) => Ok((receipt, verified)),
-            Err(e) => Err(e.to_string()),
-        }
+        let verified = receipt
+            .verify_with(&provider.verifier, opened)
+            .map_err(|e| e.to_string())?;
+        Ok((receipt, verified))
     });
     let (receipt, verified) = match checked {
         Ok(v) => v,

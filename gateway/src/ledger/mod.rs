@@ -529,9 +529,11 @@ impl Writer {
                 let room = self.options.max_batch.saturating_sub(before);
                 batch.extend(rx.try_iter().take(room));
                 let brought = batch.len() - before;
-                // Appends queued with the first one came in together, as if in a gap.
-                if gaps_waited == 1 || (gaps_waited == 0 && brought > 0) {
-                    gaps.first_gap(brought);
+                match gaps_waited {
+                    // Appends queued with the first one came in together, as if in a gap.
+                    0 if brought > 0 => gaps.first_gap(brought),
+                    1 => gaps.first_gap(brought),
+                    _ => {}
                 }
                 let gap = deadline
                     .saturating_duration_since(Instant::now())

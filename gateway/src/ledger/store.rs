@@ -258,14 +258,15 @@ impl Store {
     /// could (for tests of verification).
     #[cfg(test)]
     pub fn overwrite_checkpoint(&self, size: u64, note: &str) -> Result<(), LedgerError> {
-        let mut txn = self.env.rw()?;
-        for (db, key) in [
-            (self.checkpoints, &size.to_be_bytes()[..]),
-            (self.meta, META_CHECKPOINT),
-        ] {
-            txn.put(db, &key, &note, WriteFlags::empty())?;
-        }
-        txn.commit().map_err(LedgerError::from)
+        self.env.write(|txn| {
+            for (db, key) in [
+                (self.checkpoints, &size.to_be_bytes()[..]),
+                (self.meta, META_CHECKPOINT),
+            ] {
+                txn.put(db, &key, &note, WriteFlags::empty())?;
+            }
+            Ok(())
+        })
     }
 
     /// The latest cosigned checkpoint (size, note), if witnesses ever cosigned one.
