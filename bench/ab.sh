@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Two builds of Causeway on the exchange path, alternating, with what each costs per exchange
-# (docs/PERFORMANCE.md, "Third pass").
+# (docs/performance-history.md, "Third pass").
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY                # 20,000 requests per run, 2 rounds
 #   N=50000 ROUNDS=3 bench/ab.sh a/causeway b/causeway

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The floor of an exchange against the nginx pair: what a gateway that keeps Causeway's guarantees
-# must spend at least, measured in one run (docs/PERFORMANCE.md, "What the goal would take").
+# must spend at least, measured in one run (docs/PERFORMANCE.md, "The floor of an exchange").
 #
 #   bench/floor.sh
 #   CAUSEWAY_BIN=target/release/causeway bench/floor.sh   # skip the release build of the binary
@@ -20,7 +20,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
-cargo build --release -q -p causeway --example ledger_bench --example verify_bench
+cargo build --release -q -p causeway-ledger --example ledger_bench --example verify_bench
 if [ -z "${CAUSEWAY_BIN:-}" ]; then
     cargo build --release -q
     CAUSEWAY_BIN="$here/target/release/causeway"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per exchange, counted by callgrind: a figure that does not move with a noisy machine
-# (docs/PERFORMANCE.md, "Fourth pass").
+# (docs/performance-history.md, "Fourth pass").
 #
 #   bench/instructions.sh BINARY...                 # 2,000 exchanges per binary
 #   N=5000 bench/instructions.sh old/causeway new/causeway

@@ -784,7 +784,7 @@ async fn bad_datasets_files_say_file_line_column_and_what_to_do() {
 /// The demo's sample files open against databases built from the CREATE TABLE in their comments.
 #[tokio::test]
 async fn sample_datasets_files_open_and_fetch() {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/samples");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/samples");
     for (dept, dataset, db, insert, ps, want) in [
         (
             "civil-registry",

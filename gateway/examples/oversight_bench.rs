@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use causeway::config::GatewayConfig;
-use causeway::federation;
 use causeway::gateway::Gateway;
 use causeway::identity::DeptId;
-use causeway::ledger::entry::{Entry, Kind, PeerReceipt, Side};
-use causeway::ledger::{Ledger, LedgerOptions};
+use causeway::layout;
 use causeway::oversight::crosscheck::{self, CrossCheck, Incremental};
 use causeway::oversight::replica::{LogState, Query, Replica};
 use causeway::oversight::Oversight;
+use causeway_ledger::entry::{Entry, Kind, PeerReceipt, Side};
+use causeway_ledger::{Ledger, LedgerOptions};
 
 const DEPARTMENTS: [&str; 3] = ["civil-registry", "tax-office", "social-welfare"];
 const DATASETS: [&str; 3] = ["residents", "income", "benefits"];
@@ -174,8 +174,8 @@ async fn main() -> Result<()> {
 
 async fn pull_bench(per_dept: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let layout = federation::create(dir.path(), "demo", federation::DEMO_DEPARTMENTS)?;
-    federation::generate_demo_data(&layout, 10)?;
+    let layout = layout::create(dir.path(), "demo", layout::DEMO_DEPARTMENTS)?;
+    layout::generate_demo_data(&layout, 10)?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let fill = Instant::now();
     for dept in &layout.departments {
@@ -214,7 +214,7 @@ async fn pull_bench(per_dept: u64) -> Result<()> {
     for dept in &layout.departments {
         gateways.push(Gateway::start(&GatewayConfig::load(&dept.config)?).await?);
     }
-    let oversight = federation::create_oversight(&layout, "audit-office")?;
+    let oversight = layout::create_oversight(&layout, "audit-office")?;
     let (node, _) = Oversight::open(&GatewayConfig::load(&oversight.config)?)?;
     let started = Instant::now();
     let reports = node.pull_all(Arc::new(|_: &str, _, _| {})).await;
@@ -309,7 +309,7 @@ fn search_bench(total: u64, queries: usize) -> Result<()> {
 fn crosscheck_bench(replica: &Replica, rng: &mut Rng, per_dept: u64, subjects: u64) -> Result<()> {
     const PULLS: usize = 3;
     const PER_PULL: u64 = 1_000;
-    let directory = causeway::config::Directory::parse("federation = \"demo\"\n")?;
+    let directory = causeway::directory::Directory::parse("federation = \"demo\"\n")?;
     let settings = CrossCheck {
         grace_secs: 30,
         late_secs: 60,
@@ -381,7 +381,7 @@ fn replicate(
             let mut e = synthetic(rng, dept, n, subjects, time);
             e.index = follower.size();
             e.prev = match follower.size() {
-                0 => causeway::ledger::entry::GENESIS_PREV.to_owned(),
+                0 => causeway_ledger::entry::GENESIS_PREV.to_owned(),
                 _ => state_last(&batch, &state),
             };
             let bytes = e.to_bytes();
@@ -399,7 +399,7 @@ fn replicate(
 /// The leaf hash (hex) of the entry before the next one: the last in `batch`, or the state's.
 fn state_last(batch: &[(Vec<u8>, Entry)], state: &LogState) -> String {
     match batch.last() {
-        Some((bytes, _)) => hex::encode(causeway::ledger::merkle::leaf_hash(bytes)),
+        Some((bytes, _)) => hex::encode(causeway_ledger::merkle::leaf_hash(bytes)),
         None => state.last_leaf.clone().unwrap_or_default(),
     }
 }

@@ -33,12 +33,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
-use causeway::config::{Department, Directory, GatewayConfig};
+use causeway::config::GatewayConfig;
+use causeway::directory::{Department, Directory};
 use causeway::exchange::envelope::{self, Envelope};
-use causeway::federation;
 use causeway::gateway::Gateway;
 use causeway::identity::tls::TlsMaterial;
 use causeway::identity::{DeptId, GatewayKey};
+use causeway::layout;
 use causeway::transport::client::PeerClient;
 use causeway::transport::peer::{PeerRequest, PeerTransport};
 use causeway::transport::quic::QuicClient;
@@ -231,13 +232,13 @@ fn parse_args() -> Result<Args> {
 
 /// Starts both gateways; returns them and the bench as the consumer (calling the provider directly).
 async fn start(dir: &std::path::Path) -> Result<(Vec<Gateway>, Bench)> {
-    let departments: Vec<(&str, &str)> = federation::DEMO_DEPARTMENTS
+    let departments: Vec<(&str, &str)> = layout::DEMO_DEPARTMENTS
         .iter()
         .copied()
         .filter(|(id, _)| [CONSUMER, PROVIDER].contains(id))
         .collect();
-    let layout = federation::create_with(dir, "bench", &departments, Transport::Https)?;
-    federation::generate_demo_data(&layout, PEOPLE)?;
+    let layout = layout::create_with(dir, "bench", &departments, Transport::Https)?;
+    layout::generate_demo_data(&layout, PEOPLE)?;
     // The sample grant allows 600 requests a minute; a benchmark needs more.
     let grant = layout
         .dept(PROVIDER)

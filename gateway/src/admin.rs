@@ -20,17 +20,17 @@ use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::config::Directory;
-use crate::exchange::rescue::json_response;
-use crate::exchange::ProtocolResponse;
+use crate::directory::Directory;
 use crate::identity::DeptId;
-use crate::ledger::Ledger;
 use crate::log_api::LogApi;
 use crate::policy_reload::{self, LivePolicies, ShadowPolicies};
 use crate::telemetry::metrics::Kind;
 use crate::telemetry::Metrics;
+use crate::transport::json_response;
 use crate::transport::peer::PeerTransport;
 use crate::transport::server::Call;
+use crate::transport::ProtocolResponse;
+use causeway_ledger::Ledger;
 
 /// A certificate closer to expiry than this makes the gateway not ready: renew it first.
 pub const CERT_MIN_REMAINING: Duration = Duration::from_secs(7 * 24 * 3600);

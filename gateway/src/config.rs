@@ -1,16 +1,21 @@
-//! Files an operator edits: the gateway config (`causeway.toml`) and the federation directory
-//! (`federation.toml`). Both are strict: unknown keys are errors, and every error names the file
-//! and the field. Relative paths resolve against the directory of the file that names them.
+//! What an operator writes for one gateway or oversight node: `causeway.toml`. It is strict:
+//! unknown keys are errors, and every error names the file and the field. Relative paths resolve
+//! against the directory of the file that names them.
+//!
+//! The sections are plain data. The federation's membership and keys are not here but in the
+//! [`crate::directory`] this file points to.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use causeway_ledger::LedgerOptions;
 use serde::Deserialize;
 
-use crate::identity::{parse_vkey, DeptId};
-use crate::ledger::note::NoteVerifier;
+use crate::directory::Transport;
+use crate::files::toml_error;
+use crate::identity::DeptId;
+pub use crate::identity::IdentityFiles;
 
 /// What this node is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -54,28 +59,10 @@ pub struct GatewayConfig {
     pub admin: Option<AdminSection>,
     /// `[telemetry]`: OTLP export of traces and metrics (docs/OPERATIONS.md).
     #[serde(default)]
-    pub telemetry: crate::telemetry::TelemetrySection,
+    pub telemetry: TelemetrySection,
     /// Oversight nodes only: the replica and how often to pull (docs/OVERSIGHT.md).
     #[serde(default)]
-    pub oversight: Option<crate::oversight::OversightSection>,
-}
-
-/// `[identity]`: certificates and keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityFiles {
-    /// The federation's CA bundle (PEM).
-    pub ca: PathBuf,
-    /// An optional CRL (PEM), honoured on every handshake.
-    pub crl: Option<PathBuf>,
-    /// This gateway's certificate (PEM).
-    pub cert: PathBuf,
-    /// This gateway's TLS private key (PEM).
-    pub key: PathBuf,
-    /// This gateway's Ed25519 signing key (note secret key form).
-    pub signing_key: PathBuf,
-    /// The federation tag key (HMAC key for subject and officer tags).
-    pub tag_key: PathBuf,
+    pub oversight: Option<OversightSection>,
 }
 
 /// `[ledger]`.
@@ -103,8 +90,8 @@ pub struct LedgerSection {
 
 impl LedgerSection {
     /// The ledger's options.
-    pub fn options(&self) -> crate::ledger::LedgerOptions {
-        crate::ledger::LedgerOptions {
+    pub fn options(&self) -> LedgerOptions {
+        LedgerOptions {
             map_size_mib: self.map_size_mib,
             max_map_size_mib: self.max_map_size_mib,
             batch_window: std::time::Duration::from_micros(self.batch_window_us),
@@ -127,11 +114,11 @@ fn default_max_batch() -> usize {
 }
 
 fn default_map_size_mib() -> u64 {
-    crate::ledger::DEFAULT_MAP_SIZE_MIB
+    causeway_ledger::DEFAULT_MAP_SIZE_MIB
 }
 
 fn default_max_map_size_mib() -> u64 {
-    crate::ledger::DEFAULT_MAX_MAP_SIZE_MIB
+    causeway_ledger::DEFAULT_MAX_MAP_SIZE_MIB
 }
 
 /// `[client]`: the local application API.
@@ -159,7 +146,7 @@ pub struct PeerSection {
     pub quic: Option<SocketAddr>,
     /// Transport to use towards peers that list both (`https` or `quic`); QUIC falls back to HTTPS.
     #[serde(default)]
-    pub prefer: crate::transport::Transport,
+    pub prefer: Transport,
     /// Time allowed for a whole QUIC request frame to arrive, in milliseconds.
     #[serde(default = "default_quic_frame_timeout_ms")]
     pub quic_frame_timeout_ms: u64,
@@ -182,6 +169,83 @@ fn default_max_skew_secs() -> u64 {
 pub struct AdminSection {
     /// Listen address for `/healthz` and `/readyz`.
     pub listen: SocketAddr,
+}
+
+/// `[telemetry]`: where to send traces and metrics. Every field is optional; unset fields fall back
+/// to the standard OpenTelemetry environment variables, and with no endpoint anywhere nothing is
+/// exported (logs and `/metrics` work regardless).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Base URL of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`; `/v1/traces` and
+    /// `/v1/metrics` are appended. Else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (base).
+    pub endpoint: Option<String>,
+    /// `http/protobuf` (the only one built in). Else `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub protocol: Option<String>,
+    /// Share of new traces recorded, 0.0 to 1.0; a request that arrives with a sampled
+    /// `traceparent` is always recorded (parent-based). Else `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG`; by default every trace.
+    pub sampling: Option<f64>,
+    /// The `service.name` resource attribute. Else `OTEL_SERVICE_NAME`, else `causeway`.
+    pub service_name: Option<String>,
+    /// PEM bundle of the CA that signed an `https://` collector's certificate.
+    pub ca: Option<PathBuf>,
+    /// Seconds between metric exports over OTLP (default 60). Else `OTEL_METRIC_EXPORT_INTERVAL`
+    /// (milliseconds).
+    pub metrics_interval_secs: Option<u64>,
+}
+
+/// `[oversight]` in an oversight node's `causeway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OversightSection {
+    /// The replica's LMDB directory.
+    #[serde(default = "default_replica")]
+    pub replica: PathBuf,
+    /// LMDB map size of the replica in MiB to start with (the file is sparse); it doubles whenever
+    /// it is full.
+    #[serde(default = "default_replica_map_size_mib")]
+    pub map_size_mib: u64,
+    /// How often to pull every department's log, in milliseconds.
+    #[serde(default = "default_pull_interval_ms")]
+    pub pull_interval_ms: u64,
+    /// A missing side of an exchange counts once the other department's log was pulled this
+    /// many seconds after the exchange.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+    /// The consumer recording an exchange more than this many seconds after the provider is a
+    /// `late` finding.
+    #[serde(default = "default_late_secs")]
+    pub late_secs: u64,
+}
+
+fn default_replica() -> PathBuf {
+    PathBuf::from("replica")
+}
+fn default_replica_map_size_mib() -> u64 {
+    64 * 1024
+}
+fn default_pull_interval_ms() -> u64 {
+    5_000
+}
+fn default_grace_secs() -> u64 {
+    30
+}
+fn default_late_secs() -> u64 {
+    60
+}
+
+impl Default for OversightSection {
+    fn default() -> Self {
+        OversightSection {
+            replica: default_replica(),
+            map_size_mib: default_replica_map_size_mib(),
+            pull_interval_ms: default_pull_interval_ms(),
+            grace_secs: default_grace_secs(),
+            late_secs: default_late_secs(),
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -212,7 +276,7 @@ impl GatewayConfig {
         match (config.role, config.oversight.as_mut()) {
             (Role::Oversight, Some(section)) => resolve(&mut section.replica),
             (Role::Oversight, None) => {
-                let mut section = crate::oversight::OversightSection::default();
+                let mut section = OversightSection::default();
                 resolve(&mut section.replica);
                 config.oversight = Some(section);
             }
@@ -232,173 +296,6 @@ impl GatewayConfig {
     }
 }
 
-/// Turn a toml error into `file:line:col: message`.
-pub fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> anyhow::Error {
-    let position = e
-        .span()
-        .map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rfind('\n')
-                .map_or(before.len(), |nl| before.len() - nl - 1)
-                + 1;
-            format!(":{line}:{col}")
-        })
-        .unwrap_or_default();
-    anyhow::anyhow!("{}{position}: {}", path.display(), e.message())
-}
-
-/// `federation.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DirectoryFile {
-    federation: String,
-    #[serde(rename = "department", default)]
-    departments: Vec<DepartmentEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DepartmentEntry {
-    id: DeptId,
-    name: String,
-    https: Option<String>,
-    quic: Option<String>,
-    vkey: String,
-    witness: Option<String>,
-}
-
-/// One department as the directory describes it.
-#[derive(Debug, Clone)]
-pub struct Department {
-    /// Department id.
-    pub id: DeptId,
-    /// Display name.
-    pub name: String,
-    /// Peer endpoint `host:port` for HTTPS/2, if it serves one.
-    pub https: Option<String>,
-    /// Peer endpoint `host:port` for QUIC (`quic://` in the file), if it serves one.
-    pub quic: Option<String>,
-    /// Its note verifier key: checks envelopes, receipts and checkpoints it signs.
-    pub verifier: NoteVerifier,
-    /// Its witness key (cosignature/v1): checks the cosignatures it puts on other logs' checkpoints.
-    pub witness: Option<NoteVerifier>,
-}
-
-impl Department {
-    /// The origin line of its log's checkpoints (its note key name).
-    pub fn origin(&self) -> &str {
-        self.verifier.name()
-    }
-}
-
-/// The federation directory: every department, its endpoints and keys.
-#[derive(Debug, Clone)]
-pub struct Directory {
-    /// The federation name (the host part of identity URIs).
-    pub federation: String,
-    departments: BTreeMap<DeptId, Department>,
-}
-
-impl Directory {
-    /// Read and validate `federation.toml`.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read the federation directory", path.display()))?;
-        Self::parse(&text).map_err(|e| match e.downcast::<toml::de::Error>() {
-            Ok(te) => toml_error(path, &text, te),
-            Err(e) => anyhow::anyhow!("{}: {e:#}", path.display()),
-        })
-    }
-
-    /// Parse directory text.
-    pub fn parse(text: &str) -> Result<Self> {
-        let file: DirectoryFile = toml::from_str(text)?;
-        DeptId::new(&file.federation).context("field `federation`")?;
-        let mut departments = BTreeMap::new();
-        for entry in file.departments {
-            let verifier = parse_vkey(&entry.vkey)
-                .map_err(|e| anyhow::anyhow!("department {}: field `vkey`: {e}", entry.id))?;
-            if let Some(url) = &entry.https {
-                parse_endpoint(url, "https")
-                    .with_context(|| format!("department {}: field `https`", entry.id))?;
-            }
-            let witness = entry
-                .witness
-                .as_deref()
-                .map(parse_vkey)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("department {}: field `witness`: {e}", entry.id))?;
-            let quic = entry
-                .quic
-                .as_deref()
-                .map(|url| parse_endpoint(url, "quic"))
-                .transpose()
-                .with_context(|| format!("department {}: field `quic`", entry.id))?;
-            let id = entry.id.clone();
-            let dept = Department {
-                quic,
-                witness,
-                id: entry.id,
-                name: entry.name,
-                https: entry
-                    .https
-                    .map(|u| parse_endpoint(&u, "https").expect("validated above")),
-                verifier,
-            };
-            if departments.insert(id.clone(), dept).is_some() {
-                bail!("department {id} is listed twice");
-            }
-        }
-        Ok(Directory {
-            federation: file.federation,
-            departments,
-        })
-    }
-
-    /// Look a department up.
-    pub fn department(&self, id: &DeptId) -> Option<&Department> {
-        self.departments.get(id)
-    }
-
-    /// Every department's witness key.
-    pub fn witnesses(&self) -> Vec<NoteVerifier> {
-        self.departments
-            .values()
-            .filter_map(|d| d.witness.clone())
-            .collect()
-    }
-
-    /// The department whose log has this origin.
-    pub fn by_origin(&self, origin: &str) -> Option<&Department> {
-        self.departments.values().find(|d| d.origin() == origin)
-    }
-
-    /// Every department, by id.
-    pub fn departments(&self) -> impl Iterator<Item = &Department> {
-        self.departments.values()
-    }
-}
-
-/// `https://host:port` -> `host:port`.
-fn parse_endpoint(url: &str, scheme: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix(&format!("{scheme}://"))
-        .with_context(|| format!("{url:?} must start with {scheme}://"))?;
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = rest
-        .rsplit_once(':')
-        .with_context(|| format!("{url:?} must name a port, like {scheme}://127.0.0.1:7443"))?;
-    anyhow::ensure!(
-        !host.is_empty() && !rest.contains('/'),
-        "{url:?} must be {scheme}://host:port"
-    );
-    port.parse::<u16>()
-        .with_context(|| format!("{url:?}: bad port"))?;
-    Ok(rest.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,55 +310,5 @@ mod tests {
             msg.contains("bogus") || msg.contains("unknown field"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn endpoints_are_checked() {
-        assert_eq!(
-            parse_endpoint("https://127.0.0.1:7443", "https").unwrap(),
-            "127.0.0.1:7443"
-        );
-        assert!(parse_endpoint("http://127.0.0.1:7443", "https").is_err());
-        assert!(parse_endpoint("https://127.0.0.1", "https").is_err());
-        assert!(parse_endpoint("https://h:99999", "https").is_err());
-        assert!(parse_endpoint("https://h:1/x", "https").is_err());
-        assert_eq!(
-            parse_endpoint("quic://[::1]:7444", "quic").unwrap(),
-            "[::1]:7444"
-        );
-        assert!(parse_endpoint("https://127.0.0.1:7444", "quic").is_err());
-    }
-
-    #[test]
-    fn quic_endpoints_are_optional_and_checked() {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let vkey = crate::identity::GatewayKey::new("demo/tax", key)
-            .unwrap()
-            .vkey();
-        let text = format!("federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nhttps = \"https://127.0.0.1:1\"\nquic = \"quic://127.0.0.1:2\"\nvkey = \"{vkey}\"\n");
-        let directory = Directory::parse(&text).unwrap();
-        let tax = directory.department(&DeptId::new("tax").unwrap()).unwrap();
-        assert_eq!(tax.quic.as_deref(), Some("127.0.0.1:2"));
-        let without = text.replace("quic = \"quic://127.0.0.1:2\"\n", "");
-        assert_eq!(
-            Directory::parse(&without)
-                .unwrap()
-                .department(&tax.id)
-                .unwrap()
-                .quic,
-            None
-        );
-        let e = format!(
-            "{:#}",
-            Directory::parse(&text.replace("quic://", "udp://")).unwrap_err()
-        );
-        assert!(e.contains("department tax") && e.contains("quic"), "{e}");
-    }
-
-    #[test]
-    fn bad_vkey_names_the_department_and_field() {
-        let text = "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nvkey = \"nope\"\n";
-        let e = Directory::parse(text).unwrap_err().to_string();
-        assert!(e.contains("department tax") && e.contains("vkey"), "{e}");
     }
 }

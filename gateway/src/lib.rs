@@ -4,24 +4,40 @@
 //! what the provider's policy files allow, and notarize every exchange, allowed or denied, into a
 //! hash-chained Merkle-tree access log that both sides sign.
 //!
-//! This crate owns the gateway: configuration ([`config`]), identity and TLS ([`identity`]), the
-//! transports ([`transport`]), the exchange pipeline ([`exchange`]), the access log ([`ledger`]),
-//! the oversight node's replica, cross-check and dashboard ([`oversight`]), the running node
-//! ([`gateway`]) and the command line ([`cli`]). Policy evaluation lives in
-//! `causeway-policy` and database access in `causeway-adapters`; neither knows about this crate.
+//! # Layers
+//!
+//! Each module imports only modules below it; `tests/layers.rs` checks this on every test run.
+//! From the bottom up:
+//!
+//! 1. Other crates: `causeway-ledger` (the access log), `causeway-policy` (policy files and
+//!    decisions), `causeway-adapters` (database sources). None of them knows this crate.
+//! 2. [`files`], [`identity`] (who is speaking: ids from certificates, keys, TLS material), and
+//!    [`policy_reload`] (the policy set in force, reloaded and notarized).
+//! 3. [`directory`]: the federation's membership and keys.
+//! 4. [`config`]: what an operator writes for one gateway (`causeway.toml`).
+//! 5. [`telemetry`]: logs, traces and metrics.
+//! 6. [`transport`]: bytes on the wire (HTTPS/2, QUIC, the loopback listeners) and the peer client.
+//! 7. [`exchange`] (the provider pipeline and the consumer's stages) and [`log_api`] (the log and
+//!    witness endpoints).
+//! 8. [`admin`] (health, readiness, metrics) and [`oversight`] (replica, cross-check, reports,
+//!    dashboard).
+//! 9. [`gateway`]: the composition roots, one per role (a department gateway, an oversight node).
+//! 10. [`layout`] (a federation laid out on disk, for the demo and the tests), [`cli`], and the
+//!     fuzz targets' bodies.
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod exchange;
-pub mod federation;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
-pub mod ledger;
+pub mod layout;
 pub mod log_api;
 pub mod oversight;
 pub mod policy_reload;

@@ -18,17 +18,17 @@ use rustls_pki_types::CertificateDer;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::config::Directory;
-use crate::exchange::rescue::json_response;
-use crate::exchange::ProtocolResponse;
+use crate::directory::Directory;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
-use crate::ledger::entry::{Entry, Kind};
-use crate::ledger::merkle::{consistency_proof, inclusion_proof, NodeSource};
-use crate::ledger::note::Cosigner;
-use crate::ledger::witness::{self, AddCheckpointRequest, WitnessError};
-use crate::ledger::{Ledger, LedgerError};
 use crate::transport::client::PeerClient;
+use crate::transport::json_response;
 use crate::transport::server::Call;
+use crate::transport::ProtocolResponse;
+use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::merkle::{consistency_proof, inclusion_proof, NodeSource};
+use causeway_ledger::note::Cosigner;
+use causeway_ledger::witness::{self, AddCheckpointRequest, WitnessError};
+use causeway_ledger::{Ledger, LedgerError};
 
 /// Paths of the log endpoints (docs/PROTOCOL.md).
 pub mod paths {

@@ -24,8 +24,8 @@ use causeway_policy::{
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::ledger::entry::{Entry, Kind};
-use crate::ledger::{Ledger, LedgerError};
+use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::{Ledger, LedgerError};
 
 /// How often the policy directories are polled for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);

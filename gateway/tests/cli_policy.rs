@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A temporary copy of `policies/samples/<dept>`: the policy and test files in `policies/`, the
-/// datasets file beside it (as `causeway demo` lays them out).
+/// A temporary copy of a demo department's sample files: its policy and test files
+/// (`policies/samples/<dept>`) in `policies/`, its datasets file (`gateway/samples/<dept>`) beside
+/// it (as `causeway demo` lays them out).
 struct Sample {
     root: tempfile::TempDir,
 }
@@ -13,20 +14,19 @@ struct Sample {
 impl Sample {
     fn copy(dept: &str) -> Sample {
         let root = tempfile::tempdir().expect("tempdir");
-        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../policies/samples")
-            .join(dept);
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         std::fs::create_dir(root.path().join("policies")).expect("mkdir");
-        for entry in std::fs::read_dir(&from).expect("samples exist") {
+        let policies = samples.join("policies/samples").join(dept);
+        for entry in std::fs::read_dir(&policies).expect("samples exist") {
             let path = entry.expect("dir entry").path();
             let name = path.file_name().expect("file name").to_owned();
-            let to = if name == "datasets.toml" {
-                root.path().join(&name)
-            } else {
-                root.path().join("policies").join(&name)
-            };
-            std::fs::copy(&path, to).expect("copy");
+            std::fs::copy(&path, root.path().join("policies").join(&name)).expect("copy");
         }
+        let datasets = samples
+            .join("gateway/samples")
+            .join(dept)
+            .join("datasets.toml");
+        std::fs::copy(datasets, root.path().join("datasets.toml")).expect("copy");
         Sample { root }
     }
 

@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway::config::{Directory, GatewayConfig};
-use causeway::federation::{self, DEMO_DEPARTMENTS};
+use causeway::config::GatewayConfig;
+use causeway::directory::Directory;
 use causeway::gateway::Gateway;
-use causeway::ledger::checkpoint::open_checkpoint;
-use causeway::ledger::merkle::{consistency_proof, verify_consistency};
-use causeway::ledger::receipt::Receipt;
-use causeway::ledger::store::Store;
-use causeway::ledger::verify::verify_log;
+use causeway::layout::{self, DEMO_DEPARTMENTS};
 use causeway::transport::client::post_json;
+use causeway_ledger::checkpoint::open_checkpoint;
+use causeway_ledger::merkle::{consistency_proof, verify_consistency};
+use causeway_ledger::receipt::Receipt;
+use causeway_ledger::store::Store;
+use causeway_ledger::verify::verify_log;
 use serde_json::json;
 
 mod support;
@@ -23,8 +24,8 @@ use support::{serve, wait_ready};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_no_acknowledged_entry() {
     let root = tempfile::tempdir().unwrap();
-    let layout = federation::create(root.path(), "demo", DEMO_DEPARTMENTS).unwrap();
-    federation::generate_demo_data(&layout, 200).unwrap();
+    let layout = layout::create(root.path(), "demo", DEMO_DEPARTMENTS).unwrap();
+    layout::generate_demo_data(&layout, 200).unwrap();
     let registry = layout.dept("civil-registry").unwrap().clone();
     let mut provider = serve(&registry.config);
     wait_ready(registry.admin).await;
@@ -112,7 +113,7 @@ async fn sigkill_under_load_loses_no_acknowledged_entry() {
                     .entry(receipt.index)?
                     .expect("every acknowledged entry is stored");
                 assert_eq!(
-                    causeway::ledger::merkle::leaf_hash(stored),
+                    causeway_ledger::merkle::leaf_hash(stored),
                     verified.leaf_hash,
                     "entry {}",
                     receipt.index

@@ -3,11 +3,11 @@
 
 use causeway::exchange::envelope::{Envelope, EnvelopeSignature};
 use causeway::fuzzing;
-use causeway::ledger::checkpoint::{sign_checkpoint, Checkpoint};
-use causeway::ledger::merkle::MemoryTree;
-use causeway::ledger::note::{Cosigner, NoteSigner};
-use causeway::ledger::tlog_proof::TlogProof;
-use causeway::ledger::witness::AddCheckpointRequest;
+use causeway_ledger::checkpoint::{sign_checkpoint, Checkpoint};
+use causeway_ledger::merkle::MemoryTree;
+use causeway_ledger::note::{Cosigner, NoteSigner};
+use causeway_ledger::tlog_proof::TlogProof;
+use causeway_ledger::witness::AddCheckpointRequest;
 use ed25519_dalek::SigningKey;
 
 const DATASETS: &[u8] = br#"[[dataset]]

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use causeway::config::GatewayConfig;
-use causeway::federation::{self, DEMO_DEPARTMENTS};
 use causeway::gateway::Gateway;
+use causeway::layout::{self, DEMO_DEPARTMENTS};
 use causeway::transport::client::post_json;
 use causeway::transport::Transport;
 use serde_json::json;
@@ -19,8 +19,8 @@ use support::{serve, wait_ready};
 async fn a_consumer_reconnects_over_quic_at_once_after_the_provider_is_killed_and_restarted() {
     let root = tempfile::tempdir().unwrap();
     let layout =
-        federation::create_with(root.path(), "demo", DEMO_DEPARTMENTS, Transport::Quic).unwrap();
-    federation::generate_demo_data(&layout, 200).unwrap();
+        layout::create_with(root.path(), "demo", DEMO_DEPARTMENTS, Transport::Quic).unwrap();
+    layout::generate_demo_data(&layout, 200).unwrap();
     let registry = layout.dept("civil-registry").unwrap().clone();
     let mut provider = serve(&registry.config);
     wait_ready(registry.admin).await;

@@ -1,7 +1,7 @@
 //! The demo federation's policy files, embedded for tools and tests that need a ready-made policy
-//! set. The same files live under `policies/samples/<dept>/`, beside each department's
-//! `datasets.toml` (which belongs to the gateway, not to this crate, and is not listed here);
-//! `causeway demo` copies the policy files into `<dept>/policies/`.
+//! set. The same files live under `policies/samples/<dept>/`; each department's `datasets.toml`
+//! belongs to the gateway (`gateway/samples/<dept>/`), not to this crate. `causeway demo` copies
+//! these files into `<dept>/policies/`.
 
 /// The departments of the demo federation that have sample policy directories.
 pub const DEPARTMENTS: [&str; 3] = ["civil-registry", "tax-office", "social-welfare"];

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use causeway::config::{Directory, GatewayConfig};
-use causeway::federation::{self, Layout, DEMO_DEPARTMENTS};
+use causeway::config::GatewayConfig;
+use causeway::directory::Directory;
 use causeway::gateway::Gateway;
 use causeway::identity::tls::TlsMaterial;
 use causeway::identity::GatewayKey;
+use causeway::layout::{self, Layout, DEMO_DEPARTMENTS};
 use causeway::transport::client::PeerClient;
 use causeway::transport::frame::ResetCode;
 use causeway::transport::peer::PeerTransport;
@@ -48,8 +49,8 @@ impl Federation {
     /// Lay out the demo federation (not started); gateways prefer `transport` towards each other.
     pub fn create_with(transport: Transport) -> Result<Federation> {
         let root = tempfile::tempdir()?;
-        let layout = federation::create_with(root.path(), "demo", DEMO_DEPARTMENTS, transport)?;
-        federation::generate_demo_data(&layout, TEST_PEOPLE)?;
+        let layout = layout::create_with(root.path(), "demo", DEMO_DEPARTMENTS, transport)?;
+        layout::generate_demo_data(&layout, TEST_PEOPLE)?;
         let gateways = layout.departments.iter().map(|_| None).collect();
         Ok(Federation {
             root,
@@ -210,11 +211,11 @@ impl Federation {
 
 /// Lay out (once) and start the oversight node of `fed`, reporting a missing side at once (grace 0)
 /// and pulling only when told to (tests drive every pull themselves).
-pub async fn start_oversight(fed: &Federation) -> Result<(Gateway, federation::OversightLayout)> {
-    let layout = match federation::open_oversight(&fed.layout)? {
+pub async fn start_oversight(fed: &Federation) -> Result<(Gateway, layout::OversightLayout)> {
+    let layout = match layout::open_oversight(&fed.layout)? {
         Some(l) => l,
         None => {
-            let l = federation::create_oversight(&fed.layout, "audit-office")?;
+            let l = layout::create_oversight(&fed.layout, "audit-office")?;
             let text = std::fs::read_to_string(&l.config)?
                 .replace("grace_secs = 30", "grace_secs = 0")
                 .replace("pull_interval_ms = 2000", "pull_interval_ms = 3600000");
@@ -436,7 +437,7 @@ pub fn rewrite(path: &Path, from: &str, to: &str) {
 
 /// Read every entry of a (closed) ledger as JSON values.
 pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
-    let store = causeway::ledger::store::Store::open(ledger, 64, 64)?;
+    let store = causeway_ledger::store::Store::open(ledger, 64, 64)?;
     let mut out = Vec::new();
     store.read(|r| {
         r.for_each_entry(0, u64::MAX, |_, bytes| {
@@ -451,9 +452,9 @@ pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
 pub fn verify_ledger(
     ledger: &Path,
     directory: &Directory,
-) -> Result<causeway::ledger::verify::Verified, String> {
-    let store = causeway::ledger::store::Store::open(ledger, 64, 64).map_err(|e| e.to_string())?;
-    let origin = std::fs::read_to_string(ledger.join(causeway::ledger::VKEY_FILE))
+) -> Result<causeway_ledger::verify::Verified, String> {
+    let store = causeway_ledger::store::Store::open(ledger, 64, 64).map_err(|e| e.to_string())?;
+    let origin = std::fs::read_to_string(ledger.join(causeway_ledger::VKEY_FILE))
         .map_err(|e| e.to_string())?;
     let origin = origin
         .trim()
@@ -467,7 +468,7 @@ pub fn verify_ledger(
         .ok_or_else(|| format!("no department with origin {origin}"))?;
     store
         .read(|r| {
-            Ok(causeway::ledger::verify::verify_log(
+            Ok(causeway_ledger::verify::verify_log(
                 r,
                 &dept.verifier,
                 |_| {},

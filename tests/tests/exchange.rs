@@ -11,9 +11,9 @@ use bytes::Bytes;
 use causeway::exchange::envelope::{self, Envelope};
 use causeway::identity::DeptId;
 use causeway::identity::GatewayKey;
-use causeway::ledger::receipt::Receipt;
 use causeway::transport::peer::{PeerRequest, PeerTransport};
 use causeway::transport::Transport;
+use causeway_ledger::receipt::Receipt;
 use causeway_tests::{ledger_entries, raw_peer_post, rewrite, verify_ledger, Federation};
 use serde_json::{json, Value};
 

@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use causeway::identity::DeptId;
-use causeway::ledger::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
-use causeway::ledger::merkle::{verify_consistency, verify_inclusion, Hash, MemoryTree};
-use causeway::ledger::tlog_proof::{verify_tlog_proof, TlogProof};
-use causeway::ledger::witness::AddCheckpointRequest;
 use causeway::log_api::paths;
+use causeway_ledger::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
+use causeway_ledger::merkle::{verify_consistency, verify_inclusion, Hash, MemoryTree};
+use causeway_ledger::tlog_proof::{verify_tlog_proof, TlogProof};
+use causeway_ledger::witness::AddCheckpointRequest;
 use causeway_tests::{ledger_entries, Federation};
 use serde_json::{json, Value};
 

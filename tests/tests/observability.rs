@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use causeway::ledger::entry::{Entry, Kind};
-use causeway::ledger::LedgerError;
 use causeway::telemetry::{ExportPlan, LogFormat, TelemetrySection, Tracing};
 use causeway::transport::Transport;
+use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::LedgerError;
 use causeway_tests::{get_text, Federation};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

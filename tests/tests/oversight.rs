@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use causeway::federation;
 use causeway::gateway::Gateway;
-use causeway::ledger::checkpoint::open_checkpoint;
-use causeway::ledger::entry::{Entry, Kind};
-use causeway::ledger::{Ledger, LedgerOptions};
+use causeway::layout;
 use causeway::oversight::crosscheck::{Finding, FindingKind};
 use causeway::oversight::pull::PullReport;
 use causeway::oversight::{Asker, Oversight};
+use causeway_ledger::checkpoint::open_checkpoint;
+use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{ledger_entries, start_oversight, tls_client, Federation};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -627,7 +627,7 @@ async fn only_oversight_certificates_read_full_entries() {
         200
     );
 
-    federation::create_oversight(&fed.layout, "audit-office").unwrap();
+    layout::create_oversight(&fed.layout, "audit-office").unwrap();
     let overseer = tls_client(
         &fed.root.path().join("certs"),
         "oversight-audit-office",

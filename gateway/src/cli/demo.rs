@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::config::GatewayConfig;
-use crate::federation::{self, Layout, DEMO_DEPARTMENTS, DEMO_FEDERATION};
 use crate::gateway::Gateway;
+use crate::layout::{self, Layout, DEMO_DEPARTMENTS, DEMO_FEDERATION};
 
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
@@ -124,8 +124,8 @@ fn traffic() -> Vec<(
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let layout = if args.dir.join("federation.toml").exists() {
         println!("Restarting the federation in {}", args.dir.display());
-        let layout = federation::open(&args.dir)?;
-        federation::set_preferred_transport(&layout, args.transport.into())?;
+        let layout = layout::open(&args.dir)?;
+        layout::set_preferred_transport(&layout, args.transport.into())?;
         layout
     } else {
         println!(
@@ -133,15 +133,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             DEMO_DEPARTMENTS.len(),
             args.dir.display()
         );
-        let layout = federation::create_with(
+        let layout = layout::create_with(
             &args.dir,
             DEMO_FEDERATION,
             DEMO_DEPARTMENTS,
             args.transport.into(),
         )?;
-        federation::generate_demo_data(&layout, args.people)?;
+        layout::generate_demo_data(&layout, args.people)?;
         if args.db == DemoDatabase::Postgres {
-            federation::move_registry_to_postgres(&layout, &args.pg_url).await?;
+            layout::move_registry_to_postgres(&layout, &args.pg_url).await?;
             println!(
                 "  civil-registry keeps its residents in PostgreSQL ({})",
                 args.pg_url
@@ -208,9 +208,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 /// Start the oversight node (laid out on first run), have it pull and verify every log once, and
 /// say where its dashboard is.
 async fn start_oversight(layout: &Layout) -> Result<Gateway> {
-    let oversight = match federation::open_oversight(layout)? {
+    let oversight = match layout::open_oversight(layout)? {
         Some(o) => o,
-        None => federation::create_oversight(layout, federation::DEMO_OVERSIGHT)?,
+        None => layout::create_oversight(layout, layout::DEMO_OVERSIGHT)?,
     };
     let config = GatewayConfig::load(&oversight.config)?;
     let gateway = Gateway::start(&config)
@@ -303,13 +303,16 @@ async fn write_evidence(layout: &Layout, registry: &Gateway) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("civil-registry-1.tlog-proof");
     std::fs::write(&path, proof.to_text())?;
-    let directory = crate::config::Directory::load(&layout.directory)?;
+    let directory = crate::directory::Directory::load(&layout.directory)?;
     let log = directory
         .department(registry.department())
         .context("civil-registry is listed")?;
-    let verified =
-        crate::ledger::tlog_proof::verify_tlog_proof(&proof, &log.verifier, &directory.witnesses())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verified = causeway_ledger::tlog_proof::verify_tlog_proof(
+        &proof,
+        &log.verifier,
+        &directory.witnesses(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "\nEvidence: {} proves entry 1 of the civil registry's log (size {}), cosigned by {} witness(es).\n  verify it offline: cargo run --release -- log verify-proof {} --directory {}",
         path.display(),

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use crate::config::Directory;
-use crate::ledger::entry::Entry;
-use crate::ledger::note::NoteVerifier;
-use crate::ledger::store::Store;
-use crate::ledger::tlog_proof::{verify_tlog_proof, TlogProof};
-use crate::ledger::verify::verify_log;
-use crate::ledger::VKEY_FILE;
+use crate::directory::Directory;
+use causeway_ledger::entry::Entry;
+use causeway_ledger::note::NoteVerifier;
+use causeway_ledger::store::Store;
+use causeway_ledger::tlog_proof::{verify_tlog_proof, TlogProof};
+use causeway_ledger::verify::verify_log;
+use causeway_ledger::VKEY_FILE;
 
 #[derive(Subcommand)]
 pub(crate) enum LogCommand {
@@ -82,8 +82,8 @@ fn open_store(ledger: &Path) -> Result<Store> {
     );
     Ok(Store::open(
         ledger,
-        crate::ledger::DEFAULT_MAP_SIZE_MIB,
-        crate::ledger::DEFAULT_MAX_MAP_SIZE_MIB,
+        causeway_ledger::DEFAULT_MAP_SIZE_MIB,
+        causeway_ledger::DEFAULT_MAX_MAP_SIZE_MIB,
     )?)
 }
 
@@ -159,7 +159,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
         }
         LogCommand::Proof { ledger, index } => {
             let store = open_store(&ledger)?;
-            print!("{}", crate::ledger::evidence(&store, index)?.to_text());
+            print!("{}", causeway_ledger::evidence(&store, index)?.to_text());
             Ok(ExitCode::SUCCESS)
         }
         LogCommand::VerifyProof {
@@ -172,7 +172,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
             let proof =
                 TlogProof::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let dir = Directory::load(&directory)?;
-            let origin = crate::ledger::witness::checkpoint_origin(&proof.checkpoint)
+            let origin = causeway_ledger::witness::checkpoint_origin(&proof.checkpoint)
                 .with_context(|| format!("{}: the checkpoint has no origin", file.display()))?;
             let log = dir.by_origin(&origin).with_context(|| {
                 format!(

@@ -8,7 +8,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::recent::Recent;
 use super::{Authenticated, BoxFuture, ExchangeError, Inbound};
-use crate::config::Directory;
+use crate::directory::Directory;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 
 /// Adds [`Authenticate`].

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::recent::Recent;
 use crate::identity::{DeptId, GatewayKey};
-use crate::ledger::merkle::{self, Hash, MemoryTree};
-use crate::ledger::note::{verify_strict, NoteVerifier};
+use causeway_ledger::merkle::{self, Hash, MemoryTree};
+use causeway_ledger::note::{verify_strict, NoteVerifier};
 
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -34,10 +34,7 @@ const BATCH_FORMAT: u8 = 0x01;
 /// Longest signature header accepted, checked before decoding: base64 of a batch signature with
 /// the longest proof a [`MAX_SIGNING_BATCH`] tree has.
 const MAX_SIGNATURE_HEADER: usize = (5 + 64 + 32 * 8_usize).div_ceil(3) * 4;
-/// HTTP header carrying the signature.
-pub const SIGNATURE_HEADER: &str = "causeway-signature";
-/// Largest envelope accepted, checked before parsing.
-pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+pub use crate::transport::{MAX_ENVELOPE_BYTES, SIGNATURE_HEADER};
 /// Most request parameters.
 pub const MAX_PARAMS: usize = 32;
 /// Longest text field (dataset, purpose, legal basis, case, officer tag, parameter names).

@@ -40,9 +40,10 @@ use causeway_policy::{Decision, PolicySet, RateLimiter};
 use rustls_pki_types::CertificateDer;
 use tower::{Service, ServiceBuilder};
 
-use crate::config::Directory;
+use crate::directory::Directory;
 use crate::identity::{DeptId, TagKey};
-use crate::ledger::{Ledger, LedgerError};
+pub use crate::transport::ProtocolResponse;
+use causeway_ledger::{Ledger, LedgerError};
 use envelope::Envelope;
 
 /// A boxed future, as every layer returns.
@@ -56,15 +57,6 @@ pub struct Inbound {
     /// The envelope signature (header or frame field).
     pub signature: Option<String>,
     /// The envelope's exact bytes.
-    pub body: Bytes,
-}
-
-/// What a transport sends back: a status and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProtocolResponse {
-    /// HTTP status code (QUIC carries the same number in its response header).
-    pub status: u16,
-    /// JSON body.
     pub body: Bytes,
 }
 
@@ -125,7 +117,7 @@ pub struct Notarized {
     /// What happened.
     pub outcome: Outcome,
     /// The provider's receipt for the ledger entry.
-    pub receipt: crate::ledger::receipt::Receipt,
+    pub receipt: causeway_ledger::receipt::Receipt,
 }
 
 /// The three recorded outcomes of an authenticated, verified request.

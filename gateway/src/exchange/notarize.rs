@@ -14,9 +14,9 @@ use tower::{Layer, Service, ServiceExt};
 use super::envelope::payload_digest;
 use super::{BoxFuture, ExchangeError, Notarized, Outcome, ProviderContext, Shaped, Verified};
 use crate::identity::TagKey;
-use crate::ledger::entry::{Entry, Kind, Side};
-use crate::ledger::receipt::Receipt;
-use crate::ledger::Ledger;
+use causeway_ledger::entry::{Entry, Kind, Side};
+use causeway_ledger::receipt::Receipt;
+use causeway_ledger::Ledger;
 
 /// Adds [`Notarize`].
 #[derive(Clone)]

@@ -18,7 +18,8 @@ use super::{
     Authenticated, Authorized, BoxFuture, ExchangeError, Fetched, Inbound, Notarized, Outcome,
     Shaped, Verified,
 };
-use crate::telemetry::{observe, Metrics};
+use crate::telemetry::Metrics;
+use crate::transport::observe;
 
 /// What one pipeline stage shows: its span, and the metrics of its result.
 pub trait Stage: Clone + Send + Sync + 'static {
@@ -190,7 +191,7 @@ impl Stage for NotarizeStage {
 
     fn enter(&self, request: &Verified) -> (Span, ()) {
         let envelope = &request.envelope;
-        observe::learn_exchange(envelope);
+        observe::learn_exchange(&envelope.id, &envelope.dataset, &envelope.purpose);
         (
             tracing::info_span!(
                 "notarize",

@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use causeway_policy::Decision;
 use serde::Serialize;
 use serde_json::json;
@@ -14,7 +13,8 @@ use tower::{Layer, Service};
 
 use super::envelope::EnvelopeError;
 use super::{BoxFuture, ExchangeError, Inbound, Notarized, Outcome, ProtocolResponse};
-use crate::ledger::receipt::Receipt;
+pub use crate::transport::json_response;
+use causeway_ledger::receipt::Receipt;
 
 /// Adds [`Rescue`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -176,15 +176,4 @@ fn refuse(e: &ExchangeError) -> ProtocolResponse {
         status,
         &json!({ "error": { "code": code, "message": e.to_string() } }),
     )
-}
-
-/// A JSON protocol response.
-pub fn json_response(status: u16, body: &impl Serialize) -> ProtocolResponse {
-    // Sized for an answer with a row and its receipt (~2-3 KB), so that it is written in place.
-    let mut bytes = Vec::with_capacity(4096);
-    serde_json::to_writer(&mut bytes, body).expect("answers are plain data and serialize");
-    ProtocolResponse {
-        status,
-        body: Bytes::from(bytes),
-    }
 }

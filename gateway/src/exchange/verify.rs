@@ -8,7 +8,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::envelope::{digest, Envelope, VerifiedBatches};
 use super::{Authenticated, BoxFuture, ExchangeError, ProviderContext, Verified};
-use crate::config::Directory;
+use crate::directory::Directory;
 use crate::identity::DeptId;
 
 /// Most envelope ids remembered; beyond this the oldest are forgotten early, which is safe only

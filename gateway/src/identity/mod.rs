@@ -10,17 +10,35 @@ pub mod tls;
 
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use ed25519_dalek::SigningKey;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use crate::ledger::note::{NoteSigner, NoteVerifier};
+use causeway_ledger::note::{NoteSigner, NoteVerifier};
 
 /// URI scheme of identities in certificates.
 pub const IDENTITY_SCHEME: &str = "causeway://";
+
+/// `[identity]`: certificates and keys.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFiles {
+    /// The federation's CA bundle (PEM).
+    pub ca: PathBuf,
+    /// An optional CRL (PEM), honoured on every handshake.
+    pub crl: Option<PathBuf>,
+    /// This gateway's certificate (PEM).
+    pub cert: PathBuf,
+    /// This gateway's TLS private key (PEM).
+    pub key: PathBuf,
+    /// This gateway's Ed25519 signing key (note secret key form).
+    pub signing_key: PathBuf,
+    /// The federation tag key (HMAC key for subject and officer tags).
+    pub tag_key: PathBuf,
+}
 
 /// A department id: lowercase ASCII letters, digits and `-`, 1 to 63 characters.
 #[derive(
@@ -205,13 +223,13 @@ impl GatewayKey {
     ///
     /// It is derived from the signing key under a separate label, so no extra file is needed and the
     /// log key and witness key are never the same Ed25519 key. Its name is `<origin>/witness`.
-    pub fn witness_cosigner(&self) -> crate::ledger::note::Cosigner {
+    pub fn witness_cosigner(&self) -> causeway_ledger::note::Cosigner {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
         h.update(b"causeway-witness-key/v1\n");
         h.update(self.key.as_bytes());
         let seed: [u8; 32] = h.finalize().into();
-        crate::ledger::note::Cosigner::new(
+        causeway_ledger::note::Cosigner::new(
             &format!("{}/witness", self.note.name()),
             SigningKey::from_bytes(&seed),
         )

@@ -85,7 +85,7 @@ impl TlsMaterial {
     /// Load the files of an `[identity]` section and check that the certificate proves `expected`
     /// in `federation`: a node never starts under someone else's identity.
     pub fn load_identity(
-        files: &crate::config::IdentityFiles,
+        files: &super::IdentityFiles,
         federation: &str,
         expected: &super::PeerIdentity,
     ) -> Result<Self> {

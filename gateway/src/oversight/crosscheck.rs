@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::replica::{entry_time_ms, LogState, Record, Replica, ReplicaError};
-use crate::config::Directory;
+use crate::directory::Directory;
 use crate::identity::DeptId;
-use crate::ledger::entry::{Entry, Kind, Side};
+use causeway_ledger::entry::{Entry, Kind, Side};
 
 /// What kind of disagreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -424,8 +424,8 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{PeerReceipt, GENESIS_PREV};
     use crate::oversight::replica::LogFollower;
+    use causeway_ledger::entry::{PeerReceipt, GENESIS_PREV};
 
     fn exchange(side: Side, id: &str) -> Entry {
         let mut e = Entry::new(Kind::Exchange);
@@ -453,7 +453,7 @@ mod tests {
             e.index = i as u64;
             e.prev = prev.clone();
             let bytes = e.to_bytes();
-            prev = hex::encode(crate::ledger::merkle::leaf_hash(&bytes));
+            prev = hex::encode(causeway_ledger::merkle::leaf_hash(&bytes));
             leaves.push(prev.clone());
             let parsed = follower.follow(&bytes).unwrap();
             batch.push((bytes, parsed));
@@ -560,7 +560,7 @@ mod tests {
             e.index = follower.size();
             e.prev = prev;
             let bytes = e.to_bytes();
-            prev = hex::encode(crate::ledger::merkle::leaf_hash(&bytes));
+            prev = hex::encode(causeway_ledger::merkle::leaf_hash(&bytes));
             let parsed = follower.follow(&bytes).unwrap();
             batch.push((bytes, parsed));
         }

@@ -30,8 +30,8 @@ use super::crosscheck::Finding;
 use super::replica::{MinuteCount, PairCount, Query, Record, MAX_LIMIT};
 use super::report::esc;
 use super::{Asker, Oversight, OversightError};
-use crate::ledger::entry::Side;
 use crate::transport::server::Call;
+use causeway_ledger::entry::Side;
 
 /// The header an authenticating proxy sets to name the operator.
 pub const OPERATOR_HEADER: &str = "causeway-operator";
@@ -235,42 +235,22 @@ pub fn parse_form(text: &str) -> Vec<(String, String)> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // `+` is a space in forms; an escaped plus (`%2B`) stays a plus.
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
+
+/// What a form value keeps unescaped: ASCII letters, digits and `-_.~` (RFC 3986 unreserved).
+const FORM_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Encode pairs as `application/x-www-form-urlencoded`.
 pub fn encode_form(pairs: &[(String, String)]) -> String {
-    let enc = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                out.push(b as char);
-            } else {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-        out
-    };
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, FORM_VALUE).to_string();
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -753,7 +733,7 @@ fn findings_section(findings: &[Finding]) -> String {
     format!("<section id=\"findings\"><h2>Cross-check findings ({})</h2><table><thead><tr><th>Kind</th><th>Exchange</th><th>Consumer &rarr; provider</th><th>Time</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table></section>", findings.len())
 }
 
-fn queries_section(queries: &[crate::ledger::entry::Entry]) -> String {
+fn queries_section(queries: &[causeway_ledger::entry::Entry]) -> String {
     let mut rows = String::new();
     for q in queries {
         let d = q.detail.clone().unwrap_or_default();

@@ -15,83 +15,29 @@
 
 pub mod crosscheck;
 pub mod dashboard;
-pub mod node;
 pub mod pull;
 pub mod replica;
 pub mod report;
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use self::crosscheck::{CrossCheck, Finding, Incremental};
 use self::pull::{blocking, LogPuller, PullError, PullReport};
 use self::replica::{LogState, Query, Replica, ReplicaError, SearchResult};
 use self::report::SubjectReport;
-use crate::config::{Directory, GatewayConfig, Role};
+use crate::config::{GatewayConfig, Role};
+use crate::directory::Directory;
 use crate::identity::tls::TlsMaterial;
 use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey};
-use crate::ledger::entry::{Entry, Kind};
-use crate::ledger::{Ledger, LedgerError};
-use crate::transport::client::PeerClient;
 use crate::transport::peer::PeerTransport;
-use crate::transport::quic::QuicClient;
-use crate::transport::{Transport, HTTPS_ALPN, QUIC_ALPN};
+use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::{Ledger, LedgerError};
 
-/// `[oversight]` in an oversight node's `causeway.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OversightSection {
-    /// The replica's LMDB directory.
-    #[serde(default = "default_replica")]
-    pub replica: PathBuf,
-    /// LMDB map size of the replica in MiB to start with (the file is sparse); it doubles whenever
-    /// it is full.
-    #[serde(default = "default_map_size_mib")]
-    pub map_size_mib: u64,
-    /// How often to pull every department's log, in milliseconds.
-    #[serde(default = "default_pull_interval_ms")]
-    pub pull_interval_ms: u64,
-    /// A missing side of an exchange counts once the other department's log was pulled this
-    /// many seconds after the exchange.
-    #[serde(default = "default_grace_secs")]
-    pub grace_secs: u64,
-    /// The consumer recording an exchange more than this many seconds after the provider is a
-    /// `late` finding.
-    #[serde(default = "default_late_secs")]
-    pub late_secs: u64,
-}
-
-fn default_replica() -> PathBuf {
-    PathBuf::from("replica")
-}
-fn default_map_size_mib() -> u64 {
-    64 * 1024
-}
-fn default_pull_interval_ms() -> u64 {
-    5_000
-}
-fn default_grace_secs() -> u64 {
-    30
-}
-fn default_late_secs() -> u64 {
-    60
-}
-
-impl Default for OversightSection {
-    fn default() -> Self {
-        OversightSection {
-            replica: default_replica(),
-            map_size_mib: default_map_size_mib(),
-            pull_interval_ms: default_pull_interval_ms(),
-            grace_secs: default_grace_secs(),
-            late_secs: default_late_secs(),
-        }
-    }
-}
+pub use crate::config::OversightSection;
 
 /// Why an oversight query was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -213,18 +159,7 @@ impl Oversight {
                 config.ledger.dir.display()
             )
         })?;
-        let quic = match config.peer.prefer {
-            Transport::Quic => Some(QuicClient::new(
-                tls.quic_client_config(QUIC_ALPN)?,
-                directory.federation.clone(),
-            )?),
-            Transport::Https => None,
-        };
-        let peers = PeerTransport::new(
-            PeerClient::new(tls.client_config(HTTPS_ALPN)?, directory.federation.clone()),
-            quic,
-            config.peer.prefer,
-        );
+        let peers = PeerTransport::connect(&tls, &directory.federation, config.peer.prefer)?;
         let oversight = Oversight {
             me,
             directory,

@@ -16,12 +16,12 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::replica::{decode_hash, Flag, HeldCheckpoint, LogState, Replica, ReplicaError};
-use crate::config::Department;
-use crate::ledger::checkpoint::verify_cosignatures;
-use crate::ledger::merkle::{verify_consistency, Hash};
-use crate::ledger::note::NoteVerifier;
+use crate::directory::Department;
 use crate::log_api::{paths, MAX_ENTRIES_PER_CALL};
 use crate::transport::peer::{PeerRequest, PeerTransport};
+use causeway_ledger::checkpoint::verify_cosignatures;
+use causeway_ledger::merkle::{verify_consistency, Hash};
+use causeway_ledger::note::NoteVerifier;
 
 /// Entries verified and committed per transaction.
 pub const CHUNK: u64 = 10_000;

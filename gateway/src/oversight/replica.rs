@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::identity::DeptId;
-use crate::ledger::entry::{Entry, Side, GENESIS_PREV};
-use crate::ledger::env::{Env, MapError};
-use crate::ledger::merkle::{leaf_hash, Frontier, Hash};
+use causeway_ledger::entry::{Entry, Side, GENESIS_PREV};
+use causeway_ledger::env::{Env, MapError};
+use causeway_ledger::merkle::{leaf_hash, Frontier, Hash};
 
 /// Index tags (first byte of an `index` key).
 mod tag {
@@ -503,7 +503,7 @@ fn bump(
 impl Replica {
     /// Open (creating if needed) the replica in `dir`.
     pub fn open(dir: &Path, map_size_mib: u64) -> Result<Replica, ReplicaError> {
-        let mut env = Env::open(dir, map_size_mib, crate::ledger::DEFAULT_MAX_MAP_SIZE_MIB)
+        let mut env = Env::open(dir, map_size_mib, causeway_ledger::DEFAULT_MAX_MAP_SIZE_MIB)
             .map_err(ReplicaError::Storage)?;
         let lmdb = env.lmdb();
         let db = |name| {
@@ -844,7 +844,7 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, prev: &str, id: &str, side: Side, minute: u32) -> Entry {
-        let mut e = Entry::new(crate::ledger::entry::Kind::Exchange);
+        let mut e = Entry::new(causeway_ledger::entry::Kind::Exchange);
         e.index = index;
         e.time = format!("2026-01-01T10:{minute:02}:00Z");
         e.side = Some(side);

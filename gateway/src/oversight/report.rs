@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::replica::{entry_time_ms, Query, Replica, ReplicaError, MAX_LIMIT};
-use crate::ledger::entry::Side;
+use causeway_ledger::entry::Side;
 
 /// One exchange that touched the subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
 
-use crate::ledger::{CommitObserver, LedgerError};
+use causeway_ledger::{CommitObserver, LedgerError};
 
 /// Most label sets one family holds; the rest are counted under `other`.
 pub const MAX_SERIES: usize = 1000;

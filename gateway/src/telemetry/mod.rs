@@ -6,7 +6,8 @@
 //! - **Traces** are the same `tracing` spans, exported as OpenTelemetry spans over OTLP/HTTP
 //!   (protobuf) when a collector is configured (`[telemetry] endpoint` or the standard `OTEL_*`
 //!   variables), and off otherwise. W3C trace context (`traceparent`) crosses every hop, so one
-//!   exchange is one trace: application, consumer gateway, provider gateway ([`observe`]).
+//!   exchange is one trace: application, consumer gateway, provider gateway
+//!   ([`crate::transport::observe`] opens the root spans and carries the context).
 //! - **Metrics** live in a small in-house registry ([`metrics`]) served as Prometheus text on the
 //!   admin listener (`GET /metrics`), and are also exported over OTLP when a collector is configured.
 //!
@@ -14,7 +15,6 @@
 //! outcome codes; never parameters, officers or any other personal data.
 
 pub mod metrics;
-pub mod observe;
 mod otlp;
 
 use std::path::PathBuf;
@@ -26,11 +26,11 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
-use serde::Deserialize;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+pub use crate::config::TelemetrySection;
 pub use metrics::Metrics;
 
 /// The only OTLP protocol built in (OTLP/HTTP with protobuf bodies, port 4318 by convention).
@@ -43,31 +43,6 @@ pub const METRICS_PATH: &str = "/v1/metrics";
 pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(60);
 /// The `service.name` resource attribute unless configured otherwise.
 pub const DEFAULT_SERVICE_NAME: &str = "causeway";
-
-/// `[telemetry]`: where to send traces and metrics. Every field is optional; unset fields fall back
-/// to the standard OpenTelemetry environment variables, and with no endpoint anywhere nothing is
-/// exported (logs and `/metrics` work regardless).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetrySection {
-    /// Base URL of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`; `/v1/traces` and
-    /// `/v1/metrics` are appended. Else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
-    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (base).
-    pub endpoint: Option<String>,
-    /// `http/protobuf` (the only one built in). Else `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub protocol: Option<String>,
-    /// Share of new traces recorded, 0.0 to 1.0; a request that arrives with a sampled
-    /// `traceparent` is always recorded (parent-based). Else `OTEL_TRACES_SAMPLER` and
-    /// `OTEL_TRACES_SAMPLER_ARG`; by default every trace.
-    pub sampling: Option<f64>,
-    /// The `service.name` resource attribute. Else `OTEL_SERVICE_NAME`, else `causeway`.
-    pub service_name: Option<String>,
-    /// PEM bundle of the CA that signed an `https://` collector's certificate.
-    pub ca: Option<PathBuf>,
-    /// Seconds between metric exports over OTLP (default 60). Else `OTEL_METRIC_EXPORT_INTERVAL`
-    /// (milliseconds).
-    pub metrics_interval_secs: Option<u64>,
-}
 
 /// Why telemetry could not be set up as configured.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //!
 //! Requests go straight onto the `h2` connection from the task that asks, and the answer wakes that
 //! task directly: hyper's client would hand each request to its connection task over a channel and
-//! spawn one more task per request to wait for the answer (docs/PERFORMANCE.md, "Seventh pass").
+//! spawn one more task per request to wait for the answer (docs/performance-history.md, "Seventh pass").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use rustls_pki_types::ServerName;
 use tokio::sync::Mutex;
 
 use super::MAX_RESPONSE_BYTES;
-use crate::config::Department;
+use crate::directory::Department;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 
 /// Why a peer could not be asked.

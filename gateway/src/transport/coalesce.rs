@@ -1,7 +1,7 @@
 //! Writes to a peer socket that are ready together leave in one system call.
 //!
 //! Under load, many exchanges share one HTTP/2 connection between two gateways, yet each request
-//! and each response went out in a `writev` of its own (docs/PERFORMANCE.md, "Sixth pass").
+//! and each response went out in a `writev` of its own (docs/performance-history.md, "Sixth pass").
 //! [`Coalesce`] sits under TLS and keeps what TLS writes. Asked to flush, it first yields to the
 //! runtime once, so that the exchanges that are ready at that moment can add their frames, and
 //! then writes everything it holds in one call. With nothing else to run, the yield returns at

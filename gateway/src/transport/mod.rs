@@ -1,6 +1,6 @@
 //! Bytes on the wire: the HTTPS/2 peer port (mTLS), the QUIC peer port, the peer clients, and the
 //! plain-HTTP loopback listeners (client API, admin). Transports authenticate the TLS session, bound
-//! sizes and times, and hand an [`crate::exchange::Inbound`] to the pipeline; they make no
+//! sizes and times, and hand a request to the service above them; they make no
 //! decisions of their own. [`peer::PeerTransport`] lets the consumer side ask a department without
 //! knowing which transport carries the request.
 //!
@@ -9,11 +9,13 @@
 pub mod client;
 pub mod coalesce;
 pub mod frame;
+pub mod observe;
 pub mod peer;
 pub mod quic;
 pub mod server;
 
-use serde::Deserialize;
+use bytes::Bytes;
+use serde::Serialize;
 
 /// Paths of the peer API (docs/PROTOCOL.md).
 pub mod paths {
@@ -31,33 +33,29 @@ pub const HTTPS_ALPN: &[&[u8]] = &[b"h2"];
 pub const QUIC_ALPN: &[&[u8]] = &[b"causeway/1"];
 /// Largest response body a peer may send us.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// HTTP header (and QUIC request-frame field) carrying an envelope's signature.
+pub const SIGNATURE_HEADER: &str = "causeway-signature";
+/// Largest envelope accepted, checked before parsing.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 
-/// A peer transport, as `[peer] prefer` names it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// HTTP/2 over TLS over TCP (the default).
-    #[default]
-    Https,
-    /// The framed protocol over QUIC.
-    Quic,
+/// What a transport sends back: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolResponse {
+    /// HTTP status code (QUIC carries the same number in its response header).
+    pub status: u16,
+    /// JSON body.
+    pub body: Bytes,
 }
 
-impl Transport {
-    /// Both transports.
-    pub const ALL: [Transport; 2] = [Transport::Https, Transport::Quic];
-
-    /// The name used in configs and URLs (`https`, `quic`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Https => "https",
-            Transport::Quic => "quic",
-        }
+/// A JSON protocol response.
+pub fn json_response(status: u16, body: &impl Serialize) -> ProtocolResponse {
+    // Sized for an answer with a row and its receipt (~2-3 KB), so that it is written in place.
+    let mut bytes = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut bytes, body).expect("answers are plain data and serialize");
+    ProtocolResponse {
+        status,
+        body: Bytes::from(bytes),
     }
 }
 
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::directory::Transport;

@@ -13,9 +13,10 @@ use bytes::Bytes;
 
 use super::client::{PeerClient, PeerError};
 use super::quic::{Delivery, QuicClient};
-use super::Transport;
-use crate::config::Department;
-use crate::exchange::envelope::SIGNATURE_HEADER;
+use super::SIGNATURE_HEADER;
+use super::{Transport, HTTPS_ALPN, QUIC_ALPN};
+use crate::directory::Department;
+use crate::identity::tls::TlsMaterial;
 
 /// Longest wait for a QUIC handshake before falling back to HTTPS; at most a third of the
 /// request's time is spent on it.
@@ -71,7 +72,7 @@ impl PeerRequest {
             request = request.header(SIGNATURE_HEADER, signature.as_str());
         }
         if let Some(traceparent) = &self.traceparent {
-            request = request.header(crate::telemetry::observe::TRACEPARENT, traceparent.as_str());
+            request = request.header(super::observe::TRACEPARENT, traceparent.as_str());
         }
         request
             .body(self.body.clone())
@@ -121,6 +122,20 @@ impl PeerTransport {
             prefer,
             stats: TransportStats::default(),
         }
+    }
+
+    /// The client a node with TLS identity `tls` uses towards the federation `federation`'s peers:
+    /// HTTPS always, and a QUIC client too when QUIC is preferred.
+    pub fn connect(tls: &TlsMaterial, federation: &str, prefer: Transport) -> anyhow::Result<Self> {
+        let quic = match prefer {
+            Transport::Quic => Some(QuicClient::new(
+                tls.quic_client_config(QUIC_ALPN)?,
+                federation.to_owned(),
+            )?),
+            Transport::Https => None,
+        };
+        let https = PeerClient::new(tls.client_config(HTTPS_ALPN)?, federation.to_owned());
+        Ok(PeerTransport::new(https, quic, prefer))
     }
 
     /// Counters of requests and fallbacks.

@@ -26,14 +26,12 @@ use super::frame::{
 };
 use super::peer::PeerRequest;
 use super::server::Call;
+use super::ProtocolResponse;
+use super::SIGNATURE_HEADER;
 use super::{Transport, QUIC_ALPN};
-use crate::config::Department;
-use crate::exchange::envelope::SIGNATURE_HEADER;
-use crate::exchange::ProtocolResponse;
+use crate::directory::Department;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 
-/// HTTP header name the QUIC `traceparent` field maps to, so handlers see one trace context.
-const TRACEPARENT_HEADER: &str = "traceparent";
 /// How long shutdown waits for in-flight streams before closing connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for peers to acknowledge the close and for the socket to be released.
@@ -345,7 +343,7 @@ fn to_call(
         request = request.header(SIGNATURE_HEADER, signature);
     }
     if let Some(traceparent) = header.traceparent {
-        request = request.header(TRACEPARENT_HEADER, traceparent);
+        request = request.header(super::observe::TRACEPARENT, traceparent);
     }
     let (parts, ()) = request.body(())?.into_parts();
     Ok(Call {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::coalesce::Coalesce;
-use crate::exchange::ProtocolResponse;
+use super::{json_response, ProtocolResponse};
 
 /// Time allowed for a TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,7 +186,7 @@ where
     let body = match collected.await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Err(_) => {
-            let r = crate::exchange::rescue::json_response(
+            let r = json_response(
                 408,
                 &serde_json::json!({"error": {"code": "body-timeout", "message":
                     format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs())}}),
@@ -210,7 +210,7 @@ where
                     "the request body could not be read".to_owned(),
                 )
             };
-            let r = crate::exchange::rescue::json_response(
+            let r = json_response(
                 status,
                 &serde_json::json!({"error": {"code": code, "message": message}}),
             );

@@ -14,7 +14,7 @@
 //! The data file is kept written with zeros 0.5 to 1.5 MiB past LMDB's last page
 //! ([`Store::keep_zeroed_ahead`]): the pages a commit adds then land inside the file, so the
 //! commit's `fdatasync` has no new size or block allocation to make durable, one synchronous
-//! metadata write fewer per commit (docs/PERFORMANCE.md, "Sixth pass").
+//! metadata write fewer per commit (docs/performance-history.md, "Sixth pass").
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};

@@ -1,8 +1,8 @@
-//! Ed25519 verification as the gateway does it ([`causeway::ledger::note::verify_strict`]) against
+//! Ed25519 verification as the gateway does it ([`causeway_ledger::note::verify_strict`]) against
 //! ed25519-dalek's `verify_strict`, which it must match exactly.
 //!
 //! ```text
-//! cargo run --release -p causeway --example verify_bench [-- ROUNDS]
+//! cargo run --release -p causeway-ledger --example verify_bench [-- ROUNDS]
 //! ```
 //!
 //! Each round verifies the same 2,000 envelope-sized signatures with both, alternating; prints the
@@ -47,7 +47,7 @@ fn main() {
         signing.push(start.elapsed().as_secs_f64() * 1e6 / SIGNATURES as f64);
         dalek.push(per_signature(&|m, s| verifier.verify_strict(m, s).is_ok()));
         ours.push(per_signature(&|m, s| {
-            causeway::ledger::note::verify_strict(&verifier, m, s)
+            causeway_ledger::note::verify_strict(&verifier, m, s)
         }));
     }
     let median = |v: &mut Vec<f64>| {

@@ -1,11 +1,26 @@
-//! The access log: an append-only, hash-chained Merkle tree of entries, signed and durable.
+//! `causeway-ledger`: Causeway's access log, a transparency log that any verifier can check offline.
 //!
-//! The pure parts ([`merkle`], [`note`], [`checkpoint`], [`receipt`]) are functions over bytes with no
-//! disk, socket or clock. [`store`] is the thin LMDB layer under them. [`Ledger`] ties them together:
-//! one writer thread takes appends from any number of tasks, batches whatever is waiting into one
-//! write transaction (entries, tree nodes, frontier and a freshly signed checkpoint), commits it with
-//! fsync once, and only then answers each caller with its receipt. Nothing is acknowledged before it
-//! is durable, and a failed commit acknowledges nothing.
+//! **What it owns.** The entry format ([`entry`]); the RFC 9162 Merkle tree and its inclusion and
+//! consistency proofs ([`merkle`]); C2SP signed notes, cosignatures and Ed25519 keys ([`note`]);
+//! tlog checkpoints ([`checkpoint`]); the provider's receipt ([`receipt`]); tlog-proof evidence
+//! files ([`tlog_proof`]); a witness's state and its `add-checkpoint` rules ([`witness`]); offline
+//! verification of a whole log ([`verify`]); and the LMDB storage under all of it ([`env`],
+//! [`store`], and [`Ledger`], the single writer that group-commits appends).
+//!
+//! **What it must not know.** No HTTP, TLS, sockets or transports; no policy, datasets or database
+//! adapters; no federation directory or gateway configuration. Callers hand it entries, keys and
+//! bytes; it hands back receipts, proofs and verdicts. A standalone verifier can depend on this
+//! crate alone.
+//!
+//! **How it is built.** The pure parts ([`merkle`], [`note`], [`checkpoint`], [`receipt`],
+//! [`tlog_proof`]) are functions over bytes with no disk, socket or clock. [`store`] is the thin LMDB
+//! layer under them. [`Ledger`] ties them together: one writer thread takes appends from any number
+//! of tasks, batches whatever is waiting into one write transaction (entries, tree nodes, frontier
+//! and a freshly signed checkpoint), commits it with fsync once, and only then answers each caller
+//! with its receipt. Nothing is acknowledged before it is durable, and a failed commit acknowledges
+//! nothing.
+
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod entry;
@@ -750,8 +765,8 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::Kind;
-    use crate::ledger::verify::{verify_log, VerifyFailure};
+    use crate::entry::Kind;
+    use crate::verify::{verify_log, VerifyFailure};
 
     fn signer() -> NoteSigner {
         NoteSigner::new("test/log", ed25519_dalek::SigningKey::from_bytes(&[3; 32])).unwrap()

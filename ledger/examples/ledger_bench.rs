@@ -2,8 +2,8 @@
 //! inclusion-proof verification, and `log verify` over a large log. Reports medians and ratios.
 //!
 //! ```sh
-//! cargo run --release -p causeway --example ledger_bench            # default sizes
-//! cargo run --release -p causeway --example ledger_bench -- 1000000 # entries for the verify run
+//! cargo run --release -p causeway-ledger --example ledger_bench            # default sizes
+//! cargo run --release -p causeway-ledger --example ledger_bench -- 1000000 # entries for the verify run
 //! ```
 
 /// The allocator the `causeway` binary uses.
@@ -13,11 +13,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway::ledger::entry::{Entry, Kind, Side};
-use causeway::ledger::merkle::{leaf_hash, verify_inclusion};
-use causeway::ledger::note::NoteSigner;
-use causeway::ledger::verify::verify_log;
-use causeway::ledger::{Ledger, LedgerOptions};
+use causeway_ledger::entry::{Entry, Kind, Side};
+use causeway_ledger::merkle::{leaf_hash, verify_inclusion};
+use causeway_ledger::note::NoteSigner;
+use causeway_ledger::verify::verify_log;
+use causeway_ledger::{Ledger, LedgerOptions};
 
 fn signer() -> NoteSigner {
     NoteSigner::new("bench/log", ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
@@ -162,7 +162,7 @@ async fn main() {
     // Inclusion proof verification.
     let appended = ledger.append(entry(1)).await.expect("append");
     let root =
-        causeway::ledger::checkpoint::open_checkpoint(&appended.checkpoint, &signer().verifier())
+        causeway_ledger::checkpoint::open_checkpoint(&appended.checkpoint, &signer().verifier())
             .expect("checkpoint")
             .root;
     let leaf = leaf_hash(&appended.bytes);

@@ -238,12 +238,15 @@ mod tests {
             .args([
                 "--quiet",
                 "--exact",
-                "ledger::env::tests::another_process_adopts_a_grown_map",
+                "env::tests::another_process_adopts_a_grown_map",
             ])
             .env(CHILD, dir.path())
             .spawn()
             .unwrap();
         while !dir.path().join("reader-ready").exists() {
+            if let Some(status) = reader.try_wait().unwrap() {
+                panic!("the reader process exited before it was ready ({status}): did the test's name change?");
+            }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         for n in 0..64u32 {

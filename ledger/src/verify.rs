@@ -360,7 +360,7 @@ fn lower_hex_hash(hex: &[u8]) -> Option<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{Entry, Kind};
+    use crate::entry::{Entry, Kind};
     use proptest::prelude::*;
 
     fn entry(index: u64, prev: Hash, detail: &str) -> Vec<u8> {

@@ -24,15 +24,16 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::Metrics;
-use crate::config::Department;
-use crate::exchange::envelope::Envelope;
-use crate::exchange::{BoxFuture, ProtocolResponse};
+use super::client::PeerError;
+use super::peer::{PeerRequest, PeerTransport};
+use super::server::Call;
+use super::{paths, ProtocolResponse, Transport};
+use crate::directory::Department;
 use crate::identity::DeptId;
-use crate::transport::client::PeerError;
-use crate::transport::peer::{PeerRequest, PeerTransport};
-use crate::transport::server::Call;
-use crate::transport::{paths, Transport};
+use crate::telemetry::Metrics;
+
+/// A boxed future, as the wrapped handlers return.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The W3C trace context header (and the QUIC request frame field of the same name).
 pub const TRACEPARENT: &str = "traceparent";
@@ -75,14 +76,12 @@ pub fn learn_peer(peer: &DeptId) {
 }
 
 /// The exchange this request carries: its id, dataset and purpose go on the root span. Never its
-/// parameters, officer or case.
-pub fn learn_exchange(envelope: &Envelope) {
+/// parameters, officer or case: they are not even asked for.
+pub fn learn_exchange(id: &uuid::Uuid, dataset: &str, purpose: &str) {
     with_scope(|scope| {
-        scope
-            .span
-            .record("exchange", tracing::field::display(&envelope.id));
-        scope.span.record("dataset", envelope.dataset.as_str());
-        scope.span.record("purpose", envelope.purpose.as_str());
+        scope.span.record("exchange", tracing::field::display(id));
+        scope.span.record("dataset", dataset);
+        scope.span.record("purpose", purpose);
     });
 }
 
@@ -323,26 +322,13 @@ mod tests {
             .json()
             .with_writer(move || writer.clone())
             .finish();
-        let envelope = Envelope {
-            v: crate::exchange::envelope::ENVELOPE_VERSION,
-            id: uuid::Uuid::now_v7(),
-            consumer: DeptId::new("tax-office").unwrap(),
-            provider: DeptId::new("civil-registry").unwrap(),
-            dataset: "residents".into(),
-            params: [("national_id".to_owned(), serde_json::json!("D000042"))].into(),
-            purpose: "tax-assessment".into(),
-            legal_basis: "Act".into(),
-            case: String::new(),
-            officer: "tagged".into(),
-            issued_at: String::new(),
-            nonce: String::new(),
-        };
-        let id = envelope.id;
+        let id = uuid::Uuid::now_v7();
+        let peer = DeptId::new("tax-office").unwrap();
         let handler = move |_call: Call| {
-            let envelope = envelope.clone();
+            let peer = peer.clone();
             async move {
-                learn_peer(&envelope.consumer);
-                learn_exchange(&envelope);
+                learn_peer(&peer);
+                learn_exchange(&id, "residents", "tax-assessment");
                 tracing::warn!("something inside the exchange");
                 ProtocolResponse {
                     status: 200,

@@ -12,7 +12,22 @@ use anyhow::{Context, Result};
 use crate::identity::{pki, DeptId, PeerIdentity};
 use crate::transport::Transport;
 
-include!(concat!(env!("OUT_DIR"), "/samples.rs"));
+/// The demo departments' datasets files, by department (their policy files are
+/// `causeway_policy::samples`).
+const DATASETS: &[(&str, &str)] = &[
+    (
+        "civil-registry",
+        include_str!("../samples/civil-registry/datasets.toml"),
+    ),
+    (
+        "social-welfare",
+        include_str!("../samples/social-welfare/datasets.toml"),
+    ),
+    (
+        "tax-office",
+        include_str!("../samples/tax-office/datasets.toml"),
+    ),
+];
 
 /// The demo federation's name.
 pub const DEMO_FEDERATION: &str = "demo";
@@ -97,8 +112,9 @@ pub fn create(dir: &Path, federation: &str, departments: &[(&str, &str)]) -> Res
 
 /// Create the federation in `dir` with `departments` (id, display name). Every gateway serves both
 /// HTTPS and QUIC and lists both endpoints; `prefer` is the transport gateways use towards each
-/// other (QUIC falls back to HTTPS). Sample files under policies/samples/<id>/ are copied in
-/// (datasets.toml beside the config, the rest into policies/).
+/// other (QUIC falls back to HTTPS). The sample files are copied in: the datasets file
+/// (`gateway/samples/<id>/datasets.toml`) beside the config, the policy files
+/// (`policies/samples/<id>/`) into policies/.
 pub fn create_with(
     dir: &Path,
     federation: &str,
@@ -127,24 +143,14 @@ pub fn create_with(
         let dept_dir = dir.join(id);
         let policies = dept_dir.join("policies");
         std::fs::create_dir_all(&policies)?;
-        let mut has_datasets = false;
-        for (path, contents) in SAMPLES {
-            let Some(file) = path.strip_prefix(&format!("{id}/")) else {
-                continue;
-            };
-            if file == "datasets.toml" {
-                has_datasets = true;
-                std::fs::write(dept_dir.join(file), contents)?;
-            } else {
-                std::fs::write(policies.join(file), contents)?;
-            }
+        for (file, contents) in causeway_policy::samples::files(id) {
+            std::fs::write(policies.join(file), contents)?;
         }
-        if !has_datasets {
-            std::fs::write(
-                dept_dir.join("datasets.toml"),
-                "# No datasets: this department only asks.\n",
-            )?;
-        }
+        let datasets = DATASETS.iter().find(|(dept, _)| dept == id).map_or(
+            "# No datasets: this department only asks.\n",
+            |(_, text)| text,
+        );
+        std::fs::write(dept_dir.join("datasets.toml"), datasets)?;
         let config = dept_dir.join("causeway.toml");
         std::fs::write(
             &config,
@@ -200,7 +206,7 @@ listen = "{admin}"
 /// Re-read an existing layout (for `causeway demo` on a directory that already holds one).
 pub fn open(dir: &Path) -> Result<Layout> {
     let directory_path = dir.join("federation.toml");
-    let directory = crate::config::Directory::load(&directory_path)?;
+    let directory = crate::directory::Directory::load(&directory_path)?;
     let mut departments = Vec::new();
     for dept in directory.departments() {
         let config_path = dir.join(dept.id.as_str()).join("causeway.toml");
@@ -578,7 +584,7 @@ mod tests {
         let config = crate::config::GatewayConfig::load(&layout.departments[0].config).unwrap();
         assert_eq!(config.peer.prefer, Transport::Https);
         assert_eq!(config.peer.quic, layout.departments[0].quic);
-        let directory = crate::config::Directory::load(&layout.directory).unwrap();
+        let directory = crate::directory::Directory::load(&layout.directory).unwrap();
         let tax = directory.departments().next().unwrap();
         assert!(tax.https.is_some() && tax.quic.is_some());
 

@@ -1,0 +1,61 @@
+//! Seal the request: an envelope naming this department, the provider and the tagged officer,
+//! encoded to its exact bytes and signed (envelopes ready together share one signature).
+
+use bytes::Bytes;
+
+use super::check::Checked;
+use super::{ConsumerContext, ConsumerError};
+use crate::directory::Department;
+use crate::exchange::envelope::{self, digest, Envelope};
+use crate::transport::observe;
+
+/// After [`seal`]: the signed envelope, ready to send.
+pub struct Sealed<'a> {
+    /// The envelope.
+    pub envelope: Envelope,
+    /// The provider it is addressed to.
+    pub provider: &'a Department,
+    /// Its exact bytes.
+    pub bytes: Bytes,
+    /// SHA-256 hex of those bytes.
+    pub request_digest: String,
+    /// The signature, as the signature header carries it.
+    pub signature: String,
+}
+
+/// Build, encode and sign the envelope for `checked`.
+pub async fn seal<'a>(
+    cx: &ConsumerContext,
+    checked: Checked<'a>,
+) -> Result<Sealed<'a>, ConsumerError> {
+    let Checked { request, provider } = checked;
+    let envelope = Envelope {
+        v: envelope::ENVELOPE_VERSION,
+        id: envelope::exchange_id(),
+        consumer: cx.me.clone(),
+        provider: provider.id.clone(),
+        dataset: request.dataset,
+        params: request.params,
+        purpose: request.purpose,
+        legal_basis: request.legal_basis,
+        case: request.case,
+        officer: cx.tag_key.tag("officer", &request.officer),
+        issued_at: envelope::now_rfc3339(),
+        nonce: envelope::nonce(),
+    };
+    observe::learn_peer(&provider.id);
+    observe::learn_exchange(&envelope.id, &envelope.dataset, &envelope.purpose);
+    let bytes = envelope
+        .encode()
+        .map_err(|e| ConsumerError::BadRequest(e.to_string()))?;
+    let request_digest = digest(&bytes);
+    let bytes = Bytes::from(bytes);
+    let signature = cx.signer.sign(&provider.id, bytes.clone()).await;
+    Ok(Sealed {
+        envelope,
+        provider,
+        bytes,
+        request_digest,
+        signature: signature.to_header(),
+    })
+}

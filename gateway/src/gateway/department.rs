@@ -1,0 +1,350 @@
+//! The department gateway's composition root: load its files, open its ledger, bind its listeners,
+//! and serve until told to stop; [`super::Gateway::shutdown`] drains in-flight exchanges and closes
+//! the ledger.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use causeway_adapters::Catalog;
+use causeway_ledger::Ledger;
+use causeway_policy::RateLimiter;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use tower::ServiceExt;
+
+use super::{bind, not_found, Gateway, Running, MAX_CLIENT_BODY, MAX_PEER_BODY};
+use crate::admin::AdminApi;
+use crate::config::GatewayConfig;
+use crate::directory::Directory;
+use crate::exchange::consumer::{self, ConsumerContext};
+use crate::exchange::signer::EnvelopeSigner;
+use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderContext};
+use crate::identity::tls::TlsMaterial;
+use crate::identity::{GatewayKey, PeerIdentity, TagKey};
+use crate::log_api::{self, LogApi};
+use crate::policy_reload::{self, LivePolicies, PolicyWatch, ShadowPolicies};
+use crate::telemetry::{ExportPlan, Metrics};
+use crate::transport::frame::{FrameLimits, DEFAULT_MAX_HEADER_BYTES};
+use crate::transport::observe;
+use crate::transport::peer::PeerTransport;
+use crate::transport::quic::{QuicServer, QuicSettings};
+use crate::transport::server::{serve, Call};
+use crate::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN, SIGNATURE_HEADER};
+
+/// Start the department gateway `config` describes.
+pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
+    let me = config.department.clone();
+    let identity = Identity::load(config)?;
+    let (policies, shadow) = load_policies(config)?;
+    let catalog = match &config.datasets {
+        Some(path) => Catalog::open(path).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => bail!("the config names no `datasets` file; a department gateway needs one (it may list no datasets)"),
+    };
+    let ledger = Arc::new(
+        Ledger::open(
+            &config.ledger.dir,
+            config.ledger.options(),
+            identity.key.to_note_signer(),
+        )
+        .with_context(|| format!("opening the ledger in {}", config.ledger.dir.display()))?,
+    );
+    policy_reload::notarize_at_start(&ledger, &policies.current())
+        .await
+        .context("recording the policy set in the ledger")?;
+    let cert_not_after = crate::admin::not_after(identity.tls.leaf())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.identity.cert.display()))?;
+    let (metrics, meter_provider) = telemetry(config)?;
+    ledger.observe_commits(metrics.clone());
+
+    let provider = ProviderContext {
+        me: me.clone(),
+        directory: identity.directory.clone(),
+        ledger: ledger.clone(),
+        policies: policies.slot(),
+        limiter: Arc::new(RateLimiter::new()),
+        shadow: shadow.clone(),
+        catalog: Arc::new(catalog),
+        tag_key: identity.tag_key.clone(),
+        max_skew_secs: config.peer.max_skew_secs,
+        replay: Arc::default(),
+        batches: Arc::default(),
+        metrics: metrics.clone(),
+    };
+    let peers = Arc::new(PeerTransport::connect(
+        &identity.tls,
+        &identity.directory.federation,
+        config.peer.prefer,
+    )?);
+    let consumer = Arc::new(ConsumerContext {
+        me: me.clone(),
+        signer: Arc::new(EnvelopeSigner::new(identity.key.clone(), metrics.clone())),
+        directory: identity.directory.clone(),
+        peers: peers.clone(),
+        ledger: ledger.clone(),
+        tag_key: identity.tag_key.clone(),
+        timeout: Duration::from_millis(config.client.request_timeout_ms),
+        checkpoints: Arc::default(),
+    });
+
+    let client_listener = bind(config.client.listen, "[client] listen").await?;
+    let peer_listener = bind(config.peer.https, "[peer] https").await?;
+    let quic_server = match config.peer.quic {
+        Some(addr) => Some(bind_quic(addr, config, &identity.tls)?),
+        None => None,
+    };
+    let admin_listener = match &config.admin {
+        Some(admin) => Some(bind(admin.listen, "[admin] listen").await?),
+        None => None,
+    };
+    let client_addr = client_listener.local_addr()?;
+    let peer_addr = peer_listener.local_addr()?;
+    let quic_addr = quic_server.as_ref().map(|q| q.local_addr()).transpose()?;
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let mut running = Running::new();
+
+    // The peer API: exchanges through the provider pipeline, and the log and witness endpoints.
+    let pipeline = provider_pipeline(&provider);
+    let log_api = Arc::new(LogApi::new(
+        ledger.clone(),
+        identity.directory.clone(),
+        me.clone(),
+        identity.key.witness_cosigner(),
+    ));
+    let peer_handler = {
+        let log_api = log_api.clone();
+        move |call: Call| {
+            let pipeline = pipeline.clone();
+            let log_api = log_api.clone();
+            async move { peer_api(call, pipeline, &log_api).await }
+        }
+    };
+    if let Some(quic_server) = quic_server {
+        // The same handler as the HTTPS port: one dispatch for both transports.
+        let handler = observe::peer_requests(peer_handler.clone(), Transport::Quic);
+        running.spawn(quic_server.serve(handler, running.stop_signal()));
+    }
+    running.spawn(serve(
+        peer_listener,
+        Some(identity.tls.server_config(HTTPS_ALPN)?),
+        MAX_PEER_BODY,
+        observe::peer_requests(peer_handler, Transport::Https),
+        running.stop_signal(),
+    ));
+    running.spawn(log_api::collect_cosignatures(
+        ledger.clone(),
+        identity.directory.clone(),
+        me.clone(),
+        peers.https_client(),
+        running.stop_signal(),
+    ));
+
+    // The client API: the applications of this department.
+    let client_handler = move |call: Call| {
+        let consumer = consumer.clone();
+        async move { client_api(call, &consumer).await }
+    };
+    running.spawn(serve(
+        client_listener,
+        None,
+        MAX_CLIENT_BODY,
+        observe::client_requests(client_handler, metrics.clone()),
+        running.stop_signal(),
+    ));
+
+    // The admin endpoints: health, readiness, metrics, policy status. Its metrics are collected
+    // even without a listener: OTLP exports them too.
+    let admin = Arc::new(AdminApi {
+        me: me.clone(),
+        ledger: ledger.clone(),
+        directory: identity.directory.clone(),
+        policies: policies.clone(),
+        shadow: shadow.clone(),
+        catalog: provider.catalog.clone(),
+        cert_not_after,
+        metrics: metrics.clone(),
+    });
+    admin.collect_metrics(&log_api, &peers);
+    if let Some(listener) = admin_listener {
+        let admin_handler = move |call: Call| {
+            let admin = admin.clone();
+            async move { admin.route(&call).await }
+        };
+        running.spawn(serve(
+            listener,
+            None,
+            1024,
+            admin_handler,
+            running.stop_signal(),
+        ));
+    }
+    if let Some(provider) = meter_provider {
+        // Export the last values when the gateway stops (the export blocks: not on a worker).
+        let mut stop = running.stop_signal();
+        running.spawn(async move {
+            let _ = stop.changed().await;
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        });
+    }
+    running.spawn(PolicyWatch::new(policies, shadow, ledger.clone()).run(running.stop_signal()));
+    tracing::info!(
+        department = %me,
+        client = %client_addr,
+        peer = %peer_addr,
+        log_size = ledger.checkpoint().0,
+        "gateway started"
+    );
+    Ok(Gateway {
+        client_addr,
+        peer_addr,
+        admin_addr,
+        quic_addr,
+        peers,
+        department: me,
+        ledger,
+        oversight: None,
+        running,
+    })
+}
+
+/// Who this gateway is: the directory that lists it, its signing key (which must be the one the
+/// directory lists), its TLS identity and its tag key.
+struct Identity {
+    directory: Arc<Directory>,
+    key: Arc<GatewayKey>,
+    tls: TlsMaterial,
+    tag_key: TagKey,
+}
+
+impl Identity {
+    fn load(config: &GatewayConfig) -> Result<Self> {
+        let me = &config.department;
+        let directory = Arc::new(Directory::load(&config.directory)?);
+        let listed = directory.department(me).with_context(|| {
+            format!(
+                "{}: department {me} is not listed; add a [[department]] entry for it",
+                config.directory.display()
+            )
+        })?;
+        let key = Arc::new(GatewayKey::load(&config.identity.signing_key)?);
+        if key.vkey() != listed.verifier.to_vkey() {
+            bail!(
+                "{}: the vkey listed for {me} does not match the signing key {}; list {}",
+                config.directory.display(),
+                config.identity.signing_key.display(),
+                key.vkey()
+            );
+        }
+        let tls = TlsMaterial::load_identity(
+            &config.identity,
+            &directory.federation,
+            &PeerIdentity::Dept(me.clone()),
+        )?;
+        let tag_key = TagKey::load(&config.identity.tag_key)?;
+        Ok(Identity {
+            directory,
+            key,
+            tls,
+            tag_key,
+        })
+    }
+}
+
+/// The policy set in force, and the shadow candidate set if one is configured.
+fn load_policies(
+    config: &GatewayConfig,
+) -> Result<(Arc<LivePolicies>, Option<Arc<ShadowPolicies>>)> {
+    let policies = Arc::new(
+        LivePolicies::load(config.policies.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let shadow = match &config.policies_shadow {
+        Some(dir) => Some(Arc::new(ShadowPolicies::load(dir).map_err(|e| {
+            anyhow::anyhow!("{e}\n(policies_shadow: the candidate set must load too)")
+        })?)),
+        None => None,
+    };
+    Ok((policies, shadow))
+}
+
+/// The gateway's metrics, exported over OTLP too when `[telemetry]` or the environment names a
+/// collector.
+fn telemetry(config: &GatewayConfig) -> Result<(Arc<Metrics>, Option<SdkMeterProvider>)> {
+    let meter_provider = ExportPlan::from_env(&config.telemetry)
+        .and_then(|plan| plan.meter_provider(Some(config.department.as_str())))
+        .context("[telemetry]")?;
+    let metrics = Arc::new(Metrics::new(
+        meter_provider.as_ref().map(|p| p.meter("causeway")),
+    ));
+    Ok((metrics, meter_provider))
+}
+
+/// Bind the QUIC peer port.
+fn bind_quic(
+    addr: std::net::SocketAddr,
+    config: &GatewayConfig,
+    tls: &TlsMaterial,
+) -> Result<QuicServer> {
+    QuicServer::bind(
+        addr,
+        tls.quic_server_config(QUIC_ALPN)?,
+        tls.derived_secret("quic-stateless-reset"),
+        QuicSettings {
+            frame_timeout: Duration::from_millis(config.peer.quic_frame_timeout_ms),
+            limits: FrameLimits {
+                max_header: DEFAULT_MAX_HEADER_BYTES,
+                max_body: MAX_PEER_BODY,
+            },
+            ..QuicSettings::default()
+        },
+    )
+    .context("[peer] quic: is another gateway running?")
+}
+
+/// The peer API: the log and witness endpoints, else an exchange through the provider pipeline.
+async fn peer_api<P>(call: Call, pipeline: P, log_api: &LogApi) -> ProtocolResponse
+where
+    P: tower::Service<Inbound, Response = ProtocolResponse, Error = std::convert::Infallible>,
+{
+    if let Some(response) = log_api.route(&call).await {
+        return response;
+    }
+    let (method, path) = (call.parts.method.as_str(), call.parts.uri.path());
+    match (method, path) {
+        ("POST", paths::EXCHANGE) => {
+            let signature = call
+                .parts
+                .headers
+                .get(SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let inbound = Inbound {
+                peer_cert: call.peer_cert,
+                signature,
+                body: call.body,
+            };
+            match pipeline.oneshot(inbound).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+        _ => no_such_endpoint(path),
+    }
+}
+
+/// The client API: `POST /v1/requests`.
+async fn client_api(call: Call, consumer: &ConsumerContext) -> ProtocolResponse {
+    match (call.parts.method.as_str(), call.parts.uri.path()) {
+        ("POST", paths::REQUESTS) => consumer::handle(consumer, &call.body).await,
+        (_, path) => no_such_endpoint(path),
+    }
+}
+
+fn no_such_endpoint(path: &str) -> ProtocolResponse {
+    not_found(format!(
+        "no such endpoint: {}",
+        path.chars().take(100).collect::<String>()
+    ))
+}

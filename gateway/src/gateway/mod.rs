@@ -1,0 +1,138 @@
+//! The composition roots: one per role, each wiring the lower layers into a running node.
+//!
+//! - [`department`]: a department gateway. It loads its identity, policies and datasets, opens its
+//!   ledger, and serves the client API, the peer API (HTTPS/2 and QUIC) and the admin endpoints.
+//! - [`oversight`]: an oversight node. It pulls every department's log into its replica, serves
+//!   the dashboard, and serves its own log to the federation.
+//!
+//! Both hand back a [`Gateway`]: the addresses it listens on and the one way to stop it. What the
+//! two roles share (binding listeners, the tasks and the signal that stops them) lives here.
+
+pub mod department;
+pub mod oversight;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{GatewayConfig, Role};
+use crate::identity::DeptId;
+use crate::transport::peer::{PeerTransport, TransportStats};
+use crate::transport::{json_response, ProtocolResponse};
+use causeway_ledger::Ledger;
+
+/// Largest peer request body: an envelope or a witness add-checkpoint request.
+pub const MAX_PEER_BODY: usize = causeway_ledger::witness::MAX_ADD_CHECKPOINT_BYTES;
+
+/// Largest client API request body.
+pub const MAX_CLIENT_BODY: usize = 64 * 1024;
+
+/// A started node: a department gateway or an oversight node.
+pub struct Gateway {
+    /// Where the client API (an oversight node's dashboard) listens.
+    pub client_addr: SocketAddr,
+    /// Where the HTTPS peer API listens.
+    pub peer_addr: SocketAddr,
+    /// Where the admin endpoints listen.
+    pub admin_addr: Option<SocketAddr>,
+    /// Where the QUIC peer API listens, if it does.
+    pub quic_addr: Option<SocketAddr>,
+    peers: Arc<PeerTransport>,
+    department: DeptId,
+    ledger: Arc<Ledger>,
+    oversight: Option<Arc<crate::oversight::Oversight>>,
+    running: Running,
+}
+
+impl Gateway {
+    /// Load everything `config` names, open the ledger and start serving, as the role it names:
+    /// a department gateway ([`department::start`]) or an oversight node ([`oversight::start`]).
+    pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
+        match config.role {
+            Role::Department => department::start(config).await,
+            Role::Oversight => oversight::start(config).await,
+        }
+    }
+
+    /// The oversight node, if this is one.
+    pub fn oversight(&self) -> Option<&Arc<crate::oversight::Oversight>> {
+        self.oversight.as_ref()
+    }
+
+    /// This gateway's department.
+    pub fn department(&self) -> &DeptId {
+        &self.department
+    }
+
+    /// Requests this gateway sent per peer transport, and QUIC-to-HTTPS fallbacks.
+    pub fn transport_stats(&self) -> &TransportStats {
+        self.peers.stats()
+    }
+
+    /// This gateway's ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Stop accepting, drain in-flight exchanges, commit and close the ledger.
+    pub async fn shutdown(self) {
+        self.running.stop().await;
+        self.peers.close();
+        let ledger = self.ledger.clone();
+        let _ = tokio::task::spawn_blocking(move || ledger.close()).await;
+    }
+}
+
+/// The serving tasks of a node and the signal that stops them.
+struct Running {
+    shutdown: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    fn new() -> Self {
+        let (shutdown, stop) = watch::channel(false);
+        Running {
+            shutdown,
+            stop,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// A receiver that turns true when the node stops.
+    fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
+    /// Run `task` until the node stops (the task watches [`Running::stop_signal`]).
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Tell every task to stop and wait until they have.
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Bind a TCP listener for the config field `what`, with an error that says what to check.
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what}); is another node running?"))
+}
+
+/// The answer to a path no API here serves.
+fn not_found(message: String) -> ProtocolResponse {
+    json_response(
+        404,
+        &json!({"error": {"code": "not-found", "message": message}}),
+    )
+}
