@@ -24,10 +24,9 @@ command -v h2load >/dev/null || { apt-get install -y nghttp2-client >/dev/null 2
 . "$here/bench/demo.sh"
 
 bench_workdir ab
-bench_request "$work/request.json"
 load() {
     h2load --h1 -c "$C" -m 1 -n "$1" -d "$work/request.json" -H 'content-type: application/json' \
-        "http://$demo_client/v1/requests"
+        "${bench_header[@]}" "http://$demo_client/v1/requests"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$demo_pid/stat"; }
 switches() { cat /proc/"$demo_pid"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
@@ -36,6 +35,8 @@ hz="$(getconf CLK_TCK)"
 for round in $(seq 1 "$ROUNDS"); do
     for bin in "$@"; do
         start_demo "$bin" "$work/fed" "$work/demo.log"
+        bench_request "$work/request.json" "$bin"
+        bench_auth "$bin" "$work/fed"
         load 3000 >/dev/null
         t0="$(cpu_ticks)"; s0="$(switches)"
         out="$(load "$N")"

@@ -65,8 +65,9 @@ start_demo "$CAUSEWAY_BIN" "$work/fed" "$work/demo.log"
 pids+=("$demo_pid")
 ours="$demo_client"
 echo "   social-welfare client API: http://$ours"
-bench_request "$work/request.json"
-status="$(curl -s -o "$work/answer.json" -w '%{http_code}' -H 'content-type: application/json' --data-binary @"$work/request.json" "http://$ours/v1/requests")"
+bench_request "$work/request.json" "$CAUSEWAY_BIN"
+bench_auth "$CAUSEWAY_BIN" "$work/fed"
+status="$(curl -s -o "$work/answer.json" -w '%{http_code}' -H 'content-type: application/json' "${bench_header[@]}" --data-binary @"$work/request.json" "http://$ours/v1/requests")"
 [ "$status" = 200 ] || { cat "$work/answer.json"; echo "the benchmark request is not allowed ($status)"; exit 1; }
 
 # --- baseline: two nginx with mutual TLS between them -------------------------------------------
@@ -166,7 +167,7 @@ run() {
     local name="$1" url="$2" log="$work/$1.$RANDOM.log" out ok secs t0 t1 cpu
     t0="$(cpu_ticks "$name")"
     out="$(h2load --h1 -c "$C" -m 1 -n "$N" -d "$work/request.json" -H 'content-type: application/json' \
-        --log-file="$log" "$url")"
+        "${bench_header[@]}" --log-file="$log" "$url")"
     t1="$(cpu_ticks "$name")"
     cpu="$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$N" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')"
     ok="$(awk '$2 >= 200 && $2 < 300' "$log" | wc -l)"
@@ -182,7 +183,7 @@ run() {
 }
 
 echo "== warm-up"
-h2load --h1 -c "$C" -m 1 -n 2000 -d "$work/request.json" -H 'content-type: application/json' "http://$ours/v1/requests" >/dev/null
+h2load --h1 -c "$C" -m 1 -n 2000 -d "$work/request.json" -H 'content-type: application/json' "${bench_header[@]}" "http://$ours/v1/requests" >/dev/null
 h2load --h1 -c "$C" -m 1 -n 2000 -d "$work/request.json" -H 'content-type: application/json' "http://127.0.0.1:$port_a/v1/requests" >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
     echo "== round $round: $N requests, $C connections, HTTP/1.1"

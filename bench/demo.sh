@@ -2,7 +2,8 @@
 #
 #   start_demo BIN DIR LOG   # sets demo_pid and demo_client (host:port of social-welfare's client API)
 #   layout_demo BIN DIR LOG  # only lays the federation out in DIR (as below), without serving
-#   bench_request FILE       # writes the measured request: an allowed one, for resident D000042
+#   bench_request FILE BIN   # writes the measured request for BIN: an allowed one, for resident D000042
+#   bench_auth BIN DIR       # sets bench_header: the officer's `authorization` header (if BIN takes tokens)
 #   bench_workdir NAME       # sets work to a fresh directory, removed (and demo_pid stopped) on exit
 #
 # The demo picks free ports when it lays the federation out; on a busy machine one can be taken
@@ -12,6 +13,10 @@
 # again to serve.
 # The demo also runs the oversight node in the same process; it is a third party that would run
 # elsewhere, so it pulls every OVERSIGHT_PULL_MS (default 10 min) instead of every 2 s.
+# h2load cannot present a client certificate, so social-welfare's client API is switched to the
+# development listener (plain HTTP on loopback, as its case-desk application); the officer's token
+# is still sent and verified (cached after the first request), as every application sends it.
+# Builds from before accountable callers have neither setting and take `officer` in the body.
 layout_demo() {
     local bin="$1" dir="$2" log="$3"
     rm -rf "$dir"
@@ -20,6 +25,22 @@ layout_demo() {
         "$dir/civil-registry/policies/welfare-residents.toml" 2>/dev/null || true
     sed -i -E "s/^pull_interval_ms = .*/pull_interval_ms = ${OVERSIGHT_PULL_MS:-600000}/" \
         "$dir/oversight/causeway.toml" 2>/dev/null || true
+    sed -i -E 's/^app_ca = .*/insecure_plaintext_as = "case-desk"/' \
+        "$dir/social-welfare/causeway.toml" 2>/dev/null || true
+}
+
+# Whether BIN authenticates callers (and so takes an officer's token instead of a JSON field).
+takes_tokens() {
+    "$1" tokens --help >/dev/null 2>&1
+}
+
+bench_auth() {
+    local bin="$1" dir="$2" token
+    bench_header=()
+    if takes_tokens "$bin"; then
+        token="$("$bin" tokens issue --config "$dir/social-welfare/causeway.toml" --officer bench-officer --ttl-secs 86400)"
+        bench_header=(-H "authorization: Bearer $token")
+    fi
 }
 
 start_demo() {
@@ -39,13 +60,13 @@ start_demo() {
         echo "   attempt $attempt failed: $(grep -m1 error "$log" || true)"
     done
     grep -q "^Serving" "$log" || { cat "$log"; echo "the demo did not start"; exit 1; }
-    demo_client="$(grep -E '^\s+social-welfare\s+client http://' "$log" | head -1 | sed -E 's#.*client http://([^ ]+).*#\1#')"
+    demo_client="$(grep -E '^\s+social-welfare\s+client https?://' "$log" | head -1 | sed -E 's#.*client https?://([^ ]+).*#\1#')"
 }
 
 bench_request() {
-    cat >"$1" <<'JSON'
-{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"bench-officer"}
-JSON
+    local officer=',"officer":"bench-officer"'
+    if [ -n "${2:-}" ] && takes_tokens "$2"; then officer=''; fi
+    printf '{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":""%s}\n' "$officer" >"$1"
 }
 
 bench_workdir() {

@@ -37,10 +37,11 @@ nginx_p99="$(echo "$compare" | sed -nE '/== medians/,$ s/^ +nginx .* p99 +([0-9.
 echo "== 2. batch sizes under the benchmark's load"
 . "$here/bench/demo.sh"
 bench_workdir floor
-bench_request "$work/request.json"
+bench_request "$work/request.json" "$CAUSEWAY_BIN"
 start_demo "$CAUSEWAY_BIN" "$work/fed" "$work/demo.log"
+bench_auth "$CAUSEWAY_BIN" "$work/fed"
 h2load --h1 -c 64 -m 1 -n 30000 -d "$work/request.json" -H 'content-type: application/json' \
-    "http://$demo_client/v1/requests" | grep -E "^(finished|status codes)"
+    "${bench_header[@]}" "http://$demo_client/v1/requests" | grep -E "^(finished|status codes)"
 metric() { # DEPARTMENT NAME: the value of one unlabelled series
     local admin
     admin="$(sed -n '/^\[admin\]/,/^listen/p' "$work/fed/$1/causeway.toml" | sed -nE 's/^listen = "(.*)"/\1/p')"

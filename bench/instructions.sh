@@ -30,10 +30,11 @@ fi
 . "$here/bench/demo.sh"
 
 bench_workdir instructions
-bench_request "$work/request.json"
 
 for bin in "$@"; do
     layout_demo "$bin" "$work/fed" "$work/demo.log"
+    bench_request "$work/request.json" "$bin"
+    bench_auth "$bin" "$work/fed"
     for config in "$work"/fed/*/causeway.toml; do
         sed -i 's/^dir = "ledger"$/dir = "ledger"\nmap_size_mib = 1024/' "$config"
     done
@@ -45,11 +46,11 @@ for bin in "$@"; do
         kill -0 "$demo_pid" 2>/dev/null || { cat "$work/demo.log"; exit 1; }
         sleep 1
     done
-    client="$(grep -E '^\s+social-welfare\s+client http://' "$work/demo.log" | head -1 |
-        sed -E 's#.*client http://([^ ]+).*#\1#')"
+    client="$(grep -E '^\s+social-welfare\s+client https?://' "$work/demo.log" | head -1 |
+        sed -E 's#.*client https?://([^ ]+).*#\1#')"
     load() {
         h2load --h1 -c 16 -m 1 -n "$1" -d "$work/request.json" -H 'content-type: application/json' \
-            "http://$client/v1/requests" | sed -nE 's/^status codes: ([0-9]+) 2xx.*/\1/p'
+            "${bench_header[@]}" "http://$client/v1/requests" | sed -nE 's/^status codes: ([0-9]+) 2xx.*/\1/p'
     }
     load 300 >/dev/null
     callgrind_control -i on "$demo_pid" >/dev/null 2>&1

@@ -38,19 +38,41 @@ admin="$(awk '/^\[admin\]/{a=1} a && /^listen/ {gsub(/"/,"",$3); print $3; exit}
 for _ in $(seq 1 300); do curl -sf "http://$admin/healthz" >/dev/null && break; sleep 0.1; done
 rss() { awk '/^(VmRSS|RssAnon|RssFile|Threads)/ {printf "%s %s %s  ", $1, $2, $3} END {print ""}' "/proc/$welfare_pid/status"; }
 
-body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"mem"}'
-curl -sf -o /dev/null -H 'content-type: application/json' -d "$body" "http://$client/v1/requests"
+# Builds with accountable callers: the case-desk application over mutual TLS, with an officer's
+# token; older builds: plain HTTP with the officer in the body.
+certs="$work/fed/certs"
+if "$CAUSEWAY_BIN" tokens --help >/dev/null 2>&1; then
+    body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":""}'
+    token="$("$CAUSEWAY_BIN" tokens issue --config "$work/fed/social-welfare/causeway.toml" --officer mem --ttl-secs 86400)"
+    curl -sf -o /dev/null --cacert "$certs/ca.pem" --cert "$certs/social-welfare-app-case-desk.pem" \
+        --key "$certs/social-welfare-app-case-desk.key" -H "authorization: Bearer $token" \
+        -H 'content-type: application/json' -d "$body" "https://$client/v1/requests"
+    tls=1
+else
+    body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"mem"}'
+    curl -sf -o /dev/null -H 'content-type: application/json' -d "$body" "http://$client/v1/requests"
+    token="" tls=0
+fi
 echo "idle (after one exchange):   $(rss)"
 
-python3 - "$client" "$CONNS" "$body" "$welfare_pid" <<'EOF'
-import socket, sys
+python3 - "$client" "$CONNS" "$body" "$welfare_pid" "$tls" "$token" "$certs" <<'EOF'
+import socket, ssl, sys
 host, port = sys.argv[1].rsplit(":", 1)
 n, body, pid = int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
-req = (b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-       b"Content-Length: %d\r\n\r\n" % len(body)) + body
+tls, token, certs = sys.argv[5] == "1", sys.argv[6], sys.argv[7]
+auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+req = (b"POST /v1/requests HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n" % sys.argv[1].encode()
+       + auth + b"Content-Length: %d\r\n\r\n" % len(body)) + body
+context = None
+if tls:
+    context = ssl.create_default_context(cafile=f"{certs}/ca.pem")
+    context.check_hostname = False
+    context.load_cert_chain(f"{certs}/social-welfare-app-case-desk.pem", f"{certs}/social-welfare-app-case-desk.key")
 socks = []
 for _ in range(n):
     s = socket.create_connection((host, int(port)))
+    if context:
+        s = context.wrap_socket(s)
     socks.append(s)
 ok = 0
 for i in range(0, n, 100):          # 100 requests in flight at a time, connections kept open

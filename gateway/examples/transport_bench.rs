@@ -109,6 +109,7 @@ impl Bench {
                     legal_basis: "Bench Act s.1".into(),
                     case: String::new(),
                     officer: "bench".into(),
+                    application: None,
                     issued_at: envelope::now_rfc3339(),
                     nonce: envelope::nonce(),
                 };

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::directory::Transport;
 use crate::files::toml_error;
-use crate::identity::DeptId;
 pub use crate::identity::IdentityFiles;
+use crate::identity::{AppId, DeptId};
 
 /// What this node is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -63,6 +63,9 @@ pub struct GatewayConfig {
     /// Oversight nodes only: the replica and how often to pull (docs/OVERSIGHT.md).
     #[serde(default)]
     pub oversight: Option<OversightSection>,
+    /// The identity provider whose tokens name officers.
+    #[serde(default)]
+    pub officers: Option<OfficersSection>,
 }
 
 /// `[ledger]`.
@@ -121,15 +124,67 @@ fn default_max_map_size_mib() -> u64 {
     causeway_ledger::DEFAULT_MAX_MAP_SIZE_MIB
 }
 
-/// `[client]`: the local application API.
+/// `[client]`: the local application API (an oversight node's dashboard uses only `listen`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {
-    /// Loopback address for `POST /v1/requests`.
+    /// Address for `POST /v1/requests`.
     pub listen: SocketAddr,
     /// How long the consumer waits for a provider, in milliseconds.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// The department's application CA (PEM): the client API speaks mutual TLS (1.3) and admits
+    /// only certificates this CA issued (`causeway certs issue-app`).
+    #[serde(default)]
+    pub app_ca: Option<PathBuf>,
+    /// The registered applications and their outbound rules (`applications.toml`).
+    #[serde(default)]
+    pub applications: Option<PathBuf>,
+    /// Development only: serve plain HTTP on loopback instead of mutual TLS, and take every
+    /// request as coming from this registered application. Logged loudly at start.
+    #[serde(default)]
+    pub insecure_plaintext_as: Option<AppId>,
+    /// The `Host` values (`name:port`) the API answers to; by default the listen address and, on
+    /// loopback, `localhost:PORT`, `127.0.0.1:PORT` and `[::1]:PORT`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// `[officers]`: the department's identity provider, whose access tokens prove which officer an
+/// application acts for (docs/OPERATIONS.md, "Connecting an identity provider").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficersSection {
+    /// The `iss` the tokens must carry.
+    pub issuer: String,
+    /// The `aud` the tokens must carry (this gateway).
+    pub audience: String,
+    /// The identity provider's published keys (a JWKS file, RFC 7517).
+    pub jwks: PathBuf,
+    /// The claim that holds the officer id.
+    #[serde(default = "default_officer_claim")]
+    pub claim: String,
+    /// The claim that holds the officer's roles (an array, or a space-separated string).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Largest accepted clock skew for `exp` and `nbf`, in seconds.
+    #[serde(default = "default_token_skew_secs")]
+    pub max_skew_secs: u64,
+    /// Roles required per purpose: `purpose = "role"`.
+    #[serde(default)]
+    pub purpose_roles: std::collections::BTreeMap<String, String>,
+}
+
+fn default_officer_claim() -> String {
+    "sub".into()
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+fn default_token_skew_secs() -> u64 {
+    60
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -273,6 +328,11 @@ impl GatewayConfig {
         resolve(&mut config.identity.tag_key);
         resolve(&mut config.ledger.dir);
         config.telemetry.ca.as_mut().map(resolve);
+        config.client.app_ca.as_mut().map(resolve);
+        config.client.applications.as_mut().map(resolve);
+        if let Some(officers) = config.officers.as_mut() {
+            resolve(&mut officers.jwks);
+        }
         match (config.role, config.oversight.as_mut()) {
             (Role::Oversight, Some(section)) => resolve(&mut section.replica),
             (Role::Oversight, None) => {
@@ -286,11 +346,27 @@ impl GatewayConfig {
             ),
             (Role::Department, None) => {}
         }
-        if !config.client.listen.ip().is_loopback() {
-            tracing::warn!(
-                listen = %config.client.listen,
-                "the client API is plain HTTP and should listen on loopback only"
-            );
+        let client = &config.client;
+        match (config.role, &client.app_ca, &client.insecure_plaintext_as) {
+            (Role::Oversight, ..) => {
+                if client.app_ca.is_some() || client.applications.is_some() || client.insecure_plaintext_as.is_some() || config.officers.is_some() {
+                    bail!("{}: an oversight node's [client] is its dashboard: app_ca, applications, insecure_plaintext_as and [officers] are for department gateways", path.display());
+                }
+            }
+            (Role::Department, Some(_), Some(_)) => bail!(
+                "{}: [client] names both app_ca (mutual TLS) and insecure_plaintext_as (plain HTTP): choose one",
+                path.display()
+            ),
+            (Role::Department, None, None) => bail!(
+                "{}: [client] app_ca is missing: the client API requires mutual TLS with certificates from the department's application CA (`causeway certs issue-app`); for development only, set insecure_plaintext_as = \"<application id>\" instead",
+                path.display()
+            ),
+            (Role::Department, None, Some(_)) if !client.listen.ip().is_loopback() => bail!(
+                "{}: [client] insecure_plaintext_as serves plain HTTP, so listen must be a loopback address, not {}",
+                path.display(),
+                client.listen
+            ),
+            (Role::Department, ..) => {}
         }
         Ok(config)
     }

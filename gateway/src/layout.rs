@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::identity::{pki, DeptId, PeerIdentity};
+use crate::callers::tokens::DemoIssuer;
+use crate::identity::{pki, AppId, DeptId, PeerIdentity};
 use crate::transport::Transport;
 
 /// The demo departments' datasets files, by department (their policy files are
@@ -151,6 +152,17 @@ pub fn create_with(
             |(_, text)| text,
         );
         std::fs::write(dept_dir.join("datasets.toml"), datasets)?;
+        let others: Vec<&str> = departments
+            .iter()
+            .map(|(other, _)| *other)
+            .filter(|other| other != id)
+            .collect();
+        write_applications(&certs, &dept, &dept_dir, &others)?;
+        DemoIssuer::create(
+            &certs.join(format!("{id}-idp.key")),
+            &certs.join(format!("{id}-idp.jwks.json")),
+            DEMO_IDP_KID,
+        )?;
         let config = dept_dir.join("causeway.toml");
         std::fs::write(
             &config,
@@ -171,8 +183,18 @@ tag_key = "../certs/federation.tag.key"
 [ledger]
 dir = "ledger"
 
+# The client API: mutual TLS with certificates from this department's application CA.
 [client]
 listen = "{client}"
+app_ca = "../certs/{id}-apps-ca.pem"
+applications = "applications.toml"
+
+# The identity provider whose tokens prove which officer an application acts for (the demo's
+# own issuer: `causeway tokens issue`).
+[officers]
+issuer = "{issuer}"
+audience = "{audience}"
+jwks = "../certs/{id}-idp.jwks.json"
 
 [peer]
 https = "{peer}"
@@ -181,7 +203,9 @@ prefer = "{prefer}"
 
 [admin]
 listen = "{admin}"
-"#
+"#,
+                issuer = demo_issuer(federation, id),
+                audience = demo_audience(federation, id),
             ),
         )?;
         layouts.push(DeptLayout {
@@ -201,6 +225,106 @@ listen = "{admin}"
         directory: directory_path,
         departments: layouts,
     })
+}
+
+/// The demo application that acts for officers: it may ask every other department for anything
+/// (each provider's policy still decides).
+pub const DEMO_APP: &str = "case-desk";
+/// The demo's batch job: it acts on its own and its outbound rules let it ask nothing, so every
+/// request it makes is refused (and notarized) at its own gateway.
+pub const DEMO_BATCH_APP: &str = "nightly-batch";
+/// The key id of the demo identity providers' keys (`causeway tokens issue` signs under it).
+pub const DEMO_IDP_KID: &str = "demo-idp-1";
+
+/// The demo identity provider's issuer for department `id`.
+pub fn demo_issuer(federation: &str, id: &str) -> String {
+    format!("https://idp.{id}.{federation}.example")
+}
+
+/// The audience the demo identity provider of department `id` issues tokens for.
+pub fn demo_audience(federation: &str, id: &str) -> String {
+    format!("causeway:{federation}/{id}")
+}
+
+/// Issue the demo applications' certificates (creating the department's application CA) and write
+/// `applications.toml` registering them with their outbound rules.
+fn write_applications(certs: &Path, dept: &DeptId, dept_dir: &Path, others: &[&str]) -> Result<()> {
+    for app in [DEMO_APP, DEMO_BATCH_APP] {
+        pki::issue_app(certs, certs, dept, &AppId::new(app)?)?;
+    }
+    let mut text = format!(
+        "# The applications registered with this gateway and what each may ask (docs/OPERATIONS.md).\n\n[[application]]\nid = \"{DEMO_APP}\"\nname = \"Case desk\"\nofficers = \"required\"\n"
+    );
+    for other in others {
+        write!(
+            text,
+            "\n[[application.may_ask]]\nprovider = \"{other}\"\ndatasets = [\"*\"]\npurposes = [\"*\"]\n"
+        )?;
+    }
+    write!(
+        text,
+        "\n[[application]]\nid = \"{DEMO_BATCH_APP}\"\nname = \"Nightly batch (may ask nothing yet)\"\nofficers = \"none\"\n"
+    )?;
+    std::fs::write(dept_dir.join("applications.toml"), text)?;
+    Ok(())
+}
+
+/// How an application of a laid-out department reaches its gateway's client API.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    /// The federation CA bundle (to verify the gateway).
+    pub ca: PathBuf,
+    /// The application's certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+impl Layout {
+    /// The demo credentials of application `app` of department `dept`.
+    pub fn app_credentials(&self, dept: &str, app: &str) -> AppCredentials {
+        let certs = self.dir.join("certs");
+        AppCredentials {
+            ca: certs.join(pki::CA_CERT),
+            cert: certs.join(format!("{dept}-app-{app}.pem")),
+            key: certs.join(format!("{dept}-app-{app}.key")),
+        }
+    }
+
+    /// A client of department `dept`'s client API as application `app`: mutual TLS with the
+    /// application's demo certificate, or plain HTTP where the config says `insecure_plaintext_as`.
+    pub fn app_client(
+        &self,
+        dept: &str,
+        app: &str,
+    ) -> Result<crate::transport::app_client::AppClient> {
+        use crate::transport::app_client::AppClient;
+        let layout = self
+            .dept(dept)
+            .with_context(|| format!("no department {dept}"))?;
+        let config = crate::config::GatewayConfig::load(&layout.config)?;
+        if config.client.app_ca.is_none() {
+            return Ok(AppClient::plaintext(layout.client));
+        }
+        let creds = self.app_credentials(dept, app);
+        AppClient::mutual_tls(layout.client, &creds.ca, &creds.cert, &creds.key)
+    }
+
+    /// A token from department `dept`'s demo identity provider for `officer` with `roles`.
+    pub fn officer_token(&self, dept: &str, officer: &str, roles: &[String]) -> Result<String> {
+        let federation = crate::directory::Directory::load(&self.directory)?.federation;
+        let issuer = DemoIssuer::load(
+            &self.dir.join("certs").join(format!("{dept}-idp.key")),
+            DEMO_IDP_KID,
+        )?;
+        issuer.issue(
+            &demo_issuer(&federation, dept),
+            &demo_audience(&federation, dept),
+            officer,
+            roles,
+            3600,
+        )
+    }
 }
 
 /// Re-read an existing layout (for `causeway demo` on a directory that already holds one).

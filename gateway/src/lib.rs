@@ -15,7 +15,8 @@
 //!    [`policy_reload`] (the policy set in force, reloaded and notarized).
 //! 3. [`directory`]: the federation's membership and keys.
 //! 4. [`config`]: what an operator writes for one gateway (`causeway.toml`).
-//! 5. [`telemetry`]: logs, traces and metrics.
+//! 5. [`telemetry`] (logs, traces and metrics) and [`callers`] (who is asking at the client API:
+//!    registered applications, officers' tokens).
 //! 6. [`transport`]: bytes on the wire (HTTPS/2, QUIC, the loopback listeners) and the peer client.
 //! 7. [`exchange`] (the provider pipeline and the consumer's stages) and [`log_api`] (the log and
 //!    witness endpoints).
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod callers;
 pub mod cli;
 pub mod config;
 pub mod directory;

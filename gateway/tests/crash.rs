@@ -10,7 +10,6 @@ use causeway::config::GatewayConfig;
 use causeway::directory::Directory;
 use causeway::gateway::Gateway;
 use causeway::layout::{self, DEMO_DEPARTMENTS};
-use causeway::transport::client::post_json;
 use causeway_ledger::checkpoint::open_checkpoint;
 use causeway_ledger::merkle::{consistency_proof, verify_consistency};
 use causeway_ledger::receipt::Receipt;
@@ -19,7 +18,7 @@ use causeway_ledger::verify::verify_log;
 use serde_json::json;
 
 mod support;
-use support::{serve, wait_ready};
+use support::{serve, wait_ready, CaseDesk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_no_acknowledged_entry() {
@@ -44,7 +43,7 @@ async fn sigkill_under_load_loses_no_acknowledged_entry() {
             receipts.clone(),
             exchanges.clone(),
             stop.clone(),
-            consumer.client_addr,
+            CaseDesk::of(&layout, "social-welfare"),
         );
         clients.push(tokio::spawn(async move {
             let mut n = 0u32;
@@ -52,9 +51,9 @@ async fn sigkill_under_load_loses_no_acknowledged_entry() {
                 n += 1;
                 let body = json!({"provider": "civil-registry", "dataset": "residents",
                     "params": {"national_id": format!("D{:06}", 1 + (c * 7 + n) % 200)},
-                    "purpose": "benefit-eligibility", "legal_basis": "t", "officer": "o"});
+                    "purpose": "benefit-eligibility", "legal_basis": "t"});
                 // In flight at the kill: a clean 502/504, never a 200 without a receipt.
-                let answered = post_json(addr, "/v1/requests", &body).await;
+                let answered = addr.post(&body).await;
                 if let Ok((status, _)) = &answered {
                     assert!(
                         [200, 502, 504].contains(status),
@@ -93,8 +92,9 @@ async fn sigkill_under_load_loses_no_acknowledged_entry() {
     let mut provider = serve(&registry.config);
     wait_ready(registry.admin).await;
     let body = json!({"provider": "civil-registry", "dataset": "residents", "params": {"national_id": "D000001"},
-        "purpose": "benefit-eligibility", "legal_basis": "t", "officer": "o"});
-    let (status, _) = post_json(consumer.client_addr, "/v1/requests", &body)
+        "purpose": "benefit-eligibility", "legal_basis": "t"});
+    let (status, _) = CaseDesk::of(&layout, "social-welfare")
+        .post(&body)
         .await
         .unwrap();
     assert_eq!(status, 200, "the restarted provider serves");

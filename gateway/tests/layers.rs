@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("directory", 3),
     ("config", 4),
     ("telemetry", 5),
+    ("callers", 5),
     ("transport", 6),
     ("exchange", 7),
     ("log_api", 7),

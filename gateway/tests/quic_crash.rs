@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use causeway::config::GatewayConfig;
 use causeway::gateway::Gateway;
 use causeway::layout::{self, DEMO_DEPARTMENTS};
-use causeway::transport::client::post_json;
 use causeway::transport::Transport;
 use serde_json::json;
 
 mod support;
-use support::{serve, wait_ready};
+use support::{serve, wait_ready, CaseDesk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reconnects_over_quic_at_once_after_the_provider_is_killed_and_restarted() {
@@ -33,10 +32,10 @@ async fn a_consumer_reconnects_over_quic_at_once_after_the_provider_is_killed_an
         let body = json!({
             "provider": "civil-registry", "dataset": "residents",
             "params": {"national_id": format!("D{n:06}")}, "purpose": "benefit-eligibility",
-            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1",
+            "legal_basis": "Test Act s.1", "case": ""
         });
-        let addr = consumer.client_addr;
-        async move { post_json(addr, "/v1/requests", &body).await.unwrap() }
+        let desk = CaseDesk::of(&layout, "social-welfare");
+        async move { desk.post(&body).await.unwrap() }
     };
     let (status, answer) = ask(1).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));

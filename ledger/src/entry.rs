@@ -18,6 +18,9 @@ pub enum Kind {
     Denied,
     /// A policy set took effect.
     PolicyChange,
+    /// A request this department's own gateway refused before it left for the provider (its
+    /// outbound rules); consumer side only, so it has no provider counterpart.
+    Refused,
     /// An oversight query.
     OversightQuery,
     /// A signing key was rotated.
@@ -32,6 +35,7 @@ impl Kind {
         match self {
             Kind::Exchange => "exchange",
             Kind::Denied => "denied",
+            Kind::Refused => "refused",
             Kind::PolicyChange => "policy-change",
             Kind::OversightQuery => "oversight-query",
             Kind::KeyRotation => "key-rotation",
@@ -100,9 +104,12 @@ pub struct Entry {
     /// Case reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case: Option<String>,
-    /// Keyed tag of the officer.
+    /// Keyed tag of the officer; absent when the application acted on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub officer: Option<String>,
+    /// The consumer's application that asked (its id, as the consumer's gateway authenticated it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
     /// Keyed tags of the data subjects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
@@ -160,6 +167,7 @@ impl Entry {
             legal_basis: None,
             case: None,
             officer: None,
+            application: None,
             subjects: Vec::new(),
             request_digest: None,
             response_digest: None,

@@ -16,6 +16,7 @@ use causeway::gateway::Gateway;
 use causeway::identity::tls::TlsMaterial;
 use causeway::identity::GatewayKey;
 use causeway::layout::{self, Layout, DEMO_DEPARTMENTS};
+use causeway::transport::app_client::{bearer, AppClient};
 use causeway::transport::client::PeerClient;
 use causeway::transport::frame::ResetCode;
 use causeway::transport::peer::PeerTransport;
@@ -128,7 +129,8 @@ impl Federation {
             .expect("gateway is running")
     }
 
-    /// Ask `consumer`'s gateway (client API) for `dataset` from `provider`.
+    /// Ask `consumer`'s gateway (client API) for `dataset` from `provider`, as its case-desk
+    /// application (mutual TLS) acting for `officer-1` (a token from the demo identity provider).
     pub async fn request(
         &self,
         consumer: &str,
@@ -137,11 +139,8 @@ impl Federation {
         params: Value,
         purpose: &str,
     ) -> Result<(u16, Value)> {
-        let body = json!({
-            "provider": provider, "dataset": dataset, "params": params, "purpose": purpose,
-            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1",
-        });
-        post_json(self.gateway(consumer).client_addr, "/v1/requests", &body).await
+        self.request_with_headers(consumer, provider, dataset, params, purpose, &[])
+            .await
     }
 
     /// [`Federation::request`] with extra HTTP headers, as an application would send them (e.g.
@@ -157,15 +156,26 @@ impl Federation {
     ) -> Result<(u16, Value)> {
         let body = json!({
             "provider": provider, "dataset": dataset, "params": params, "purpose": purpose,
-            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1",
+            "legal_basis": "Test Act s.1", "case": "",
         });
-        post_json_with_headers(
-            self.gateway(consumer).client_addr,
-            "/v1/requests",
-            &body,
-            headers,
-        )
-        .await
+        self.client(consumer)?
+            .post_json_with_headers(&body, headers)
+            .await
+    }
+
+    /// `consumer`'s case-desk application, acting for `officer-1`.
+    pub fn client(&self, consumer: &str) -> Result<ClientApi> {
+        self.client_as(consumer, layout::DEMO_APP, Some("officer-1"))
+    }
+
+    /// Application `app` of `consumer`, acting for `officer` (or on its own).
+    pub fn client_as(&self, consumer: &str, app: &str, officer: Option<&str>) -> Result<ClientApi> {
+        let app = self.layout.app_client(consumer, app)?;
+        let authorization = officer
+            .map(|officer| self.layout.officer_token(consumer, officer, &[]))
+            .transpose()?
+            .map(|token| bearer(&token));
+        Ok(ClientApi { app, authorization })
     }
 
     /// The parsed federation directory.
@@ -382,6 +392,56 @@ pub async fn raw_peer_post(
         .await
         .context("request hung")??;
     Ok(response.status().as_u16())
+}
+
+/// A department's application calling its gateway's client API: its certificate, and the officer's
+/// token if it acts for one. Cheap to clone into tasks.
+#[derive(Clone)]
+pub struct ClientApi {
+    /// The mutual-TLS client.
+    pub app: AppClient,
+    /// `Bearer <token>`, if the application acts for an officer.
+    pub authorization: Option<String>,
+}
+
+impl ClientApi {
+    /// POST raw `body` to `/v1/requests`; status and raw answer.
+    pub async fn post(&self, body: Vec<u8>) -> Result<(u16, Bytes)> {
+        self.post_with(body, &[]).await
+    }
+
+    /// [`ClientApi::post`] with extra headers.
+    pub async fn post_with(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<(u16, Bytes)> {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(authorization) = &self.authorization {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            {
+                all.push(("authorization", authorization));
+            }
+        }
+        self.app
+            .post(causeway::transport::paths::REQUESTS, &all, body)
+            .await
+    }
+
+    /// POST `body` as JSON; status and parsed answer.
+    pub async fn post_json(&self, body: &Value) -> Result<(u16, Value)> {
+        self.post_json_with_headers(body, &[]).await
+    }
+
+    /// [`ClientApi::post_json`] with extra headers.
+    pub async fn post_json_with_headers(
+        &self,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
+        let (status, bytes) = self.post_with(serde_json::to_vec(body)?, headers).await?;
+        let value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
+        Ok((status, value))
+    }
 }
 
 /// POST JSON over plain HTTP/1.1; returns status and parsed JSON body.

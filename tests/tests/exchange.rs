@@ -56,6 +56,7 @@ fn envelope(consumer: &str, provider: &str, purpose: &str) -> Envelope {
         legal_basis: "Test Act s.1".into(),
         case: String::new(),
         officer: "tag".into(),
+        application: None,
         issued_at: envelope::now_rfc3339(),
         nonce: envelope::nonce(),
     }
@@ -92,17 +93,14 @@ async fn a_burst_of_requests_shares_envelope_signatures_and_every_exchange_is_no
 ) {
     const BURST: usize = 48;
     let mut fed = Federation::start_with(transport).await.unwrap();
-    let client = fed.gateway("social-welfare").client_addr;
+    let client = fed.client("social-welfare").unwrap();
     let mut requests = tokio::task::JoinSet::new();
     for n in 0..BURST {
         let body = json!({"provider": "civil-registry", "dataset": "residents",
             "params": {"national_id": format!("D{:06}", 1 + n)}, "purpose": "benefit-eligibility",
-            "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1"});
-        requests.spawn(async move {
-            causeway_tests::post_json(client, "/v1/requests", &body)
-                .await
-                .unwrap()
-        });
+            "legal_basis": "Test Act s.1", "case": ""});
+        let client = client.clone();
+        requests.spawn(async move { client.post_json(&body).await.unwrap() });
     }
     let mut exchanges = Vec::new();
     while let Some(answer) = requests.join_next().await {

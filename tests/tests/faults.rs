@@ -97,7 +97,7 @@ fn alive_tasks() -> usize {
 fn client_body(national_id: &str) -> Value {
     json!({"provider": "civil-registry", "dataset": "residents",
         "params": {"national_id": national_id}, "purpose": "benefit-eligibility",
-        "legal_basis": "Test Act s.1", "case": "", "officer": "officer-1"})
+        "legal_basis": "Test Act s.1", "case": ""})
 }
 
 /// POST raw bytes to a plain HTTP/1.1 listener; status and body.
@@ -213,17 +213,20 @@ async fn a_provider_that_is_down_or_black_holed_gets_502_or_504_in_time_and_noth
     // civil-registry is never started: its peer port refuses connections ("down").
     let down_port = fed.layout.dept("civil-registry").unwrap().peer.port();
     fed.start_dept("social-welfare").await.unwrap();
-    let client = fed.gateway("social-welfare").client_addr;
+    let client = fed.client("social-welfare").unwrap();
 
-    let ask = move |provider: &'static str, n: usize| async move {
-        let mut body = client_body(&format!("D{:06}", 1 + n % 150));
-        body["provider"] = json!(provider);
-        let started = Instant::now();
-        let (status, answer) =
-            post_raw(client, paths::REQUESTS, serde_json::to_vec(&body).unwrap())
+    let ask = move |provider: &'static str, n: usize| {
+        let client = client.clone();
+        async move {
+            let mut body = client_body(&format!("D{:06}", 1 + n % 150));
+            body["provider"] = json!(provider);
+            let started = Instant::now();
+            let (status, answer) = client
+                .post(serde_json::to_vec(&body).unwrap())
                 .await
                 .expect("the consumer answers");
-        (status, answer, started.elapsed())
+            (status, answer, started.elapsed())
+        }
     };
     // Warm up (lazy clients, first connections), then take the baseline.
     for n in 0..10 {
@@ -244,7 +247,8 @@ async fn a_provider_that_is_down_or_black_holed_gets_502_or_504_in_time_and_noth
             } else {
                 "tax-office"
             };
-            set.spawn(async move { (provider, ask(provider, n).await) });
+            let asked = ask(provider, n);
+            set.spawn(async move { (provider, asked.await) });
         }
         while let Some(done) = set.join_next().await {
             let (provider, (status, answer, took)) = done.unwrap();
@@ -472,13 +476,27 @@ async fn oversized_headers_and_bodies_are_refused_on_every_listener() {
     let (oversight, _) = start_oversight(&fed).await.unwrap();
     let welfare = fed.gateway("social-welfare");
     let big_header = "a".repeat(causeway::transport::server::MAX_HEADER_BYTES + 1024);
+    // The client API speaks mutual TLS: the same limits, through an application's connection.
+    let client = fed.client("social-welfare").unwrap();
+    let (status, body) = client
+        .post(vec![b' '; causeway::gateway::MAX_CLIENT_BODY + 1])
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        413,
+        "client API: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_clean("client API", b"<large body>", status, &body);
+    // A closed connection (Err) is a refusal too.
+    if let Ok((status, _)) = client
+        .post_with(b"{}".to_vec(), &[("x-big", &big_header)])
+        .await
+    {
+        assert_eq!(status, 431, "client API: oversized header block");
+    }
     for (name, addr, path, max_body) in [
-        (
-            "client API",
-            welfare.client_addr,
-            paths::REQUESTS,
-            causeway::gateway::MAX_CLIENT_BODY,
-        ),
         ("admin", welfare.admin_addr.unwrap(), "/healthz", 1024),
         (
             "oversight dashboard",
@@ -659,6 +677,7 @@ async fn ten_thousand_malformed_envelopes_frames_and_bodies_get_clean_refusals()
         legal_basis: "Test Act s.1".into(),
         case: String::new(),
         officer: "tag".into(),
+        application: None,
         issued_at: envelope::now_rfc3339(),
         nonce: envelope::nonce(),
     }
@@ -701,7 +720,7 @@ async fn ten_thousand_malformed_envelopes_frames_and_bodies_get_clean_refusals()
     }
 
     // 4,000 JSON bodies on the client API.
-    let client = fed.gateway("social-welfare").client_addr;
+    let client = fed.client("social-welfare").unwrap();
     let valid_request = serde_json::to_vec(&client_body("D000010")).unwrap();
     let bodies: Vec<Vec<u8>> = (0..4000)
         .map(|_| mutate(&mut rng, &valid_request))
@@ -709,8 +728,9 @@ async fn ten_thousand_malformed_envelopes_frames_and_bodies_get_clean_refusals()
     for chunk in bodies.chunks(32) {
         let mut set = tokio::task::JoinSet::new();
         for body in chunk.iter().cloned() {
+            let client = client.clone();
             set.spawn(async move {
-                let answer = post_raw(client, paths::REQUESTS, body.clone()).await;
+                let answer = client.post(body.clone()).await;
                 (body, answer)
             });
         }
@@ -926,11 +946,9 @@ async fn a_full_or_read_only_ledger_disk_releases_nothing_and_recovers_without_a
     let mut ask = |fed: &Federation| {
         n += 1;
         let body = client_body(&format!("D{:06}", 1 + n % 150));
-        let client = fed.gateway("social-welfare").client_addr;
+        let client = fed.client("social-welfare").unwrap();
         async move {
-            let (status, answer) = causeway_tests::post_json(client, "/v1/requests", &body)
-                .await
-                .unwrap();
+            let (status, answer) = client.post_json(&body).await.unwrap();
             (status, answer)
         }
     };

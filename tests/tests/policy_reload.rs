@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use causeway_tests::{ledger_entries, post_json, Federation};
+use causeway_tests::{ledger_entries, Federation};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -219,19 +219,18 @@ async fn rate_limits_hold_under_concurrent_requests() {
     }
     let day = || time::OffsetDateTime::now_utc().date();
     let day_before = day();
-    let client = fed.gateway(CONSUMER).client_addr;
+    let client = fed.client(CONSUMER).unwrap();
     let mut requests = tokio::task::JoinSet::new();
     for i in 0..REQUESTS {
+        let client = client.clone();
         requests.spawn(async move {
             let body = json!({
                 "provider": PROVIDER, "dataset": "residents",
                 "params": {"national_id": format!("D{:06}", 10 + i)},
                 "purpose": "benefit-eligibility", "legal_basis": "Test Act s.1",
-                "case": "", "officer": "officer-1",
+                "case": "",
             });
-            post_json(client, "/v1/requests", &body)
-                .await
-                .expect("request")
+            client.post_json(&body).await.expect("request")
         });
     }
     let mut allowed = 0;

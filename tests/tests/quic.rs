@@ -54,6 +54,7 @@ fn exchange_request(fed: &Federation) -> Vec<u8> {
         legal_basis: "Test Act s.1".into(),
         case: String::new(),
         officer: "tag".into(),
+        application: None,
         issued_at: envelope::now_rfc3339(),
         nonce: envelope::nonce(),
     };

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use crate::identity::{pki, DeptId, PeerIdentity};
+use crate::identity::{pki, AppId, DeptId, PeerIdentity};
 
 #[derive(Subcommand)]
 pub(crate) enum CertsCommand {
@@ -40,6 +40,27 @@ pub(crate) enum CertsCommand {
         /// Host names or IP addresses the gateway is reached at (repeatable).
         #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
         hosts: Vec<String>,
+    },
+    /// Issue a client certificate for one of a department's applications, from the department's
+    /// application CA (created beside the federation CA on first use; its key stays with the
+    /// department). Register the application in the gateway's applications file.
+    #[command(
+        after_help = "Example:\n  causeway certs issue-app --dept social-welfare --app benefits-portal --ca certs/ --out certs/\n\nThe gateway trusts the CA in [client] app_ca = \"certs/<dept>-apps-ca.pem\". To rotate an\napplication's certificate, issue a new one and swap the files; the old one stays valid until it\nexpires (397 days) unless the CA is replaced."
+    )]
+    IssueApp {
+        /// Department id.
+        #[arg(long)]
+        dept: String,
+        /// Application id (lowercase letters, digits, '-').
+        #[arg(long)]
+        app: String,
+        /// Directory to write the certificate and key into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding ca.pem (the federation's) and the department's application CA
+        /// (default: --out).
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -75,6 +96,18 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
             println!(
                 "\nadd to federation.toml:\n  vkey = \"{}\"\n  witness = \"{}\"",
                 issued.vkey, issued.witness_vkey
+            );
+        }
+        CertsCommand::IssueApp { dept, app, out, ca } => {
+            let dept = DeptId::new(&dept)?;
+            let app = AppId::new(&app)?;
+            let issued = pki::issue_app(ca.as_deref().unwrap_or(&out), &out, &dept, &app)?;
+            println!("certificate     {}", issued.cert.display());
+            println!("key             {} (0600)", issued.key.display());
+            println!("application CA  {}", issued.ca.display());
+            println!(
+                "\nthe gateway trusts it with [client] app_ca = \"{}\"; register {app} in its applications file",
+                issued.ca.display()
             );
         }
     }

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
 use crate::layout::{self, Layout, DEMO_DEPARTMENTS, DEMO_FEDERATION};
+use crate::transport::app_client;
 
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
@@ -159,8 +160,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             .quic_addr
             .map(|a| format!("  quic://{a}"))
             .unwrap_or_default();
+        let scheme = if config.client.app_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         println!(
-            "  {:<15} client http://{}  peer https://{}{quic}",
+            "  {:<15} client {scheme}://{}  peer https://{}{quic}",
             dept.id, gateway.client_addr, gateway.peer_addr
         );
         gateways.push(gateway);
@@ -250,17 +256,16 @@ async fn start_oversight(layout: &Layout) -> Result<Gateway> {
 
 async fn send_traffic(layout: &Layout) -> Result<()> {
     for (consumer, provider, dataset, params, purpose, legal_basis) in traffic() {
-        let dept = layout.dept(consumer).context("demo department missing")?;
-        let body = json!({
-            "provider": provider, "dataset": dataset, "params": params,
-            "purpose": purpose, "legal_basis": legal_basis, "case": "", "officer": "demo-officer-1",
-        });
-        let (status, answer) = crate::transport::client::post_json(
-            dept.client,
-            crate::transport::paths::REQUESTS,
-            &body,
-        )
-        .await?;
+        let client = layout.app_client(consumer, crate::layout::DEMO_APP)?;
+        let token = layout.officer_token(consumer, "demo-officer-1", &[])?;
+        let body = app_client::request_body(provider, dataset, params, purpose, legal_basis, "");
+        let (status, answer) = client
+            .post(
+                crate::transport::paths::REQUESTS,
+                &[("authorization", &app_client::bearer(&token))],
+                body,
+            )
+            .await?;
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
         let outcome = if status == 200 {
             let fields = answer["fields"]
@@ -330,7 +335,7 @@ fn print_tour(layout: &Layout) {
     println!("\nTry it yourself:");
     if let Some(w) = welfare {
         println!(
-            "  curl -s http://{}/v1/requests -H 'content-type: application/json' \\\n    -d '{{\"provider\":\"civil-registry\",\"dataset\":\"residents\",\"params\":{{\"national_id\":\"D000007\"}},\"purpose\":\"benefit-eligibility\",\"legal_basis\":\"Social Welfare Act s.12\",\"officer\":\"me\"}}'",
+            "  TOKEN=$(cargo run -q --release -- tokens issue --config {dir}/social-welfare/causeway.toml --officer me)\n  curl -s https://{}/v1/requests --cacert {dir}/certs/ca.pem \\\n    --cert {dir}/certs/social-welfare-app-case-desk.pem --key {dir}/certs/social-welfare-app-case-desk.key \\\n    -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"provider\":\"civil-registry\",\"dataset\":\"residents\",\"params\":{{\"national_id\":\"D000007\"}},\"purpose\":\"benefit-eligibility\",\"legal_basis\":\"Social Welfare Act s.12\"}}'",
             w.client
         );
     }

@@ -6,6 +6,7 @@ mod demo;
 mod log;
 mod policy;
 mod request;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Command {
     Certs(certs::CertsCommand),
     /// Ask a provider for data through the local gateway's client API.
     Request(request::RequestArgs),
+    /// The demo's identity provider: officers' access tokens.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Inspect and verify a ledger (access log).
     #[command(subcommand)]
     Log(log::LogCommand),
@@ -159,6 +163,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Serve { config } => serve(config).await,
         Command::Certs(c) => certs::run(c),
         Command::Request(args) => request::run(args).await,
+        Command::Tokens(c) => tokens::run(c),
         Command::Log(c) => log::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Audit(c) => audit::run(c).await,

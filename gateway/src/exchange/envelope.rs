@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::recent::Recent;
-use crate::identity::{DeptId, GatewayKey};
+use crate::identity::{AppId, DeptId, GatewayKey};
 use causeway_ledger::merkle::{self, Hash, MemoryTree};
 use causeway_ledger::note::{verify_strict, NoteVerifier};
 
@@ -64,8 +64,11 @@ pub struct Envelope {
     /// Case reference (may be empty).
     #[serde(default)]
     pub case: String,
-    /// Keyed tag of the officer who asked.
+    /// Keyed tag of the officer who asked; empty when the application acted on its own.
     pub officer: String,
+    /// The consumer's application that asked, as the consumer's gateway authenticated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<AppId>,
     /// RFC 3339 UTC time of issue.
     pub issued_at: String,
     /// 16 random bytes, base64.
@@ -456,6 +459,7 @@ mod tests {
             legal_basis: "act-12".into(),
             case: String::new(),
             officer: "ab".into(),
+            application: None,
             issued_at: now_rfc3339(),
             nonce: nonce(),
         }

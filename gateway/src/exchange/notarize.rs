@@ -116,7 +116,8 @@ fn provider_entry(verified: &Verified, catalog: &Catalog, tag_key: &TagKey) -> E
     entry.purpose = Some(env.purpose.clone());
     entry.legal_basis = Some(env.legal_basis.clone());
     entry.case = (!env.case.is_empty()).then(|| env.case.clone());
-    entry.officer = Some(env.officer.clone());
+    entry.officer = (!env.officer.is_empty()).then(|| env.officer.clone());
+    entry.application = env.application.as_ref().map(|a| a.to_string());
     entry.request_digest = Some(verified.request_digest.clone());
     // The subject's raw identifier is never stored: only its keyed tag.
     if let Some(dataset) = catalog.dataset(&env.dataset) {

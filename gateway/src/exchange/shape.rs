@@ -194,6 +194,7 @@ mod tests {
             legal_basis: String::new(),
             case: String::new(),
             officer: "tag".into(),
+            application: None,
             issued_at: envelope::now_rfc3339(),
             nonce: envelope::nonce(),
         };

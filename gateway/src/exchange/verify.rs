@@ -10,6 +10,8 @@ use super::envelope::{digest, Envelope, VerifiedBatches};
 use super::{Authenticated, BoxFuture, ExchangeError, ProviderContext, Verified};
 use crate::directory::Directory;
 use crate::identity::DeptId;
+use causeway_ledger::entry::{Entry, Side};
+use causeway_ledger::{Ledger, LedgerError};
 
 /// Most envelope ids remembered; beyond this the oldest are forgotten early, which is safe only
 /// because they are also refused as stale once older than the skew window.
@@ -34,6 +36,51 @@ impl ReplayCache {
             }
         }
         seen.insert(id, issued).is_none()
+    }
+
+    /// Remember every exchange the provider side of `ledger` notarized within the last two
+    /// freshness windows (`window` seconds each), so that an envelope captured before a restart is
+    /// refused after it as it was before. Every envelope that passed this check was notarized,
+    /// allowed or denied, before it was answered, so the ledger knows them all. Returns how many
+    /// were remembered.
+    pub fn remember_notarized(
+        &self,
+        ledger: &Ledger,
+        now: i64,
+        window: i64,
+    ) -> Result<usize, LedgerError> {
+        let since = now - 2 * window;
+        let size = ledger.checkpoint().0;
+        let ids = ledger.read(|reader| {
+            let mut ids = Vec::new();
+            for index in (0..size).rev().take(MAX_REMEMBERED) {
+                let Some(bytes) = reader.entry(index)? else {
+                    break;
+                };
+                let Ok(entry) = Entry::from_bytes(bytes) else {
+                    continue;
+                };
+                let time = time::OffsetDateTime::parse(
+                    &entry.time,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|t| t.unix_timestamp())
+                .unwrap_or(i64::MIN);
+                if time < since {
+                    break;
+                }
+                if entry.side == Some(Side::Provider) {
+                    if let Some(id) = entry.id.as_deref().and_then(|id| id.parse().ok()) {
+                        ids.push((id, time));
+                    }
+                }
+            }
+            Ok(ids)
+        })?;
+        let mut seen = self.seen.lock().expect("replay cache lock poisoned");
+        let remembered = ids.len();
+        seen.extend(ids);
+        Ok(remembered)
     }
 }
 

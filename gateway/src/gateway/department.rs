@@ -15,10 +15,12 @@ use tower::ServiceExt;
 
 use super::{bind, not_found, Gateway, Running, MAX_CLIENT_BODY, MAX_PEER_BODY};
 use crate::admin::AdminApi;
+use crate::callers::Callers;
 use crate::config::GatewayConfig;
 use crate::directory::Directory;
 use crate::exchange::consumer::{self, ConsumerContext};
 use crate::exchange::signer::EnvelopeSigner;
+use crate::exchange::verify::ReplayCache;
 use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderContext};
 use crate::identity::tls::TlsMaterial;
 use crate::identity::{GatewayKey, PeerIdentity, TagKey};
@@ -31,6 +33,9 @@ use crate::transport::peer::PeerTransport;
 use crate::transport::quic::{QuicServer, QuicSettings};
 use crate::transport::server::{serve, Call};
 use crate::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN, SIGNATURE_HEADER};
+
+/// ALPN protocols of the client API (HTTP/2 and HTTP/1.1 over mutual TLS).
+const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Start the department gateway `config` describes.
 pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
@@ -57,6 +62,18 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     let (metrics, meter_provider) = telemetry(config)?;
     ledger.observe_commits(metrics.clone());
 
+    let replay = Arc::new(ReplayCache::default());
+    let remembered = replay
+        .remember_notarized(
+            &ledger,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+            config.peer.max_skew_secs as i64,
+        )
+        .context("reading the ledger's recent exchanges for replay protection")?;
+    tracing::debug!(
+        remembered,
+        "exchange ids remembered from the ledger against replays"
+    );
     let provider = ProviderContext {
         me: me.clone(),
         directory: identity.directory.clone(),
@@ -67,7 +84,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         catalog: Arc::new(catalog),
         tag_key: identity.tag_key.clone(),
         max_skew_secs: config.peer.max_skew_secs,
-        replay: Arc::default(),
+        replay,
         batches: Arc::default(),
         metrics: metrics.clone(),
     };
@@ -76,6 +93,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         &identity.directory.federation,
         config.peer.prefer,
     )?);
+    let callers = Arc::new(
+        Callers::load(config, &identity.directory.federation)
+            .context("the client API's callers")?,
+    );
     let consumer = Arc::new(ConsumerContext {
         me: me.clone(),
         signer: Arc::new(EnvelopeSigner::new(identity.key.clone(), metrics.clone())),
@@ -85,6 +106,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         tag_key: identity.tag_key.clone(),
         timeout: Duration::from_millis(config.client.request_timeout_ms),
         checkpoints: Arc::default(),
+        callers,
     });
 
     let client_listener = bind(config.client.listen, "[client] listen").await?;
@@ -147,9 +169,20 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         let consumer = consumer.clone();
         async move { client_api(call, &consumer).await }
     };
+    let client_tls = match &config.client.app_ca {
+        Some(app_ca) => Some(identity.tls.client_api_config(app_ca, CLIENT_ALPN)?),
+        None => {
+            tracing::warn!(
+                listen = %client_addr,
+                application = ?config.client.insecure_plaintext_as,
+                "DEVELOPMENT SETTING: the client API is plain HTTP without client certificates, and every request is taken as the application insecure_plaintext_as names; never use this in production"
+            );
+            None
+        }
+    };
     running.spawn(serve(
         client_listener,
-        None,
+        client_tls,
         MAX_CLIENT_BODY,
         observe::client_requests(client_handler, metrics.clone()),
         running.stop_signal(),
@@ -337,7 +370,7 @@ where
 /// The client API: `POST /v1/requests`.
 async fn client_api(call: Call, consumer: &ConsumerContext) -> ProtocolResponse {
     match (call.parts.method.as_str(), call.parts.uri.path()) {
-        ("POST", paths::REQUESTS) => consumer::handle(consumer, &call.body).await,
+        ("POST", paths::REQUESTS) => consumer::handle(consumer, &call).await,
         (_, path) => no_such_endpoint(path),
     }
 }

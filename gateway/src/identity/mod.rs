@@ -47,16 +47,21 @@ pub struct IdentityFiles {
 #[serde(try_from = "String", into = "String")]
 pub struct DeptId(String);
 
+/// Whether `id` is 1 to 63 lowercase ASCII letters, digits and `-`, not starting with `-`: the form
+/// of department, oversight node and application ids.
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+}
+
 impl DeptId {
     /// Validate and wrap a department id.
     pub fn new(id: &str) -> Result<Self, IdentityError> {
-        let ok = !id.is_empty()
-            && id.len() <= 63
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !id.starts_with('-');
-        if ok {
+        if is_valid_id(id) {
             Ok(DeptId(id.to_owned()))
         } else {
             Err(IdentityError::BadId(id.chars().take(80).collect()))
@@ -86,6 +91,79 @@ impl fmt::Display for DeptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A client application registered with its department's gateway: the same form as a department
+/// id. Its certificate, issued by the department's application CA, names it in a
+/// `causeway://<federation>/dept/<dept>/app/<id>` subjectAltName URI.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct AppId(String);
+
+impl AppId {
+    /// Validate and wrap an application id.
+    pub fn new(id: &str) -> Result<Self, IdentityError> {
+        if is_valid_id(id) {
+            Ok(AppId(id.to_owned()))
+        } else {
+            Err(IdentityError::BadId(id.chars().take(80).collect()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The SAN URI of this application of department `dept` in `federation`.
+    pub fn uri(&self, federation: &str, dept: &DeptId) -> String {
+        format!("{IDENTITY_SCHEME}{federation}/dept/{dept}/app/{}", self.0)
+    }
+}
+
+impl TryFrom<String> for AppId {
+    type Error = IdentityError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        AppId::new(&s)
+    }
+}
+
+impl From<AppId> for String {
+    fn from(a: AppId) -> String {
+        a.0
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Read the application an application certificate names, requiring it to be one of department
+/// `dept` in `federation`. The certificate's chain was verified in the handshake against the
+/// department's application CA; this only reads the name.
+pub fn application_from_cert(
+    der: &[u8],
+    federation: &str,
+    dept: &DeptId,
+) -> Result<AppId, IdentityError> {
+    let prefix = format!("{IDENTITY_SCHEME}{federation}/dept/{dept}/app/");
+    let mut found = None;
+    for uri in identity_uris(der, federation)? {
+        let Some(app) = uri.strip_prefix(&prefix) else {
+            continue;
+        };
+        if found.is_some() {
+            return Err(IdentityError::AmbiguousIdentity);
+        }
+        found = Some(AppId::new(app)?);
+    }
+    found.ok_or_else(|| IdentityError::NoApplication {
+        expected: format!("{prefix}<id>"),
+    })
 }
 
 /// The identity a certificate proves.
@@ -120,6 +198,12 @@ pub enum IdentityError {
     /// No usable identity URI.
     #[error("the certificate carries no {IDENTITY_SCHEME}{0}/dept/<id> or /oversight/<id> URI in its subjectAltName")]
     NoIdentity(String),
+    /// No application identity URI of this department.
+    #[error("the client certificate names no application of this department: it needs a subjectAltName URI {expected} (issue it with `causeway certs issue-app`)")]
+    NoApplication {
+        /// The URI form expected.
+        expected: String,
+    },
     /// More than one identity URI.
     #[error(
         "the certificate carries more than one causeway identity URI; issue it with exactly one"
@@ -137,26 +221,34 @@ pub enum IdentityError {
 
 /// Read the Causeway identity from a DER certificate, requiring it to belong to `federation`.
 pub fn identity_from_cert(der: &[u8], federation: &str) -> Result<PeerIdentity, IdentityError> {
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
-        .map_err(|_| IdentityError::BadCertificate)?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|_| IdentityError::BadCertificate)?
-        .ok_or_else(|| IdentityError::NoIdentity(federation.to_owned()))?;
     let mut found = None;
-    for name in &san.value.general_names {
-        let GeneralName::URI(uri) = name else {
-            continue;
-        };
-        let Some(rest) = uri.strip_prefix(IDENTITY_SCHEME) else {
-            continue;
-        };
+    for uri in identity_uris(der, federation)? {
+        let rest = &uri[IDENTITY_SCHEME.len()..];
         if found.is_some() {
             return Err(IdentityError::AmbiguousIdentity);
         }
         found = Some(parse_identity_path(rest, federation)?);
     }
     found.ok_or_else(|| IdentityError::NoIdentity(federation.to_owned()))
+}
+
+/// The `causeway://` URIs in a DER certificate's subjectAltName.
+fn identity_uris(der: &[u8], federation: &str) -> Result<Vec<String>, IdentityError> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|_| IdentityError::BadCertificate)?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| IdentityError::BadCertificate)?
+        .ok_or_else(|| IdentityError::NoIdentity(federation.to_owned()))?;
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) if uri.starts_with(IDENTITY_SCHEME) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect())
 }
 
 fn parse_identity_path(rest: &str, federation: &str) -> Result<PeerIdentity, IdentityError> {

@@ -13,7 +13,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-use super::{write_secret, GatewayKey, PeerIdentity, TagKey, IDENTITY_SCHEME};
+use super::{write_secret, AppId, DeptId, GatewayKey, PeerIdentity, TagKey, IDENTITY_SCHEME};
 
 /// File names inside a certificate directory.
 pub const CA_CERT: &str = "ca.pem";
@@ -50,25 +50,12 @@ pub fn init_federation(federation: &str, out: &Path) -> Result<()> {
             ca_key_path.display()
         );
     }
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        format!("Causeway federation {federation} CA"),
-    );
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.subject_alt_names = vec![SanType::URI(
-        format!("{IDENTITY_SCHEME}{federation}").try_into()?,
-    )];
-    let (not_before, not_after) = validity(3650);
-    params.not_before = not_before;
-    params.not_after = not_after;
-    let key = KeyPair::generate()?;
-    let cert = params.self_signed(&key)?;
-    write_secret(&ca_key_path, key.serialize_pem().as_bytes())?;
-    std::fs::write(out.join(CA_CERT), cert.pem())?;
+    new_ca(
+        &format!("Causeway federation {federation} CA"),
+        &format!("{IDENTITY_SCHEME}{federation}"),
+        &out.join(CA_CERT),
+        &ca_key_path,
+    )?;
     write_secret(
         &out.join(TAG_KEY),
         TagKey::generate().to_file_contents().as_bytes(),
@@ -163,6 +150,100 @@ pub fn issue(ca_dir: &Path, out: &Path, who: &PeerIdentity, hosts: &[String]) ->
         witness_vkey: key.witness_cosigner().verifier().to_vkey(),
         ..issued
     })
+}
+
+/// The department's application CA in `dir`: `<dept>-apps-ca.pem` (what the client API trusts)
+/// and its key `<dept>-apps-ca.key` (0600), which stays with the department.
+pub fn app_ca_paths(dir: &Path, dept: &DeptId) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{dept}-apps-ca.pem")),
+        dir.join(format!("{dept}-apps-ca.key")),
+    )
+}
+
+/// Paths of what [`issue_app`] wrote.
+#[derive(Debug, Clone)]
+pub struct IssuedApp {
+    /// The application's certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, 0600).
+    pub key: PathBuf,
+    /// The department's application CA certificate, which the client API trusts.
+    pub ca: PathBuf,
+}
+
+/// Issue a client certificate for application `app` of department `dept`, signed by the
+/// department's application CA in `ca_dir` (created there first if it does not exist yet; its key
+/// never leaves the department). The certificate's subjectAltName is the application's URI, and it
+/// is for client authentication only. `federation` is read from the federation CA in `ca_dir`.
+pub fn issue_app(ca_dir: &Path, out: &Path, dept: &DeptId, app: &AppId) -> Result<IssuedApp> {
+    let federation_ca = ca_dir.join(CA_CERT);
+    let federation =
+        federation_of_ca(&std::fs::read_to_string(&federation_ca).with_context(|| {
+            format!(
+                "reading {} (run `causeway certs init` first)",
+                federation_ca.display()
+            )
+        })?)?;
+    let (ca_pem_path, ca_key_path) = app_ca_paths(ca_dir, dept);
+    if !ca_key_path.exists() {
+        new_ca(
+            &format!("Causeway {federation}/{dept} application CA"),
+            &format!("{IDENTITY_SCHEME}{federation}/dept/{dept}/apps"),
+            &ca_pem_path,
+            &ca_key_path,
+        )?;
+    }
+    let ca_pem = std::fs::read_to_string(&ca_pem_path)
+        .with_context(|| format!("reading {}", ca_pem_path.display()))?;
+    let ca_key = KeyPair::from_pem(
+        &std::fs::read_to_string(&ca_key_path)
+            .with_context(|| format!("reading {}", ca_key_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", ca_key_path.display()))?;
+    let ca_cert = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&ca_key)?;
+
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("{dept}/{app}"));
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![SanType::URI(app.uri(&federation, dept).try_into()?)];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let (not_before, not_after) = validity(397);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let issued = IssuedApp {
+        cert: out.join(format!("{dept}-app-{app}.pem")),
+        key: out.join(format!("{dept}-app-{app}.key")),
+        ca: ca_pem_path,
+    };
+    std::fs::write(&issued.cert, cert.pem())?;
+    write_secret(&issued.key, key.serialize_pem().as_bytes())?;
+    Ok(issued)
+}
+
+/// A self-signed CA (ten years, may sign end-entity certificates only) named `common_name`, with
+/// `uri` as its subjectAltName: its certificate to `cert`, its key to `key` (0600).
+fn new_ca(common_name: &str, uri: &str, cert: &Path, key: &Path) -> Result<()> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
+    let (not_before, not_after) = validity(3650);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let pair = KeyPair::generate()?;
+    let signed = params.self_signed(&pair)?;
+    write_secret(key, pair.serialize_pem().as_bytes())?;
+    std::fs::write(cert, signed.pem())?;
+    Ok(())
 }
 
 fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {

@@ -1,7 +1,9 @@
-//! rustls configurations for peer ports: mutual TLS against the federation's trust bundle.
+//! rustls configurations for peer ports (mutual TLS against the federation's trust bundle) and for
+//! the client API (mutual TLS against the department's own application CA).
 //!
-//! Both sides present certificates; servers require one (no anonymous peers), clients verify the
-//! server's chain and name and then check that its identity URI is the department they meant to reach.
+//! On peer ports both sides present certificates; servers require one (no anonymous peers),
+//! clients verify the server's chain and name and then check that its identity URI is the
+//! department they meant to reach.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -142,6 +144,40 @@ impl TlsMaterial {
         Ok(config)
     }
 
+    /// Server side of the client API: TLS 1.3 only, our own certificate, and client certificates
+    /// verified against the department's application CA in `app_ca` (PEM), never the federation's.
+    /// A client that presents no certificate still completes the handshake, so that the API can
+    /// answer it `401 client-certificate-required`; one that presents a certificate this CA did not
+    /// issue (another department's application, say) is refused in the handshake.
+    pub fn client_api_config(&self, app_ca: &Path, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+        let mut roots = RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(app_ca)
+            .with_context(|| format!("reading the application CA {}", app_ca.display()))?
+        {
+            let der =
+                der.with_context(|| format!("parsing the application CA {}", app_ca.display()))?;
+            roots
+                .add(der)
+                .with_context(|| format!("{}: not a usable CA certificate", app_ca.display()))?;
+        }
+        anyhow::ensure!(
+            !roots.is_empty(),
+            "{}: no certificates in the application CA file",
+            app_ca.display()
+        );
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .context("building the application certificate verifier")?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .context("the certificate does not match its private key")?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
     /// Client side towards peers: verify the server against the federation roots, present our certificate.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
         Ok(Arc::new(
@@ -154,6 +190,15 @@ impl TlsMaterial {
         let mut config = self.client_config_with(&[&rustls::version::TLS13], alpn)?;
         config.enable_early_data = false;
         Ok(Arc::new(config))
+    }
+
+    /// An application's side of the client API: TLS 1.3, the gateway verified against the CA
+    /// bundle, our (application) certificate presented.
+    pub fn application_client_config(&self) -> Result<Arc<ClientConfig>> {
+        Ok(Arc::new(self.client_config_with(
+            &[&rustls::version::TLS13],
+            &[b"http/1.1"],
+        )?))
     }
 
     fn client_config_with(

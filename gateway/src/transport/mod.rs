@@ -6,6 +6,7 @@
 //!
 //! Wire constants of both peer ports live here and in [`frame`]; docs/PROTOCOL.md specifies them.
 
+pub mod app_client;
 pub mod client;
 pub mod coalesce;
 pub mod frame;

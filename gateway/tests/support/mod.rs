@@ -25,3 +25,44 @@ pub async fn wait_ready(admin: std::net::SocketAddr) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Department `dept`'s case-desk application of a laid-out federation, acting for `officer-1`:
+/// POSTs a request body to its gateway's client API over mutual TLS.
+#[derive(Clone)]
+pub struct CaseDesk {
+    client: causeway::transport::app_client::AppClient,
+    authorization: String,
+}
+
+impl CaseDesk {
+    /// The application of `dept` in `layout`.
+    pub fn of(layout: &causeway::layout::Layout, dept: &str) -> CaseDesk {
+        let addr = layout.dept(dept).expect("department laid out").client;
+        let creds = layout.app_credentials(dept, causeway::layout::DEMO_APP);
+        let client = causeway::transport::app_client::AppClient::mutual_tls(
+            addr,
+            &creds.ca,
+            &creds.cert,
+            &creds.key,
+        )
+        .expect("the demo application's credentials load");
+        let token = layout
+            .officer_token(dept, "officer-1", &[])
+            .expect("the demo issuer signs");
+        CaseDesk {
+            client,
+            authorization: causeway::transport::app_client::bearer(&token),
+        }
+    }
+
+    /// POST `body` to `/v1/requests`; status and raw answer.
+    pub async fn post(&self, body: &serde_json::Value) -> anyhow::Result<(u16, bytes::Bytes)> {
+        self.client
+            .post(
+                "/v1/requests",
+                &[("authorization", &self.authorization)],
+                serde_json::to_vec(body)?,
+            )
+            .await
+    }
+}

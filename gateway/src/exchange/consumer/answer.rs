@@ -59,7 +59,19 @@ pub fn answer(
 /// A refusal: the status and code for `error`.
 pub fn refuse(error: &ConsumerError) -> ProtocolResponse {
     let (status, code) = match error {
+        ConsumerError::Caller(e) => e.status_and_code(),
         ConsumerError::BadRequest(_) => (400, "bad-request"),
+        ConsumerError::ControlCharacters(_) => (400, "control-characters"),
+        ConsumerError::Outbound {
+            exchange,
+            log_index,
+            ..
+        } => {
+            return json_response(
+                403,
+                &json!({"exchange": exchange, "consumer_log_index": log_index, "error": {"code": "outbound-denied", "message": error.to_string()}}),
+            )
+        }
         ConsumerError::UnknownProvider(_) => (404, "unknown-provider"),
         ConsumerError::Provider(PeerError::Timeout(_)) => (504, "provider-timeout"),
         ConsumerError::Provider(_) => (502, "provider-unreachable"),

@@ -1,12 +1,15 @@
-//! The first stage: the application's request is well formed and names a provider the directory
-//! lists.
+//! The application's request is well formed, holds no control or bidirectional-control characters,
+//! names a provider the directory lists, and its officer has the role its purpose requires.
 
 use super::{ClientRequest, ConsumerContext, ConsumerError};
+use crate::callers::{is_forbidden_char, Caller};
 use crate::directory::Department;
 use crate::identity::DeptId;
 
-/// After [`check`]: a well-formed request for a listed provider.
+/// After [`check`]: a well-formed request for a listed provider, from an authenticated caller.
 pub struct Checked<'a> {
+    /// Who asks.
+    pub caller: Caller,
     /// The application's request.
     pub request: ClientRequest,
     /// The provider, as the directory lists it.
@@ -14,12 +17,51 @@ pub struct Checked<'a> {
 }
 
 /// Parse and check the request body.
-pub fn check<'a>(cx: &'a ConsumerContext, body: &[u8]) -> Result<Checked<'a>, ConsumerError> {
+pub fn check<'a>(
+    cx: &'a ConsumerContext,
+    caller: Caller,
+    body: &[u8],
+) -> Result<Checked<'a>, ConsumerError> {
     let request: ClientRequest = serde_json::from_slice(body).map_err(|e| {
         ConsumerError::BadRequest(format!(
-            "{e}; expected {{provider, dataset, params, purpose, legal_basis, case, officer}}"
+            "{e}; expected {{provider, dataset, params, purpose, legal_basis, case}}"
         ))
     })?;
+    if request.officer.is_some() {
+        return Err(ConsumerError::BadRequest(
+            "`officer` is not accepted in the body: the officer is proven by the identity provider's token in `Authorization: Bearer`".into(),
+        ));
+    }
+    let texts = [
+        ("provider", request.provider.as_str()),
+        ("dataset", &request.dataset),
+        ("purpose", &request.purpose),
+        ("legal_basis", &request.legal_basis),
+        ("case", &request.case),
+    ];
+    if let Some((field, _)) = texts
+        .iter()
+        .find(|(_, text)| text.chars().any(is_forbidden_char))
+    {
+        return Err(ConsumerError::ControlCharacters((*field).to_owned()));
+    }
+    if let Some(name) = request.params.iter().find_map(|(name, value)| {
+        let forbidden = name.chars().any(is_forbidden_char)
+            || value
+                .as_str()
+                .is_some_and(|v| v.chars().any(is_forbidden_char));
+        forbidden.then(|| {
+            format!(
+                "params.{}",
+                name.chars()
+                    .filter(|c| !is_forbidden_char(*c))
+                    .take(64)
+                    .collect::<String>()
+            )
+        })
+    }) {
+        return Err(ConsumerError::ControlCharacters(name));
+    }
     let Ok(provider_id) = DeptId::new(&request.provider) else {
         return Err(ConsumerError::BadRequest(
             "provider is not a department id".into(),
@@ -28,10 +70,14 @@ pub fn check<'a>(cx: &'a ConsumerContext, body: &[u8]) -> Result<Checked<'a>, Co
     let Some(provider) = cx.directory.department(&provider_id) else {
         return Err(ConsumerError::UnknownProvider(provider_id));
     };
-    if request.officer.trim().is_empty() {
-        return Err(ConsumerError::BadRequest(
-            "officer must name who is asking".into(),
-        ));
+    if let (Some(officer), Some(tokens)) = (&caller.officer, cx.callers.officers()) {
+        tokens
+            .check_role(officer, &request.purpose)
+            .map_err(crate::callers::CallerError::from)?;
     }
-    Ok(Checked { request, provider })
+    Ok(Checked {
+        caller,
+        request,
+        provider,
+    })
 }

@@ -5,17 +5,24 @@
 //! Like the provider's pipeline, a request is a value going down a stack of stages, each in its own
 //! file and each returning a typed [`ConsumerError`] that only [`answer`] turns into a response.
 //! Top to bottom as [`handle`] runs them:
-//! 1. [`check`]: a well-formed request for a provider the directory lists.
-//! 2. [`seal`]: the envelope, with the officer tagged, encoded and signed.
-//! 3. [`send`]: to the provider, over whichever transport is configured.
-//! 4. [`receipt`]: the provider's receipt verifies and names this very exchange.
-//! 5. [`notarize`]: this gateway's own entry, durable before anything is released.
-//! 6. [`answer`]: the application's answer, or the refusal.
+//! 1. [`authenticate`]: who is asking, the registered application from its client certificate and
+//!    the officer from a verified token ([`crate::callers`]); the host and content type.
+//! 2. [`check`]: a well-formed request, free of control characters, for a provider the directory
+//!    lists, and an officer with the role its purpose requires.
+//! 3. [`authorize`]: the department's own outbound rules; a refusal is notarized here and never
+//!    reaches the provider.
+//! 4. [`seal`]: the envelope, with the officer tagged and the application named, encoded and signed.
+//! 5. [`send`]: to the provider, over whichever transport is configured.
+//! 6. [`receipt`]: the provider's receipt verifies and names this very exchange.
+//! 7. [`notarize`]: this gateway's own entry, durable before anything is released.
+//! 8. [`answer`]: the application's answer, or the refusal.
 //!
 //! The stages are plain functions, not `tower` services: nothing here is shared between requests
 //! but the context, and one request runs them in order.
 
 pub mod answer;
+pub mod authenticate;
+pub mod authorize;
 pub mod check;
 pub mod notarize;
 pub mod receipt;
@@ -35,6 +42,7 @@ use crate::directory::Directory;
 use crate::identity::{DeptId, TagKey};
 use crate::transport::client::PeerError;
 use crate::transport::peer::PeerTransport;
+use crate::transport::server::Call;
 pub use receipt::{OpenedCheckpoints, ProviderAnswer};
 
 /// `POST /v1/requests` body.
@@ -55,8 +63,9 @@ pub struct ClientRequest {
     /// Case reference.
     #[serde(default)]
     pub case: String,
-    /// The officer asking (tagged before it leaves this gateway).
-    pub officer: String,
+    /// No longer accepted: the officer is proven by a bearer token, never named in the body.
+    #[serde(default)]
+    pub officer: Option<serde::de::IgnoredAny>,
 }
 
 /// Everything the consumer side needs.
@@ -78,6 +87,8 @@ pub struct ConsumerContext {
     pub timeout: Duration,
     /// The last checkpoint each provider signed that verified here.
     pub checkpoints: Arc<OpenedCheckpoints>,
+    /// Who may call the client API, and what each application may ask.
+    pub callers: Arc<crate::callers::Callers>,
 }
 
 /// Why the consumer side did not answer with the provider's data; [`answer::refuse`] maps each to a
@@ -85,9 +96,34 @@ pub struct ConsumerContext {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
+    /// The caller is not admitted (host, content type, certificate, application, token).
+    #[error(transparent)]
+    Caller(#[from] crate::callers::CallerError),
     /// The application's request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A text field holds control or bidirectional-control characters.
+    #[error(
+        "`{0}` holds control or bidirectional-control characters, which are refused in every field"
+    )]
+    ControlCharacters(String),
+    /// The department's outbound rules do not let this application ask this; the refusal is
+    /// notarized in this gateway's ledger and the provider never hears of it.
+    #[error("application {application} may not ask {provider} for {dataset} for {purpose} under this department's outbound rules (refusal notarized as log entry {log_index})")]
+    Outbound {
+        /// The exchange id the refusal was notarized under.
+        exchange: uuid::Uuid,
+        /// The application.
+        application: crate::identity::AppId,
+        /// The provider asked.
+        provider: DeptId,
+        /// The dataset asked for.
+        dataset: String,
+        /// The purpose given.
+        purpose: String,
+        /// This gateway's ledger index of the refusal.
+        log_index: u64,
+    },
     /// The directory lists no such provider.
     #[error("department {0} is not in the federation directory")]
     UnknownProvider(DeptId),
@@ -121,9 +157,11 @@ pub enum ConsumerError {
 }
 
 /// Handle one application request: the stages in order; the first refusal answers.
-pub async fn handle(cx: &ConsumerContext, body: &[u8]) -> ProtocolResponse {
+pub async fn handle(cx: &ConsumerContext, call: &Call) -> ProtocolResponse {
     let answered = async {
-        let checked = check::check(cx, body)?;
+        let caller = authenticate::authenticate(cx, call)?;
+        let checked = check::check(cx, caller, &call.body)?;
+        let checked = authorize::authorize(cx, checked).await?;
         let sealed = seal::seal(cx, checked).await?;
         let sent = send::send(cx, &sealed).await?;
         let answer = sent.answer(&sealed)?;

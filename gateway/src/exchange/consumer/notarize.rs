@@ -30,7 +30,8 @@ pub async fn notarize(
     entry.purpose = Some(envelope.purpose.clone());
     entry.legal_basis = Some(envelope.legal_basis.clone());
     entry.case = (!envelope.case.is_empty()).then(|| envelope.case.clone());
-    entry.officer = Some(envelope.officer.clone());
+    entry.officer = (!envelope.officer.is_empty()).then(|| envelope.officer.clone());
+    entry.application = envelope.application.as_ref().map(|a| a.to_string());
     entry.subjects = peer_entry.subjects.clone();
     entry.request_digest = Some(sealed.request_digest.clone());
     entry.response_digest = receipted.response_digest.clone();

@@ -28,7 +28,11 @@ pub async fn seal<'a>(
     cx: &ConsumerContext,
     checked: Checked<'a>,
 ) -> Result<Sealed<'a>, ConsumerError> {
-    let Checked { request, provider } = checked;
+    let Checked {
+        caller,
+        request,
+        provider,
+    } = checked;
     let envelope = Envelope {
         v: envelope::ENVELOPE_VERSION,
         id: envelope::exchange_id(),
@@ -39,7 +43,12 @@ pub async fn seal<'a>(
         purpose: request.purpose,
         legal_basis: request.legal_basis,
         case: request.case,
-        officer: cx.tag_key.tag("officer", &request.officer),
+        officer: caller
+            .officer
+            .as_ref()
+            .map(|o| cx.tag_key.tag("officer", &o.id))
+            .unwrap_or_default(),
+        application: Some(caller.application),
         issued_at: envelope::now_rfc3339(),
         nonce: envelope::nonce(),
     };
