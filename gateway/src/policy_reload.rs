@@ -569,6 +569,7 @@ mod tests {
             purpose: "statistics",
             legal_basis: "",
             case: "",
+            application: None,
             params: &params,
             at_unix: 1_700_000_000,
         };

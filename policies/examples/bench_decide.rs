@@ -145,6 +145,7 @@ fn measure(set: &PolicySet, reqs: &[Req]) -> (Duration, Duration, Duration, usiz
             purpose,
             legal_basis: "",
             case: "C-1",
+            application: None,
             params: &params,
             at_unix: 1_750_000_000,
         })

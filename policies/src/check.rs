@@ -403,7 +403,10 @@ impl<'a> Checker<'a> {
                     }
                     for &ai in earlier.iter().filter(|&&ai| !never_decides[ai]) {
                         let a = &grants[ai];
-                        if a.fields != b.fields && !overlaps.iter().any(|(o, _)| o.rule == a.rule) {
+                        if a.fields != b.fields
+                            && !disjoint_applications(a, b)
+                            && !overlaps.iter().any(|(o, _)| o.rule == a.rule)
+                        {
                             overlaps.push((a, format!("({c}, {}, {p})", b.dataset)));
                         }
                     }
@@ -455,9 +458,23 @@ fn allows_all_of(a: &Grant, b: &Grant) -> bool {
         (Some(_), None) => false,
         (Some(ab), Some(bb)) => bb.iter().all(|x| ab.contains(x)),
     };
+    let applications = match (&a.applications, &b.applications) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(aa), Some(ba)) => ba.iter().all(|x| aa.contains(x)),
+    };
     let case = !a.require_case || b.require_case;
     let params = a.params.iter().all(|ap| b.params.contains(ap));
-    bases && case && params && window_contains(a.window, b.window)
+    applications && bases && case && params && window_contains(a.window, b.window)
+}
+
+/// Whether no request can satisfy both grants' `applications` (each lists its own, none in common):
+/// then releasing different fields is the point, not an overlap.
+fn disjoint_applications(a: &Grant, b: &Grant) -> bool {
+    match (&a.applications, &b.applications) {
+        (Some(aa), Some(ba)) => !aa.iter().any(|x| ba.contains(x)),
+        _ => false,
+    }
 }
 
 fn window_contains(outer: Window, inner: Window) -> bool {
@@ -474,7 +491,8 @@ fn window_contains(outer: Window, inner: Window) -> bool {
     from && until
 }
 
-/// Whether an unconditional deny rule covers every (consumer, purpose) of a grant.
+/// Whether an unconditional deny rule covers every (consumer, purpose) of a grant, and every
+/// application it allows.
 fn refuses_all_of(d: &DenyRule, g: &Grant) -> bool {
     let dataset = match &d.dataset {
         None => true,
@@ -486,5 +504,10 @@ fn refuses_all_of(d: &DenyRule, g: &Grant) -> bool {
         None => true,
         Some(ps) => g.purposes.iter().all(|p| ps.contains(p)),
     };
-    d.params.is_empty() && d.window.is_always() && dataset && consumers && purposes
+    d.params.is_empty()
+        && d.window.is_always()
+        && d.covers_applications_of(g)
+        && dataset
+        && consumers
+        && purposes
 }

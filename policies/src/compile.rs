@@ -71,6 +71,19 @@ pub(crate) fn is_id(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The longest application id (the length of a DNS label).
+pub(crate) const APPLICATION_ID_MAX: usize = 63;
+
+/// Ids of the consumer's applications: lowercase ASCII letters, digits and `-`, 1 to 63
+/// characters, not starting with `-`.
+pub(crate) fn is_application_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= APPLICATION_ID_MAX
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Names of fields, parameters and columns.
 pub(crate) fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -512,6 +525,10 @@ fn compile_grant(
         ctx.at(&g.dataset, bad_id("dataset name", g.dataset.get_ref()));
     }
     let purposes = env.purposes(ctx, &g.purposes);
+    let applications = g
+        .applications
+        .as_ref()
+        .map(|list| compile_applications(ctx, list));
 
     let legal_bases = match &g.legal_bases {
         None => None,
@@ -620,6 +637,7 @@ fn compile_grant(
         consumers,
         dataset: g.dataset.into_inner(),
         purposes: purposes?,
+        applications,
         legal_bases,
         fields,
         params,
@@ -652,6 +670,10 @@ fn compile_deny(
         None => Some(None),
         Some(p) => env.purposes(ctx, p).map(Some),
     };
+    let applications = d
+        .applications
+        .as_ref()
+        .map(|list| compile_applications(ctx, list));
     let (params, param_spans) = compile_params(ctx, &d.params);
     let spans = Spans {
         id: d.id.span().start,
@@ -678,11 +700,49 @@ fn compile_deny(
         consumers,
         dataset: d.dataset.map(Spanned::into_inner),
         purposes: purposes?,
+        applications,
         params,
         window,
         message,
         spans,
     })
+}
+
+/// An `applications` list: at least one id, each well-formed and listed once. The ids are kept in
+/// the order written (a problem is reported, and the rule then does not compile).
+fn compile_applications(ctx: &mut FileCtx<'_>, list: &Spanned<raw::Strings>) -> Vec<String> {
+    if list.get_ref().is_empty() {
+        ctx.at(
+            list,
+            "applications is empty: list at least one application id, or omit the key to cover every application",
+        );
+    }
+    let mut out: Vec<String> = Vec::new();
+    for a in list.get_ref() {
+        let id = a.get_ref();
+        if !is_application_id(id) {
+            // The usual slips: capitals, and `_` for `-`.
+            let fixed = id.to_ascii_lowercase().replace('_', "-");
+            let hint = if fixed != *id && is_application_id(&fixed) {
+                format!(" (did you mean \"{fixed}\"?)")
+            } else {
+                String::new()
+            };
+            ctx.at(
+                a,
+                format!(
+                    "invalid application id \"{}\": use lowercase letters, digits and '-', \
+                     1 to {APPLICATION_ID_MAX} characters, not starting with '-'{hint}",
+                    id.escape_debug()
+                ),
+            );
+        } else if out.contains(id) {
+            ctx.at(a, format!("application \"{id}\" is listed twice"));
+        } else {
+            out.push(id.clone());
+        }
+    }
+    out
 }
 
 fn compile_rate(ctx: &mut FileCtx<'_>, r: &Spanned<raw::RawRateLimit>) -> Option<RateLimit> {
@@ -994,5 +1054,17 @@ mod tests {
         assert!(is_name("birth_date"));
         assert!(!is_name("birth-date"));
         assert!(!is_name("1x"));
+        assert!(is_application_id("benefits-portal"));
+        assert!(is_application_id("a"));
+        assert!(is_application_id("7-app-"));
+        assert!(is_application_id(&"a".repeat(63)));
+        assert!(!is_application_id(&"a".repeat(64)));
+        assert!(!is_application_id(""));
+        assert!(!is_application_id("-portal"));
+        assert!(!is_application_id("Benefits-Portal"));
+        assert!(!is_application_id("benefits_portal"));
+        assert!(!is_application_id("benefits.portal"));
+        assert!(!is_application_id("b\u{e9}n\u{e9}fits"));
+        assert!(!is_application_id("benefits portal"));
     }
 }

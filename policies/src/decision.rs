@@ -22,6 +22,11 @@ pub struct Request<'a> {
     pub legal_basis: &'a str,
     /// The consumer's case reference (empty when none).
     pub case: &'a str,
+    /// The consumer's application (for example `benefits-portal`), as the consumer's gateway
+    /// authenticated it from the application's certificate and wrote it into the signed envelope;
+    /// `None` when that gateway did not say (older gateways). A grant that lists `applications`
+    /// never allows a request without one.
+    pub application: Option<&'a str>,
     /// The request parameters (for example `national_id`).
     pub params: &'a BTreeMap<String, serde_json::Value>,
     /// "Now", in Unix seconds.
@@ -94,6 +99,9 @@ pub enum ReasonCode {
     UnknownPurpose,
     /// Grants exist for this consumer and dataset, but none for this purpose.
     PurposeNotAllowed,
+    /// No grant for this consumer, dataset and purpose admits the request's application: each lists
+    /// the applications it allows, and the request's is not among them (or the request names none).
+    ApplicationNotAllowed,
     /// The grant lists legal bases and the request's is not one of them.
     LegalBasisNotAllowed,
     /// The grant requires a case reference and the request has none.
@@ -112,11 +120,12 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, in declaration order.
-    pub const ALL: [ReasonCode; 11] = [
+    pub const ALL: [ReasonCode; 12] = [
         ReasonCode::Granted,
         ReasonCode::NoGrant,
         ReasonCode::UnknownPurpose,
         ReasonCode::PurposeNotAllowed,
+        ReasonCode::ApplicationNotAllowed,
         ReasonCode::LegalBasisNotAllowed,
         ReasonCode::CaseRequired,
         ReasonCode::ParamConstraint,
@@ -133,6 +142,7 @@ impl ReasonCode {
             ReasonCode::NoGrant => "no-grant",
             ReasonCode::UnknownPurpose => "unknown-purpose",
             ReasonCode::PurposeNotAllowed => "purpose-not-allowed",
+            ReasonCode::ApplicationNotAllowed => "application-not-allowed",
             ReasonCode::LegalBasisNotAllowed => "legal-basis-not-allowed",
             ReasonCode::CaseRequired => "case-required",
             ReasonCode::ParamConstraint => "param-constraint",
@@ -203,6 +213,10 @@ mod tests {
             assert_eq!(ReasonCode::from_name(code.as_str()), Some(code));
         }
         assert_eq!(ReasonCode::from_name("granted"), Some(ReasonCode::Granted));
+        assert_eq!(
+            ReasonCode::from_name("application-not-allowed"),
+            Some(ReasonCode::ApplicationNotAllowed)
+        );
         assert_eq!(ReasonCode::from_name("nope"), None);
     }
 }

@@ -2,17 +2,18 @@
 //! access gained and lost, so a reviewer sees what a change does before it ships; and the files
 //! added, removed and modified, for the `policy-change` ledger entry.
 //!
-//! Access is what some grant could ever release: groups are expanded to departments, grants that an
-//! unconditional deny rule (no parameters, no window) refuses are left out, and the other conditions
-//! (windows, legal bases, case, parameters) are not evaluated. A field released under a different
-//! mask is reported as `changed`.
+//! Access is what some grant could ever release: groups are expanded to departments, grants that a
+//! deny rule refuses outright (no parameters, no window, and no `applications` or all of the
+//! grant's) are left out, and the grants' conditions (applications, windows, legal bases, case,
+//! parameters) are not evaluated: narrowing or widening a grant's `applications` changes no access
+//! tuple and is not reported. A field released under a different mask is reported as `changed`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{ConsumerSpec, DenyRule};
+use crate::rules::{ConsumerSpec, DenyRule, Grant};
 use crate::set::PolicySet;
 
 /// What happened to one access tuple.
@@ -79,11 +80,13 @@ impl fmt::Display for AccessChange {
 
 type Access = BTreeMap<(String, String, String, String), BTreeSet<String>>;
 
-fn unconditional_deny_covers(d: &DenyRule, consumer: &str, dataset: &str, purpose: &str) -> bool {
+/// Whether `d` refuses every request `g` could allow for this consumer and purpose.
+fn unconditional_deny_covers(d: &DenyRule, g: &Grant, consumer: &str, purpose: &str) -> bool {
     d.params.is_empty()
         && d.window.is_always()
+        && d.covers_applications_of(g)
         && (matches!(d.consumer, ConsumerSpec::Any) || d.consumers.iter().any(|c| c == consumer))
-        && !matches!(&d.dataset, Some(ds) if ds != dataset)
+        && !matches!(&d.dataset, Some(ds) if *ds != g.dataset)
         && !matches!(&d.purposes, Some(ps) if !ps.iter().any(|p| p == purpose))
 }
 
@@ -95,7 +98,7 @@ fn access(set: &PolicySet) -> Access {
                 if set
                     .denies()
                     .iter()
-                    .any(|d| unconditional_deny_covers(d, c, &g.dataset, p))
+                    .any(|d| unconditional_deny_covers(d, g, c, p))
                 {
                     continue;
                 }

@@ -12,8 +12,9 @@ use crate::set::PolicySet;
 /// One condition of a grant that a request does not meet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Missing {
-    /// The policy key that failed: `consumer`, `dataset`, `purposes`, `valid_from`, `valid_until`,
-    /// `legal_bases`, `require_case`, `params.NAME`, or `deny` (a deny rule refuses the request).
+    /// The policy key that failed: `consumer`, `dataset`, `purposes`, `applications`,
+    /// `valid_from`, `valid_until`, `legal_bases`, `require_case`, `params.NAME`, or `deny` (a deny
+    /// rule refuses the request).
     pub constraint: String,
     /// What was wanted and what the request had.
     pub message: String,
@@ -119,6 +120,17 @@ fn missing(set: &PolicySet, g: &Grant, request: &Request<'_>) -> Vec<Missing> {
                 g.purposes.join(", ")
             ),
         );
+    }
+    if !g.allows_application(request.application) {
+        let allowed = g.applications.as_deref().unwrap_or_default().join(", ");
+        let message = match request.application {
+            None => format!(
+                "the grant is for applications {allowed}, and the request names none \
+                 (the consumer's gateway did not say)"
+            ),
+            Some(app) => format!("the grant is for applications {allowed}, not \"{app}\""),
+        };
+        push("applications", message);
     }
     if let Some(from) = g.window.valid_from {
         if request.at_unix < from {

@@ -38,7 +38,8 @@
 //! let params = BTreeMap::new();
 //! let request = Request {
 //!     consumer: "statistics-office", dataset: "residents", purpose: "statistics",
-//!     legal_basis: "", case: "", params: &params, at_unix: 1_700_000_000,
+//!     legal_basis: "", case: "", application: Some("census-portal"), params: &params,
+//!     at_unix: 1_700_000_000,
 //! };
 //! let decision = set.decide(&request);
 //! assert!(decision.allowed);

@@ -81,6 +81,9 @@ pub(crate) struct RawGrant {
     pub consumer: Spanned<String>,
     pub dataset: Spanned<String>,
     pub purposes: Spanned<Strings>,
+    /// The consumer's applications the grant allows; omitted means any (and a request naming none).
+    #[serde(default)]
+    pub applications: Option<Spanned<Strings>>,
     #[serde(default)]
     pub legal_bases: Option<Spanned<Strings>>,
     pub fields: Spanned<Strings>,
@@ -118,6 +121,9 @@ pub(crate) struct RawDeny {
     pub dataset: Option<Spanned<String>>,
     #[serde(default)]
     pub purposes: Option<Spanned<Strings>>,
+    /// The consumer's applications the rule applies to; omitted means every request.
+    #[serde(default)]
+    pub applications: Option<Spanned<Strings>>,
     #[serde(default)]
     pub params: BTreeMap<Spanned<String>, Spanned<RawConstraint>>,
     #[serde(default)]

@@ -299,6 +299,9 @@ pub struct Grant {
     pub dataset: String,
     /// The allowed purposes, as written.
     pub purposes: Vec<String>,
+    /// The consumer's applications the grant allows, as written; `None` allows any application,
+    /// and a request that names none.
+    pub applications: Option<Vec<String>>,
     /// The accepted legal bases; `None` accepts any.
     pub legal_bases: Option<Vec<String>>,
     /// The released fields in order, with masks.
@@ -339,14 +342,46 @@ impl Grant {
         self.purposes.iter().any(|p| p == purpose)
     }
 
-    /// Check the grant's conditions (window, legal basis, case, parameters) in that order; the
-    /// caller has already matched consumer, dataset and purpose.
+    /// Whether the grant allows a request from this application of the consumer (`None`: the
+    /// request names no application, which only a grant without `applications` allows).
+    pub fn allows_application(&self, application: Option<&str>) -> bool {
+        match (&self.applications, application) {
+            (None, _) => true,
+            (Some(apps), Some(app)) => apps.iter().any(|a| a == app),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Check the grant's conditions (application, window, legal basis, case, parameters) in that
+    /// order; the caller has already matched consumer, dataset and purpose.
+    ///
+    /// The application comes first: a grant that does not admit the application does not apply
+    /// to the request at all (like a grant for another consumer), so any grant that does admit it
+    /// gets further, and the denial names what that grant lacked. `application-not-allowed` is
+    /// then the reason only when no grant for (consumer, dataset, purpose) admits the application.
     pub(crate) fn check(&self, request: &Request<'_>) -> Result<(), GrantFailure> {
         let id = &self.rule.id;
+        if !self.allows_application(request.application) {
+            let allowed = self.applications.as_deref().unwrap_or_default().join(", ");
+            let message = match request.application {
+                None => format!(
+                    "grant \"{id}\" requires the consumer's gateway to name the application, \
+                     one of: {allowed}"
+                ),
+                Some(app) => format!(
+                    "application \"{app}\" is not allowed by grant \"{id}\" (allowed: {allowed})"
+                ),
+            };
+            return Err(GrantFailure {
+                stage: 0,
+                code: ReasonCode::ApplicationNotAllowed,
+                message,
+            });
+        }
         if let Some(from) = self.window.valid_from {
             if request.at_unix < from {
                 return Err(GrantFailure {
-                    stage: 0,
+                    stage: 1,
                     code: ReasonCode::NotYetValid,
                     message: format!("grant \"{id}\" is not valid before {}", rfc3339(from)),
                 });
@@ -355,7 +390,7 @@ impl Grant {
         if let Some(until) = self.window.valid_until {
             if request.at_unix >= until {
                 return Err(GrantFailure {
-                    stage: 0,
+                    stage: 1,
                     code: ReasonCode::Expired,
                     message: format!("grant \"{id}\" expired at {}", rfc3339(until)),
                 });
@@ -376,7 +411,7 @@ impl Grant {
                     )
                 };
                 return Err(GrantFailure {
-                    stage: 1,
+                    stage: 2,
                     code: ReasonCode::LegalBasisNotAllowed,
                     message,
                 });
@@ -384,14 +419,14 @@ impl Grant {
         }
         if self.require_case && request.case.trim().is_empty() {
             return Err(GrantFailure {
-                stage: 2,
+                stage: 3,
                 code: ReasonCode::CaseRequired,
                 message: format!("grant \"{id}\" requires a case reference"),
             });
         }
         if let Err(why) = check_params(&self.params, request.params) {
             return Err(GrantFailure {
-                stage: 3,
+                stage: 4,
                 code: ReasonCode::ParamConstraint,
                 message: format!("{why} by grant \"{id}\""),
             });
@@ -414,6 +449,10 @@ pub struct DenyRule {
     pub dataset: Option<String>,
     /// The purposes; `None` for every purpose.
     pub purposes: Option<Vec<String>>,
+    /// The consumer's applications; `None` for every request. When given, the rule matches a
+    /// request from one of them and a request that names no application (the provider cannot
+    /// tell that it does not come from one of them).
+    pub applications: Option<Vec<String>>,
     /// Parameter conditions: the rule matches only when all of them hold.
     pub params: Vec<(String, ParamConstraint)>,
     /// When the rule is in force.
@@ -424,8 +463,28 @@ pub struct DenyRule {
 }
 
 impl DenyRule {
-    /// Whether this rule denies the request (consumer, dataset, purpose, window and parameters all
-    /// match).
+    /// Whether the rule applies to a request from this application of the consumer. A rule with
+    /// `applications` also applies to a request that names none: it fails closed, since such a
+    /// request may come from one of them.
+    pub fn covers_application(&self, application: Option<&str>) -> bool {
+        match (&self.applications, application) {
+            (Some(apps), Some(app)) => apps.iter().any(|a| a == app),
+            (None, _) | (Some(_), None) => true,
+        }
+    }
+
+    /// Whether the rule applies to every application `grant` allows: it names none, or the grant
+    /// allows only applications it names (a grant without `applications` allows any).
+    pub(crate) fn covers_applications_of(&self, grant: &Grant) -> bool {
+        match (&self.applications, &grant.applications) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(denied), Some(allowed)) => allowed.iter().all(|a| denied.contains(a)),
+        }
+    }
+
+    /// Whether this rule denies the request (consumer, dataset, purpose, application, window and
+    /// parameters all match).
     pub fn matches(&self, request: &Request<'_>) -> bool {
         let consumer_ok = match self.consumer {
             ConsumerSpec::Any => true,
@@ -434,6 +493,7 @@ impl DenyRule {
         consumer_ok
             && !matches!(&self.dataset, Some(d) if d != request.dataset)
             && !matches!(&self.purposes, Some(ps) if !ps.iter().any(|p| p == request.purpose))
+            && self.covers_application(request.application)
             && self.window.contains(request.at_unix)
             && check_params(&self.params, request.params).is_ok()
     }

@@ -92,7 +92,8 @@ struct Release {
     line: u32,
     message: (u32, u32),
     id_len: u32,
-    /// No legal bases and no parameter constraints: the window and the case are all to check.
+    /// No applications, legal bases, parameter constraints or row filter: the window and the case
+    /// are all to check, and all to copy.
     simple: bool,
     require_case: bool,
     window: Window,
@@ -218,7 +219,8 @@ impl PolicySet {
 
     /// Decide one request. Order: an undeclared purpose is denied (`unknown-purpose`); a matching
     /// deny rule denies (`denied-by-rule`); otherwise the first grant (in rule order) for this
-    /// consumer, dataset and purpose whose conditions all hold allows. When none does, the denial
+    /// consumer, dataset and purpose whose conditions (application, window, legal basis, case,
+    /// parameters: see `docs/POLICY.md`) all hold allows. When none does, the denial
     /// names the grant that came closest and the condition it failed; with no grant for the
     /// consumer and dataset at all, the default deny (`no-grant`).
     pub fn decide(&self, request: &Request<'_>) -> Decision {
@@ -287,7 +289,46 @@ impl PolicySet {
         if for_purpose.is_empty() {
             return self.purpose_not_allowed(first, request);
         }
-        self.evaluate_grants(for_purpose.into_iter(), request)
+        // Each grant's own conditions, never the packed copies `decide` reads, so that a property
+        // test comparing the two also checks the packing.
+        let mut closest: Option<(&Grant, crate::rules::GrantFailure)> = None;
+        for i in for_purpose {
+            let grant = &grants[i];
+            match grant.check(request) {
+                Ok(()) => return self.allow_by_scan(grant),
+                Err(f) => {
+                    if closest
+                        .as_ref()
+                        .is_none_or(|(_, best)| f.stage > best.stage)
+                    {
+                        closest = Some((grant, f));
+                    }
+                }
+            }
+        }
+        match closest {
+            Some((grant, f)) => {
+                Decision::deny(Some(grant.rule.clone()), f.code, f.message, &self.hash)
+            }
+            None => self.no_grant(request),
+        }
+    }
+
+    /// What `grant` releases, read from the grant itself (see [`PolicySet::decide_by_scan`]).
+    fn allow_by_scan(&self, grant: &Grant) -> Decision {
+        Decision {
+            allowed: true,
+            rule: Some(grant.rule.clone()),
+            reason: crate::decision::Reason {
+                code: ReasonCode::Granted,
+                message: format!("{GRANTED_BY} {}", grant.rule),
+            },
+            fields: grant.fields.clone(),
+            max_rows: grant.max_rows,
+            row_filter: grant.row_filter.clone(),
+            rate_limit: grant.rate_limit,
+            policy_hash: self.hash.clone(),
+        }
     }
 
     pub(crate) fn sources(&self) -> &[SourceFile] {
@@ -551,7 +592,10 @@ fn build_index(c: &Compiled) -> Index {
             line: g.rule.line,
             message: (start, end),
             id_len: u32::try_from(g.rule.id.len()).expect("short rule id"),
-            simple: g.legal_bases.is_none() && g.params.is_empty() && g.row_filter.is_empty(),
+            simple: g.applications.is_none()
+                && g.legal_bases.is_none()
+                && g.params.is_empty()
+                && g.row_filter.is_empty(),
             require_case: g.require_case,
             window: g.window,
             max_rows: g.max_rows,
@@ -625,6 +669,7 @@ mod tests {
                     purpose: "no-such-purpose",
                     legal_basis: "",
                     case: "",
+                    application: None,
                     params: &params,
                     at_unix: 0,
                 };
@@ -632,14 +677,17 @@ mod tests {
                 assert!(message.contains(&format!(" only for {}, ", g.purposes.join(", "))));
                 for at_unix in [i64::MIN, 0, 1_750_000_000, i64::MAX] {
                     for case in ["", " ", "C-1"] {
-                        let r = Request {
-                            case,
-                            at_unix,
-                            ..other
-                        };
-                        let packed = &set.index.released[i];
-                        if packed.passes(&r) || packed.simple {
-                            assert_eq!(packed.passes(&r), g.check(&r).is_ok(), "{}", g.rule);
+                        for application in [None, Some("benefits-portal"), Some("")] {
+                            let r = Request {
+                                case,
+                                at_unix,
+                                application,
+                                ..other
+                            };
+                            let packed = &set.index.released[i];
+                            if packed.passes(&r) || packed.simple {
+                                assert_eq!(packed.passes(&r), g.check(&r).is_ok(), "{}", g.rule);
+                            }
                         }
                     }
                 }

@@ -11,6 +11,7 @@
 //! purpose = "benefit-eligibility"
 //! legal_basis = "Social Security Act s.12"   # optional
 //! case = "SW-2025-0001"                      # optional
+//! application = "benefits-portal"            # optional: the consumer's application (default: none)
 //! params = { national_id = "D000001" }       # optional
 //! expect = { allowed = true, reason = "granted", rule = "welfare-residents", fields = ["name", "address"] }
 //! ```
@@ -53,6 +54,9 @@ struct RawCase {
     legal_basis: String,
     #[serde(default)]
     case: String,
+    /// Omitted: the request names no application, as from an older consumer gateway.
+    #[serde(default)]
+    application: Option<String>,
     #[serde(default)]
     params: BTreeMap<String, toml::Value>,
     #[serde(default)]
@@ -270,6 +274,7 @@ fn run_file(set: &PolicySet, path: &Path, text: &str, report: &mut TestReport) {
             purpose: &case.purpose,
             legal_basis: &case.legal_basis,
             case: &case.case,
+            application: case.application.as_deref(),
             params: &params,
             at_unix: at,
         };

@@ -13,6 +13,8 @@ const DATASETS: [&str; 4] = ["ds0", "ds1", "ds2", "unknown-ds"];
 const PURPOSES: [&str; 5] = ["p0", "p1", "p2", "p3", "undeclared"];
 const BASES: [&str; 3] = ["law-a", "law-b", ""];
 const TIMES: [i64; 3] = [100, 200, 300];
+/// Rules list the first three; requests also come from `app-z`, which no rule names, or from none.
+const APPS: [&str; 4] = ["app-a", "app-b", "app-c", "app-z"];
 
 #[derive(Debug, Clone)]
 enum Constraint {
@@ -59,6 +61,7 @@ struct GrantSpec {
     consumer: usize, // 0..4 a department, 4 the group
     dataset: usize,
     purposes: Vec<usize>,
+    applications: Option<Vec<usize>>,
     bases: Option<Vec<usize>>,
     require_case: bool,
     window: (Option<usize>, Option<usize>),
@@ -71,6 +74,7 @@ struct DenySpec {
     consumer: Option<usize>,
     dataset: Option<usize>,
     purposes: Option<Vec<usize>>,
+    applications: Option<Vec<usize>>,
     window: (Option<usize>, Option<usize>),
     constraint: Option<Constraint>,
 }
@@ -79,11 +83,16 @@ fn purpose_set() -> impl Strategy<Value = Vec<usize>> {
     proptest::sample::subsequence((0..4).collect::<Vec<_>>(), 1..=3)
 }
 
+fn application_set() -> impl Strategy<Value = Vec<usize>> {
+    proptest::sample::subsequence(vec![0usize, 1, 2], 1..=2)
+}
+
 fn grant() -> impl Strategy<Value = GrantSpec> {
     (
         0..5usize,
         0..3usize,
         purpose_set(),
+        proptest::option::weighted(0.4, application_set()),
         proptest::option::weighted(0.3, proptest::sample::subsequence(vec![0usize, 1], 1..=2)),
         proptest::bool::weighted(0.3),
         window(),
@@ -91,11 +100,22 @@ fn grant() -> impl Strategy<Value = GrantSpec> {
         1..4usize,
     )
         .prop_map(
-            |(consumer, dataset, purposes, bases, require_case, window, constraint, fields)| {
+            |(
+                consumer,
+                dataset,
+                purposes,
+                applications,
+                bases,
+                require_case,
+                window,
+                constraint,
+                fields,
+            )| {
                 GrantSpec {
                     consumer,
                     dataset,
                     purposes,
+                    applications,
                     bases,
                     require_case,
                     window,
@@ -111,14 +131,16 @@ fn deny() -> impl Strategy<Value = DenySpec> {
         proptest::option::weighted(0.6, 0..5usize),
         proptest::option::weighted(0.6, 0..3usize),
         proptest::option::weighted(0.5, purpose_set()),
+        proptest::option::weighted(0.3, application_set()),
         window(),
         constraint(),
     )
         .prop_map(
-            |(consumer, dataset, purposes, window, constraint)| DenySpec {
+            |(consumer, dataset, purposes, applications, window, constraint)| DenySpec {
                 consumer,
                 dataset,
                 purposes,
+                applications,
                 window,
                 constraint,
             },
@@ -176,6 +198,9 @@ fn render(grants: &[GrantSpec], denies: &[DenySpec]) -> Vec<(String, String)> {
         writeln!(out, "purposes = {}", list(&g.purposes, &PURPOSES)).expect("write");
         let fields: Vec<String> = (0..g.fields).map(|f| format!("\"f{i}_{f}\"")).collect();
         writeln!(out, "fields = [{}]", fields.join(", ")).expect("write");
+        if let Some(apps) = &g.applications {
+            writeln!(out, "applications = {}", list(apps, &APPS)).expect("write");
+        }
         if let Some(bases) = &g.bases {
             writeln!(out, "legal_bases = {}", list(bases, &BASES)).expect("write");
         }
@@ -200,6 +225,9 @@ fn render(grants: &[GrantSpec], denies: &[DenySpec]) -> Vec<(String, String)> {
         if let Some(p) = &d.purposes {
             writeln!(out, "purposes = {}", list(p, &PURPOSES)).expect("write");
         }
+        if let Some(apps) = &d.applications {
+            writeln!(out, "applications = {}", list(apps, &APPS)).expect("write");
+        }
         if let Some(c) = &d.constraint {
             writeln!(out, "{}", c.toml()).expect("write");
         }
@@ -218,6 +246,7 @@ struct RequestSpec {
     purpose: usize,
     basis: usize,
     case: bool,
+    application: Option<usize>,
     year: Option<Value>,
     id: Option<Value>,
     at: i64,
@@ -230,6 +259,7 @@ fn request() -> impl Strategy<Value = RequestSpec> {
         0..5usize,
         0..3usize,
         any::<bool>(),
+        proptest::option::weighted(0.7, 0..4usize),
         proptest::option::of(prop_oneof![
             (2017i64..2023).prop_map(Value::from),
             Just(json!("2020")),
@@ -251,12 +281,13 @@ fn request() -> impl Strategy<Value = RequestSpec> {
         ],
     )
         .prop_map(
-            |(consumer, dataset, purpose, basis, case, year, id, at)| RequestSpec {
+            |(consumer, dataset, purpose, basis, case, application, year, id, at)| RequestSpec {
                 consumer,
                 dataset,
                 purpose,
                 basis,
                 case,
+                application,
                 year,
                 id,
                 at,
@@ -288,6 +319,7 @@ proptest! {
                 purpose: PURPOSES[r.purpose],
                 legal_basis: BASES[r.basis],
                 case: if r.case { "C-1" } else { "" },
+                application: r.application.map(|a| APPS[a]),
                 params: &params,
                 at_unix: r.at,
             };
@@ -301,12 +333,37 @@ proptest! {
                 let g = set.grants().iter().find(|g| g.rule == *rule).expect("the rule is a grant");
                 prop_assert!(g.covers_consumer(request.consumer) && g.dataset == request.dataset && g.allows_purpose(request.purpose));
                 prop_assert!(g.window.contains(request.at_unix));
+                prop_assert!(g.allows_application(request.application));
                 prop_assert!(!set.denies().iter().any(|d| d.matches(&request)));
                 prop_assert_eq!(&fast.fields, &g.fields);
             } else {
                 prop_assert!(fast.fields.is_empty());
                 if fast.rule.is_none() {
                     prop_assert!(matches!(fast.reason.code, ReasonCode::UnknownPurpose | ReasonCode::NoGrant));
+                }
+                // The application is checked first: `application-not-allowed` means that no grant
+                // for (consumer, dataset, purpose) admits it, and any other grant condition named
+                // belongs to a grant that does.
+                let candidates: Vec<_> = set.grants().iter().filter(|g| {
+                    g.covers_consumer(request.consumer) && g.dataset == request.dataset && g.allows_purpose(request.purpose)
+                }).collect();
+                let named = fast.rule.as_ref().and_then(|rule| set.grants().iter().find(|g| g.rule == *rule));
+                match fast.reason.code {
+                    ReasonCode::ApplicationNotAllowed => {
+                        prop_assert!(!candidates.is_empty());
+                        prop_assert!(candidates.iter().all(|g| !g.allows_application(request.application)));
+                    }
+                    ReasonCode::NotYetValid | ReasonCode::Expired | ReasonCode::LegalBasisNotAllowed
+                    | ReasonCode::CaseRequired | ReasonCode::ParamConstraint => {
+                        let g = named.expect("a grant condition names its grant");
+                        prop_assert!(g.allows_application(request.application));
+                    }
+                    ReasonCode::DeniedByRule => {
+                        let rule = fast.rule.as_ref().expect("a deny rule is named");
+                        let d = set.denies().iter().find(|d| d.rule == *rule).expect("the rule is a deny rule");
+                        prop_assert!(d.covers_application(request.application));
+                    }
+                    _ => {}
                 }
             }
         }

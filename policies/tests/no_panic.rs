@@ -32,7 +32,7 @@ proptest! {
             Ok(set) => {
                 let params = Default::default();
                 for g in set.grants() {
-                    let r = Request { consumer: &g.consumers[0], dataset: &g.dataset, purpose: &g.purposes[0], legal_basis: "", case: "", params: &params, at_unix: 0 };
+                    let r = Request { consumer: &g.consumers[0], dataset: &g.dataset, purpose: &g.purposes[0], legal_basis: "", case: "", application: Some("app"), params: &params, at_unix: 0 };
                     let _ = set.decide(&r);
                     let _ = explain(&set, &r);
                 }

@@ -83,6 +83,11 @@ pub struct ExplainArgs {
     /// The case reference.
     #[arg(long, default_value = "")]
     case: String,
+    /// The consumer's application (for example benefits-portal), as the consumer's gateway
+    /// authenticated it. Omit it for a request whose gateway names no application, which a grant
+    /// that lists `applications` never allows.
+    #[arg(long, value_name = "ID")]
+    application: Option<String>,
     /// A request parameter, `name=value` (repeatable). A value that reads as a JSON number,
     /// boolean or "quoted string" is that; anything else is text.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
@@ -251,6 +256,7 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         purpose: &args.purpose,
         legal_basis: &args.legal_basis,
         case: &args.case,
+        application: args.application.as_deref(),
         params: &params,
         at_unix,
     };

@@ -79,6 +79,7 @@ where
             purpose: &env.purpose,
             legal_basis: &env.legal_basis,
             case: &env.case,
+            application: None,
             params: &env.params,
             at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
         };

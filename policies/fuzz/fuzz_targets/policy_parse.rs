@@ -40,17 +40,22 @@ fuzz_target!(|data: &[u8]| {
         serde_json::Value::String(text.chars().take(32).collect()),
     );
     for g in set.grants() {
-        let request = Request {
-            consumer: g.consumers.first().map_or("c", String::as_str),
-            dataset: &g.dataset,
-            purpose: "p",
-            legal_basis: "",
-            case: "",
-            params: &params,
-            at_unix: 0,
-        };
-        let _ = set.decide(&request);
-        let _ = explain(&set, &request);
+        // No application (an older consumer gateway), then the first one the grant lists.
+        let listed = g.applications.as_ref().and_then(|apps| apps.first());
+        for application in [None, listed.map(String::as_str)] {
+            let request = Request {
+                consumer: g.consumers.first().map_or("c", String::as_str),
+                dataset: &g.dataset,
+                purpose: "p",
+                legal_basis: "",
+                case: "",
+                application,
+                params: &params,
+                at_unix: 0,
+            };
+            let _ = set.decide(&request);
+            let _ = explain(&set, &request);
+        }
     }
     let _ = check_set(&set, None);
 });

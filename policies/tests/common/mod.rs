@@ -63,6 +63,7 @@ pub struct R {
     pub purpose: String,
     pub legal_basis: String,
     pub case: String,
+    pub application: Option<String>,
     pub params: BTreeMap<String, Value>,
     pub at: i64,
 }
@@ -74,6 +75,7 @@ pub fn req(consumer: &str, dataset: &str, purpose: &str) -> R {
         purpose: purpose.into(),
         legal_basis: String::new(),
         case: String::new(),
+        application: None,
         params: BTreeMap::new(),
         at: JUNE_2025,
     }
@@ -92,6 +94,10 @@ impl R {
         self.case = c.into();
         self
     }
+    pub fn app(mut self, a: &str) -> R {
+        self.application = Some(a.into());
+        self
+    }
     pub fn at(mut self, t: i64) -> R {
         self.at = t;
         self
@@ -103,6 +109,7 @@ impl R {
             purpose: &self.purpose,
             legal_basis: &self.legal_basis,
             case: &self.case,
+            application: self.application.as_deref(),
             params: &self.params,
             at_unix: self.at,
         }
