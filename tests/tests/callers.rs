@@ -622,3 +622,55 @@ async fn the_plaintext_development_listener_is_explicit_and_loopback_only() {
         .to_string();
     assert!(e.contains("app_ca is missing"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_grant_can_name_the_consumer_applications_it_allows() {
+    let mut fed = Federation::create().unwrap();
+    let grant = fed
+        .dept_dir(PROVIDER)
+        .join("policies/welfare-residents.toml");
+    rewrite(
+        &grant,
+        "purposes = [\"benefit-eligibility\"]\n",
+        "purposes = [\"benefit-eligibility\"]\napplications = [\"benefits-portal\"]\n",
+    );
+    for dept in [PROVIDER, "tax-office", CONSUMER] {
+        fed.start_dept(dept).await.unwrap();
+    }
+    // The consumer's case-desk is not the application the grant names: denied and notarized, the
+    // provider's entry naming the application that asked.
+    let (status, answer) = fed
+        .client(CONSUMER)
+        .unwrap()
+        .post_json(&body())
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, code(&answer)),
+        (403, "application-not-allowed"),
+        "{answer}"
+    );
+    let entry = ledger_entries(&fed.ledger_dir(PROVIDER))
+        .unwrap()
+        .into_iter()
+        .find(|e| e["id"] == answer["exchange"])
+        .unwrap();
+    assert_eq!(entry["application"], DEMO_APP, "{entry}");
+    assert_eq!(entry["reason"], "application-not-allowed", "{entry}");
+
+    // Name it, and the same request is allowed.
+    fed.stop_dept(PROVIDER).await;
+    rewrite(
+        &grant,
+        "applications = [\"benefits-portal\"]",
+        "applications = [\"case-desk\"]",
+    );
+    fed.start_dept(PROVIDER).await.unwrap();
+    let (status, answer) = fed
+        .client(CONSUMER)
+        .unwrap()
+        .post_json(&body())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+}

@@ -79,7 +79,7 @@ where
             purpose: &env.purpose,
             legal_basis: &env.legal_basis,
             case: &env.case,
-            application: None,
+            application: env.application.as_ref().map(|a| a.as_str()),
             params: &env.params,
             at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
         };
