@@ -13,7 +13,10 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tower::ServiceExt;
 
-use super::{bind, not_found, Gateway, Running, MAX_CLIENT_BODY, MAX_PEER_BODY};
+use super::{
+    admin_limits, bind, client_limits, not_found, peer_limits, Gateway, Running, MAX_CLIENT_BODY,
+    MAX_PEER_BODY,
+};
 use crate::admin::AdminApi;
 use crate::config::GatewayConfig;
 use crate::directory::Directory;
@@ -26,6 +29,7 @@ use crate::log_api::{self, LogApi};
 use crate::policy_reload::{self, LivePolicies, PolicyWatch, ShadowPolicies};
 use crate::telemetry::{ExportPlan, Metrics};
 use crate::transport::frame::{FrameLimits, DEFAULT_MAX_HEADER_BYTES};
+use crate::transport::limits::Connections;
 use crate::transport::observe;
 use crate::transport::peer::PeerTransport;
 use crate::transport::quic::{QuicServer, QuicSettings};
@@ -104,6 +108,13 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    let client_connections = Connections::new("client", client_limits(config, MAX_CLIENT_BODY));
+    let peer_connections = Connections::new("peer", peer_limits(config));
+    let admin_connections = config
+        .admin
+        .as_ref()
+        .map(|admin| Connections::new("admin", admin_limits(admin)));
+    let quic_load = quic_server.as_ref().map(QuicServer::load);
     let mut running = Running::new();
 
     // The peer API: exchanges through the provider pipeline, and the log and witness endpoints.
@@ -130,7 +141,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         peer_listener,
         Some(identity.tls.server_config(HTTPS_ALPN)?),
-        MAX_PEER_BODY,
+        peer_connections.clone(),
         observe::peer_requests(peer_handler, Transport::Https),
         running.stop_signal(),
     ));
@@ -150,7 +161,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         client_listener,
         None,
-        MAX_CLIENT_BODY,
+        client_connections.clone(),
         observe::client_requests(client_handler, metrics.clone()),
         running.stop_signal(),
     ));
@@ -168,7 +179,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         metrics: metrics.clone(),
     });
     admin.collect_metrics(&log_api, &peers);
-    if let Some(listener) = admin_listener {
+    let mut listeners = vec![client_connections, peer_connections];
+    listeners.extend(admin_connections.clone());
+    admin.collect_connections(listeners, quic_load);
+    if let (Some(listener), Some(connections)) = (admin_listener, admin_connections) {
         let admin_handler = move |call: Call| {
             let admin = admin.clone();
             async move { admin.route(&call).await }
@@ -176,7 +190,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         running.spawn(serve(
             listener,
             None,
-            1024,
+            connections,
             admin_handler,
             running.stop_signal(),
         ));
@@ -297,6 +311,10 @@ fn bind_quic(
                 max_header: DEFAULT_MAX_HEADER_BYTES,
                 max_body: MAX_PEER_BODY,
             },
+            idle_timeout: Duration::from_secs(config.peer.quic_idle_timeout_secs),
+            max_connections: config.peer.quic_max_connections,
+            max_handshakes: config.peer.quic_max_handshakes,
+            handshakes_before_retry: config.peer.quic_handshakes_before_retry,
             ..QuicSettings::default()
         },
     )

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod coalesce;
 pub mod frame;
+pub mod limits;
 pub mod observe;
 pub mod peer;
 pub mod quic;
