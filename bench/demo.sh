@@ -27,6 +27,15 @@ layout_demo() {
         "$dir/oversight/causeway.toml" 2>/dev/null || true
     sed -i -E 's/^app_ca = .*/insecure_plaintext_as = "case-desk"/' \
         "$dir/social-welfare/causeway.toml" 2>/dev/null || true
+    if takes_tokens "$bin"; then raise_rate_limits "$dir"; fi
+}
+
+# The benchmark is one officer of one application asking as fast as it can: raise the budgets of
+# decisions per officer, application and consumer department (the checks stay on the path).
+raise_rate_limits() {
+    local big='decisions = 1000000000\ndenials = 60\nwindow_secs = 60'
+    printf "\n[client.rate_limits]\n$big\n[client.officer_rate_limits]\n$big\n" >>"$1/social-welfare/causeway.toml"
+    printf "\n[peer.rate_limits]\n$big\n" >>"$1/civil-registry/causeway.toml"
 }
 
 # Whether BIN authenticates callers (and so takes an officer's token instead of a JSON field).

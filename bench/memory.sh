@@ -28,6 +28,11 @@ trap cleanup EXIT
 # The demo policy allows 600 requests a minute; raise it so every connection's exchange is granted.
 sed -i -E 's/^rate_limit = .*/rate_limit = { per_minute = 100000000, per_day = 1000000000 }/' \
     "$work/fed/civil-registry/policies/welfare-residents.toml"
+# One officer makes every exchange: raise the per-officer budget (builds with rate limits only).
+if "$CAUSEWAY_BIN" tokens --help >/dev/null 2>&1; then
+    printf '\n[client.officer_rate_limits]\ndecisions = 1000000000\ndenials = 60\nwindow_secs = 60\n' \
+        >>"$work/fed/social-welfare/causeway.toml"
+fi
 for dept in civil-registry social-welfare; do
     RUST_LOG=warn "$CAUSEWAY_BIN" serve --config "$work/fed/$dept/causeway.toml" >"$work/$dept.log" 2>&1 &
     pids+=($!)

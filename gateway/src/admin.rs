@@ -24,9 +24,10 @@ use crate::directory::Directory;
 use crate::identity::DeptId;
 use crate::log_api::LogApi;
 use crate::policy_reload::{self, LivePolicies, ShadowPolicies};
-use crate::telemetry::metrics::Kind;
+use crate::telemetry::metrics::{Kind, Sample};
 use crate::telemetry::Metrics;
 use crate::transport::json_response;
+use crate::transport::limits::{Connections, QuicLoad, Refusal};
 use crate::transport::peer::PeerTransport;
 use crate::transport::server::Call;
 use crate::transport::ProtocolResponse;
@@ -214,6 +215,101 @@ impl AdminApi {
                     (not_after - OffsetDateTime::now_utc()).as_seconds_f64(),
                 )]
             },
+        );
+    }
+
+    /// Report, on `/metrics`, what the listeners did about their connection limits: connections
+    /// open, refused and closed for idleness per listener, and the QUIC port's handshakes in
+    /// progress and Retries (docs/OPERATIONS.md, "Metrics").
+    pub fn collect_connections(
+        &self,
+        listeners: Vec<Arc<Connections>>,
+        quic: Option<Arc<QuicLoad>>,
+    ) {
+        let m = &self.metrics;
+        let listeners = Arc::new(listeners);
+        let (tcp, udp) = (listeners.clone(), quic.clone());
+        m.collect(
+            "causeway_connections_open",
+            "Connections open now, by listener (client, peer, admin, quic).",
+            Kind::Gauge,
+            &["listener"],
+            move || {
+                let mut samples: Vec<Sample> = tcp
+                    .iter()
+                    .map(|c| (vec![c.name().into()], c.open() as f64))
+                    .collect();
+                samples.extend(udp.iter().map(|q| (vec!["quic".into()], q.open() as f64)));
+                samples
+            },
+        );
+        let (tcp, udp) = (listeners.clone(), quic.clone());
+        m.collect(
+            "causeway_connections_refused_total",
+            "Connections closed as they arrived because the listener was at a limit, by listener and \
+             limit (overall, per-address, handshakes).",
+            Kind::Counter,
+            &["listener", "limit"],
+            move || {
+                let mut samples = Vec::new();
+                for c in tcp.iter() {
+                    for refusal in [Refusal::Overall, Refusal::PerAddress] {
+                        samples.push((
+                            vec![c.name().into(), refusal.as_str().into()],
+                            c.refused(refusal) as f64,
+                        ));
+                    }
+                }
+                for q in udp.iter() {
+                    samples.push((
+                        vec!["quic".into(), "overall".into()],
+                        q.refused_overall() as f64,
+                    ));
+                    samples.push((
+                        vec!["quic".into(), "handshakes".into()],
+                        q.refused_handshakes() as f64,
+                    ));
+                }
+                samples
+            },
+        );
+        let (tcp, udp) = (listeners, quic.clone());
+        m.collect(
+            "causeway_connections_idle_closed_total",
+            "Connections closed because no request (QUIC: no stream) was in flight for the idle \
+             timeout, by listener.",
+            Kind::Counter,
+            &["listener"],
+            move || {
+                let mut samples: Vec<Sample> = tcp
+                    .iter()
+                    .map(|c| (vec![c.name().into()], c.idle_closed() as f64))
+                    .collect();
+                samples.extend(
+                    udp.iter()
+                        .map(|q| (vec!["quic".into()], q.idle_closed() as f64)),
+                );
+                samples
+            },
+        );
+        let Some(quic) = quic else {
+            return;
+        };
+        let load = quic.clone();
+        m.collect(
+            "causeway_quic_handshakes",
+            "QUIC handshakes in progress now.",
+            Kind::Gauge,
+            &[],
+            move || vec![(vec![], load.handshakes() as f64)],
+        );
+        m.collect(
+            "causeway_quic_retries_total",
+            "QUIC Retry packets sent: clients asked to prove their address while many handshakes \
+             were in progress.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], quic.retries() as f64)],
         );
     }
 

@@ -16,6 +16,7 @@ use crate::directory::Transport;
 use crate::files::toml_error;
 pub use crate::identity::IdentityFiles;
 use crate::identity::{AppId, DeptId};
+use crate::rate_limits::Budget;
 
 /// What this node is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -148,6 +149,21 @@ pub struct ClientSection {
     /// loopback, `localhost:PORT`, `127.0.0.1:PORT` and `[::1]:PORT`.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// `[client.rate_limits]`: each application's budget of requests and notarized refusals.
+    #[serde(default = "default_application_budget")]
+    pub rate_limits: Budget,
+    /// `[client.officer_rate_limits]`: each officer's budget of requests.
+    #[serde(default = "default_officer_budget")]
+    pub officer_rate_limits: Budget,
+    /// Connections open at once; more are closed as soon as they connect.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; more are closed as soon as they connect.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// A connection with no request in flight for this many seconds is closed gracefully.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 /// `[officers]`: the department's identity provider, whose access tokens prove which officer an
@@ -187,8 +203,44 @@ fn default_token_skew_secs() -> u64 {
     60
 }
 
+fn default_consumer_budget() -> Budget {
+    Budget {
+        decisions: 60_000,
+        denials: 60,
+        window_secs: 60,
+    }
+}
+
+fn default_application_budget() -> Budget {
+    Budget {
+        decisions: 60_000,
+        denials: 60,
+        window_secs: 60,
+    }
+}
+
+fn default_officer_budget() -> Budget {
+    Budget {
+        decisions: 600,
+        denials: 60,
+        window_secs: 60,
+    }
+}
+
 fn default_request_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_connections_per_address() -> usize {
+    256
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    60
 }
 
 /// `[peer]`: the mTLS API other gateways call.
@@ -202,12 +254,47 @@ pub struct PeerSection {
     /// Transport to use towards peers that list both (`https` or `quic`); QUIC falls back to HTTPS.
     #[serde(default)]
     pub prefer: Transport,
+    /// `[peer.rate_limits]`: each consumer department's budget of decisions and notarized denials
+    /// (docs/OPERATIONS.md, "Rate limits").
+    #[serde(default = "default_consumer_budget")]
+    pub rate_limits: Budget,
     /// Time allowed for a whole QUIC request frame to arrive, in milliseconds.
     #[serde(default = "default_quic_frame_timeout_ms")]
     pub quic_frame_timeout_ms: u64,
     /// Largest accepted clock skew of an envelope, in seconds.
     #[serde(default = "default_max_skew_secs")]
     pub max_skew_secs: u64,
+    /// HTTPS connections open at once; more are closed as soon as they connect, before TLS.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// HTTPS connections open at once from one IP address; more are closed as soon as they
+    /// connect, before TLS.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// An HTTPS connection with no request in flight for this many seconds is closed gracefully.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// QUIC connections open at once, handshaking or established; more are refused.
+    #[serde(default = "default_max_connections")]
+    pub quic_max_connections: usize,
+    /// QUIC handshakes in progress at once; more connection attempts are refused.
+    #[serde(default = "default_quic_max_handshakes")]
+    pub quic_max_handshakes: usize,
+    /// Once this many QUIC handshakes are in progress, a new client must first prove its address
+    /// with a Retry round trip (0: always).
+    #[serde(default = "default_quic_handshakes_before_retry")]
+    pub quic_handshakes_before_retry: usize,
+    /// A QUIC connection with no stream in flight for this many seconds is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub quic_idle_timeout_secs: u64,
+}
+
+fn default_quic_max_handshakes() -> usize {
+    64
+}
+
+fn default_quic_handshakes_before_retry() -> usize {
+    16
 }
 
 fn default_quic_frame_timeout_ms() -> u64 {
@@ -224,6 +311,23 @@ fn default_max_skew_secs() -> u64 {
 pub struct AdminSection {
     /// Listen address for `/healthz` and `/readyz`.
     pub listen: SocketAddr,
+    /// Connections open at once; more are closed as soon as they connect.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; more are closed as soon as they connect.
+    #[serde(default = "default_admin_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// A connection with no request in flight for this many seconds is closed gracefully.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_admin_max_connections() -> usize {
+    64
+}
+
+fn default_admin_max_connections_per_address() -> usize {
+    16
 }
 
 /// `[telemetry]`: where to send traces and metrics. Every field is optional; unset fields fall back
@@ -346,6 +450,7 @@ impl GatewayConfig {
             ),
             (Role::Department, None) => {}
         }
+        config.check_limits(path)?;
         let client = &config.client;
         match (config.role, &client.app_ca, &client.insecure_plaintext_as) {
             (Role::Oversight, ..) => {
@@ -370,6 +475,56 @@ impl GatewayConfig {
         }
         Ok(config)
     }
+
+    /// Connection limits of 0 would refuse everything, and an idle timeout of 0 would close every
+    /// connection at once: both are mistakes, reported with the field.
+    fn check_limits(&self, path: &Path) -> Result<()> {
+        let mut positive = vec![
+            (
+                "[client] max_connections",
+                self.client.max_connections as u64,
+            ),
+            (
+                "[client] max_connections_per_address",
+                self.client.max_connections_per_address as u64,
+            ),
+            ("[client] idle_timeout_secs", self.client.idle_timeout_secs),
+            ("[peer] max_connections", self.peer.max_connections as u64),
+            (
+                "[peer] max_connections_per_address",
+                self.peer.max_connections_per_address as u64,
+            ),
+            ("[peer] idle_timeout_secs", self.peer.idle_timeout_secs),
+            (
+                "[peer] quic_max_connections",
+                self.peer.quic_max_connections as u64,
+            ),
+            (
+                "[peer] quic_max_handshakes",
+                self.peer.quic_max_handshakes as u64,
+            ),
+            (
+                "[peer] quic_idle_timeout_secs",
+                self.peer.quic_idle_timeout_secs,
+            ),
+        ];
+        if let Some(admin) = &self.admin {
+            positive.extend([
+                ("[admin] max_connections", admin.max_connections as u64),
+                (
+                    "[admin] max_connections_per_address",
+                    admin.max_connections_per_address as u64,
+                ),
+                ("[admin] idle_timeout_secs", admin.idle_timeout_secs),
+            ]);
+        }
+        for (field, value) in positive {
+            if value == 0 {
+                bail!("{}: {field} must be at least 1", path.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +540,70 @@ mod tests {
         assert!(
             msg.contains("bogus") || msg.contains("unknown field"),
             "{msg}"
+        );
+    }
+
+    const MINIMAL: &str = r#"department = "tax"
+directory = "federation.toml"
+[identity]
+ca = "ca.pem"
+cert = "tax.pem"
+key = "tax.key"
+signing_key = "tax.signing.key"
+tag_key = "federation.tag.key"
+[ledger]
+dir = "ledger"
+[client]
+listen = "127.0.0.1:7001"
+app_ca = "apps-ca.pem"
+applications = "applications.toml"
+[peer]
+https = "127.0.0.1:7002"
+[admin]
+listen = "127.0.0.1:7003"
+"#;
+
+    #[test]
+    fn connection_limits_have_defaults_and_zero_is_refused_with_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("causeway.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        let (client, peer) = (&config.client, &config.peer);
+        assert_eq!(
+            (client.max_connections, client.max_connections_per_address),
+            (4096, 256)
+        );
+        assert_eq!(
+            (peer.max_connections, peer.max_connections_per_address),
+            (4096, 256)
+        );
+        assert_eq!((client.idle_timeout_secs, peer.idle_timeout_secs), (60, 60));
+        assert_eq!(
+            (
+                peer.quic_max_connections,
+                peer.quic_max_handshakes,
+                peer.quic_handshakes_before_retry,
+                peer.quic_idle_timeout_secs
+            ),
+            (4096, 64, 16, 60)
+        );
+        let admin = config.admin.as_ref().unwrap();
+        assert_eq!(
+            (
+                admin.max_connections,
+                admin.max_connections_per_address,
+                admin.idle_timeout_secs
+            ),
+            (64, 16, 60)
+        );
+
+        let zero = MINIMAL.replace("[admin]\n", "[admin]\nmax_connections_per_address = 0\n");
+        std::fs::write(&path, zero).unwrap();
+        let e = GatewayConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("[admin] max_connections_per_address must be at least 1"),
+            "{e}"
         );
     }
 }

@@ -11,8 +11,9 @@
 //!
 //! 1. Other crates: `causeway-ledger` (the access log), `causeway-policy` (policy files and
 //!    decisions), `causeway-adapters` (database sources). None of them knows this crate.
-//! 2. [`files`], [`identity`] (who is speaking: ids from certificates, keys, TLS material), and
-//!    [`policy_reload`] (the policy set in force, reloaded and notarized).
+//! 2. [`files`], [`identity`] (who is speaking: ids from certificates, keys, TLS material),
+//!    [`policy_reload`] (the policy set in force, reloaded and notarized) and [`rate_limits`]
+//!    (budgets of decisions per caller).
 //! 3. [`directory`]: the federation's membership and keys.
 //! 4. [`config`]: what an operator writes for one gateway (`causeway.toml`).
 //! 5. [`telemetry`] (logs, traces and metrics) and [`callers`] (who is asking at the client API:
@@ -43,5 +44,6 @@ pub mod layout;
 pub mod log_api;
 pub mod oversight;
 pub mod policy_reload;
+pub mod rate_limits;
 pub mod telemetry;
 pub mod transport;

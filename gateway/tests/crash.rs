@@ -18,13 +18,14 @@ use causeway_ledger::verify::verify_log;
 use serde_json::json;
 
 mod support;
-use support::{serve, wait_ready, CaseDesk};
+use support::{raise_officer_budget, serve, wait_ready, CaseDesk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_no_acknowledged_entry() {
     let root = tempfile::tempdir().unwrap();
     let layout = layout::create(root.path(), "demo", DEMO_DEPARTMENTS).unwrap();
     layout::generate_demo_data(&layout, 200).unwrap();
+    raise_officer_budget(&layout);
     let registry = layout.dept("civil-registry").unwrap().clone();
     let mut provider = serve(&registry.config);
     wait_ready(registry.admin).await;

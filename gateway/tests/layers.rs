@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("files", 2),
     ("identity", 2),
     ("policy_reload", 2),
+    ("rate_limits", 2),
     ("directory", 3),
     ("config", 4),
     ("telemetry", 5),

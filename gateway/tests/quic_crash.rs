@@ -12,7 +12,7 @@ use causeway::transport::Transport;
 use serde_json::json;
 
 mod support;
-use support::{serve, wait_ready, CaseDesk};
+use support::{raise_officer_budget, serve, wait_ready, CaseDesk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reconnects_over_quic_at_once_after_the_provider_is_killed_and_restarted() {
@@ -20,6 +20,7 @@ async fn a_consumer_reconnects_over_quic_at_once_after_the_provider_is_killed_an
     let layout =
         layout::create_with(root.path(), "demo", DEMO_DEPARTMENTS, Transport::Quic).unwrap();
     layout::generate_demo_data(&layout, 200).unwrap();
+    raise_officer_budget(&layout);
     let registry = layout.dept("civil-registry").unwrap().clone();
     let mut provider = serve(&registry.config);
     wait_ready(registry.admin).await;

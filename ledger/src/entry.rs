@@ -18,8 +18,9 @@ pub enum Kind {
     Denied,
     /// A policy set took effect.
     PolicyChange,
-    /// A request this department's own gateway refused before it left for the provider (its
-    /// outbound rules); consumer side only, so it has no provider counterpart.
+    /// Requests refused without a decision of their own, so with no counterpart on the other side:
+    /// at the consumer by its outbound rules, or by a rate limit at either side (then one entry
+    /// per caller and window stands for them all, its `detail` giving the counts).
     Refused,
     /// An oversight query.
     OversightQuery,

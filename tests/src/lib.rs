@@ -29,6 +29,12 @@ use serde_json::{json, Value};
 /// People per demo database in tests (small, so setup stays fast).
 pub const TEST_PEOPLE: u32 = 200;
 
+/// Every test asks as one officer, often thousands of times a minute, where a department has many:
+/// the harness raises the per-officer budget (docs/OPERATIONS.md, "Rate limits") in every config.
+/// Tests of the budgets themselves replace this section.
+pub const TEST_OFFICER_LIMITS: &str =
+    "\n[client.officer_rate_limits]\ndecisions = 1000000\ndenials = 60\nwindow_secs = 60\n";
+
 /// A running federation of the three demo departments.
 pub struct Federation {
     /// Keeps the directory alive.
@@ -52,6 +58,11 @@ impl Federation {
         let root = tempfile::tempdir()?;
         let layout = layout::create_with(root.path(), "demo", DEMO_DEPARTMENTS, transport)?;
         layout::generate_demo_data(&layout, TEST_PEOPLE)?;
+        for dept in &layout.departments {
+            let mut config = std::fs::read_to_string(&dept.config)?;
+            config.push_str(TEST_OFFICER_LIMITS);
+            std::fs::write(&dept.config, config)?;
+        }
         let gateways = layout.departments.iter().map(|_| None).collect();
         Ok(Federation {
             root,

@@ -27,6 +27,7 @@ pub mod recent;
 pub mod rescue;
 pub mod shape;
 pub mod signer;
+pub mod throttle;
 pub mod verify;
 
 use std::convert::Infallible;
@@ -166,6 +167,12 @@ pub enum ExchangeError {
         /// The allowing decision, for the record.
         decision: Box<Decision>,
     },
+    /// The consumer department used up its budget of decisions: refused without one, counted.
+    #[error("too many requests from this department in this window; slow down")]
+    TooManyRequests,
+    /// The consumer department used up its budget of notarized denials: refused, counted.
+    #[error("too many denied requests from this department in this window; the rest are counted, not answered")]
+    TooManyDenials,
     /// The ledger could not record it: nothing is released.
     #[error("the ledger cannot record this exchange, so no data is released: {0}")]
     Ledger(#[from] LedgerError),
@@ -198,6 +205,8 @@ pub struct ProviderContext {
     pub batches: Arc<envelope::VerifiedBatches>,
     /// This gateway's metrics.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Each consumer department's budget of decisions and notarized denials.
+    pub rate_limits: Arc<crate::rate_limits::RateLimits>,
 }
 
 /// The provider pipeline, top to bottom as it runs.

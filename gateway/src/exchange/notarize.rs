@@ -14,6 +14,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::envelope::payload_digest;
 use super::{BoxFuture, ExchangeError, Notarized, Outcome, ProviderContext, Shaped, Verified};
 use crate::identity::TagKey;
+use crate::rate_limits::RateLimits;
 use causeway_ledger::entry::{Entry, Kind, Side};
 use causeway_ledger::receipt::Receipt;
 use causeway_ledger::Ledger;
@@ -24,6 +25,7 @@ pub struct NotarizeLayer {
     ledger: Arc<Ledger>,
     catalog: Arc<Catalog>,
     tag_key: TagKey,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl NotarizeLayer {
@@ -33,6 +35,7 @@ impl NotarizeLayer {
             ledger: cx.ledger.clone(),
             catalog: cx.catalog.clone(),
             tag_key: cx.tag_key.clone(),
+            rate_limits: cx.rate_limits.clone(),
         }
     }
 }
@@ -72,6 +75,12 @@ where
         let inner = self.inner.clone();
         let layer = self.layer.clone();
         Box::pin(async move {
+            // Every decision counts against the consumer's budget; past it, none is made.
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let consumer = verified.envelope.consumer.clone();
+            if !layer.rate_limits.decision(consumer.as_str(), now) {
+                return Err(ExchangeError::TooManyRequests);
+            }
             let mut entry = provider_entry(&verified, &layer.catalog, &layer.tag_key);
             let id = verified.envelope.id;
             let outcome = match inner.oneshot(verified).await {
@@ -84,6 +93,10 @@ where
                     Outcome::Released(Box::new(shaped))
                 }
                 Err(ExchangeError::Denied(decision)) => {
+                    let reason = decision.reason.code.as_str();
+                    if !layer.rate_limits.denial(consumer.as_str(), reason, now) {
+                        return Err(ExchangeError::TooManyDenials);
+                    }
                     entry.kind = Kind::Denied;
                     record_decision(&mut entry, &decision);
                     Outcome::Denied(*decision)

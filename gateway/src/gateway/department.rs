@@ -13,26 +13,33 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tower::ServiceExt;
 
-use super::{bind, not_found, Gateway, Running, MAX_CLIENT_BODY, MAX_PEER_BODY};
+use super::{
+    admin_limits, bind, client_limits, not_found, peer_limits, Gateway, Running, MAX_CLIENT_BODY,
+    MAX_PEER_BODY,
+};
 use crate::admin::AdminApi;
 use crate::callers::Callers;
 use crate::config::GatewayConfig;
 use crate::directory::Directory;
-use crate::exchange::consumer::{self, ConsumerContext};
+use crate::exchange::consumer::{self, CallerLimits, ConsumerContext};
 use crate::exchange::signer::EnvelopeSigner;
+use crate::exchange::throttle;
 use crate::exchange::verify::ReplayCache;
 use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderContext};
 use crate::identity::tls::TlsMaterial;
 use crate::identity::{GatewayKey, PeerIdentity, TagKey};
 use crate::log_api::{self, LogApi};
 use crate::policy_reload::{self, LivePolicies, PolicyWatch, ShadowPolicies};
+use crate::rate_limits::RateLimits;
 use crate::telemetry::{ExportPlan, Metrics};
 use crate::transport::frame::{FrameLimits, DEFAULT_MAX_HEADER_BYTES};
+use crate::transport::limits::Connections;
 use crate::transport::observe;
 use crate::transport::peer::PeerTransport;
 use crate::transport::quic::{QuicServer, QuicSettings};
 use crate::transport::server::{serve, Call};
 use crate::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN, SIGNATURE_HEADER};
+use causeway_ledger::entry::Side;
 
 /// ALPN protocols of the client API (HTTP/2 and HTTP/1.1 over mutual TLS).
 const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -62,6 +69,20 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     let (metrics, meter_provider) = telemetry(config)?;
     ledger.observe_commits(metrics.clone());
 
+    let provider_limits = Arc::new(RateLimits::open(
+        config.peer.rate_limits,
+        &config.ledger.dir.join("rate-limits.peer.json"),
+    ));
+    let caller_limits = CallerLimits {
+        applications: Arc::new(RateLimits::open(
+            config.client.rate_limits,
+            &config.ledger.dir.join("rate-limits.applications.json"),
+        )),
+        officers: Arc::new(RateLimits::open(
+            config.client.officer_rate_limits,
+            &config.ledger.dir.join("rate-limits.officers.json"),
+        )),
+    };
     let replay = Arc::new(ReplayCache::default());
     let remembered = replay
         .remember_notarized(
@@ -85,6 +106,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         tag_key: identity.tag_key.clone(),
         max_skew_secs: config.peer.max_skew_secs,
         replay,
+        rate_limits: provider_limits.clone(),
         batches: Arc::default(),
         metrics: metrics.clone(),
     };
@@ -107,6 +129,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         timeout: Duration::from_millis(config.client.request_timeout_ms),
         checkpoints: Arc::default(),
         callers,
+        rate_limits: caller_limits.clone(),
     });
 
     let client_listener = bind(config.client.listen, "[client] listen").await?;
@@ -126,6 +149,13 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    let client_connections = Connections::new("client", client_limits(config, MAX_CLIENT_BODY));
+    let peer_connections = Connections::new("peer", peer_limits(config));
+    let admin_connections = config
+        .admin
+        .as_ref()
+        .map(|admin| Connections::new("admin", admin_limits(admin)));
+    let quic_load = quic_server.as_ref().map(QuicServer::load);
     let mut running = Running::new();
 
     // The peer API: exchanges through the provider pipeline, and the log and witness endpoints.
@@ -152,7 +182,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         peer_listener,
         Some(identity.tls.server_config(HTTPS_ALPN)?),
-        MAX_PEER_BODY,
+        peer_connections.clone(),
         observe::peer_requests(peer_handler, Transport::Https),
         running.stop_signal(),
     ));
@@ -183,7 +213,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         client_listener,
         client_tls,
-        MAX_CLIENT_BODY,
+        client_connections.clone(),
         observe::client_requests(client_handler, metrics.clone()),
         running.stop_signal(),
     ));
@@ -201,7 +231,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         metrics: metrics.clone(),
     });
     admin.collect_metrics(&log_api, &peers);
-    if let Some(listener) = admin_listener {
+    let mut listeners = vec![client_connections, peer_connections];
+    listeners.extend(admin_connections.clone());
+    admin.collect_connections(listeners, quic_load);
+    if let (Some(listener), Some(connections)) = (admin_listener, admin_connections) {
         let admin_handler = move |call: Call| {
             let admin = admin.clone();
             async move { admin.route(&call).await }
@@ -209,7 +242,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         running.spawn(serve(
             listener,
             None,
-            1024,
+            connections,
             admin_handler,
             running.stop_signal(),
         ));
@@ -222,6 +255,23 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
             let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         });
     }
+    // What the rate limits refused, notarized once per caller and window.
+    let every =
+        |budget: &crate::rate_limits::Budget| Duration::from_secs(budget.window_secs.clamp(1, 10));
+    running.spawn(throttle::notarize_summaries(
+        ledger.clone(),
+        vec![provider_limits],
+        Side::Provider,
+        every(&config.peer.rate_limits),
+        running.stop_signal(),
+    ));
+    running.spawn(throttle::notarize_summaries(
+        ledger.clone(),
+        vec![caller_limits.applications, caller_limits.officers],
+        Side::Consumer,
+        every(&config.client.rate_limits).min(every(&config.client.officer_rate_limits)),
+        running.stop_signal(),
+    ));
     running.spawn(PolicyWatch::new(policies, shadow, ledger.clone()).run(running.stop_signal()));
     tracing::info!(
         department = %me,
@@ -330,6 +380,10 @@ fn bind_quic(
                 max_header: DEFAULT_MAX_HEADER_BYTES,
                 max_body: MAX_PEER_BODY,
             },
+            idle_timeout: Duration::from_secs(config.peer.quic_idle_timeout_secs),
+            max_connections: config.peer.quic_max_connections,
+            max_handshakes: config.peer.quic_max_handshakes,
+            handshakes_before_retry: config.peer.quic_handshakes_before_retry,
             ..QuicSettings::default()
         },
     )

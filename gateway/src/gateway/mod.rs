@@ -13,6 +13,7 @@ pub mod oversight;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -20,8 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{GatewayConfig, Role};
+use crate::config::{AdminSection, GatewayConfig, Role};
 use crate::identity::DeptId;
+use crate::transport::limits::ListenerLimits;
 use crate::transport::peer::{PeerTransport, TransportStats};
 use crate::transport::{json_response, ProtocolResponse};
 use causeway_ledger::Ledger;
@@ -31,6 +33,9 @@ pub const MAX_PEER_BODY: usize = causeway_ledger::witness::MAX_ADD_CHECKPOINT_BY
 
 /// Largest client API request body.
 pub const MAX_CLIENT_BODY: usize = 64 * 1024;
+
+/// Largest admin request body.
+pub const MAX_ADMIN_BODY: usize = 1024;
 
 /// A started node: a department gateway or an oversight node.
 pub struct Gateway {
@@ -127,6 +132,36 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} ({what}); is another node running?"))
+}
+
+/// The limits of the `[client]` listener: a department's client API, an oversight node's dashboard.
+fn client_limits(config: &GatewayConfig, max_body: usize) -> ListenerLimits {
+    ListenerLimits {
+        max_body,
+        max_connections: config.client.max_connections,
+        max_connections_per_address: config.client.max_connections_per_address,
+        idle_timeout: Duration::from_secs(config.client.idle_timeout_secs),
+    }
+}
+
+/// The limits of the `[peer] https` listener.
+fn peer_limits(config: &GatewayConfig) -> ListenerLimits {
+    ListenerLimits {
+        max_body: MAX_PEER_BODY,
+        max_connections: config.peer.max_connections,
+        max_connections_per_address: config.peer.max_connections_per_address,
+        idle_timeout: Duration::from_secs(config.peer.idle_timeout_secs),
+    }
+}
+
+/// The limits of the `[admin]` listener.
+fn admin_limits(admin: &AdminSection) -> ListenerLimits {
+    ListenerLimits {
+        max_body: MAX_ADMIN_BODY,
+        max_connections: admin.max_connections,
+        max_connections_per_address: admin.max_connections_per_address,
+        idle_timeout: Duration::from_secs(admin.idle_timeout_secs),
+    }
 }
 
 /// The answer to a path no API here serves.

@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::watch;
 
-use super::{bind, not_found, Gateway, Running, MAX_PEER_BODY};
+use super::{bind, client_limits, not_found, peer_limits, Gateway, Running};
 use crate::config::GatewayConfig;
 use crate::identity::GatewayKey;
 use crate::log_api::LogApi;
 use crate::oversight::{dashboard, Oversight};
+use crate::transport::limits::Connections;
 use crate::transport::server::{serve, Call};
 use crate::transport::HTTPS_ALPN;
 
@@ -51,7 +52,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         peer_listener,
         Some(tls.server_config(HTTPS_ALPN)?),
-        MAX_PEER_BODY,
+        Connections::new("peer", peer_limits(config)),
         peer_handler,
         running.stop_signal(),
     ));
@@ -61,7 +62,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         dashboard_listener,
         None,
-        dashboard::MAX_FORM_BYTES,
+        Connections::new(
+            "dashboard",
+            client_limits(config, dashboard::MAX_FORM_BYTES),
+        ),
         move |call: Call| dashboard::handle(dashboard_node.clone(), call),
         running.stop_signal(),
     ));

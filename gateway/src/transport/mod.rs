@@ -10,6 +10,7 @@ pub mod app_client;
 pub mod client;
 pub mod coalesce;
 pub mod frame;
+pub mod limits;
 pub mod observe;
 pub mod peer;
 pub mod quic;

@@ -6,6 +6,11 @@
 //! the same [`Call`] the HTTPS port builds, so both ports feed one handler (the gateway's peer API)
 //! and nothing above this module knows which transport carried a request. Framing errors reset
 //! only their stream, with a [`ResetCode`]; the connection keeps serving other streams.
+//!
+//! Load is bounded before any handshake work: above `quic_max_connections` open or
+//! `quic_max_handshakes` in progress a connection attempt is refused, and above
+//! `quic_handshakes_before_retry` in progress a client must first prove its address with a Retry.
+//! A connection with no stream in flight for the idle timeout is closed with `NO_ERROR`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +29,7 @@ use super::client::PeerError;
 use super::frame::{
     self, FrameError, FrameLimits, Header, RequestHeader, ResetCode, ResponseHeader,
 };
+use super::limits::{Held, QuicLoad};
 use super::peer::PeerRequest;
 use super::server::Call;
 use super::ProtocolResponse;
@@ -63,10 +69,20 @@ pub struct QuicSettings {
     pub limits: FrameLimits,
     /// Time allowed for a handshake.
     pub handshake_timeout: Duration,
-    /// A connection with no traffic for this long is closed.
+    /// A connection with no stream in flight for this long is closed with `NO_ERROR`, whatever
+    /// else it sends (PINGs do not keep it open); one with no packets for this long is gone
+    /// (`[peer] quic_idle_timeout_secs`).
     pub idle_timeout: Duration,
     /// Concurrent streams (exchanges) per connection.
     pub max_streams: u32,
+    /// Connections open at once, handshaking or established (`[peer] quic_max_connections`);
+    /// more are refused.
+    pub max_connections: usize,
+    /// Handshakes in progress at once (`[peer] quic_max_handshakes`); more are refused.
+    pub max_handshakes: usize,
+    /// Once this many handshakes are in progress, a client must prove its address with a Retry
+    /// round trip before its handshake is accepted (`[peer] quic_handshakes_before_retry`).
+    pub handshakes_before_retry: usize,
 }
 
 impl Default for QuicSettings {
@@ -77,6 +93,9 @@ impl Default for QuicSettings {
             handshake_timeout: super::server::HANDSHAKE_TIMEOUT,
             idle_timeout: Duration::from_secs(60),
             max_streams: 256,
+            max_connections: 4096,
+            max_handshakes: 64,
+            handshakes_before_retry: 16,
         }
     }
 }
@@ -98,6 +117,7 @@ pub struct QuicServer {
     endpoint: quinn::Endpoint,
     socket: Weak<dyn AsyncUdpSocket>,
     settings: QuicSettings,
+    load: Arc<QuicLoad>,
 }
 
 impl QuicServer {
@@ -147,12 +167,18 @@ impl QuicServer {
             endpoint,
             socket: weak,
             settings,
+            load: Arc::default(),
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
+    }
+
+    /// Connections and handshakes in progress, and what the port did about load (for metrics).
+    pub fn load(&self) -> Arc<QuicLoad> {
+        self.load.clone()
     }
 
     /// Serve `handler` until `shutdown` turns true; then refuse new connections, let in-flight
@@ -163,6 +189,7 @@ impl QuicServer {
         F: Future<Output = ProtocolResponse> + Send + 'static,
     {
         let settings = Arc::new(self.settings);
+        let load = self.load;
         let (drain, draining) = watch::channel(false);
         let mut connections = JoinSet::new();
         loop {
@@ -173,13 +200,17 @@ impl QuicServer {
                 },
                 _ = shutdown.changed() => break,
             };
+            while connections.try_join_next().is_some() {}
+            let Some(admitted) = admit(incoming, &settings, &load) else {
+                continue;
+            };
             connections.spawn(serve_connection(
-                incoming,
+                admitted,
                 handler.clone(),
                 settings.clone(),
+                load.clone(),
                 draining.clone(),
             ));
-            while connections.try_join_next().is_some() {}
         }
         self.endpoint.set_server_config(None);
         let _ = drain.send(true);
@@ -207,17 +238,70 @@ impl QuicServer {
     }
 }
 
-async fn serve_connection<H, F>(
+/// A connection attempt let in, holding its places in `load` until its handshake (`handshake`) or
+/// the whole connection (`connection`) ends.
+struct Admitted {
     incoming: quinn::Incoming,
+    handshake: Held,
+    connection: Held,
+}
+
+/// What to do with a connection attempt: refuse it over the limits, ask the client to prove its
+/// address (a Retry, RFC 9000 section 8.1.2) while many handshakes are in progress, or let it in.
+/// Only the accept loop calls this, so the counts it checks cannot change before it takes its
+/// places.
+fn admit(incoming: quinn::Incoming, settings: &QuicSettings, load: &QuicLoad) -> Option<Admitted> {
+    let remote = incoming.remote_address();
+    let handshakes = load.handshakes();
+    if load.open() >= settings.max_connections {
+        tracing::debug!(%remote, max = settings.max_connections,
+            "QUIC connection refused: quic_max_connections are open");
+        load.count_refused(false);
+        incoming.refuse();
+        None
+    } else if handshakes >= settings.max_handshakes {
+        tracing::debug!(%remote, max = settings.max_handshakes,
+            "QUIC connection refused: quic_max_handshakes are in progress");
+        load.count_refused(true);
+        incoming.refuse();
+        None
+    } else if handshakes >= settings.handshakes_before_retry && !incoming.remote_address_validated()
+    {
+        tracing::debug!(%remote, handshakes, "QUIC client asked to prove its address (Retry)");
+        load.count_retry();
+        if let Err(e) = incoming.retry() {
+            // quinn allows a Retry whenever the address is not validated yet.
+            e.into_incoming().refuse();
+        }
+        None
+    } else {
+        Some(Admitted {
+            incoming,
+            handshake: load.hold_handshake(),
+            connection: load.hold_connection(),
+        })
+    }
+}
+
+async fn serve_connection<H, F>(
+    admitted: Admitted,
     handler: H,
     settings: Arc<QuicSettings>,
+    load: Arc<QuicLoad>,
     mut draining: watch::Receiver<bool>,
 ) where
     H: Fn(Call) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = ProtocolResponse> + Send + 'static,
 {
+    let Admitted {
+        incoming,
+        handshake,
+        connection: _connection,
+    } = admitted;
     let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout(settings.handshake_timeout, incoming).await {
+    let handshaken = tokio::time::timeout(settings.handshake_timeout, incoming).await;
+    drop(handshake);
+    let conn = match handshaken {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::info!(%remote, error = %e, "QUIC handshake refused");
@@ -239,7 +323,10 @@ async fn serve_connection<H, F>(
     }
     let peer_cert = peer_leaf(&conn);
     let mut streams = JoinSet::new();
+    let mut idle = false;
     loop {
+        // The idle clock runs only while no stream is in flight, and restarts at every event.
+        let idle_clock = tokio::time::sleep(settings.idle_timeout);
         let (send, recv) = tokio::select! {
             accepted = conn.accept_bi() => match accepted {
                 Ok(s) => s,
@@ -251,6 +338,11 @@ async fn serve_connection<H, F>(
                 }
             },
             _ = draining.changed() => break,
+            Some(_) = streams.join_next(), if !streams.is_empty() => continue,
+            _ = idle_clock, if streams.is_empty() => {
+                idle = true;
+                break;
+            }
         };
         streams.spawn(serve_stream(
             send,
@@ -259,11 +351,16 @@ async fn serve_connection<H, F>(
             handler.clone(),
             settings.clone(),
         ));
-        while streams.try_join_next().is_some() {}
     }
     while streams.join_next().await.is_some() {}
     if *draining.borrow() {
         conn.close(code(ResetCode::NoError), b"shutting down");
+    } else if idle {
+        // NO_ERROR: every stream accepted was answered, so the client may reconnect and resend.
+        let idle_secs = settings.idle_timeout.as_secs_f64();
+        tracing::debug!(%remote, idle_secs, "idle QUIC connection closed");
+        load.count_idle_close();
+        conn.close(code(ResetCode::NoError), b"idle");
     }
 }
 

@@ -1,10 +1,13 @@
 //! One accept loop for every listener: optional TLS (required client certificates on peer ports),
-//! HTTP/1.1 and HTTP/2, size and time limits, graceful shutdown that drains in-flight requests.
+//! HTTP/1.1 and HTTP/2, connection limits ([`super::limits`]), size and time limits, an idle
+//! timeout that counts requests rather than frames, and graceful shutdown that drains in-flight
+//! requests.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -12,12 +15,15 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::coalesce::Coalesce;
+use super::limits::Connections;
 use super::{json_response, ProtocolResponse};
 
 /// Time allowed for a TLS handshake.
@@ -48,10 +54,14 @@ pub struct Call {
 
 /// Serve `handler` on `listener` until `shutdown` turns true, then drain. Handlers answer with a
 /// [`ProtocolResponse`] (status and JSON) or, like the oversight dashboard, a full HTTP response.
+///
+/// `connections` holds the listener's [`ListenerLimits`](super::limits::ListenerLimits): a
+/// connection over its limits is closed as soon as it is accepted, before TLS, and one with no
+/// request in flight for the idle timeout is closed gracefully.
 pub async fn serve<H, F, R>(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
-    max_body: usize,
+    connections: Arc<Connections>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -60,7 +70,8 @@ pub async fn serve<H, F, R>(
     R: Into<Response<Full<Bytes>>> + 'static,
 {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limits = *connections.limits();
+    let mut tasks = JoinSet::new();
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -72,6 +83,15 @@ pub async fn serve<H, F, R>(
                 }
             },
             _ = shutdown.changed() => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let permit = match connections.admit(remote.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                tracing::debug!(%remote, listener = connections.name(), limit = refusal.as_str(),
+                    "connection refused: over the listener's connection limit");
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
@@ -89,8 +109,15 @@ pub async fn serve<H, F, R>(
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .max_header_list_size(MAX_HEADER_BYTES as u32)
             .max_concurrent_streams(256);
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let connection = Connection {
+            connections: connections.clone(),
+            remote,
+            activity: Arc::new(Activity::new()),
+            shutdown: shutdown.clone(),
+        };
+        tasks.spawn(async move {
+            let _permit = permit;
+            let activity = connection.activity.clone();
             match acceptor {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(
@@ -115,66 +142,184 @@ pub async fn serve<H, F, R>(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .cloned();
-                    let started = Arc::new(AtomicBool::new(false));
-                    let seen = started.clone();
                     let svc = hyper::service::service_fn(move |req| {
-                        seen.store(true, Ordering::Relaxed);
-                        handle(handler.clone(), max_body, peer_cert.clone(), req)
+                        let request = activity.begin();
+                        handle(
+                            handler.clone(),
+                            limits.max_body,
+                            peer_cert.clone(),
+                            req,
+                            request,
+                        )
                     });
                     let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                    until_done(watcher.watch(conn.into_owned()), &started, remote).await;
+                    connection
+                        .drive(conn.into_owned(), limits.idle_timeout)
+                        .await;
                 }
                 None => {
-                    let started = Arc::new(AtomicBool::new(false));
-                    let seen = started.clone();
                     let svc = hyper::service::service_fn(move |req| {
-                        seen.store(true, Ordering::Relaxed);
-                        handle(handler.clone(), max_body, None, req)
+                        let request = activity.begin();
+                        handle(handler.clone(), limits.max_body, None, req, request)
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    until_done(watcher.watch(conn.into_owned()), &started, remote).await;
+                    connection
+                        .drive(conn.into_owned(), limits.idle_timeout)
+                        .await;
                 }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!("some connections did not finish within 10 s of shutdown");
+        // Left to finish on their own: shutdown waits no longer for them.
+        tasks.detach_all();
     }
 }
 
-/// Drive one connection to its end, but drop it if no request has begun within
-/// [`HEADER_TIMEOUT`]: hyper's header timeout starts only once HTTP/1.1 is chosen, so a client that
-/// connects and says nothing (or stalls the HTTP/2 preface) would otherwise hold it forever.
-async fn until_done<C, E>(conn: C, started: &AtomicBool, remote: std::net::SocketAddr)
-where
-    C: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = &mut conn => ended,
-        _ = tokio::time::sleep(HEADER_TIMEOUT) => {
-            if !started.load(Ordering::Relaxed) {
-                tracing::info!(%remote, "no request within the header timeout; connection closed");
-                return;
-            }
-            conn.await
+/// How long shutdown waits for connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection told to close (idle, or shutting down) may take to finish closing once
+/// no request is in flight: an HTTP/2 graceful close waits for the client to answer a PING, and a
+/// client that never does is dropped after this.
+const CLOSE_GRACE: Duration = KEEPALIVE_TIMEOUT;
+
+/// A connection's requests in flight and when the last one ended: its idle clock counts requests,
+/// not frames, so PINGs and other control frames do not keep a connection open. A few atomic
+/// operations per request, no lock.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    begun: AtomicBool,
+    /// When the last request ended, in milliseconds since `opened`.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            begun: AtomicBool::new(false),
+            last_end_ms: AtomicU64::new(0),
         }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+
+    /// A request has begun; it ends when the returned guard is dropped (answered, or abandoned by
+    /// hyper because the client reset it).
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.begun.store(true, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// When the connection will have been idle for `idle`; `None` while a request is in flight.
+    fn idle_at(&self, idle: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last_end = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.opened + last_end + idle)
     }
 }
 
+/// One request in flight on a connection.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let now = activity.opened.elapsed().as_millis() as u64;
+        activity.last_end_ms.fetch_max(now, Ordering::AcqRel);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What one connection's task knows besides the hyper connection itself.
+struct Connection {
+    connections: Arc<Connections>,
+    remote: SocketAddr,
+    activity: Arc<Activity>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Drive `conn` to its end. Close it gracefully once no request has been in flight for
+    /// `idle`, or when the listener shuts down; drop it if no request has begun within
+    /// [`HEADER_TIMEOUT`] (hyper's header timeout starts only once HTTP/1.1 is chosen, so a client
+    /// that connects and says nothing, or stalls the HTTP/2 preface, would otherwise hold it), or
+    /// if it has not finished closing [`CLOSE_GRACE`] after being told to with nothing in flight.
+    async fn drive<C>(mut self, conn: C, idle: Duration)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        let remote = self.remote;
+        tokio::pin!(conn);
+        let header_deadline = tokio::time::sleep(HEADER_TIMEOUT);
+        tokio::pin!(header_deadline);
+        let mut header_checked = false;
+        let mut closing_since: Option<Instant> = None;
+        let ended = loop {
+            let now = Instant::now();
+            let wake = match closing_since {
+                None => self.activity.idle_at(idle).unwrap_or(now + idle),
+                Some(since) => since + CLOSE_GRACE,
+            };
+            tokio::select! {
+                ended = conn.as_mut() => break ended,
+                _ = &mut header_deadline, if !header_checked => {
+                    header_checked = true;
+                    if !self.activity.begun.load(Ordering::Relaxed) {
+                        tracing::info!(%remote, "no request within the header timeout; connection closed");
+                        return;
+                    }
+                }
+                _ = self.shutdown.changed(), if closing_since.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing_since = Some(Instant::now());
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let idle_at = self.activity.idle_at(idle);
+                    match closing_since {
+                        None if idle_at.is_some_and(|at| at <= Instant::now()) => {
+                            tracing::debug!(%remote, listener = self.connections.name(),
+                                idle_secs = idle.as_secs_f64(), "idle connection closed");
+                            self.connections.count_idle_close();
+                            conn.as_mut().graceful_shutdown();
+                            closing_since = Some(Instant::now());
+                        }
+                        Some(_) if idle_at.is_some() => {
+                            tracing::debug!(%remote, "the connection did not finish closing; dropped");
+                            return;
+                        }
+                        // A request is in flight: never cut it; look again later.
+                        Some(_) => closing_since = Some(Instant::now()),
+                        None => {}
+                    }
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%remote, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Read the body (bounded in size and time) and answer with `handler`; `_in_flight` marks the
+/// request in flight on its connection until the answer is ready or hyper drops it.
 async fn handle<H, F, R>(
     handler: H,
     max_body: usize,
     peer_cert: Option<CertificateDer<'static>>,
     req: Request<Incoming>,
+    _in_flight: InFlight,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible>
 where
     H: Fn(Call) -> F,

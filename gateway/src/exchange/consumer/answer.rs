@@ -61,6 +61,8 @@ pub fn refuse(error: &ConsumerError) -> ProtocolResponse {
     let (status, code) = match error {
         ConsumerError::Caller(e) => e.status_and_code(),
         ConsumerError::BadRequest(_) => (400, "bad-request"),
+        ConsumerError::RateLimited(_) => (429, "rate-limited"),
+        ConsumerError::TooManyRefusals => (429, "too-many-refusals"),
         ConsumerError::ControlCharacters(_) => (400, "control-characters"),
         ConsumerError::Outbound {
             exchange,

@@ -1,6 +1,9 @@
 //! The department's own outbound rules: which of its applications may ask which provider for which
-//! datasets and purposes ([`crate::callers::applications`]). A refusal is notarized in this
-//! gateway's ledger, with its reason, before it is answered; the provider never hears of it.
+//! datasets and purposes ([`crate::callers::applications`]), and how much each application and
+//! officer may ask per window ([`crate::rate_limits`]). A refusal by the rules is notarized in this
+//! gateway's ledger, with its reason, before it is answered; the provider never hears of it. Past
+//! an application's budget of refusals, further ones are only counted and notarized together
+//! ([`crate::exchange::throttle`]).
 
 use causeway_ledger::entry::{Entry, Kind, Side};
 
@@ -21,9 +24,30 @@ pub async fn authorize<'a>(
         .applications()
         .get(&checked.caller.application)
         .expect("authenticate admits registered applications only");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let app_key = format!("application:{}", checked.caller.application);
+    if !cx.rate_limits.applications.decision(&app_key, now) {
+        return Err(ConsumerError::RateLimited("application"));
+    }
+    if let Some(tag) = &checked.officer_tag {
+        if !cx
+            .rate_limits
+            .officers
+            .decision(&format!("officer:{tag}"), now)
+        {
+            return Err(ConsumerError::RateLimited("officer"));
+        }
+    }
     let request = &checked.request;
     if app.may_ask(&checked.provider.id, &request.dataset, &request.purpose) {
         return Ok(checked);
+    }
+    if !cx
+        .rate_limits
+        .applications
+        .denial(&app_key, OUTBOUND_REASON, now)
+    {
+        return Err(ConsumerError::TooManyRefusals);
     }
     let exchange = envelope::exchange_id();
     let mut entry = Entry::new(Kind::Refused);
@@ -35,11 +59,7 @@ pub async fn authorize<'a>(
     entry.purpose = Some(request.purpose.clone());
     entry.legal_basis = Some(request.legal_basis.clone());
     entry.case = (!request.case.is_empty()).then(|| request.case.clone());
-    entry.officer = checked
-        .caller
-        .officer
-        .as_ref()
-        .map(|o| cx.tag_key.tag("officer", &o.id));
+    entry.officer = checked.officer_tag.clone();
     entry.application = Some(checked.caller.application.to_string());
     entry.decision = Some("deny".into());
     entry.reason = Some(OUTBOUND_REASON.into());

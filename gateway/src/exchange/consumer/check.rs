@@ -10,6 +10,8 @@ use crate::identity::DeptId;
 pub struct Checked<'a> {
     /// Who asks.
     pub caller: Caller,
+    /// The officer's keyed tag, if the caller acts for one: all that leaves this gateway of them.
+    pub officer_tag: Option<String>,
     /// The application's request.
     pub request: ClientRequest,
     /// The provider, as the directory lists it.
@@ -75,8 +77,13 @@ pub fn check<'a>(
             .check_role(officer, &request.purpose)
             .map_err(crate::callers::CallerError::from)?;
     }
+    let officer_tag = caller
+        .officer
+        .as_ref()
+        .map(|o| cx.tag_key.tag("officer", &o.id));
     Ok(Checked {
         caller,
+        officer_tag,
         request,
         provider,
     })

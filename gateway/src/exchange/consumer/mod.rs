@@ -40,6 +40,7 @@ use serde::Deserialize;
 use super::ProtocolResponse;
 use crate::directory::Directory;
 use crate::identity::{DeptId, TagKey};
+use crate::rate_limits::RateLimits;
 use crate::transport::client::PeerError;
 use crate::transport::peer::PeerTransport;
 use crate::transport::server::Call;
@@ -89,6 +90,17 @@ pub struct ConsumerContext {
     pub checkpoints: Arc<OpenedCheckpoints>,
     /// Who may call the client API, and what each application may ask.
     pub callers: Arc<crate::callers::Callers>,
+    /// Each application's and each officer's budget of requests and notarized refusals.
+    pub rate_limits: CallerLimits,
+}
+
+/// The budgets of the client API's callers ([`crate::rate_limits`]).
+#[derive(Clone)]
+pub struct CallerLimits {
+    /// Per application (`application:ID`): requests, and refusals by the outbound rules.
+    pub applications: Arc<RateLimits>,
+    /// Per officer (`officer:TAG`): requests.
+    pub officers: Arc<RateLimits>,
 }
 
 /// Why the consumer side did not answer with the provider's data; [`answer::refuse`] maps each to a
@@ -102,6 +114,12 @@ pub enum ConsumerError {
     /// The application's request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The application or the officer used up its budget of requests for this window.
+    #[error("too many requests from this {0} in this window; slow down")]
+    RateLimited(&'static str),
+    /// The application used up its budget of notarized refusals: further ones are only counted.
+    #[error("too many requests refused by this department's outbound rules in this window; the rest are counted, not notarized one by one")]
+    TooManyRefusals,
     /// A text field holds control or bidirectional-control characters.
     #[error(
         "`{0}` holds control or bidirectional-control characters, which are refused in every field"

@@ -30,6 +30,7 @@ pub async fn seal<'a>(
 ) -> Result<Sealed<'a>, ConsumerError> {
     let Checked {
         caller,
+        officer_tag,
         request,
         provider,
     } = checked;
@@ -43,11 +44,7 @@ pub async fn seal<'a>(
         purpose: request.purpose,
         legal_basis: request.legal_basis,
         case: request.case,
-        officer: caller
-            .officer
-            .as_ref()
-            .map(|o| cx.tag_key.tag("officer", &o.id))
-            .unwrap_or_default(),
+        officer: officer_tag.unwrap_or_default(),
         application: Some(caller.application),
         issued_at: envelope::now_rfc3339(),
         nonce: envelope::nonce(),
