@@ -1,5 +1,5 @@
 //! What an officer's token costs the client API: verifying a fresh token (EdDSA signature and
-//! claims) against verifying one the gateway has seen (a SHA-256 and a cache lookup), medians of
+//! claims) against verifying one the gateway has seen (a hash-table lookup), medians of
 //! several rounds.
 //!
 //! cargo run --release -p causeway --example token_bench [-- ROUNDS]
@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         cached.push(started.elapsed().as_secs_f64() * 1e6 / N as f64);
     }
     println!(
-        "token_bench: {N} EdDSA tokens, median of {rounds} rounds\n  first sight (signature + claims): {:.1} us/token\n  cached (SHA-256 + lookup):        {:.2} us/token",
+        "token_bench: {N} EdDSA tokens, median of {rounds} rounds\n  first sight (signature + claims): {:.1} us/token\n  cached (hash-table lookup):       {:.2} us/token",
         median(fresh),
         median(cached)
     );

@@ -32,7 +32,7 @@ pub struct Budget {
 /// Requests a caller's budget refused in one window, notarized as one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
-    /// The caller (a department, `application:ID` or `officer:TAG`).
+    /// The caller (a department id, an application id or an officer's keyed tag).
     pub key: String,
     /// Start of the window, Unix seconds.
     pub window_start: i64,

@@ -211,11 +211,9 @@ impl Callers {
             .headers
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if self.hosts.contains(&host) {
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default();
+        if self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
             Ok(())
         } else {
             Err(CallerError::UnknownHost(host.chars().take(100).collect()))

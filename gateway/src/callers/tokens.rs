@@ -6,8 +6,9 @@
 //! as a shared secret), it names the configured issuer and audience, and its `exp` (and `nbf`, if
 //! present) hold within the configured clock skew. The officer id is the configured claim.
 //!
-//! A verified token is cached under its SHA-256 until it expires, so an officer's requests pay for
-//! one signature check, not one each.
+//! A verified token is cached until it expires (in a hash table keyed by the token itself: a hit is
+//! the very same token, byte for byte), so an officer's requests pay for one signature check, not
+//! one each.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -17,7 +18,6 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use sha2::{Digest, Sha256};
 
 use crate::config::OfficersSection;
 
@@ -129,7 +129,7 @@ pub struct OfficerTokens {
     skew_secs: u64,
     purpose_roles: BTreeMap<String, String>,
     keys: Vec<TokenKey>,
-    verified: Mutex<HashMap<[u8; 32], Arc<Officer>>>,
+    verified: Mutex<HashMap<Box<str>, Arc<Officer>>>,
 }
 
 impl OfficerTokens {
@@ -157,9 +157,8 @@ impl OfficerTokens {
                 "longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(officer) = self.lock().get(&digest) {
+        if let Some(officer) = self.lock().get(token) {
             if now < officer.expires_at.saturating_add(self.skew_secs) {
                 return Ok(officer.clone());
             }
@@ -172,7 +171,7 @@ impl OfficerTokens {
                 verified.clear();
             }
         }
-        verified.insert(digest, officer.clone());
+        verified.insert(token.into(), officer.clone());
         Ok(officer)
     }
 
@@ -264,7 +263,7 @@ impl OfficerTokens {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Officer>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Officer>>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -77,8 +77,10 @@ where
         Box::pin(async move {
             // Every decision counts against the consumer's budget; past it, none is made.
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let consumer = verified.envelope.consumer.clone();
-            if !layer.rate_limits.decision(consumer.as_str(), now) {
+            if !layer
+                .rate_limits
+                .decision(verified.envelope.consumer.as_str(), now)
+            {
                 return Err(ExchangeError::TooManyRequests);
             }
             let mut entry = provider_entry(&verified, &layer.catalog, &layer.tag_key);
@@ -94,7 +96,8 @@ where
                 }
                 Err(ExchangeError::Denied(decision)) => {
                     let reason = decision.reason.code.as_str();
-                    if !layer.rate_limits.denial(consumer.as_str(), reason, now) {
+                    let consumer = entry.consumer.as_deref().unwrap_or_default();
+                    if !layer.rate_limits.denial(consumer, reason, now) {
                         return Err(ExchangeError::TooManyDenials);
                     }
                     entry.kind = Kind::Denied;

@@ -14,14 +14,34 @@ use crate::rate_limits::{RateLimits, Summary};
 /// The reason code of a summary entry.
 pub const RATE_LIMITED: &str = "rate-limited";
 
-/// The entry for `summary`, written by `side`.
-pub fn summary_entry(summary: &Summary, side: Side) -> Entry {
+/// Whose budgets a [`RateLimits`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A consumer department's, at the provider.
+    Consumer,
+    /// An application's, at its own gateway.
+    Application,
+    /// An officer's (by keyed tag), at their department's gateway.
+    Officer,
+}
+
+/// The entry for `summary` of `caller`'s budget.
+pub fn summary_entry(summary: &Summary, caller: Caller) -> Entry {
     let mut entry = Entry::new(Kind::Refused);
-    entry.side = Some(side);
-    match (side, summary.key.split_once(':')) {
-        (Side::Consumer, Some(("application", app))) => entry.application = Some(app.to_owned()),
-        (Side::Consumer, Some(("officer", tag))) => entry.officer = Some(tag.to_owned()),
-        _ => entry.consumer = Some(summary.key.clone()),
+    let key = Some(summary.key.clone());
+    match caller {
+        Caller::Consumer => {
+            entry.side = Some(Side::Provider);
+            entry.consumer = key;
+        }
+        Caller::Application => {
+            entry.side = Some(Side::Consumer);
+            entry.application = key;
+        }
+        Caller::Officer => {
+            entry.side = Some(Side::Consumer);
+            entry.officer = key;
+        }
     }
     entry.decision = Some("deny".into());
     entry.reason = Some(RATE_LIMITED.into());
@@ -38,8 +58,7 @@ pub fn summary_entry(summary: &Summary, side: Side) -> Entry {
 /// save the counts; once more when told to stop.
 pub async fn notarize_summaries(
     ledger: Arc<Ledger>,
-    limits: Vec<Arc<RateLimits>>,
-    side: Side,
+    limits: Vec<(Arc<RateLimits>, Caller)>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -51,11 +70,11 @@ pub async fn notarize_summaries(
             _ = stop.changed() => true,
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        for limits in &limits {
+        for (limits, caller) in &limits {
             let summaries = limits.take_summaries(now);
             let mut failed = Vec::new();
             for summary in summaries {
-                if let Err(e) = ledger.append(summary_entry(&summary, side)).await {
+                if let Err(e) = ledger.append(summary_entry(&summary, *caller)).await {
                     tracing::error!(error = %e, "cannot notarize a rate-limit summary; kept for the next round");
                     failed.push(summary);
                 }

@@ -39,7 +39,6 @@ use crate::transport::peer::PeerTransport;
 use crate::transport::quic::{QuicServer, QuicSettings};
 use crate::transport::server::{serve, Call};
 use crate::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN, SIGNATURE_HEADER};
-use causeway_ledger::entry::Side;
 
 /// ALPN protocols of the client API (HTTP/2 and HTTP/1.1 over mutual TLS).
 const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -260,16 +259,14 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         |budget: &crate::rate_limits::Budget| Duration::from_secs(budget.window_secs.clamp(1, 10));
     running.spawn(throttle::notarize_summaries(
         ledger.clone(),
-        vec![provider_limits],
-        Side::Provider,
-        every(&config.peer.rate_limits),
-        running.stop_signal(),
-    ));
-    running.spawn(throttle::notarize_summaries(
-        ledger.clone(),
-        vec![caller_limits.applications, caller_limits.officers],
-        Side::Consumer,
-        every(&config.client.rate_limits).min(every(&config.client.officer_rate_limits)),
+        vec![
+            (provider_limits, throttle::Caller::Consumer),
+            (caller_limits.applications, throttle::Caller::Application),
+            (caller_limits.officers, throttle::Caller::Officer),
+        ],
+        every(&config.peer.rate_limits)
+            .min(every(&config.client.rate_limits))
+            .min(every(&config.client.officer_rate_limits)),
         running.stop_signal(),
     ));
     running.spawn(PolicyWatch::new(policies, shadow, ledger.clone()).run(running.stop_signal()));

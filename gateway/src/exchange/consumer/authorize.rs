@@ -25,16 +25,12 @@ pub async fn authorize<'a>(
         .get(&checked.caller.application)
         .expect("authenticate admits registered applications only");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let app_key = format!("application:{}", checked.caller.application);
-    if !cx.rate_limits.applications.decision(&app_key, now) {
+    let app_key = checked.caller.application.as_str();
+    if !cx.rate_limits.applications.decision(app_key, now) {
         return Err(ConsumerError::RateLimited("application"));
     }
     if let Some(tag) = &checked.officer_tag {
-        if !cx
-            .rate_limits
-            .officers
-            .decision(&format!("officer:{tag}"), now)
-        {
+        if !cx.rate_limits.officers.decision(tag, now) {
             return Err(ConsumerError::RateLimited("officer"));
         }
     }
@@ -45,7 +41,7 @@ pub async fn authorize<'a>(
     if !cx
         .rate_limits
         .applications
-        .denial(&app_key, OUTBOUND_REASON, now)
+        .denial(app_key, OUTBOUND_REASON, now)
     {
         return Err(ConsumerError::TooManyRefusals);
     }

@@ -97,9 +97,9 @@ pub struct ConsumerContext {
 /// The budgets of the client API's callers ([`crate::rate_limits`]).
 #[derive(Clone)]
 pub struct CallerLimits {
-    /// Per application (`application:ID`): requests, and refusals by the outbound rules.
+    /// Per application (by id): requests, and refusals by the outbound rules.
     pub applications: Arc<RateLimits>,
-    /// Per officer (`officer:TAG`): requests.
+    /// Per officer (by keyed tag): requests.
     pub officers: Arc<RateLimits>,
 }
 
