@@ -12,8 +12,9 @@
 //! 1. Other crates: `causeway-ledger` (the access log), `causeway-policy` (policy files and
 //!    decisions), `causeway-adapters` (database sources). None of them knows this crate.
 //! 2. [`files`], [`identity`] (who is speaking: ids from certificates, keys, TLS material),
-//!    [`policy_reload`] (the policy set in force, reloaded and notarized) and [`rate_limits`]
-//!    (budgets of decisions per caller).
+//!    [`policy_reload`] (the policy set in force, reloaded and notarized), [`rate_limits`]
+//!    (budgets of decisions per caller) and [`text`] (outside text made safe to show: control and
+//!    bidi characters escaped, CSV cells neutralized).
 //! 3. [`directory`]: the federation's membership and keys.
 //! 4. [`config`]: what an operator writes for one gateway (`causeway.toml`).
 //! 5. [`telemetry`] (logs, traces and metrics) and [`callers`] (who is asking at the client API:
@@ -46,4 +47,5 @@ pub mod oversight;
 pub mod policy_reload;
 pub mod rate_limits;
 pub mod telemetry;
+pub mod text;
 pub mod transport;

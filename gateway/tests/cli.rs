@@ -250,3 +250,81 @@ async fn demo_runs_the_civil_registry_on_postgresql() {
         "both allowed requests to the civil registry were served from PostgreSQL:\n{shown}"
     );
 }
+
+/// Text another department or an application wrote: terminal escapes (clear the screen, set the
+/// window title), a C1 control-sequence introducer and a right-to-left override.
+const CLEAR: &str = "\u{1b}[2J";
+const TITLE: &str = "\u{1b}]0;title\u{7}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_show_prints_control_and_bidi_characters_as_visible_escapes() {
+    use causeway_ledger::entry::{Entry, Kind, Side};
+    use causeway_ledger::note::NoteSigner;
+    use causeway_ledger::{Ledger, LedgerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_dir = dir.path().join("ledger");
+    std::fs::create_dir_all(&ledger_dir).unwrap();
+    let signer = NoteSigner::new(
+        "test/hostile",
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    )
+    .unwrap();
+    let ledger = Ledger::open(&ledger_dir, LedgerOptions::default(), signer).unwrap();
+    let mut entry = Entry::new(Kind::Denied);
+    entry.side = Some(Side::Provider);
+    entry.id = Some("x-1".into());
+    entry.consumer = Some(format!("tax{CLEAR}"));
+    entry.provider = Some("civil\u{202E}yrtsiger".into());
+    entry.dataset = Some(format!("residents{TITLE}"));
+    entry.purpose = Some(r#"=HYPERLINK("http://x","y")"#.into());
+    entry.legal_basis = Some("\u{202E}law".into());
+    entry.case = Some(CLEAR.into());
+    entry.decision = Some("deny".into());
+    entry.reason = Some("\u{9b}31m".into());
+    ledger.append(entry.clone()).await.unwrap();
+    ledger.close();
+    drop(ledger);
+
+    let raw = ["\u{1b}", "\u{7}", "\u{9b}", "\u{202E}"];
+    let ledger_arg = ledger_dir.to_str().unwrap();
+    let table = causeway(&["log", "show", "--ledger", ledger_arg]);
+    assert!(table.status.success(), "{}", text(&table));
+    let table = String::from_utf8(table.stdout).unwrap();
+    for c in raw {
+        assert!(
+            !table.contains(c),
+            "a raw {c:?} reached the terminal: {table:?}"
+        );
+    }
+    for shown in [
+        r"tax\u{1b}[2J",
+        r"civil\u{202e}yrtsiger",
+        r"residents\u{1b}]0;title\u{7}",
+        r"deny (\u{9b}31m)",
+    ] {
+        assert!(table.contains(shown), "{shown} is not in {table}");
+    }
+
+    let json = causeway(&["log", "show", "--ledger", ledger_arg, "--json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let json = String::from_utf8(json.stdout).unwrap();
+    for c in raw {
+        assert!(
+            !json.contains(c),
+            "a raw {c:?} reached the terminal: {json:?}"
+        );
+    }
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), 1, "{json}");
+    let decoded: Entry = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (decoded.consumer, decoded.provider, decoded.dataset),
+        (entry.consumer, entry.provider, entry.dataset),
+        "the JSON line still decodes to the entry as it was written"
+    );
+    assert_eq!(
+        (decoded.legal_basis, decoded.reason),
+        (entry.legal_basis, entry.reason)
+    );
+}

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("identity", 2),
     ("policy_reload", 2),
     ("rate_limits", 2),
+    ("text", 2),
     ("directory", 3),
     ("config", 4),
     ("telemetry", 5),

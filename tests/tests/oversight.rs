@@ -981,3 +981,137 @@ async fn the_dashboard_renders_in_chromium_finds_an_exchange_and_exports_it() {
     oversight.shutdown().await;
     fed.stop().await;
 }
+
+// ---- Text from other departments, shown to overseers ----
+
+/// Cells of an RFC 4180 document (quoted cells may hold `,`, `"` and line breaks).
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut cell) = (Vec::new(), Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut cell)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {
+                chars.next();
+                row.push(std::mem::take(&mut cell));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn hostile_text_in_a_replicated_log_is_neutralized_in_exports_and_escaped_on_pages() {
+    const PERSON: &str = "D000077";
+    let mut fed = Federation::start().await.unwrap();
+    let id = exchange(
+        &fed,
+        "social-welfare",
+        "civil-registry",
+        "residents",
+        json!({"national_id": PERSON}),
+        "benefit-eligibility",
+    )
+    .await;
+    // The provider writes hostile text into its own log, signs it, and serves it to oversight.
+    fed.stop_dept("civil-registry").await;
+    rebuild_ledger(&fed, "civil-registry", |e| {
+        if e.id.as_deref() == Some(id.as_str()) {
+            e.dataset = Some("-2+3".into());
+            e.purpose = Some(r#"=HYPERLINK("http://x","y")"#.into());
+            e.legal_basis = Some("+cmd".into());
+            e.case = Some("@SUM(1)".into());
+            e.reason = Some("@SUM(1)".into());
+            e.rule = Some("\t=1".into());
+            e.outcome = Some("\r=1".into());
+            e.fields = vec![
+                "\u{1b}[2J".into(),
+                "\u{1b}]0;title\u{7}".into(),
+                "\u{202E}gnp.exe".into(),
+            ];
+        }
+        true
+    })
+    .await
+    .unwrap();
+    fed.start_dept("civil-registry").await.unwrap();
+    let (oversight, _layout) = start_oversight(&fed).await.unwrap();
+    for (dept, report) in pull(&oversight).await {
+        assert!(report.flag.is_none(), "{dept}: {:?}", report.flag);
+    }
+    let addr = oversight.client_addr;
+    let raw = ['\u{1b}', '\u{7}', '\u{202E}'];
+
+    // The CSV export: every text cell that a spreadsheet would evaluate starts with a quote.
+    let (status, csv) = http_get(addr, &format!("/export.csv?exchange={id}&side=provider"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{csv}");
+    let rows = csv_rows(&csv);
+    assert_eq!(
+        rows.len(),
+        2,
+        "the header and the provider's entry: {csv:?}"
+    );
+    let column = |name: &str| {
+        let at = rows[0].iter().position(|h| h == name).unwrap();
+        rows[1][at].as_str()
+    };
+    assert_eq!(column("dataset"), "'-2+3");
+    assert_eq!(column("purpose"), r#"'=HYPERLINK("http://x","y")"#);
+    assert_eq!(column("legal_basis"), "'+cmd");
+    assert_eq!(column("reason"), "'@SUM(1)");
+    assert_eq!(column("rule"), "'\t=1");
+    assert_eq!(column("outcome"), "'\r=1");
+    assert_eq!(
+        column("fields"),
+        r"\u{1b}[2J;\u{1b}]0;title\u{7};\u{202e}gnp.exe"
+    );
+    for cell in rows.iter().flatten() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a cell a spreadsheet would evaluate: {cell:?} in {csv:?}"
+        );
+    }
+    assert!(!csv.contains(raw), "{csv:?}");
+
+    // The pages, the search and the printable citizen's report, show the characters as
+    // escapes, never raw.
+    let tag = node(&oversight).subject_tag(PERSON);
+    for path in [
+        format!("/search?exchange={id}"),
+        format!("/report?subject_tag={tag}"),
+    ] {
+        let (status, page) = http_get(addr, &path).await.unwrap();
+        assert_eq!(status, 200, "{path}: {page}");
+        assert!(!page.contains(raw), "{path}: {page:?}");
+        assert!(
+            page.contains(r"\u{1b}[2J, \u{1b}]0;title\u{7}, \u{202e}gnp.exe"),
+            "{path}: {page}"
+        );
+    }
+
+    // The citizen's report as text on the requester's terminal.
+    let report = node(&oversight)
+        .subject_report(&tag, &Asker::cli())
+        .await
+        .unwrap();
+    let table = report.to_table(PERSON);
+    assert!(!table.contains(raw), "{table:?}");
+    assert!(
+        table.contains(r"\u{1b}[2J,\u{1b}]0;title\u{7},\u{202e}gnp.exe"),
+        "{table}"
+    );
+    oversight.shutdown().await;
+    fed.stop().await;
+}

@@ -22,12 +22,8 @@ use crate::identity::{application_from_cert, AppId, DeptId, IdentityError};
 use applications::{Applications, Officers};
 use tokens::{Officer, OfficerTokens, TokenError};
 
-/// Whether `c` may not appear in any text a caller sends: control characters (C0, DEL, C1) and
-/// the Unicode bidirectional controls, which can make a log line or a table read other than it is.
-pub fn is_forbidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
+/// The characters refused in any text a caller sends; outputs escape the same ones.
+pub use crate::text::is_forbidden_char;
 
 /// An authenticated caller of the client API.
 #[derive(Debug, Clone)]
@@ -217,23 +213,6 @@ impl Callers {
             Ok(())
         } else {
             Err(CallerError::UnknownHost(host.chars().take(100).collect()))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_and_bidi_characters_are_forbidden() {
-        for c in [
-            '\0', '\n', '\r', '\t', '\u{7f}', '\u{85}', '\u{202E}', '\u{2066}', '\u{200F}',
-        ] {
-            assert!(is_forbidden_char(c), "{c:?}");
-        }
-        for c in ['a', ' ', 'é', 'Ж', '/', '\u{00A0}'] {
-            assert!(!is_forbidden_char(c), "{c:?}");
         }
     }
 }

@@ -5,6 +5,10 @@
 //! replica and the oversight ledger itself and notarizes there. Either way every query is recorded
 //! as an `oversight-query` entry naming `cli:<user>`. A national id typed for `audit subject` is
 //! turned into its keyed tag here and goes nowhere else; only this terminal sees it.
+//!
+//! The logs hold other departments' text, so every table shows control and bidi characters as
+//! escapes ([`crate::text::visible`]), JSON writes them as `\uXXXX`, and CSV cells a spreadsheet
+//! would evaluate are neutralized.
 
 use std::io::{BufRead, Write as _};
 use std::net::SocketAddr;
@@ -27,6 +31,7 @@ use crate::oversight::dashboard::{encode_form, to_query, OPERATOR_HEADER};
 use crate::oversight::replica::{Query, Record};
 use crate::oversight::report::SubjectReport;
 use crate::oversight::{Asker, LogStatus, Oversight};
+use crate::text::{self, visible};
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
@@ -308,7 +313,11 @@ async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
                             r.to - r.from,
                             r.witnesses
                         ),
-                        Some(f) => println!("{dept:<15} FLAGGED  {}: {}", f.reason, f.message),
+                        Some(f) => println!(
+                            "{dept:<15} FLAGGED  {}: {}",
+                            visible(&f.reason),
+                            visible(&f.message)
+                        ),
                     }
                 }
             }
@@ -316,7 +325,7 @@ async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
                 ok = false;
                 out.push(serde_json::json!({"department": dept, "error": e.to_string()}));
                 if !json {
-                    println!("{dept:<15} ERROR    {e}");
+                    println!("{dept:<15} ERROR    {}", visible(&e.to_string()));
                 }
             }
         }
@@ -325,9 +334,9 @@ async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            text::json(&serde_json::to_string_pretty(
                 &serde_json::json!({"logs": out, "entries": pulled, "seconds": elapsed.as_secs_f64(), "entries_per_second": rate})
-            )?
+            )?)
         );
     } else {
         println!(
@@ -366,7 +375,7 @@ async fn crosscheck(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
     };
     close(target);
     if json {
-        println!("{}", serde_json::to_string_pretty(&findings)?);
+        println!("{}", text::json(&serde_json::to_string_pretty(&findings)?));
     } else if findings.is_empty() {
         println!("cross-check: both sides of every exchange agree");
     } else {
@@ -375,7 +384,7 @@ async fn crosscheck(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
             "kind", "exchange", "consumer -> provider", "time"
         );
         for f in &findings {
-            let s = |k: &str| f[k].as_str().unwrap_or("?").to_owned();
+            let s = |k: &str| visible(f[k].as_str().unwrap_or("?")).into_owned();
             println!(
                 "{:<14} {:<38} {:<34} {:<20} {}",
                 s("kind"),
@@ -443,7 +452,7 @@ async fn subject(
             path.display()
         );
     } else if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", text::json(&serde_json::to_string_pretty(&report)?));
     } else {
         print!("{}", report.to_table(&id));
     }
@@ -481,9 +490,9 @@ async fn search(
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(
+            text::json(&serde_json::to_string_pretty(
                 &serde_json::json!({"query": query, "truncated": truncated, "records": records})
-            )?
+            )?)
         ),
         Format::Csv => {
             let records: Vec<Record> = records
@@ -505,11 +514,15 @@ async fn search(
             );
             for r in &records {
                 let e = &r["entry"];
-                let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+                let s = |k: &str| visible(e[k].as_str().unwrap_or("")).into_owned();
                 println!(
                     "{:<20} {:<20} {:<9} {:<38} {:<34} {:<12} {:<20} {} {}",
                     s("time").get(..19).unwrap_or(""),
-                    format!("{} #{}", r["log"].as_str().unwrap_or(""), r["index"]),
+                    format!(
+                        "{} #{}",
+                        visible(r["log"].as_str().unwrap_or("")),
+                        r["index"]
+                    ),
                     s("side"),
                     s("id"),
                     format!("{} -> {}", s("consumer"), s("provider")),
@@ -550,7 +563,7 @@ async fn status(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
     };
     close(target);
     if json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        println!("{}", text::json(&serde_json::to_string_pretty(&statuses)?));
         return Ok(ExitCode::SUCCESS);
     }
     let mut ok = true;
@@ -571,13 +584,14 @@ async fn status(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
             "verified".into()
         };
         println!(
-            "{:<15} {:>9} entries  checkpoint {:>9}  witnesses {}/{}  last pull {}  {state}",
-            s["department"].as_str().unwrap_or("?"),
+            "{:<15} {:>9} entries  checkpoint {:>9}  witnesses {}/{}  last pull {}  {}",
+            visible(s["department"].as_str().unwrap_or("?")),
             st["size"],
             st["checkpoint"]["size"],
             st["witnesses"].as_array().map_or(0, |w| w.len()),
             s["known_witnesses"],
-            st["last_pull"].as_str().unwrap_or("never"),
+            visible(st["last_pull"].as_str().unwrap_or("never")),
+            visible(&state),
         );
     }
     Ok(if ok {

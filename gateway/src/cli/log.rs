@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use crate::directory::Directory;
+use crate::text::{self, visible};
 use causeway_ledger::entry::Entry;
 use causeway_ledger::note::NoteVerifier;
 use causeway_ledger::store::Store;
@@ -62,7 +63,8 @@ pub(crate) enum LogCommand {
         /// The ledger directory.
         #[arg(long)]
         ledger: PathBuf,
-        /// One JSON entry per line (exact stored bytes) instead of a table.
+        /// One JSON entry per line instead of a table: the stored bytes, except that control and
+        /// bidi characters JSON allows raw are written as \uXXXX (the same entry, decoded).
         #[arg(long)]
         json: bool,
         /// First index.
@@ -242,7 +244,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
             store.read(|r| {
                 r.for_each_entry(from, end, |_, bytes| {
                     if json {
-                        println!("{}", String::from_utf8_lossy(bytes));
+                        println!("{}", text::json(&String::from_utf8_lossy(bytes)));
                         return Ok(());
                     }
                     match Entry::from_bytes(bytes) {
@@ -257,6 +259,8 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
     }
 }
 
+/// One entry as a table row; the entry's text is another party's, so control and bidi characters
+/// are shown as escapes.
 fn table_row(e: &Entry) -> String {
     let dash = || "-".to_owned();
     let parties = match (&e.consumer, &e.provider) {
@@ -271,14 +275,14 @@ fn table_row(e: &Entry) -> String {
     format!(
         "{:>6}  {:<20}  {:<13}  {:<8}  {:<33}  {:<10}  {:<20}  {:<22}  {:>4}",
         e.index,
-        e.time.get(..19).unwrap_or(&e.time),
+        visible(e.time.get(..19).unwrap_or(&e.time)),
         e.kind.as_str(),
         e.side
             .map_or_else(dash, |s| format!("{s:?}").to_lowercase()),
-        parties,
-        e.dataset.clone().unwrap_or_else(dash),
-        e.purpose.clone().unwrap_or_else(dash),
-        decision,
+        visible(&parties),
+        visible(e.dataset.as_deref().unwrap_or("-")),
+        visible(e.purpose.as_deref().unwrap_or("-")),
+        visible(&decision),
         e.rows.map_or_else(dash, |r| r.to_string()),
     )
 }

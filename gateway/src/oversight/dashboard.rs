@@ -30,6 +30,7 @@ use super::crosscheck::Finding;
 use super::replica::{MinuteCount, PairCount, Query, Record, MAX_LIMIT};
 use super::report::esc;
 use super::{Asker, Oversight, OversightError};
+use crate::text::csv_cell;
 use crate::transport::server::Call;
 use causeway_ledger::entry::Side;
 
@@ -347,19 +348,14 @@ pub fn to_query(params: &[(String, String)]) -> Result<Query, String> {
     })
 }
 
-/// Records as CSV (RFC 4180), one line per entry.
+/// Records as CSV (RFC 4180), one line per entry. Every text cell goes through
+/// [`csv_cell`]: the logs hold other departments' text, and a cell a spreadsheet would evaluate
+/// as a formula is neutralized. `index` and `rows` are numbers and written as such.
 pub fn to_csv(records: &[Record]) -> String {
     let mut out = String::from("log,index,leaf_hash,time,kind,side,exchange,consumer,provider,dataset,purpose,legal_basis,decision,reason,rule,outcome,fields,rows,policy,subjects,request_digest,response_digest\r\n");
-    let cell = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
     for r in records {
         let e = &r.entry;
-        let o = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
+        let o = |v: &Option<String>| csv_cell(v.as_deref().unwrap_or(""));
         let side = match e.side {
             Some(Side::Provider) => "provider",
             Some(Side::Consumer) => "consumer",
@@ -368,12 +364,12 @@ pub fn to_csv(records: &[Record]) -> String {
         let _ = write!(
             out,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
-            cell(&r.log),
+            csv_cell(&r.log),
             r.index,
-            r.leaf_hash,
-            cell(&e.time),
-            e.kind.as_str(),
-            side,
+            csv_cell(&r.leaf_hash),
+            csv_cell(&e.time),
+            csv_cell(e.kind.as_str()),
+            csv_cell(side),
             o(&e.id),
             o(&e.consumer),
             o(&e.provider),
@@ -384,10 +380,10 @@ pub fn to_csv(records: &[Record]) -> String {
             o(&e.reason),
             o(&e.rule),
             o(&e.outcome),
-            cell(&e.fields.join(";")),
+            csv_cell(&e.fields.join(";")),
             e.rows.map(|n| n.to_string()).unwrap_or_default(),
             o(&e.policy),
-            cell(&e.subjects.join(";")),
+            csv_cell(&e.subjects.join(";")),
             o(&e.request_digest),
             o(&e.response_digest),
         );
@@ -844,6 +840,51 @@ fn search_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use causeway_ledger::entry::{Entry, Kind};
+
+    #[test]
+    fn csv_cells_from_other_departments_are_neutralized() {
+        let mut entry = Entry::new(Kind::Exchange);
+        entry.index = 7;
+        entry.time = "2026-01-31T14:00:00Z".into();
+        entry.side = Some(Side::Provider);
+        entry.id = Some("x-1".into());
+        entry.consumer = Some("@SUM(1)".into());
+        entry.provider = Some("civil-registry".into());
+        entry.dataset = Some("-2+3".into());
+        entry.purpose = Some(r#"=HYPERLINK("http://x","y")"#.into());
+        entry.legal_basis = Some("+cmd".into());
+        entry.decision = Some("allow".into());
+        entry.reason = Some("\t=1".into());
+        entry.rule = Some("\r=1".into());
+        entry.outcome = Some("\u{1b}[2J\u{1b}]0;title\u{7}".into());
+        entry.fields = vec!["name".into(), "\u{202E}fdp.exe".into()];
+        entry.rows = Some(3);
+        let record = Record {
+            log: "civil-registry".into(),
+            index: 7,
+            leaf_hash: "ab".repeat(32),
+            entry,
+        };
+        let csv = to_csv(&[record]);
+        let rows: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(
+            rows.len(),
+            3,
+            "header, one row, and the final line break: {csv:?}"
+        );
+        let expected = format!(
+            "civil-registry,7,{},2026-01-31T14:00:00Z,exchange,provider,x-1,'@SUM(1),civil-registry,'-2+3,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'+cmd,allow,'\t=1,\"'\r=1\",{},name;{},3,,,,",
+            "ab".repeat(32),
+            r"\u{1b}[2J\u{1b}]0;title\u{7}",
+            r"\u{202e}fdp.exe",
+        );
+        assert_eq!(rows[1], expected);
+        assert!(
+            !csv.contains(['\u{1b}', '\u{7}', '\u{202E}']),
+            "no raw escape, bell or bidi override: {csv:?}"
+        );
+    }
 
     #[test]
     fn forms_round_trip_and_times_parse() {

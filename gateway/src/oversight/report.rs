@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::replica::{entry_time_ms, Query, Replica, ReplicaError, MAX_LIMIT};
+use crate::text::visible;
 use causeway_ledger::entry::Side;
 
 /// One exchange that touched the subject.
@@ -126,12 +127,14 @@ impl SubjectReport {
     }
 
     /// A plain-text table. `who` names the subject as the requester typed it (their terminal only).
+    /// Control and bidi characters in the departments' text are shown as escapes.
     pub fn to_table(&self, who: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Exchanges that touched {who} (subject tag {}): {}\n",
-            short(&self.subject_tag),
+            "Exchanges that touched {} (subject tag {}): {}\n",
+            visible(who),
+            visible(short(&self.subject_tag)),
             self.exchanges.len()
         );
         let _ = writeln!(
@@ -148,19 +151,19 @@ impl SubjectReport {
             let _ = writeln!(
                 out,
                 "{:<20} {:<15} {:<15} {:<10} {:<20} {:<26} {:<6} {:<28} {}",
-                x.time.get(..19).unwrap_or(&x.time),
-                x.consumer,
-                x.provider,
-                x.dataset,
-                x.purpose,
-                x.legal_basis,
+                visible(x.time.get(..19).unwrap_or(&x.time)),
+                visible(&x.consumer),
+                visible(&x.provider),
+                visible(&x.dataset),
+                visible(&x.purpose),
+                visible(&x.legal_basis),
                 result,
-                if x.fields.is_empty() {
+                visible(&if x.fields.is_empty() {
                     format!("({})", x.reason)
                 } else {
                     x.fields.join(",")
-                },
-                short(&x.policy)
+                }),
+                visible(short(&x.policy))
             );
         }
         out
@@ -220,18 +223,5 @@ fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-/// Escape text for HTML.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML: markup as entities, control and bidi characters as visible escapes.
+pub use crate::text::html as esc;
