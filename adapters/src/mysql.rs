@@ -284,7 +284,14 @@ impl MysqlSource {
                 Ok(rows)
             }
             Some(Err(Failure::Db(e))) => {
-                tracing::warn!(dataset = %self.dataset, error = %e, "mysql: query failed");
+                match &e {
+                    // The server's message may quote a parameter or a value ("Incorrect DATE
+                    // value: '...'", a SIGNAL's text): its code and SQLSTATE only.
+                    mysql_async::Error::Server(se) => {
+                        tracing::warn!(dataset = %self.dataset, code = se.code, sqlstate = %se.state, "mysql: query failed")
+                    }
+                    _ => tracing::warn!(dataset = %self.dataset, error = %e, "mysql: query failed"),
+                }
                 let fetch = map_error(&e, limits);
                 if fetch == FetchError::Unavailable {
                     conn.discard();

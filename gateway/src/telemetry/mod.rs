@@ -12,8 +12,10 @@
 //!   admin listener (`GET /metrics`), and are also exported over OTLP when a collector is configured.
 //!
 //! Span and metric attributes carry exchange ids, dataset names, purposes, department ids and
-//! outcome codes; never parameters, officers or any other personal data.
+//! outcome codes; never parameters, officers or any other personal data. Libraries that would log
+//! such data below warnings are capped whatever `RUST_LOG` says ([`caps`]).
 
+pub mod caps;
 pub mod metrics;
 mod otlp;
 
@@ -31,6 +33,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 pub use crate::config::TelemetrySection;
+pub use caps::{LibraryLogs, UNSAFE_DEBUG_LOGS};
 pub use metrics::Metrics;
 
 /// The only OTLP protocol built in (OTLP/HTTP with protobuf bodies, port 4318 by convention).
@@ -377,16 +380,18 @@ pub struct Tracing {
 
 impl Tracing {
     /// Install the global subscriber: logs to stderr filtered by `RUST_LOG` (default
-    /// `warn,causeway=info`), and, when `plan.traces` is set, the spans of this crate and the
-    /// adapters exported over OTLP. `department` becomes the `causeway.department` resource
-    /// attribute (one gateway per process).
+    /// `warn,causeway=info`) with library targets capped at warnings unless
+    /// [`UNSAFE_DEBUG_LOGS`] is set (then a warning says so), and, when `plan.traces` is set,
+    /// Causeway's own spans exported over OTLP ([`caps`]). `department` becomes the
+    /// `causeway.department` resource attribute (one gateway per process).
     pub fn install(
         format: LogFormat,
         plan: &ExportPlan,
         department: Option<&str>,
     ) -> Result<Tracing, TelemetryError> {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        let rust_log = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,causeway=info"));
+        let library_logs = LibraryLogs::from_env();
         let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
         let fmt = match format {
             LogFormat::Text => fmt.boxed(),
@@ -397,17 +402,21 @@ impl Tracing {
         let otel = provider.as_ref().map(|p| {
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("causeway"))
-                .with_filter(
-                    tracing_subscriber::filter::Targets::new()
-                        .with_target("causeway", tracing::Level::INFO)
-                        .with_target("causeway_adapters", tracing::Level::INFO),
-                )
+                .with_filter(caps::exported())
         });
         tracing_subscriber::registry()
-            .with(fmt.with_filter(filter))
+            .with(fmt.with_filter(library_logs.filter(rust_log)))
             .with(otel)
             .try_init()
             .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+        if library_logs == LibraryLogs::Uncapped {
+            if tracing::enabled!(tracing::Level::WARN) {
+                tracing::warn!("{}", caps::UNSAFE_WARNING);
+            } else {
+                // RUST_LOG hides warnings, not necessarily every library line: say it anyway.
+                eprintln!("warning: {}", caps::UNSAFE_WARNING);
+            }
+        }
         Ok(Tracing { provider })
     }
 
