@@ -5,8 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Entry format version.
-pub const ENTRY_VERSION: u32 = 1;
+/// Entry format version. Version 2: `response_digest` is a hiding commitment
+/// ([`crate::commitment`]), and entries may name the consumer's `application` and be of kind
+/// `refused`. Version 1 entries stay as they were written and verify as before.
+pub const ENTRY_VERSION: u32 = 2;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,7 +220,7 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(back.to_bytes(), bytes);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("{\"v\":1,\"index\":0,"), "{text}");
+        assert!(text.starts_with("{\"v\":2,\"index\":0,"), "{text}");
         assert!(
             !text.contains("peer_receipt"),
             "absent fields are omitted: {text}"

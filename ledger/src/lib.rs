@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod commitment;
 pub mod entry;
 pub mod env;
 pub mod merkle;
@@ -922,6 +923,45 @@ mod tests {
             .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
             .unwrap()
             .unwrap();
+    }
+
+    /// A gateway upgraded in place keeps its log: entries written in version 1 (as the previous
+    /// release wrote them) and version 2 entries appended after them form one chain that verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_written_in_version_1_keeps_verifying_after_version_2_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default(), signer()).unwrap();
+        for n in 0..20 {
+            let mut old = Entry::new(Kind::Exchange);
+            old.v = 1;
+            old.response_digest = Some(format!("{n:064x}"));
+            ledger.append(old).await.unwrap();
+        }
+        ledger.close();
+        drop(ledger);
+        let upgraded = Ledger::open(dir.path(), LedgerOptions::default(), signer()).unwrap();
+        for _ in 0..20 {
+            let mut new = Entry::new(Kind::Exchange);
+            new.application = Some("case-desk".into());
+            upgraded.append(new).await.unwrap();
+        }
+        let verified = upgraded
+            .read(|r| Ok(verify_log(r, &signer().verifier(), |_| {})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(verified.entries, 40);
+        let versions: Vec<u32> = upgraded
+            .read(|r| {
+                let mut v = Vec::new();
+                r.for_each_entry(0, u64::MAX, |_, bytes| {
+                    v.push(Entry::from_bytes(bytes).unwrap().v);
+                    Ok(())
+                })?;
+                Ok(v)
+            })
+            .unwrap();
+        assert_eq!(&versions[..20], &[1; 20]);
+        assert_eq!(&versions[20..], &[crate::entry::ENTRY_VERSION; 20]);
     }
 
     /// A commit that fails (here: an entry too big for an LMDB map that may not grow) fails the

@@ -313,7 +313,7 @@ fn changed_bytes(reader: &Reader<'_>, index: u64, rehashed: &Hash) -> Option<Ver
         })
 }
 
-/// An entry's `index` and `prev`. Entries the ledger writes have one layout (`{"v":1,"index":N,`
+/// An entry's `index` and `prev`. Entries the ledger writes have one layout (`{"v":V,"index":N,`
 /// ... `,"prev":"<64 hex>"}`, see [`super::entry::Entry`]), and those two fields are read by
 /// position: parsing a million entries' JSON would cost more than hashing them. The rest of the
 /// bytes are covered by the leaf hash and the signed roots. Anything else goes through the JSON
@@ -330,9 +330,9 @@ fn chain_fields(bytes: &[u8]) -> Result<(u64, Hash), String> {
 }
 
 fn canonical_chain_fields(bytes: &[u8]) -> Option<(u64, Hash)> {
-    const HEAD: &[u8] = br#"{"v":1,"index":"#;
+    const VERSIONS: [&[u8]; 2] = [br#"{"v":2,"index":"#, br#"{"v":1,"index":"#];
     const PREV: &[u8] = br#","prev":""#;
-    let rest = bytes.strip_prefix(HEAD)?;
+    let rest = VERSIONS.iter().find_map(|head| bytes.strip_prefix(*head))?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if rest.get(digits) != Some(&b',') || (digits > 1 && rest[0] == b'0') {
         return None;
@@ -394,11 +394,29 @@ mod tests {
     }
 
     #[test]
+    fn version_1_entries_are_still_read_by_position() {
+        let prev = [0x5a; 32];
+        let v2 = String::from_utf8(entry(9, prev, "x")).unwrap();
+        let v1 = v2.replacen("{\"v\":2,", "{\"v\":1,", 1);
+        assert_ne!(v1, v2);
+        assert_eq!(canonical_chain_fields(v1.as_bytes()), Some((9, prev)));
+        assert_eq!(canonical_chain_fields(v2.as_bytes()), Some((9, prev)));
+        let v3 = v2.replacen("{\"v\":2,", "{\"v\":3,", 1);
+        assert_eq!(
+            canonical_chain_fields(v3.as_bytes()),
+            None,
+            "an unknown version goes to the parser"
+        );
+    }
+
+    #[test]
     fn hostile_layouts_fall_back_to_the_parser_or_fail() {
         let prev = [0xab; 32];
         let good = String::from_utf8(entry(7, prev, "x")).unwrap();
         // Another field order is still an entry, read by the parser.
-        let reordered = good.replacen("{\"v\":1,\"index\":7,", "{\"index\":7,\"v\":1,", 1);
+        let head = format!("{{\"v\":{},\"index\":7,", crate::entry::ENTRY_VERSION);
+        assert!(good.starts_with(&head), "{good}");
+        let reordered = good.replacen(&head, "{\"index\":7,\"v\":2,", 1);
         assert_eq!(canonical_chain_fields(reordered.as_bytes()), None);
         assert_eq!(chain_fields(reordered.as_bytes()), Ok((7, prev)));
         // Uppercase hex, a leading zero, an index past u64, a prev in the middle only, truncation.

@@ -55,6 +55,22 @@ pub(crate) enum LogCommand {
         #[arg(long, default_value_t = 0)]
         min_witnesses: usize,
     },
+    /// Check that an application's answer opens an entry's commitment to the released rows: proof
+    /// of exactly what was received, which nobody without the answer can derive from the entry.
+    #[command(
+        after_help = "Example:\n  causeway request ... > answer.json   (keep the answer: it holds fields, rows and commitment_salt)\n  causeway log open --ledger causeway-demo/civil-registry/ledger --index 1 --answer answer.json\n\nExits 0 if the answer opens the entry's response_digest, 1 if it does not."
+    )]
+    Open {
+        /// The ledger directory (the provider's or the consumer's: both record the commitment).
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+        /// The application's JSON answer (`fields`, `rows`, `commitment_salt`).
+        #[arg(long)]
+        answer: PathBuf,
+    },
     /// Print entries.
     #[command(
         after_help = "Examples:\n  causeway log show --ledger causeway-demo/civil-registry/ledger\n  causeway log show --ledger DIR --json --from 100 --limit 10"
@@ -74,6 +90,55 @@ pub(crate) enum LogCommand {
         #[arg(long, default_value_t = 1000)]
         limit: u64,
     },
+}
+
+/// `causeway log open`.
+fn open_commitment(ledger: &Path, index: u64, answer: &Path) -> Result<ExitCode> {
+    #[derive(serde::Deserialize)]
+    struct Opening {
+        fields: Vec<String>,
+        rows: Vec<Vec<serde_json::Value>>,
+        #[serde(default)]
+        commitment_salt: String,
+    }
+    let text = std::fs::read(answer).with_context(|| format!("reading {}", answer.display()))?;
+    // `causeway request` prints the status on its first line, then the answer.
+    let json = match text.iter().position(|b| *b == b'{') {
+        Some(start) => &text[start..],
+        None => &text[..],
+    };
+    let opening: Opening = serde_json::from_slice(json).with_context(|| {
+        format!(
+            "{}: not an answer with fields, rows and commitment_salt",
+            answer.display()
+        )
+    })?;
+    let store = open_store(ledger)?;
+    let entry = store
+        .read(|r| Ok(r.entry(index)?.map(<[u8]>::to_vec)))?
+        .with_context(|| format!("{}: no entry {index}", ledger.display()))?;
+    let entry = causeway_ledger::entry::Entry::from_bytes(&entry)
+        .with_context(|| format!("entry {index} is not an entry"))?;
+    let digest = entry
+        .response_digest
+        .with_context(|| format!("entry {index} released nothing, so it commits to nothing"))?;
+    if causeway_ledger::commitment::open(
+        entry.v,
+        &digest,
+        &opening.commitment_salt,
+        &opening.fields,
+        &opening.rows,
+    ) {
+        println!(
+            "entry {index}: the answer opens its commitment {digest} ({} field(s), {} row(s))",
+            opening.fields.len(),
+            opening.rows.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("entry {index}: the answer does NOT open its commitment {digest}");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn open_store(ledger: &Path) -> Result<Store> {
@@ -159,6 +224,11 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                 }
             }
         }
+        LogCommand::Open {
+            ledger,
+            index,
+            answer,
+        } => open_commitment(&ledger, index, &answer),
         LogCommand::Proof { ledger, index } => {
             let store = open_store(&ledger)?;
             print!("{}", causeway_ledger::evidence(&store, index)?.to_text());

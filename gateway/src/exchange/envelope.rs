@@ -404,17 +404,14 @@ pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The released payload's digest: over the canonical JSON `{"fields":[..],"rows":[..]}`.
-pub fn payload_digest(fields: &[String], rows: &[Vec<serde_json::Value>]) -> String {
-    #[derive(Serialize)]
-    struct Payload<'a> {
-        fields: &'a [String],
-        rows: &'a [Vec<serde_json::Value>],
-    }
-    let mut hasher = Sha256::new();
-    serde_json::to_writer(&mut hasher, &Payload { fields, rows })
-        .expect("JSON values always serialize");
-    hex::encode(hasher.finalize())
+/// The commitment to the released payload that both entries record: salted with this envelope's
+/// nonce, which only the two parties hold ([`causeway_ledger::commitment`]).
+pub fn payload_digest(
+    envelope: &Envelope,
+    fields: &[String],
+    rows: &[Vec<serde_json::Value>],
+) -> String {
+    causeway_ledger::commitment::response_commitment(&envelope.nonce, fields, rows)
 }
 
 /// A fresh random nonce, from the thread's CSPRNG (ChaCha, seeded and reseeded from the operating

@@ -88,7 +88,11 @@ where
             let outcome = match inner.oneshot(verified).await {
                 Ok(shaped) => {
                     record_decision(&mut entry, &shaped.authorized.decision);
-                    entry.response_digest = Some(payload_digest(&shaped.fields, &shaped.rows));
+                    entry.response_digest = Some(payload_digest(
+                        &shaped.authorized.verified.envelope,
+                        &shaped.fields,
+                        &shaped.rows,
+                    ));
                     entry.fields = shaped.fields.clone();
                     entry.rows = Some(shaped.rows.len() as u64);
                     entry.outcome = Some("ok".into());

@@ -17,6 +17,10 @@ use crate::transport::{json_response, ProtocolResponse};
 /// alphabetical order a `serde_json` map would write them in).
 #[derive(Serialize)]
 struct Answer<'a> {
+    /// The salt of the entries' commitment to the released rows: with the rows and fields it
+    /// opens that commitment (`causeway log open`), so the application can prove what it received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commitment_salt: Option<&'a str>,
     consumer_log_index: u64,
     dataset: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +47,7 @@ pub fn answer(
     let released = receipted.released;
     let answer = receipted.answer;
     let body = Answer {
+        commitment_salt: released.then_some(sealed.envelope.nonce.as_str()),
         consumer_log_index,
         dataset: &sealed.envelope.dataset,
         decision: answer.decision,

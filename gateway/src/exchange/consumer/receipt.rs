@@ -94,7 +94,8 @@ pub fn verify<'b>(
     })?;
     let peer_entry = &verified.entry;
     let released = sent.status == 200;
-    let response_digest = released.then(|| payload_digest(&answer.fields, &answer.rows));
+    let response_digest =
+        released.then(|| payload_digest(&sealed.envelope, &answer.fields, &answer.rows));
     let envelope = &sealed.envelope;
     let consistent = peer_entry.id.as_deref() == Some(envelope.id.to_string().as_str())
         && answer.exchange == Some(envelope.id)
