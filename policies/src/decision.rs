@@ -35,6 +35,11 @@ pub struct Request<'a> {
 
 /// The outcome of one decision. A denial releases nothing: `fields` is empty and `max_rows`,
 /// `row_filter` and `rate_limit` are unset.
+///
+/// `rule` and `reason` are the full explanation, for the provider's admins (`causeway policy
+/// explain`, test files, shadow mode). What the consumer may be told is [`Decision::told`]: for a
+/// denial, the reason the grants alone give (a deny rule's own reason only when a grant would
+/// otherwise have allowed), in words that never repeat a request value or a grant's lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Whether the request may proceed.
@@ -44,6 +49,11 @@ pub struct Decision {
     pub rule: Option<RuleRef>,
     /// Why, machine-readable and human-readable.
     pub reason: Reason,
+    /// What the consumer is told about a denial; `None` for an allowed decision, whose `rule` and
+    /// `reason` the consumer may see. Read it through [`Decision::told`]. Boxed: an allowed
+    /// decision, the common case, stays small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<Box<Disclosure>>,
     /// The fields to release, in the order the grant lists them, each with its mask. Every field not
     /// listed here must be dropped.
     pub fields: Vec<FieldRelease>,
@@ -84,6 +94,30 @@ pub struct Reason {
     pub code: ReasonCode,
     /// A sentence for people that names the rule and the constraint that decided.
     pub message: String,
+}
+
+/// What the consumer of a denied request is told: the decision as the grants alone make it, worded
+/// without the request's values or the grants' lists (see docs/POLICY.md, "What the consumer is
+/// told").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disclosure {
+    /// The reason code the consumer sees.
+    pub code: ReasonCode,
+    /// A sentence that names at most a grant, a parameter or a condition, never a value.
+    pub message: String,
+    /// The rule the consumer is shown, if any.
+    pub rule: Option<RuleRef>,
+}
+
+/// What the consumer may be told about a decision, borrowed from it ([`Decision::told`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Told<'a> {
+    /// The reason code.
+    pub code: ReasonCode,
+    /// The sentence for people.
+    pub message: &'a str,
+    /// The rule, if any.
+    pub rule: Option<&'a RuleRef>,
 }
 
 /// Machine-readable reason codes. Serialized in kebab-case (`no-grant`, `param-constraint`, ...).
@@ -176,22 +210,48 @@ pub struct FieldRelease {
 }
 
 impl Decision {
-    /// A denial carrying no fields.
+    /// A denial carrying no fields, explained by `rule`, `code` and `message` and told to the
+    /// consumer as `disclosure`.
     pub(crate) fn deny(
         rule: Option<RuleRef>,
         code: ReasonCode,
         message: String,
+        disclosure: Disclosure,
         hash: &str,
     ) -> Decision {
         Decision {
             allowed: false,
             rule,
             reason: Reason { code, message },
+            disclosure: Some(Box::new(disclosure)),
             fields: Vec::new(),
             max_rows: None,
             row_filter: Vec::new(),
             rate_limit: None,
             policy_hash: hash.to_string(),
+        }
+    }
+
+    /// What the consumer may be told: for an allowed decision its `rule` and `reason`; for a denial
+    /// its [`Disclosure`]. A denial without one (built by hand, or read from an older
+    /// serialization) is told only its code, in a fixed sentence, and no rule.
+    pub fn told(&self) -> Told<'_> {
+        match (&self.disclosure, self.allowed) {
+            (Some(d), _) => Told {
+                code: d.code,
+                message: &d.message,
+                rule: d.rule.as_ref(),
+            },
+            (None, true) => Told {
+                code: self.reason.code,
+                message: &self.reason.message,
+                rule: self.rule.as_ref(),
+            },
+            (None, false) => Told {
+                code: self.reason.code,
+                message: "the request is denied by the provider's policy",
+                rule: None,
+            },
         }
     }
 

@@ -29,7 +29,8 @@ pub struct ClosestGrant {
     pub missing: Vec<Missing>,
 }
 
-/// A decision with its explanation.
+/// A decision with its explanation: the full one, for the provider's admins. The consumer is told
+/// only [`Decision::told`], which the text form shows on its `told:` line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The decision, exactly as [`PolicySet::decide`] gives it.
@@ -170,7 +171,7 @@ fn missing(set: &PolicySet, g: &Grant, request: &Request<'_>) -> Vec<Missing> {
     for (name, c) in &g.params {
         let one: [(String, ParamConstraint); 1] = [(name.clone(), c.clone())];
         if let Err(why) = check_params(&one, request.params) {
-            push(&format!("params.{name}"), why);
+            push(&format!("params.{name}"), why.message);
         }
     }
     out
@@ -189,6 +190,10 @@ impl fmt::Display for Explanation {
         match &d.rule {
             Some(rule) => writeln!(f, "rule:     {rule}")?,
             None => writeln!(f, "rule:     none (default deny)")?,
+        }
+        if !d.allowed {
+            let told = d.told();
+            writeln!(f, "told:     {} ({})", told.message, told.code)?;
         }
         if d.allowed {
             let fields: Vec<String> = d

@@ -6,7 +6,9 @@
 //! decision procedure ([`PolicySet::decide`]) that turns a [`Request`] into a [`Decision`] naming the
 //! rule and the constraint that decided, the fields to release with their [`Mask`]s, and the content
 //! hash of the set. Default deny: what no grant allows is refused, and `[[deny]]` rules override
-//! grants.
+//! grants. A decision also says what the consumer may be told ([`Decision::told`]): a deny rule
+//! only to a consumer that a grant would otherwise have allowed, and never a value of the request
+//! or of a grant.
 //!
 //! Around the decision it offers what admins and the gateway need: [`RateLimiter`] (the counters
 //! that live outside the immutable snapshot), [`check`] (errors and warnings, optionally against a
@@ -68,7 +70,9 @@ pub use check::{
     check, check_set, check_sources, DatasetCatalog, DatasetSchema, Report, ValueKind,
 };
 pub use compile::{Purpose, GROUPS_FILE, GROUP_PREFIX, PURPOSES_FILE};
-pub use decision::{Decision, FieldRelease, Reason, ReasonCode, Request, RuleRef};
+pub use decision::{
+    Decision, Disclosure, FieldRelease, Reason, ReasonCode, Request, RuleRef, Told,
+};
 pub use diff::{diff, file_changes, AccessChange, ChangeKind, FileChanges};
 pub use error::{Diagnostic, LoadError, Position};
 pub use explain::{explain, ClosestGrant, Explanation, Missing};

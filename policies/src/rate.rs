@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::decision::{Decision, ReasonCode, Request};
+use crate::decision::{Decision, Disclosure, ReasonCode, Request};
 use crate::rules::RateLimit;
 
 /// Which window a limit was reached in.
@@ -138,6 +138,15 @@ impl RateLimiter {
                     .rule
                     .as_ref()
                     .map_or(String::new(), |r| format!(" (grant \"{}\")", r.id));
+                let window = match hit.window {
+                    RateWindow::Minute => "minute",
+                    RateWindow::Day => "day",
+                };
+                let told = Disclosure {
+                    code: ReasonCode::RateLimited,
+                    message: format!("the rate limit per {window} is reached{grant}"),
+                    rule: decision.rule.clone(),
+                };
                 Decision::deny(
                     decision.rule.clone(),
                     ReasonCode::RateLimited,
@@ -145,6 +154,7 @@ impl RateLimiter {
                         "{hit} for \"{}\" on \"{}\"{grant}",
                         request.consumer, request.dataset
                     ),
+                    told,
                     &decision.policy_hash,
                 )
             }

@@ -175,17 +175,39 @@ impl ParamConstraint {
     }
 }
 
-/// Check named constraints against request parameters; the error names the parameter.
-pub(crate) fn check_params(
-    constraints: &[(String, ParamConstraint)],
+/// A parameter that fails its constraints ([`check_params`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParamFailure<'a> {
+    /// The parameter's name.
+    pub name: &'a str,
+    /// Whether the request lacks it (rather than has a value that fails).
+    pub missing: bool,
+    /// The full sentence, with the value and the constraint: for the provider's admins only.
+    pub message: String,
+}
+
+/// Check named constraints against request parameters; the failure names the first parameter
+/// that fails.
+pub(crate) fn check_params<'a>(
+    constraints: &'a [(String, ParamConstraint)],
     params: &std::collections::BTreeMap<String, Value>,
-) -> Result<(), String> {
+) -> Result<(), ParamFailure<'a>> {
     for (name, c) in constraints {
         match params.get(name) {
-            None => return Err(format!("parameter \"{name}\" is required")),
+            None => {
+                return Err(ParamFailure {
+                    name,
+                    missing: true,
+                    message: format!("parameter \"{name}\" is required"),
+                })
+            }
             Some(v) => {
                 if let Err(why) = c.check(v) {
-                    return Err(format!("parameter \"{name}\" = {} {why}", show(v)));
+                    return Err(ParamFailure {
+                        name,
+                        missing: false,
+                        message: format!("parameter \"{name}\" = {} {why}", show(v)),
+                    });
                 }
             }
         }
@@ -326,7 +348,10 @@ pub struct Grant {
 pub(crate) struct GrantFailure {
     pub stage: u8,
     pub code: ReasonCode,
+    /// For the provider's admins: what was wanted and what the request had.
     pub message: String,
+    /// For the consumer: the grant and the condition, never a value or a list.
+    pub told: String,
 }
 
 impl Grant {
@@ -361,75 +386,101 @@ impl Grant {
     /// then the reason only when no grant for (consumer, dataset, purpose) admits the application.
     pub(crate) fn check(&self, request: &Request<'_>) -> Result<(), GrantFailure> {
         let id = &self.rule.id;
+        let fail = |stage, code, message, told| {
+            Err(GrantFailure {
+                stage,
+                code,
+                message,
+                told,
+            })
+        };
         if !self.allows_application(request.application) {
             let allowed = self.applications.as_deref().unwrap_or_default().join(", ");
-            let message = match request.application {
-                None => format!(
-                    "grant \"{id}\" requires the consumer's gateway to name the application, \
-                     one of: {allowed}"
+            return match request.application {
+                None => fail(
+                    0,
+                    ReasonCode::ApplicationNotAllowed,
+                    format!(
+                        "grant \"{id}\" requires the consumer's gateway to name the application, \
+                         one of: {allowed}"
+                    ),
+                    format!(
+                        "grant \"{id}\" requires the consumer's gateway to name the application"
+                    ),
                 ),
-                Some(app) => format!(
-                    "application \"{app}\" is not allowed by grant \"{id}\" (allowed: {allowed})"
+                Some(app) => fail(
+                    0,
+                    ReasonCode::ApplicationNotAllowed,
+                    format!(
+                        "application \"{app}\" is not allowed by grant \"{id}\" (allowed: {allowed})"
+                    ),
+                    format!("grant \"{id}\" does not admit the requesting application"),
                 ),
             };
-            return Err(GrantFailure {
-                stage: 0,
-                code: ReasonCode::ApplicationNotAllowed,
-                message,
-            });
         }
         if let Some(from) = self.window.valid_from {
             if request.at_unix < from {
-                return Err(GrantFailure {
-                    stage: 1,
-                    code: ReasonCode::NotYetValid,
-                    message: format!("grant \"{id}\" is not valid before {}", rfc3339(from)),
-                });
+                return fail(
+                    1,
+                    ReasonCode::NotYetValid,
+                    format!("grant \"{id}\" is not valid before {}", rfc3339(from)),
+                    format!("grant \"{id}\" is not yet in force"),
+                );
             }
         }
         if let Some(until) = self.window.valid_until {
             if request.at_unix >= until {
-                return Err(GrantFailure {
-                    stage: 1,
-                    code: ReasonCode::Expired,
-                    message: format!("grant \"{id}\" expired at {}", rfc3339(until)),
-                });
+                return fail(
+                    1,
+                    ReasonCode::Expired,
+                    format!("grant \"{id}\" expired at {}", rfc3339(until)),
+                    format!("grant \"{id}\" has expired"),
+                );
             }
         }
         if let Some(bases) = &self.legal_bases {
             if !bases.iter().any(|b| b == request.legal_basis) {
-                let message = if request.legal_basis.is_empty() {
-                    format!(
-                        "grant \"{id}\" requires a legal basis, one of: {}",
-                        bases.join("; ")
+                return if request.legal_basis.is_empty() {
+                    fail(
+                        2,
+                        ReasonCode::LegalBasisNotAllowed,
+                        format!(
+                            "grant \"{id}\" requires a legal basis, one of: {}",
+                            bases.join("; ")
+                        ),
+                        format!("grant \"{id}\" requires a legal basis"),
                     )
                 } else {
-                    format!(
-                        "legal basis \"{}\" is not accepted by grant \"{id}\" (accepted: {})",
-                        request.legal_basis,
-                        bases.join("; ")
+                    fail(
+                        2,
+                        ReasonCode::LegalBasisNotAllowed,
+                        format!(
+                            "legal basis \"{}\" is not accepted by grant \"{id}\" (accepted: {})",
+                            request.legal_basis,
+                            bases.join("; ")
+                        ),
+                        format!("grant \"{id}\" does not accept the request's legal basis"),
                     )
                 };
-                return Err(GrantFailure {
-                    stage: 2,
-                    code: ReasonCode::LegalBasisNotAllowed,
-                    message,
-                });
             }
         }
         if self.require_case && request.case.trim().is_empty() {
-            return Err(GrantFailure {
-                stage: 3,
-                code: ReasonCode::CaseRequired,
-                message: format!("grant \"{id}\" requires a case reference"),
-            });
+            let message = format!("grant \"{id}\" requires a case reference");
+            return fail(3, ReasonCode::CaseRequired, message.clone(), message);
         }
         if let Err(why) = check_params(&self.params, request.params) {
-            return Err(GrantFailure {
-                stage: 4,
-                code: ReasonCode::ParamConstraint,
-                message: format!("{why} by grant \"{id}\""),
-            });
+            let name = why.name;
+            let told = if why.missing {
+                format!("parameter \"{name}\" is required by grant \"{id}\"")
+            } else {
+                format!("parameter \"{name}\" does not meet the constraint of grant \"{id}\"")
+            };
+            return fail(
+                4,
+                ReasonCode::ParamConstraint,
+                format!("{} by grant \"{id}\"", why.message),
+                told,
+            );
         }
         Ok(())
     }
@@ -457,7 +508,8 @@ pub struct DenyRule {
     pub params: Vec<(String, ParamConstraint)>,
     /// When the rule is in force.
     pub window: Window,
-    /// The message given to the consumer.
+    /// The rule's reason with its id: the full explanation, which the consumer is told only when a
+    /// grant would otherwise have allowed its request.
     pub message: String,
     pub(crate) spans: Spans,
 }

@@ -3,6 +3,10 @@
 //! Grants are indexed by (consumer, dataset) and (consumer, dataset, purpose) after expanding
 //! groups, and deny rules by (consumer or any, dataset or any, purpose or any), so a decision looks
 //! at the handful of rules that could apply and never scans the set.
+//!
+//! The grants decide first and a matching deny rule then overrides them, so that a decision knows
+//! both the full explanation (the deny rule) and what the grants alone would have told the
+//! consumer: that is all a consumer no grant allows is told, with or without a deny rule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -12,7 +16,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::compile::{self, Compiled, Purpose, SourceFile};
-use crate::decision::{Decision, FieldRelease, ReasonCode, Request, RuleRef};
+use crate::decision::{Decision, Disclosure, FieldRelease, ReasonCode, Request, RuleRef};
 use crate::error::{Diagnostic, LoadError};
 use crate::mask::Mask;
 use crate::rules::{ConsumerSpec, DenyRule, Grant, RateLimit, Window};
@@ -217,30 +221,39 @@ impl PolicySet {
         self.index.purposes.contains_key(purpose)
     }
 
-    /// Decide one request. Order: an undeclared purpose is denied (`unknown-purpose`); a matching
-    /// deny rule denies (`denied-by-rule`); otherwise the first grant (in rule order) for this
-    /// consumer, dataset and purpose whose conditions (application, window, legal basis, case,
-    /// parameters: see `docs/POLICY.md`) all hold allows. When none does, the denial
-    /// names the grant that came closest and the condition it failed; with no grant for the
-    /// consumer and dataset at all, the default deny (`no-grant`).
+    /// Decide one request. Order: an undeclared purpose is denied (`unknown-purpose`); otherwise
+    /// the first grant (in rule order) for this consumer, dataset and purpose whose conditions
+    /// (application, window, legal basis, case, parameters: see `docs/POLICY.md`) all hold allows.
+    /// When none does, the denial names the grant that came closest and the condition it failed;
+    /// with no grant for the consumer and dataset at all, the default deny (`no-grant`). Then a
+    /// matching deny rule denies (`denied-by-rule`) whatever the grants decided.
+    ///
+    /// The consumer is told ([`Decision::told`]) a deny rule's reason only when the grants would
+    /// have allowed the request; otherwise it is told what the grants alone decided, exactly as
+    /// without the deny rule, so that a denial does not reveal which requests a deny rule covers.
     pub fn decide(&self, request: &Request<'_>) -> Decision {
         let Some(&pid) = self.index.purposes.get(request.purpose) else {
             return self.unknown_purpose(request);
         };
         let cid = self.index.consumers.get(request.consumer).copied();
         let did = self.index.datasets.get(request.dataset).copied();
-
+        let by_grants = self.decide_by_grants(cid, did, pid, request);
         if self.index.deny_shapes != 0 {
             if let Some(deny) = self.first_matching_deny(cid, did, pid, request) {
-                return Decision::deny(
-                    Some(deny.rule.clone()),
-                    ReasonCode::DeniedByRule,
-                    deny.message.clone(),
-                    &self.hash,
-                );
+                return self.denied_by(deny, by_grants);
             }
         }
+        by_grants
+    }
 
+    /// What the grants alone decide, for a declared purpose.
+    fn decide_by_grants(
+        &self,
+        cid: Option<u32>,
+        did: Option<u32>,
+        pid: u32,
+        request: &Request<'_>,
+    ) -> Decision {
         let (Some(cid), Some(did)) = (cid, did) else {
             return self.no_grant(request);
         };
@@ -254,6 +267,33 @@ impl PolicySet {
         self.evaluate_grants(grants.iter().map(|&i| i as usize), request)
     }
 
+    /// The denial by `deny` of a request the grants decided as `by_grants`. A consumer that a
+    /// grant would have allowed is told the rule and its reason; any other is told what the grants
+    /// told it, so that the deny rule's presence makes no difference to what it sees.
+    fn denied_by(&self, deny: &DenyRule, by_grants: Decision) -> Decision {
+        let disclosure = if by_grants.allowed {
+            Disclosure {
+                code: ReasonCode::DeniedByRule,
+                message: deny.message.clone(),
+                rule: Some(deny.rule.clone()),
+            }
+        } else {
+            let told = by_grants.told();
+            Disclosure {
+                code: told.code,
+                message: told.message.to_owned(),
+                rule: told.rule.cloned(),
+            }
+        };
+        Decision::deny(
+            Some(deny.rule.clone()),
+            ReasonCode::DeniedByRule,
+            deny.message.clone(),
+            disclosure,
+            &self.hash,
+        )
+    }
+
     /// The reference evaluation: the same decision as [`PolicySet::decide`], found by scanning
     /// every rule in order instead of using the index. Slower; for tests and for checking the index.
     pub fn decide_by_scan(&self, request: &Request<'_>) -> Decision {
@@ -265,14 +305,15 @@ impl PolicySet {
         {
             return self.unknown_purpose(request);
         }
-        if let Some(deny) = self.compiled.denies.iter().find(|d| d.matches(request)) {
-            return Decision::deny(
-                Some(deny.rule.clone()),
-                ReasonCode::DeniedByRule,
-                deny.message.clone(),
-                &self.hash,
-            );
+        let by_grants = self.decide_by_grants_by_scan(request);
+        match self.compiled.denies.iter().find(|d| d.matches(request)) {
+            Some(deny) => self.denied_by(deny, by_grants),
+            None => by_grants,
         }
+    }
+
+    /// What the grants alone decide, by scanning every grant (see [`PolicySet::decide_by_scan`]).
+    fn decide_by_grants_by_scan(&self, request: &Request<'_>) -> Decision {
         let grants = &self.compiled.grants;
         let for_consumer_and_dataset: Vec<usize> = (0..grants.len())
             .filter(|&i| {
@@ -307,9 +348,7 @@ impl PolicySet {
             }
         }
         match closest {
-            Some((grant, f)) => {
-                Decision::deny(Some(grant.rule.clone()), f.code, f.message, &self.hash)
-            }
+            Some((grant, f)) => self.grant_failed(grant, f),
             None => self.no_grant(request),
         }
     }
@@ -323,6 +362,7 @@ impl PolicySet {
                 code: ReasonCode::Granted,
                 message: format!("{GRANTED_BY} {}", grant.rule),
             },
+            disclosure: None,
             fields: grant.fields.clone(),
             max_rows: grant.max_rows,
             row_filter: grant.row_filter.clone(),
@@ -406,12 +446,26 @@ impl PolicySet {
             }
         }
         match closest {
-            Some((grant, f)) => {
-                Decision::deny(Some(grant.rule.clone()), f.code, f.message, &self.hash)
-            }
+            Some((grant, f)) => self.grant_failed(grant, f),
             // Callers pass a non-empty candidate list; an empty one is the default deny.
             None => self.no_grant(request),
         }
+    }
+
+    /// The denial naming `grant` and the condition it failed.
+    fn grant_failed(&self, grant: &Grant, f: crate::rules::GrantFailure) -> Decision {
+        let told = Disclosure {
+            code: f.code,
+            message: f.told,
+            rule: Some(grant.rule.clone()),
+        };
+        Decision::deny(
+            Some(grant.rule.clone()),
+            f.code,
+            f.message,
+            told,
+            &self.hash,
+        )
     }
 
     /// Grant `i`'s `granted` message and rule reference, from the packed copy.
@@ -436,6 +490,7 @@ impl PolicySet {
                 code: ReasonCode::Granted,
                 message: message.to_string(),
             },
+            disclosure: None,
             rule: Some(rule),
             fields: r
                 .fields
@@ -465,6 +520,11 @@ impl PolicySet {
             None,
             ReasonCode::UnknownPurpose,
             format!("purpose \"{}\" is not declared{hint}", request.purpose),
+            Disclosure {
+                code: ReasonCode::UnknownPurpose,
+                message: "the purpose is not one of the declared purposes".to_string(),
+                rule: None,
+            },
             &self.hash,
         )
     }
@@ -477,6 +537,11 @@ impl PolicySet {
                 "no grant lets \"{}\" read \"{}\"",
                 request.consumer, request.dataset
             ),
+            Disclosure {
+                code: ReasonCode::NoGrant,
+                message: "no grant lets this consumer read this dataset".to_string(),
+                rule: None,
+            },
             &self.hash,
         )
     }
@@ -496,10 +561,16 @@ impl PolicySet {
             message.push_str(&self.compiled.purposes[p as usize].id);
         }
         let _ = write!(message, ", not for \"{}\"", request.purpose);
+        let told = Disclosure {
+            code: ReasonCode::PurposeNotAllowed,
+            message: format!("grant \"{}\" does not cover this purpose", rule.id),
+            rule: Some(rule.clone()),
+        };
         Decision::deny(
             Some(rule),
             ReasonCode::PurposeNotAllowed,
             message,
+            told,
             &self.hash,
         )
     }

@@ -196,11 +196,22 @@ valid_until = 2025-07-01T00:00:00Z
         (rule.file.as_str(), rule.line, rule.id.as_str()),
         ("zz-deny.toml", 2, "protected-persons")
     );
-    // A deny rule applies even where no grant exists (the consumer learns it was a rule).
+    // A deny rule applies even where no grant exists, and the full explanation says so; the
+    // consumer is told what it would be told without the rule, so that it cannot learn whom a
+    // rule protects.
     let d = req("tax-office", "residents", "statistics")
         .param("national_id", json!("D000013"))
         .decide(&s);
     assert_eq!(d.reason.code, ReasonCode::DeniedByRule);
+    let unprotected = req("tax-office", "residents", "statistics")
+        .param("national_id", json!("D000014"))
+        .decide(&s);
+    assert_eq!(d.told(), unprotected.told());
+    assert_eq!(d.told().code, ReasonCode::NoGrant);
+    // The consumer with a grant is told the rule.
+    let d = welfare().param("national_id", json!("D000013")).decide(&s);
+    assert_eq!(d.told().code, ReasonCode::DeniedByRule);
+    assert_eq!(d.told().message, d.reason.message);
 
     let mut fraud = welfare().basis("Fraud Act s.3");
     fraud.purpose = "fraud-investigation".into();

@@ -368,4 +368,57 @@ proptest! {
             }
         }
     }
+
+    /// What a consumer is told does not depend on the deny rules unless a grant would allow its
+    /// request: then it is told the first deny rule that matches; otherwise exactly what the same
+    /// grants without any deny rule tell it.
+    #[test]
+    fn deny_rules_are_told_only_where_a_grant_allows(
+        grants in proptest::collection::vec(grant(), 0..14),
+        denies in proptest::collection::vec(deny(), 1..4),
+        requests in proptest::collection::vec(request(), 1..24),
+    ) {
+        let load = |files: Vec<(String, String)>| PolicySet::from_sources(&files)
+            .map_err(|e| TestCaseError::fail(format!("generated policy must load: {e}\n{files:#?}")));
+        let set = load(render(&grants, &denies))?;
+        // Deny rules are written after the grants in each file: the grants keep their lines.
+        let grants_only = load(render(&grants, &[]))?;
+        for r in &requests {
+            let mut params = BTreeMap::new();
+            if let Some(y) = &r.year { params.insert("year".to_string(), y.clone()); }
+            if let Some(i) = &r.id { params.insert("id".to_string(), i.clone()); }
+            let request = Request {
+                consumer: DEPTS[r.consumer],
+                dataset: DATASETS[r.dataset],
+                purpose: PURPOSES[r.purpose],
+                legal_basis: BASES[r.basis],
+                case: if r.case { "C-1" } else { "" },
+                application: r.application.map(|a| APPS[a]),
+                params: &params,
+                at_unix: r.at,
+            };
+            let decided = set.decide(&request);
+            let by_grants = grants_only.decide(&request);
+            let deny = set.denies().iter().find(|d| d.matches(&request));
+            let told = decided.told();
+            match (by_grants.allowed, deny) {
+                (true, Some(deny)) => {
+                    prop_assert!(!decided.allowed);
+                    prop_assert_eq!(told.code, ReasonCode::DeniedByRule);
+                    prop_assert_eq!(told.rule, Some(&deny.rule));
+                    prop_assert_eq!(told.message, deny.message.as_str());
+                }
+                (true, None) => prop_assert!(decided.allowed),
+                (false, _) => {
+                    prop_assert!(!decided.allowed);
+                    prop_assert_eq!(told, by_grants.told(), "request {:?}", r);
+                }
+            }
+            // The full explanation names the deny rule (an undeclared purpose is refused first).
+            if deny.is_some() && set.is_declared_purpose(request.purpose) {
+                prop_assert_eq!(decided.reason.code, ReasonCode::DeniedByRule);
+                prop_assert_eq!(decided.rule.as_ref(), deny.map(|d| &d.rule));
+            }
+        }
+    }
 }

@@ -156,8 +156,8 @@ pub enum ExchangeError {
     /// Seen before.
     #[error("the envelope {0} was already received; envelopes are single use")]
     Replayed(uuid::Uuid),
-    /// The policy said no (carried up to [`notarize`]).
-    #[error("denied: {}", .0.reason.message)]
+    /// The policy said no (carried up to [`notarize`]). Its text is what the consumer may be told.
+    #[error("denied: {}", .0.told().message)]
     Denied(Box<Decision>),
     /// The source failed (carried up to [`notarize`]).
     #[error("fetch failed: {error}")]

@@ -99,7 +99,7 @@ where
                     Outcome::Released(Box::new(shaped))
                 }
                 Err(ExchangeError::Denied(decision)) => {
-                    let reason = decision.reason.code.as_str();
+                    let reason = decision.told().code.as_str();
                     let consumer = entry.consumer.as_deref().unwrap_or_default();
                     if !layer.rate_limits.denial(consumer, reason, now) {
                         return Err(ExchangeError::TooManyDenials);
@@ -152,12 +152,15 @@ fn provider_entry(verified: &Verified, catalog: &Catalog, tag_key: &TagKey) -> E
     entry
 }
 
+/// The decision as the consumer is told it ([`Decision::told`]), not its full explanation: the
+/// entry travels to the consumer in the receipt, and the consumer's gateway copies its `reason` and
+/// `rule` into its own ledger. Were a deny rule recorded here for a consumer that no grant allows,
+/// the receipt would tell that consumer what the answer does not (docs/POLICY.md, "What the
+/// consumer is told").
 fn record_decision(entry: &mut Entry, decision: &Decision) {
+    let told = decision.told();
     entry.decision = Some(if decision.allowed { "allow" } else { "deny" }.into());
-    entry.reason = Some(decision.reason.code.as_str().into());
-    entry.rule = decision
-        .rule
-        .as_ref()
-        .map(|r| format!("{}:{}", r.file, r.line));
+    entry.reason = Some(told.code.as_str().into());
+    entry.rule = told.rule.map(|r| format!("{}:{}", r.file, r.line));
     entry.policy = Some(decision.policy_hash.clone());
 }

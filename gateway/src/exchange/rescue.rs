@@ -1,6 +1,8 @@
 //! The edge of the pipeline: every outcome and every error becomes a protocol response here, and
 //! only here. Codes are stable and documented in docs/PROTOCOL.md; messages never carry SQL,
-//! paths, hostnames or personal data.
+//! paths, hostnames or personal data. A decision is answered with what the consumer may be told
+//! ([`Decision::told`]), never its full explanation: no request value, no grant's lists, and a
+//! deny rule only to a consumer that a grant would otherwise have allowed.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -74,7 +76,7 @@ struct Answer<'a> {
     rows: Option<&'a [Vec<serde_json::Value>]>,
 }
 
-/// A policy decision as answers show it.
+/// A policy decision as answers show it: what the consumer may be told.
 #[derive(Serialize)]
 struct DecisionBody<'a> {
     allowed: bool,
@@ -86,12 +88,13 @@ struct DecisionBody<'a> {
 
 impl<'a> From<&'a Decision> for DecisionBody<'a> {
     fn from(d: &'a Decision) -> Self {
+        let told = d.told();
         DecisionBody {
             allowed: d.allowed,
-            message: &d.reason.message,
+            message: told.message,
             policy: &d.policy_hash,
-            reason: d.reason.code.as_str(),
-            rule: d.rule.as_ref().map(|r| format!("{}:{}", r.file, r.line)),
+            reason: told.code.as_str(),
+            rule: told.rule.map(|r| format!("{}:{}", r.file, r.line)),
         }
     }
 }
@@ -120,10 +123,11 @@ fn respond(n: Notarized) -> ProtocolResponse {
             200
         }
         Outcome::Denied(decision) => {
+            let told = decision.told();
             answer.decision = Some(decision.into());
             answer.error = Some(ErrorBody {
-                code: decision.reason.code.as_str(),
-                message: Cow::Borrowed(&decision.reason.message),
+                code: told.code.as_str(),
+                message: Cow::Borrowed(told.message),
             });
             403
         }

@@ -205,6 +205,7 @@ mod tests {
                 code: ReasonCode::Granted,
                 message: "granted".into(),
             },
+            disclosure: None,
             fields: vec![
                 FieldRelease {
                     name: "name".into(),
