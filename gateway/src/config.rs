@@ -150,7 +150,7 @@ pub struct ClientSection {
     #[serde(default)]
     pub hosts: Vec<String>,
     /// `[client.rate_limits]`: each application's budget of requests and notarized refusals.
-    #[serde(default = "default_application_budget")]
+    #[serde(default = "default_caller_budget")]
     pub rate_limits: Budget,
     /// `[client.officer_rate_limits]`: each officer's budget of requests.
     #[serde(default = "default_officer_budget")]
@@ -203,15 +203,8 @@ fn default_token_skew_secs() -> u64 {
     60
 }
 
-fn default_consumer_budget() -> Budget {
-    Budget {
-        decisions: 60_000,
-        denials: 60,
-        window_secs: 60,
-    }
-}
-
-fn default_application_budget() -> Budget {
+/// A consumer department's budget at a provider, and an application's at its own gateway.
+fn default_caller_budget() -> Budget {
     Budget {
         decisions: 60_000,
         denials: 60,
@@ -256,7 +249,7 @@ pub struct PeerSection {
     pub prefer: Transport,
     /// `[peer.rate_limits]`: each consumer department's budget of decisions and notarized denials
     /// (docs/OPERATIONS.md, "Rate limits").
-    #[serde(default = "default_consumer_budget")]
+    #[serde(default = "default_caller_budget")]
     pub rate_limits: Budget,
     /// Time allowed for a whole QUIC request frame to arrive, in milliseconds.
     #[serde(default = "default_quic_frame_timeout_ms")]

@@ -455,36 +455,6 @@ impl ClientApi {
     }
 }
 
-/// POST JSON over plain HTTP/1.1; returns status and parsed JSON body.
-pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> Result<(u16, Value)> {
-    post_json_with_headers(addr, path, body, &[]).await
-}
-
-/// [`post_json`] with extra request headers.
-pub async fn post_json_with_headers(
-    addr: SocketAddr,
-    path: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> Result<(u16, Value)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let mut request = http::Request::post(path)
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
-    Ok((status, value))
-}
-
 /// GET `path` over plain HTTP/1.1 (admin endpoints); status and body text.
 pub async fn get_text(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;

@@ -185,6 +185,30 @@ async fn only_registered_applications_with_their_own_certificates_get_in() {
     );
 }
 
+/// The peer port still requires a certificate from the federation's CA: an application's
+/// certificate, issued by its department's application CA, opens no door there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_certificate_is_refused_on_the_peer_port() {
+    let fed = Federation::start().await.unwrap();
+    let app = fed.layout.app_credentials(CONSUMER, DEMO_APP);
+    let tls = causeway::identity::tls::TlsMaterial::load(&app.ca, None, &app.cert, &app.key)
+        .unwrap()
+        .client_config(causeway::transport::HTTPS_ALPN)
+        .unwrap();
+    let before = ledger_size(&fed, PROVIDER);
+    let answered = causeway_tests::raw_peer_post(
+        fed.gateway(PROVIDER).peer_addr,
+        tls,
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert!(
+        answered.is_err(),
+        "the peer port answered an application: {answered:?}"
+    );
+    assert_eq!(ledger_size(&fed, PROVIDER), before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officers_come_from_genuine_tokens_and_nothing_else() {
     let fed = Federation::start().await.unwrap();

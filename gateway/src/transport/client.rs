@@ -13,8 +13,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::sync::Mutex;
@@ -304,31 +302,6 @@ async fn read_body(mut body: h2::RecvStream, limit: usize) -> Result<Bytes, Stri
         }
     }
     Ok(first.unwrap_or_else(|| rest.freeze()))
-}
-
-/// POST JSON over plain HTTP/1.1 to a loopback listener (an application calling its gateway's
-/// client API); returns the status and the raw body.
-pub async fn post_json(
-    addr: std::net::SocketAddr,
-    path: &str,
-    body: &serde_json::Value,
-) -> anyhow::Result<(u16, Bytes)> {
-    use anyhow::Context;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| {
-            format!("cannot reach the gateway's client API at {addr}; is it running?")
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let request = http::Request::post(path)
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
 }
 
 #[cfg(test)]
