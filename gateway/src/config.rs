@@ -370,8 +370,15 @@ pub struct OversightSection {
     /// `late` finding.
     #[serde(default = "default_late_secs")]
     pub late_secs: u64,
+    /// Department tag keys are searched in every version from 1 to this one (raise it after a
+    /// department's tag key rotates: docs/OPERATIONS.md, "Tag keys").
+    #[serde(default = "default_tag_key_versions")]
+    pub tag_key_versions: u32,
 }
 
+fn default_tag_key_versions() -> u32 {
+    1
+}
 fn default_replica() -> PathBuf {
     PathBuf::from("replica")
 }
@@ -396,6 +403,7 @@ impl Default for OversightSection {
             pull_interval_ms: default_pull_interval_ms(),
             grace_secs: default_grace_secs(),
             late_secs: default_late_secs(),
+            tag_key_versions: default_tag_key_versions(),
         }
     }
 }
@@ -422,7 +430,9 @@ impl GatewayConfig {
         resolve(&mut config.identity.cert);
         resolve(&mut config.identity.key);
         resolve(&mut config.identity.signing_key);
-        resolve(&mut config.identity.tag_key);
+        config.identity.tag_key.as_mut().map(resolve);
+        config.identity.tag_root.as_mut().map(resolve);
+        config.identity.pseudonym_key.as_mut().map(resolve);
         resolve(&mut config.ledger.dir);
         config.telemetry.ca.as_mut().map(resolve);
         config.client.app_ca.as_mut().map(resolve);
@@ -543,7 +553,7 @@ ca = "ca.pem"
 cert = "tax.pem"
 key = "tax.key"
 signing_key = "tax.signing.key"
-tag_key = "federation.tag.key"
+tag_key = "tax.tag.key"
 [ledger]
 dir = "ledger"
 [client]

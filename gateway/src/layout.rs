@@ -134,6 +134,8 @@ pub fn create_with(
             &PeerIdentity::Dept(dept.clone()),
             &["localhost".into(), "127.0.0.1".into()],
         )?;
+        // The oversight body derives the department's tag key from the tag root it keeps.
+        pki::tag_key(&certs.join(pki::TAG_ROOT), federation, &dept, 1, &certs)?;
         let (client, peer, admin) = (free_port()?, free_port()?, free_port()?);
         let quic = free_port()?; // free for UDP too
         write!(
@@ -178,7 +180,7 @@ ca = "../certs/ca.pem"
 cert = "../certs/{id}.pem"
 key = "../certs/{id}.key"
 signing_key = "../certs/{id}.signing.key"
-tag_key = "../certs/federation.tag.key"
+tag_key = "../certs/{id}.tag.key"
 
 [ledger]
 dir = "ledger"
@@ -405,7 +407,8 @@ ca = "../certs/ca.pem"
 cert = "../certs/{cert}"
 key = "../certs/{key}"
 signing_key = "../certs/{signing}"
-tag_key = "../certs/federation.tag.key"
+# Every department's tag key derives from this root: only oversight nodes hold it.
+tag_root = "../certs/tag-root.key"
 
 # This node's own ledger: every oversight query is notarized here.
 [ledger]

@@ -46,10 +46,26 @@ fn certs_init_and_issue_write_private_keys_0600() {
         "{}",
         text(&issue)
     );
+    let tag_key = causeway(&[
+        "certs",
+        "tag-key",
+        "--root",
+        &format!("{out}/tag-root.key"),
+        "--ca",
+        out,
+        "--dept",
+        "tax-office",
+        "--out",
+        out,
+    ]);
+    assert!(tag_key.status.success(), "{}", text(&tag_key));
+    let written = std::fs::read_to_string(dir.path().join("tax-office.tag.key")).unwrap();
+    assert!(written.starts_with("1:"), "a tag key names its version");
     #[cfg(unix)]
     for key in [
         "ca.key",
-        "federation.tag.key",
+        "tag-root.key",
+        "tax-office.tag.key",
         "tax-office.key",
         "tax-office.signing.key",
     ] {

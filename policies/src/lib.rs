@@ -77,7 +77,7 @@ pub use diff::{diff, file_changes, AccessChange, ChangeKind, FileChanges};
 pub use error::{Diagnostic, LoadError, Position};
 pub use explain::{explain, ClosestGrant, Explanation, Missing};
 pub use glob::Glob;
-pub use mask::Mask;
+pub use mask::{Mask, PseudonymKey, Pseudonyms};
 pub use rate::{RateLimited, RateLimiter, RateWindow};
 pub use rules::{
     Bound, ConsumerSpec, DenyRule, Grant, ParamConstraint, RateLimit, RowOp, RowPredicate, Window,

@@ -20,8 +20,11 @@ use sha2::Sha256;
 pub enum Mask {
     /// Release the field name with a `null` value.
     Redact,
-    /// Keyed hash: lowercase hex HMAC-SHA256 of the value under the gateway's hash key (a string's
-    /// UTF-8 bytes, any other value's compact JSON). Lets a consumer join records without seeing ids.
+    /// Pairwise pseudonym: lowercase hex HMAC-SHA256, under the provider's [`PseudonymKey`], of the
+    /// consumer, the field and the value (a string's UTF-8 bytes, any other value's compact JSON).
+    /// Stable for one consumer (it can join its own records), different for every consumer (they
+    /// cannot link theirs), irreversible without the provider's key. Not anonymization: the
+    /// provider can recompute it, and the other released fields may identify the person.
     Hash,
     /// Keep the last N characters, replace each earlier character with `*` (length is preserved).
     Last(usize),
@@ -105,24 +108,75 @@ impl From<Mask> for String {
     }
 }
 
+/// The provider's secret for [`Mask::Hash`] pseudonyms. Only the provider holds it: neither the
+/// consumers nor the oversight nodes can compute or reverse a pseudonym.
+#[derive(Clone)]
+pub struct PseudonymKey {
+    /// HMAC keyed once.
+    keyed: Hmac<Sha256>,
+}
+
+impl fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PseudonymKey(..)")
+    }
+}
+
+impl PseudonymKey {
+    /// A key from its secret bytes.
+    pub fn new(secret: &[u8]) -> Self {
+        PseudonymKey {
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(secret)
+                .expect("HMAC accepts keys of any length"),
+        }
+    }
+
+    /// The pseudonyms this key makes for `consumer`'s `field`.
+    pub fn scope<'a>(&'a self, consumer: &'a str, field: &'a str) -> Pseudonyms<'a> {
+        Pseudonyms {
+            key: self,
+            consumer,
+            field,
+        }
+    }
+}
+
+/// The scope of a `hash` mask: one provider key, one consumer, one field.
+#[derive(Debug, Clone, Copy)]
+pub struct Pseudonyms<'a> {
+    key: &'a PseudonymKey,
+    consumer: &'a str,
+    field: &'a str,
+}
+
+impl Pseudonyms<'_> {
+    /// HMAC-SHA256(key, "causeway pseudonym\n" consumer "\n" field "\n" value), lowercase hex.
+    /// Consumer and field names hold no newline, so the input is unambiguous.
+    pub fn of(&self, value: &[u8]) -> String {
+        let mut mac = self.key.keyed.clone();
+        mac.update(b"causeway pseudonym\n");
+        mac.update(self.consumer.as_bytes());
+        mac.update(b"\n");
+        mac.update(self.field.as_bytes());
+        mac.update(b"\n");
+        mac.update(value);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 impl Mask {
-    /// Apply the mask to one value. `hash_key` is used by [`Mask::Hash`] only; `null` stays `null`.
-    pub fn apply(&self, value: &Value, hash_key: &[u8]) -> Value {
+    /// Apply the mask to one value. `pseudonyms` is used by [`Mask::Hash`] only; `null` stays
+    /// `null`.
+    pub fn apply(&self, value: &Value, pseudonyms: Pseudonyms<'_>) -> Value {
         if value.is_null() {
             return Value::Null;
         }
         match self {
             Mask::Redact => Value::Null,
-            Mask::Hash => {
-                let bytes = match value {
-                    Value::String(s) => s.as_bytes().to_vec(),
-                    other => other.to_string().into_bytes(),
-                };
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hash_key)
-                    .expect("HMAC accepts keys of any length");
-                mac.update(&bytes);
-                Value::String(hex::encode(mac.finalize().into_bytes()))
-            }
+            Mask::Hash => Value::String(match value {
+                Value::String(s) => pseudonyms.of(s.as_bytes()),
+                other => pseudonyms.of(other.to_string().as_bytes()),
+            }),
             Mask::Last(n) => {
                 let text = match value {
                     Value::String(s) => s.clone(),
@@ -216,7 +270,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const KEY: &[u8] = b"federation-key";
+    static KEY: std::sync::LazyLock<PseudonymKey> =
+        std::sync::LazyLock::new(|| PseudonymKey::new(b"provider-key"));
+
+    fn scope() -> Pseudonyms<'static> {
+        KEY.scope("tax-office", "field")
+    }
 
     #[test]
     fn parse_and_display_round_trip() {
@@ -249,64 +308,94 @@ mod tests {
 
     #[test]
     fn redact() {
-        assert_eq!(Mask::Redact.apply(&json!("secret"), KEY), Value::Null);
-        assert_eq!(Mask::Redact.apply(&json!(42), KEY), Value::Null);
+        assert_eq!(Mask::Redact.apply(&json!("secret"), scope()), Value::Null);
+        assert_eq!(Mask::Redact.apply(&json!(42), scope()), Value::Null);
     }
 
     #[test]
-    fn hash_is_keyed_hmac() {
-        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let v = Mask::Hash.apply(&json!("what do ya want for nothing?"), b"Jefe");
+    fn hash_is_a_pairwise_pseudonym() {
+        let key = PseudonymKey::new(b"provider secret");
+        let tax = key.scope("tax-office", "national_id");
+        // HMAC-SHA256(b"provider secret", b"causeway pseudonym\ntax-office\nnational_id\nD000001"),
+        // computed independently (Python's hmac module).
         assert_eq!(
-            v,
-            json!("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+            Mask::Hash.apply(&json!("D000001"), tax),
+            json!("9703b7b8957485d9d090e944fa5f6d6b35bab86bdc68cfa00f9f40d1f62e776f")
         );
-        let a = Mask::Hash.apply(&json!("D000001"), KEY);
-        let b = Mask::Hash.apply(&json!("D000001"), b"other-key");
-        assert_ne!(a, b);
-        assert_ne!(a, json!("D000001"));
-        assert_eq!(Mask::Hash.apply(&Value::Null, KEY), Value::Null);
-        // Numbers hash their JSON text: 7 and "7" give the same tag.
+        let a = Mask::Hash.apply(&json!("D000001"), tax);
         assert_eq!(
-            Mask::Hash.apply(&json!(7), KEY),
-            Mask::Hash.apply(&json!("7"), KEY)
+            a,
+            Mask::Hash.apply(&json!("D000001"), tax),
+            "stable for one consumer"
+        );
+        for other in [
+            key.scope("social-welfare", "national_id"),
+            key.scope("tax-office", "household"),
+            PseudonymKey::new(b"other provider").scope("tax-office", "national_id"),
+        ] {
+            assert_ne!(a, Mask::Hash.apply(&json!("D000001"), other));
+        }
+        assert_ne!(a, json!("D000001"));
+        assert_eq!(Mask::Hash.apply(&Value::Null, tax), Value::Null);
+        // Numbers hash their JSON text: 7 and "7" give the same pseudonym.
+        assert_eq!(
+            Mask::Hash.apply(&json!(7), tax),
+            Mask::Hash.apply(&json!("7"), tax)
         );
     }
 
     #[test]
     fn last_keeps_tail_and_length() {
         assert_eq!(
-            Mask::Last(4).apply(&json!("D0001234"), KEY),
+            Mask::Last(4).apply(&json!("D0001234"), scope()),
             json!("****1234")
         );
-        assert_eq!(Mask::Last(4).apply(&json!("abc"), KEY), json!("abc"));
-        assert_eq!(Mask::Last(2).apply(&json!("ÅÄÖü"), KEY), json!("**Öü"));
-        assert_eq!(Mask::Last(2).apply(&json!(123456), KEY), json!("****56"));
-        assert_eq!(Mask::Last(2).apply(&json!(["a"]), KEY), Value::Null);
+        assert_eq!(Mask::Last(4).apply(&json!("abc"), scope()), json!("abc"));
+        assert_eq!(Mask::Last(2).apply(&json!("ÅÄÖü"), scope()), json!("**Öü"));
+        assert_eq!(
+            Mask::Last(2).apply(&json!(123456), scope()),
+            json!("****56")
+        );
+        assert_eq!(Mask::Last(2).apply(&json!(["a"]), scope()), Value::Null);
     }
 
     #[test]
     fn year_fails_closed() {
-        assert_eq!(Mask::Year.apply(&json!("1985-03-14"), KEY), json!(1985));
+        assert_eq!(Mask::Year.apply(&json!("1985-03-14"), scope()), json!(1985));
         assert_eq!(
-            Mask::Year.apply(&json!("2001-02-03T04:05:06Z"), KEY),
+            Mask::Year.apply(&json!("2001-02-03T04:05:06Z"), scope()),
             json!(2001)
         );
-        assert_eq!(Mask::Year.apply(&json!("1999"), KEY), json!(1999));
-        assert_eq!(Mask::Year.apply(&json!("19850314"), KEY), Value::Null);
-        assert_eq!(Mask::Year.apply(&json!("Main Street 1"), KEY), Value::Null);
-        assert_eq!(Mask::Year.apply(&json!(1985), KEY), Value::Null);
+        assert_eq!(Mask::Year.apply(&json!("1999"), scope()), json!(1999));
+        assert_eq!(Mask::Year.apply(&json!("19850314"), scope()), Value::Null);
+        assert_eq!(
+            Mask::Year.apply(&json!("Main Street 1"), scope()),
+            Value::Null
+        );
+        assert_eq!(Mask::Year.apply(&json!(1985), scope()), Value::Null);
     }
 
     #[test]
     fn round_to_step() {
-        assert_eq!(Mask::Round(1000).apply(&json!(48_499), KEY), json!(48_000));
-        assert_eq!(Mask::Round(1000).apply(&json!(48_500), KEY), json!(49_000));
-        assert_eq!(Mask::Round(1000).apply(&json!(-1_500), KEY), json!(-2_000));
-        assert_eq!(Mask::Round(100).apply(&json!(1234.5), KEY), json!(1200));
-        assert_eq!(Mask::Round(10).apply(&json!("1234"), KEY), json!(1230));
-        assert_eq!(Mask::Round(10).apply(&json!(u64::MAX), KEY), Value::Null);
-        assert_eq!(Mask::Round(10).apply(&json!("n/a"), KEY), Value::Null);
-        assert_eq!(Mask::Round(10).apply(&json!(true), KEY), Value::Null);
+        assert_eq!(
+            Mask::Round(1000).apply(&json!(48_499), scope()),
+            json!(48_000)
+        );
+        assert_eq!(
+            Mask::Round(1000).apply(&json!(48_500), scope()),
+            json!(49_000)
+        );
+        assert_eq!(
+            Mask::Round(1000).apply(&json!(-1_500), scope()),
+            json!(-2_000)
+        );
+        assert_eq!(Mask::Round(100).apply(&json!(1234.5), scope()), json!(1200));
+        assert_eq!(Mask::Round(10).apply(&json!("1234"), scope()), json!(1230));
+        assert_eq!(
+            Mask::Round(10).apply(&json!(u64::MAX), scope()),
+            Value::Null
+        );
+        assert_eq!(Mask::Round(10).apply(&json!("n/a"), scope()), Value::Null);
+        assert_eq!(Mask::Round(10).apply(&json!(true), scope()), Value::Null);
     }
 }

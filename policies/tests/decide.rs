@@ -452,12 +452,17 @@ fn masks_cannot_be_bypassed_by_case_or_parameters() {
         .field("birth_date")
         .and_then(|f| f.mask)
         .expect("masked");
-    assert_eq!(year.apply(&json!("1985-03-14"), b"k"), json!(1985));
+    let key = causeway_policy::PseudonymKey::new(b"k");
+    let pseudonyms = key.scope("social-welfare", "birth_date");
+    assert_eq!(year.apply(&json!("1985-03-14"), pseudonyms), json!(1985));
     let redact = plain
         .field("household")
         .and_then(|f| f.mask)
         .expect("masked");
-    assert_eq!(redact.apply(&json!("H-17"), b"k"), serde_json::Value::Null);
+    assert_eq!(
+        redact.apply(&json!("H-17"), pseudonyms),
+        serde_json::Value::Null
+    );
     // A field that is not granted has no release at all.
     assert!(plain.field("national_id").is_none());
 }

@@ -25,12 +25,12 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::config::{GatewayConfig, Role};
-use crate::identity::TagKey;
+use crate::directory::Directory;
 use crate::oversight::crosscheck::Finding;
 use crate::oversight::dashboard::{encode_form, to_query, OPERATOR_HEADER};
 use crate::oversight::replica::{Query, Record};
 use crate::oversight::report::SubjectReport;
-use crate::oversight::{Asker, LogStatus, Oversight};
+use crate::oversight::{Asker, LogStatus, Oversight, SubjectTags};
 use crate::text::{self, visible};
 
 #[derive(Subcommand)]
@@ -426,7 +426,7 @@ async fn subject(
     if id.is_empty() {
         bail!("give the person's national id with --id, or type it on stdin");
     }
-    let tag = TagKey::load(&config.identity.tag_key)?.tag("subject", &id);
+    let tag = SubjectTags::load(config, &Directory::load(&config.directory)?)?.of(&id);
     let target = target(config).await?;
     let report: SubjectReport = match &target {
         Target::Node(addr) => {

@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 use crate::identity::{pki, AppId, DeptId, PeerIdentity};
 
 #[derive(Subcommand)]
 pub(crate) enum CertsCommand {
-    /// Create a federation CA (ca.pem, ca.key) and the federation tag key.
+    /// Create a federation CA (ca.pem, ca.key) and the tag root (tag-root.key), which only the
+    /// oversight nodes keep.
     #[command(after_help = "Example:\n  causeway certs init --federation demo --out certs/")]
     Init {
         /// Federation name (lowercase letters, digits, '-').
@@ -62,6 +63,30 @@ pub(crate) enum CertsCommand {
         #[arg(long)]
         ca: Option<PathBuf>,
     },
+    /// Derive a department's tag key from the tag root (run where the root is kept, by the
+    /// oversight body) and write it for the department as <dept>.tag.key (0600). A new --version
+    /// rotates the key: the department's new tags name it, and oversight nodes search every
+    /// version up to [oversight] tag_key_versions.
+    #[command(after_help = "Example:
+  causeway certs tag-key --root certs/tag-root.key --ca certs/ --dept tax-office --out certs/
+  causeway certs tag-key --root certs/tag-root.key --ca certs/ --dept tax-office --version 2 --out certs/")]
+    TagKey {
+        /// The tag root (written by `causeway certs init`).
+        #[arg(long)]
+        root: PathBuf,
+        /// Directory holding the federation's ca.pem (names the federation).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Department id.
+        #[arg(long)]
+        dept: String,
+        /// Key version (1 for a new department; the next number to rotate).
+        #[arg(long, default_value_t = 1)]
+        version: u32,
+        /// Directory to write <dept>.tag.key into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
@@ -96,6 +121,25 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
             println!(
                 "\nadd to federation.toml:\n  vkey = \"{}\"\n  witness = \"{}\"",
                 issued.vkey, issued.witness_vkey
+            );
+        }
+        CertsCommand::TagKey {
+            root,
+            ca,
+            dept,
+            version,
+            out,
+        } => {
+            let ca_pem = ca.join(pki::CA_CERT);
+            let federation = pki::federation_of_ca(
+                &std::fs::read_to_string(&ca_pem)
+                    .with_context(|| format!("reading {}", ca_pem.display()))?,
+            )?;
+            let path = pki::tag_key(&root, &federation, &DeptId::new(&dept)?, version, &out)?;
+            println!("tag key {} (version {version}, 0600)", path.display());
+            println!(
+                "\nthe department names it in [identity] tag_key; it must not receive {}",
+                root.display()
             );
         }
         CertsCommand::IssueApp { dept, app, out, ca } => {

@@ -195,8 +195,10 @@ pub struct ProviderContext {
     pub shadow: Option<Arc<crate::policy_reload::ShadowPolicies>>,
     /// The datasets this gateway serves.
     pub catalog: Arc<Catalog>,
-    /// The federation tag key.
+    /// This department's tag key, for the subject tags it writes.
     pub tag_key: TagKey,
+    /// This department's own pseudonym key, for `hash` masks.
+    pub pseudonyms: causeway_policy::PseudonymKey,
     /// Largest accepted envelope clock skew.
     pub max_skew_secs: u64,
     /// Envelopes already seen.
@@ -238,5 +240,5 @@ pub fn provider_pipeline(
         .layer(ObserveLayer::new(FetchStage, m))
         .layer(fetch::FetchLayer::new(cx.catalog.clone()))
         .layer(ObserveLayer::new(ShapeStage, m))
-        .service(shape::Shape::new(cx.tag_key.clone()))
+        .service(shape::Shape::new(cx.pseudonyms.clone()))
 }

@@ -7,24 +7,23 @@
 use std::cmp::Ordering;
 use std::task::{Context, Poll};
 
-use causeway_policy::{RowOp, RowPredicate};
+use causeway_policy::{PseudonymKey, RowOp, RowPredicate};
 use serde_json::Value;
 use tower::Service;
 
 use super::{BoxFuture, ExchangeError, Fetched, Shaped};
-use crate::identity::TagKey;
 
 /// The innermost service: drops rows outside the row filter, drops every field not granted and
 /// applies masks.
 #[derive(Clone)]
 pub struct Shape {
-    tag_key: TagKey,
+    pseudonyms: PseudonymKey,
 }
 
 impl Shape {
-    /// Keyed-hash masks use the federation tag key.
-    pub fn new(tag_key: TagKey) -> Self {
-        Shape { tag_key }
+    /// `hash` masks make pairwise pseudonyms under this provider's own key.
+    pub fn new(pseudonyms: PseudonymKey) -> Self {
+        Shape { pseudonyms }
     }
 
     /// Shape fetched rows; pure, so it is tested without any I/O.
@@ -69,6 +68,7 @@ impl Shape {
                 Some((release.name.clone(), at, release.mask))
             })
             .collect();
+        let consumer = fetched.authorized.verified.envelope.consumer.as_str();
         let rows = fetched
             .rows
             .rows
@@ -81,10 +81,12 @@ impl Shape {
             .map(|row| {
                 columns
                     .iter()
-                    .map(|(_, at, mask)| {
+                    .map(|(field, at, mask)| {
                         let value = row.get(*at).cloned().unwrap_or(Value::Null);
                         match mask {
-                            Some(mask) => mask.apply(&value, self.tag_key.as_bytes()),
+                            Some(mask) => {
+                                mask.apply(&value, self.pseudonyms.scope(consumer, field))
+                            }
                             None => value,
                         }
                     })
@@ -277,7 +279,7 @@ mod tests {
 
     /// Names of the released rows.
     fn released(filter: Vec<RowPredicate>) -> Vec<String> {
-        let shaped = Shape::new(TagKey::generate())
+        let shaped = Shape::new(PseudonymKey::new(b"provider secret"))
             .shape(fetched(filter, people()))
             .expect("shapes");
         shaped
@@ -289,7 +291,7 @@ mod tests {
 
     #[test]
     fn no_filter_releases_every_row_with_only_granted_fields_masked() {
-        let shaped = Shape::new(TagKey::generate())
+        let shaped = Shape::new(PseudonymKey::new(b"provider secret"))
             .shape(fetched(Vec::new(), people()))
             .expect("shapes");
         assert_eq!(shaped.fields, ["name", "birth_date"]);
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_filter_on_a_column_the_rows_lack_fails_closed() {
-        let result = Shape::new(TagKey::generate()).shape(fetched(
+        let result = Shape::new(PseudonymKey::new(b"provider secret")).shape(fetched(
             vec![predicate("household", RowOp::Eq, json!("H1"))],
             people(),
         ));

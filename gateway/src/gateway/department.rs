@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use causeway_adapters::Catalog;
 use causeway_ledger::Ledger;
-use causeway_policy::RateLimiter;
+use causeway_policy::{PseudonymKey, RateLimiter};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tower::ServiceExt;
@@ -27,7 +27,7 @@ use crate::exchange::throttle;
 use crate::exchange::verify::ReplayCache;
 use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderContext};
 use crate::identity::tls::TlsMaterial;
-use crate::identity::{GatewayKey, PeerIdentity, TagKey};
+use crate::identity::{load_or_create_secret, GatewayKey, PeerIdentity, TagKey};
 use crate::log_api::{self, LogApi};
 use crate::policy_reload::{self, LivePolicies, PolicyWatch, ShadowPolicies};
 use crate::rate_limits::RateLimits;
@@ -103,6 +103,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         shadow: shadow.clone(),
         catalog: Arc::new(catalog),
         tag_key: identity.tag_key.clone(),
+        pseudonyms: identity.pseudonyms.clone(),
         max_skew_secs: config.peer.max_skew_secs,
         replay,
         rate_limits: provider_limits.clone(),
@@ -291,12 +292,13 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
 }
 
 /// Who this gateway is: the directory that lists it, its signing key (which must be the one the
-/// directory lists), its TLS identity and its tag key.
+/// directory lists), its TLS identity, its tag key and its pseudonym key.
 struct Identity {
     directory: Arc<Directory>,
     key: Arc<GatewayKey>,
     tls: TlsMaterial,
     tag_key: TagKey,
+    pseudonyms: PseudonymKey,
 }
 
 impl Identity {
@@ -323,12 +325,31 @@ impl Identity {
             &directory.federation,
             &PeerIdentity::Dept(me.clone()),
         )?;
-        let tag_key = TagKey::load(&config.identity.tag_key)?;
+        if let Some(root) = &config.identity.tag_root {
+            bail!(
+                "[identity] tag_root = {:?}: a department gateway must not hold the tag root (with it, \
+                 anyone on this host could compute every department's tags); remove it and keep it \
+                 on the oversight nodes only",
+                root.display()
+            );
+        }
+        let tag_key = config.identity.tag_key.as_deref().with_context(|| {
+            format!(
+                "[identity] tag_key is missing: a department gateway needs its own tag key; the \
+                 oversight body derives it with `causeway certs tag-key --dept {me} ...` \
+                 (docs/OPERATIONS.md, \"Tag keys\")"
+            )
+        })?;
+        let tag_key = TagKey::load(tag_key)?;
+        let pseudonyms = PseudonymKey::new(&load_or_create_secret(
+            &config.identity.pseudonym_key(&config.ledger.dir),
+        )?);
         Ok(Identity {
             directory,
             key,
             tls,
             tag_key,
+            pseudonyms,
         })
     }
 }

@@ -36,8 +36,52 @@ pub struct IdentityFiles {
     pub key: PathBuf,
     /// This gateway's Ed25519 signing key (note secret key form).
     pub signing_key: PathBuf,
-    /// The federation tag key (HMAC key for subject and officer tags).
-    pub tag_key: PathBuf,
+    /// This department's tag key (HMAC key for the subject and officer tags it writes). Required
+    /// for a department gateway; on an oversight node, an optional legacy federation-wide key
+    /// whose bare tags it still searches.
+    #[serde(default)]
+    pub tag_key: Option<PathBuf>,
+    /// Oversight nodes only: the tag root every department's tag key is derived from. A
+    /// department gateway refuses to start with one.
+    #[serde(default)]
+    pub tag_root: Option<PathBuf>,
+    /// This department's own secret for `hash`-mask pseudonyms (default: `pseudonym.key` in the
+    /// ledger directory, created 0600 on first start). Nobody else ever needs it.
+    #[serde(default)]
+    pub pseudonym_key: Option<PathBuf>,
+}
+
+impl IdentityFiles {
+    /// Where the pseudonym key is: as configured, or beside the ledger.
+    pub fn pseudonym_key(&self, ledger_dir: &Path) -> PathBuf {
+        self.pseudonym_key
+            .clone()
+            .unwrap_or_else(|| ledger_dir.join("pseudonym.key"))
+    }
+}
+
+/// Read a 32-byte secret (64 hex characters) from `path`, or create it there (0600, random) if the
+/// file does not exist yet.
+pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], IdentityError> {
+    let bad = |problem: String| IdentityError::KeyFile {
+        path: path.display().to_string(),
+        problem,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => key_bytes(text.trim()).map_err(bad),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use rand::RngCore;
+            let mut key = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create: {e}")))?;
+            }
+            write_secret(path, format!("{}\n", hex::encode(key)).as_bytes())
+                .map_err(|e| bad(format!("cannot create: {e}")))?;
+            Ok(key)
+        }
+        Err(e) => Err(bad(format!("cannot read: {e}"))),
+    }
 }
 
 /// A department id: lowercase ASCII letters, digits and `-`, 1 to 63 characters.
@@ -389,68 +433,181 @@ pub fn parse_vkey(vkey: &str) -> Result<NoteVerifier, String> {
     vkey.parse::<NoteVerifier>().map_err(|e| e.to_string())
 }
 
-/// The federation's tag key: HMAC-SHA256 key for officer and data-subject tags.
+/// A department's tag key: HMAC-SHA256 key for the officer and data-subject tags this department
+/// writes. Each department has its own (no department can compute another's tags); oversight nodes
+/// derive every department's key from the [`TagRoot`] they hold. Keys are versioned so they can
+/// rotate: a tag names the version of the key that made it (`2:` + hex). Version 0 is the single
+/// federation-wide key of earlier releases, whose tags are bare hex.
 #[derive(Clone)]
 pub struct TagKey {
-    key: [u8; 32],
+    version: u32,
     /// HMAC keyed once: its padded-key blocks are hashed here, not again for every tag.
     keyed: hmac::Hmac<sha2::Sha256>,
 }
 
 impl fmt::Debug for TagKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TagKey(..)")
+        write!(f, "TagKey(version {}, ..)", self.version)
     }
 }
 
+/// Largest tag key version accepted (rotations are rare; this bounds what oversight derives).
+pub const MAX_TAG_KEY_VERSION: u32 = 9999;
+
 impl TagKey {
-    fn new(key: [u8; 32]) -> Self {
+    fn new(version: u32, key: &[u8; 32]) -> Self {
         use hmac::Mac;
-        let keyed = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
+        let keyed = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
             .expect("HMAC accepts keys of any length");
-        TagKey { key, keyed }
+        TagKey { version, keyed }
     }
 
-    /// A fresh random key.
-    pub fn generate() -> Self {
-        use rand::RngCore;
-        let mut k = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut k);
-        TagKey::new(k)
+    /// The key's version, named in every tag it makes (0: the legacy federation-wide key).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
-    /// Hex form, as stored in the key file.
-    pub fn to_file_contents(&self) -> String {
-        format!("{}\n", hex::encode(self.key))
-    }
-
-    /// Read a tag key file (64 hex characters).
+    /// Read a department tag key file: `VERSION:` and 64 hex characters (bare hex: a legacy
+    /// federation-wide key, version 0).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
         let bad = |problem: String| IdentityError::KeyFile {
             path: path.display().to_string(),
             problem,
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-        let raw = hex::decode(text.trim()).map_err(|_| bad("expected 64 hex characters".into()))?;
-        let key: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| bad("expected a 32-byte key (64 hex characters)".into()))?;
-        Ok(TagKey::new(key))
+        let text = text.trim();
+        let (version, hex_key) = match text.split_once(':') {
+            Some((v, k)) => (
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|v| (1..=MAX_TAG_KEY_VERSION).contains(v))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "expected VERSION:KEY with a version from 1 to {MAX_TAG_KEY_VERSION}"
+                        ))
+                    })?,
+                k,
+            ),
+            None => (0, text),
+        };
+        Ok(TagKey::new(version, &key_bytes(hex_key).map_err(bad)?))
     }
 
-    /// The keyed tag of `value` in `domain` (e.g. "subject", "officer"): hex HMAC-SHA256.
+    /// The file form: `VERSION:` and the hex key.
+    fn to_file_contents(&self, key: &[u8; 32]) -> String {
+        format!("{}:{}\n", self.version, hex::encode(key))
+    }
+
+    /// The keyed tag of `value` in `domain` (e.g. "subject", "officer"): the key's version, `:`,
+    /// and the hex HMAC-SHA256 of `domain \n value` (bare hex under the legacy key).
     pub fn tag(&self, domain: &str, value: &str) -> String {
         use hmac::Mac;
         let mut mac = self.keyed.clone();
         mac.update(domain.as_bytes());
         mac.update(b"\n");
         mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        let mut hex_digest = [0u8; 64];
+        hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex_digest)
+            .expect("64 hex digits hold 32 bytes");
+        let hex_digest = std::str::from_utf8(&hex_digest).expect("hex is ASCII");
+        match self.version {
+            0 => hex_digest.to_owned(),
+            v => {
+                use fmt::Write;
+                let mut tag = String::with_capacity(70);
+                write!(tag, "{v}:{hex_digest}").expect("writing to a String cannot fail");
+                tag
+            }
+        }
+    }
+}
+
+/// Whether `tag` has the form [`TagKey::tag`] writes: optionally `VERSION:`, then 64 lowercase hex.
+pub fn is_tag(tag: &str) -> bool {
+    let digest = match tag.split_once(':') {
+        Some((v, d)) => {
+            if v.is_empty() || v.len() > 4 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            d
+        }
+        None => tag,
+    };
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn key_bytes(hex_key: &str) -> Result<[u8; 32], String> {
+    let raw = hex::decode(hex_key).map_err(|_| "expected 64 hex characters".to_owned())?;
+    raw.try_into()
+        .map_err(|_| "expected a 32-byte key (64 hex characters)".to_owned())
+}
+
+/// The oversight nodes' tag root: the secret every department's [`TagKey`] is derived from, so
+/// that an oversight node can compute any department's tags (the citizen's report, search by
+/// national id) while no department can compute another's. Departments never hold it.
+#[derive(Clone)]
+pub struct TagRoot {
+    key: [u8; 32],
+}
+
+impl fmt::Debug for TagRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TagRoot(..)")
+    }
+}
+
+impl TagRoot {
+    /// A fresh random root.
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        TagRoot { key }
     }
 
-    /// Raw key bytes, for keyed-hash masks.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.key
+    /// Hex form, as stored in the root file.
+    pub fn to_file_contents(&self) -> String {
+        format!("{}\n", hex::encode(self.key))
+    }
+
+    /// Read a tag root file (64 hex characters).
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let text = std::fs::read_to_string(path).map_err(|e| IdentityError::KeyFile {
+            path: path.display().to_string(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        let key = key_bytes(text.trim()).map_err(|problem| IdentityError::KeyFile {
+            path: path.display().to_string(),
+            problem,
+        })?;
+        Ok(TagRoot { key })
+    }
+
+    /// Department `dept`'s tag key of `version` (1 or more) in `federation`:
+    /// HMAC-SHA256(root, "causeway tag key\n" federation "\n" dept "\n" version).
+    pub fn department_key(&self, federation: &str, dept: &DeptId, version: u32) -> TagKey {
+        TagKey::new(
+            version,
+            &self.department_key_bytes(federation, dept, version),
+        )
+    }
+
+    fn department_key_bytes(&self, federation: &str, dept: &DeptId, version: u32) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(format!("causeway tag key\n{federation}\n{dept}\n{version}").as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The key file for department `dept`'s tag key of `version`, as `causeway certs tag-key`
+    /// writes it for the department.
+    pub fn department_key_file(&self, federation: &str, dept: &DeptId, version: u32) -> String {
+        let key = self.department_key_bytes(federation, dept, version);
+        TagKey::new(version, &key).to_file_contents(&key)
     }
 }
 
@@ -505,13 +662,57 @@ mod tests {
 
     #[test]
     fn tags_are_keyed_and_domain_separated() {
-        let a = TagKey::new([1; 32]);
-        let b = TagKey::new([2; 32]);
+        let a = TagKey::new(0, &[1; 32]);
+        let b = TagKey::new(0, &[2; 32]);
         assert_eq!(a.tag("subject", "D000001"), a.tag("subject", "D000001"));
         // HMAC-SHA256(key, "subject\nD000001"), computed independently (Python's hmac module).
         assert_eq!(a.tag("subject", "D000001"), KNOWN_TAG);
         assert_ne!(a.tag("subject", "D000001"), b.tag("subject", "D000001"));
         assert_ne!(a.tag("subject", "D000001"), a.tag("officer", "D000001"));
         assert!(!a.tag("subject", "D000001").contains("D000001"));
+        assert_eq!(
+            TagKey::new(3, &[1; 32]).tag("subject", "D000001"),
+            format!("3:{KNOWN_TAG}"),
+            "a tag names its key's version"
+        );
+        assert!(is_tag(KNOWN_TAG) && is_tag(&format!("12:{KNOWN_TAG}")));
+        assert!(!is_tag("D000042") && !is_tag(&format!(":{KNOWN_TAG}")));
+        assert!(!is_tag(&format!("x:{KNOWN_TAG}")) && !is_tag(&KNOWN_TAG.to_uppercase()));
+    }
+
+    #[test]
+    fn department_keys_are_derived_from_the_root_and_differ_per_department_and_version() {
+        let root = TagRoot { key: [7; 32] };
+        let tax = DeptId::new("tax-office").unwrap();
+        let civil = DeptId::new("civil-registry").unwrap();
+        let t1 = root
+            .department_key("demo", &tax, 1)
+            .tag("subject", "D000001");
+        assert_eq!(
+            t1,
+            root.department_key("demo", &tax, 1)
+                .tag("subject", "D000001")
+        );
+        for other in [
+            root.department_key("demo", &civil, 1),
+            root.department_key("demo", &tax, 2),
+            root.department_key("other", &tax, 1),
+            TagRoot { key: [8; 32] }.department_key("demo", &tax, 1),
+        ] {
+            let t = other.tag("subject", "D000001");
+            assert_ne!(t[t.find(':').unwrap()..], t1[t1.find(':').unwrap()..]);
+        }
+        // The file the department receives loads as the same key.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tax-office.tag.key");
+        std::fs::write(&path, root.department_key_file("demo", &tax, 1)).unwrap();
+        let loaded = TagKey::load(&path).unwrap();
+        assert_eq!(loaded.version(), 1);
+        assert_eq!(loaded.tag("subject", "D000001"), t1);
+        std::fs::write(&path, format!("0:{}", "ab".repeat(32))).unwrap();
+        assert!(
+            TagKey::load(&path).is_err(),
+            "version 0 is the legacy bare form"
+        );
     }
 }

@@ -13,14 +13,14 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-use super::{write_secret, AppId, DeptId, GatewayKey, PeerIdentity, TagKey, IDENTITY_SCHEME};
+use super::{write_secret, AppId, DeptId, GatewayKey, PeerIdentity, TagRoot, IDENTITY_SCHEME};
 
 /// File names inside a certificate directory.
 pub const CA_CERT: &str = "ca.pem";
 /// The CA's private key.
 pub const CA_KEY: &str = "ca.key";
-/// The federation tag key (HMAC key for subject and officer tags).
-pub const TAG_KEY: &str = "federation.tag.key";
+/// The tag root every department's tag key is derived from: held by the oversight nodes only.
+pub const TAG_ROOT: &str = "tag-root.key";
 
 /// Paths of what `issue` wrote.
 #[derive(Debug, Clone)]
@@ -39,7 +39,8 @@ pub struct Issued {
     pub witness_vkey: String,
 }
 
-/// Create a federation CA and tag key in `out`. Refuses to overwrite an existing CA.
+/// Create a federation CA and the oversight nodes' tag root in `out`. Refuses to overwrite an
+/// existing CA.
 pub fn init_federation(federation: &str, out: &Path) -> Result<()> {
     super::DeptId::new(federation).context("federation name")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -57,10 +58,36 @@ pub fn init_federation(federation: &str, out: &Path) -> Result<()> {
         &ca_key_path,
     )?;
     write_secret(
-        &out.join(TAG_KEY),
-        TagKey::generate().to_file_contents().as_bytes(),
+        &out.join(TAG_ROOT),
+        TagRoot::generate().to_file_contents().as_bytes(),
     )?;
     Ok(())
+}
+
+/// Derive department `dept`'s tag key of `version` from the tag root at `root` and write it to
+/// `<out>/<dept>.tag.key` (0600), for the department. Returns the path written.
+pub fn tag_key(
+    root: &Path,
+    federation: &str,
+    dept: &DeptId,
+    version: u32,
+    out: &Path,
+) -> Result<PathBuf> {
+    if !(1..=super::MAX_TAG_KEY_VERSION).contains(&version) {
+        bail!(
+            "the tag key version must be from 1 to {}",
+            super::MAX_TAG_KEY_VERSION
+        );
+    }
+    let root = TagRoot::load(root)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join(format!("{dept}.tag.key"));
+    write_secret(
+        &path,
+        root.department_key_file(federation, dept, version)
+            .as_bytes(),
+    )?;
+    Ok(path)
 }
 
 /// Read the federation name from a CA certificate written by [`init_federation`].

@@ -210,6 +210,9 @@ fn html_redirect(location: &str) -> Response<Full<Bytes>> {
     r
 }
 
+/// Most subject tags in one query: a person has one per department key version.
+const MAX_SUBJECT_TAGS: usize = 1024;
+
 /// The GET URL of a search form: the national id in `subject`, if any, becomes `subject_tag`.
 fn search_location(node: &Oversight, form: &[(String, String)]) -> String {
     let mut pairs: Vec<(String, String)> = form
@@ -316,8 +319,9 @@ pub fn to_query(params: &[(String, String)]) -> Result<Query, String> {
     }
     let subject_tag = text("subject_tag");
     if let Some(t) = &subject_tag {
-        if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("subject_tag must be a 64-character hex tag (search by national id through the form)".into());
+        let tags: Vec<&str> = t.split(',').collect();
+        if tags.len() > MAX_SUBJECT_TAGS || !tags.iter().all(|t| crate::identity::is_tag(t)) {
+            return Err(format!("subject_tag must be keyed tags (64 hex characters, optionally after a key version and ':'), at most {MAX_SUBJECT_TAGS}, comma-separated (search by national id through the form)"));
         }
     }
     let limit = match param(params, "limit") {

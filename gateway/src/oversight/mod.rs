@@ -32,7 +32,7 @@ use self::report::SubjectReport;
 use crate::config::{GatewayConfig, Role};
 use crate::directory::Directory;
 use crate::identity::tls::TlsMaterial;
-use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey};
+use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey, TagRoot};
 use crate::transport::peer::PeerTransport;
 use causeway_ledger::entry::{Entry, Kind};
 use causeway_ledger::{Ledger, LedgerError};
@@ -104,13 +104,62 @@ pub struct LogStatus {
     pub known_witnesses: usize,
 }
 
+/// Every department's tag keys, derived from the tag root: how a national id becomes the tags
+/// each department wrote for it.
+pub struct SubjectTags {
+    keys: Vec<TagKey>,
+}
+
+impl std::fmt::Debug for SubjectTags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubjectTags({} keys)", self.keys.len())
+    }
+}
+
+impl SubjectTags {
+    /// The keys of every department the directory lists, in versions 1 to
+    /// `[oversight] tag_key_versions`, and the legacy federation-wide key if `[identity] tag_key`
+    /// names one.
+    pub fn load(config: &GatewayConfig, directory: &Directory) -> Result<SubjectTags> {
+        let root = config.identity.tag_root.as_deref().with_context(|| {
+            "[identity] tag_root is missing: an oversight node derives every department's tag key \
+             from the tag root (certs/tag-root.key, written by `causeway certs init`)"
+        })?;
+        let root = TagRoot::load(root)?;
+        let versions = config
+            .oversight
+            .as_ref()
+            .map_or(1, |o| o.tag_key_versions)
+            .clamp(1, crate::identity::MAX_TAG_KEY_VERSION);
+        let mut keys = Vec::new();
+        for dept in directory.departments() {
+            for version in 1..=versions {
+                keys.push(root.department_key(&directory.federation, &dept.id, version));
+            }
+        }
+        if let Some(legacy) = &config.identity.tag_key {
+            keys.push(TagKey::load(legacy)?);
+        }
+        Ok(SubjectTags { keys })
+    }
+
+    /// The subject tags of `national_id`, comma-separated.
+    pub fn of(&self, national_id: &str) -> String {
+        self.keys
+            .iter()
+            .map(|k| k.tag("subject", national_id))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// An open oversight node: replica, own ledger, keys, and the way to reach departments.
 pub struct Oversight {
     me: DeptId,
     directory: Arc<Directory>,
     replica: Arc<Replica>,
     ledger: Arc<Ledger>,
-    tag_key: TagKey,
+    tags: SubjectTags,
     peers: Arc<PeerTransport>,
     settings: OversightSection,
     findings: RwLock<Arc<Vec<Finding>>>,
@@ -145,7 +194,7 @@ impl Oversight {
             &PeerIdentity::Oversight(me.clone()),
         )?;
         let key = GatewayKey::load(&config.identity.signing_key)?;
-        let tag_key = TagKey::load(&config.identity.tag_key)?;
+        let tags = SubjectTags::load(config, &directory)?;
         let replica = Replica::open(&settings.replica, settings.map_size_mib)
             .with_context(|| format!("opening the replica in {}", settings.replica.display()))?;
         let ledger = Ledger::open(
@@ -165,7 +214,7 @@ impl Oversight {
             directory,
             replica: Arc::new(replica),
             ledger: Arc::new(ledger),
-            tag_key,
+            tags,
             peers: Arc::new(peers),
             settings,
             findings: RwLock::default(),
@@ -206,9 +255,10 @@ impl Oversight {
         &self.settings
     }
 
-    /// The keyed tag of a national id. The id itself goes nowhere.
+    /// The keyed tags of a national id, one per department key (comma-separated, the form a
+    /// `subject_tag` query takes). The id itself goes nowhere.
     pub fn subject_tag(&self, national_id: &str) -> String {
-        self.tag_key.tag("subject", national_id.trim())
+        self.tags.of(national_id.trim())
     }
 
     /// Pull every department's log once, concurrently; then refresh the cross-check findings.

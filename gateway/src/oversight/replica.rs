@@ -261,7 +261,8 @@ pub struct Query {
     /// Purpose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
-    /// A data subject's keyed tag (never the raw identifier).
+    /// A data subject's keyed tags (never the raw identifier), comma-separated: a person has one
+    /// under each department's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_tag: Option<String>,
     /// `allow` or `deny`.
@@ -299,13 +300,34 @@ impl Query {
             && eq(&self.purpose, &e.purpose)
             && eq(&self.decision, &e.decision)
             && self.side.is_none_or(|s| e.side == Some(s))
-            && self
-                .subject_tag
-                .as_ref()
-                .is_none_or(|t| e.subjects.contains(t))
+            && self.subject_tag.as_ref().is_none_or(|_| {
+                self.subject_tags()
+                    .any(|t| e.subjects.iter().any(|s| s == t))
+            })
             && self.department.as_ref().is_none_or(|d| {
                 log == d || e.consumer.as_deref() == Some(d) || e.provider.as_deref() == Some(d)
             })
+    }
+
+    /// The subject tags asked for (a person has one per department key).
+    pub fn subject_tags(&self) -> impl Iterator<Item = &str> {
+        self.subject_tag
+            .as_deref()
+            .into_iter()
+            .flat_map(|t| t.split(','))
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The index walks that answer this query: one per subject tag, else the most selective
+    /// index.
+    fn plans(&self) -> Vec<(u8, String)> {
+        if self.exchange.is_none() && self.subject_tag.is_some() {
+            return self
+                .subject_tags()
+                .map(|t| (tag::SUBJECT, t.to_owned()))
+                .collect();
+        }
+        vec![self.plan()]
     }
 
     /// The most selective index for this query: (tag, value).
@@ -635,16 +657,38 @@ impl Replica {
         })
     }
 
-    /// Run `query`: newest first, at most its limit.
+    /// Run `query`: newest first, at most its limit. A query for several subject tags (one
+    /// person's tags under every department's key) walks each tag's index and merges.
     pub fn search(&self, query: &Query) -> Result<SearchResult, ReplicaError> {
-        let (t, value) = query.plan();
-        let prefix = index_prefix(t, &value);
-        let from = query.from_ms.unwrap_or(0);
-        let to = query.to_ms.unwrap_or(u64::MAX);
         let limit = query.limit();
         let txn = self.env.ro()?;
+        let mut found = Vec::new();
+        for (t, value) in query.plans() {
+            found.extend(self.scan(&txn, &index_prefix(t, &value), query, limit + 1)?);
+        }
+        found.sort_by(|(ta, a), (tb, b)| (tb, &b.log, b.index).cmp(&(ta, &a.log, a.index)));
+        found.dedup_by(|(_, a), (_, b)| a.log == b.log && a.index == b.index);
+        let truncated = found.len() > limit;
+        found.truncate(limit);
+        Ok(SearchResult {
+            records: found.into_iter().map(|(_, r)| r).collect(),
+            truncated,
+        })
+    }
+
+    /// Up to `most` records under one index prefix that match `query`, newest first, with their
+    /// times.
+    fn scan(
+        &self,
+        txn: &lmdb::RoTransaction<'_>,
+        prefix: &[u8],
+        query: &Query,
+        most: usize,
+    ) -> Result<Vec<(u64, Record)>, ReplicaError> {
+        let from = query.from_ms.unwrap_or(0);
+        let to = query.to_ms.unwrap_or(u64::MAX);
         let cursor = txn.open_ro_cursor(self.index)?;
-        let mut seek = prefix.clone();
+        let mut seek = prefix.to_vec();
         match to.checked_add(1) {
             Some(after) => seek.extend_from_slice(&after.to_be_bytes()),
             None => seek.extend_from_slice(&[0xff; 9]),
@@ -656,14 +700,13 @@ impl Replica {
             Err(e) => return Err(e.into()),
         };
         let mut records = Vec::new();
-        let mut truncated = false;
         loop {
             let key = match current {
                 Ok((Some(k), _)) => k,
                 Ok((None, _)) | Err(lmdb::Error::NotFound) => break,
                 Err(e) => return Err(e.into()),
             };
-            if !key.starts_with(&prefix) || key.len() < prefix.len() + 8 {
+            if !key.starts_with(prefix) || key.len() < prefix.len() + 8 {
                 break;
             }
             let time = u64::from_be_bytes(
@@ -674,17 +717,16 @@ impl Replica {
             if time < from {
                 break;
             }
-            let record = self.record(&txn, &key[prefix.len() + 8..])?;
+            let record = self.record(txn, &key[prefix.len() + 8..])?;
             if query.matches(&record.log, &record.entry) {
-                if records.len() == limit {
-                    truncated = true;
+                records.push((time, record));
+                if records.len() == most {
                     break;
                 }
-                records.push(record);
             }
             current = cursor.get(None, None, MDB_PREV);
         }
-        Ok(SearchResult { records, truncated })
+        Ok(records)
     }
 
     /// Call `f` with every exchange id and the replicated entries that carry it, in id order.
@@ -916,6 +958,23 @@ mod tests {
             .unwrap();
         assert_eq!(one.records.len(), 1);
         assert_eq!(one.records[0].index, 1);
+        // A person's tags under several departments' keys: one search, merged, newest first.
+        let several = |limit| {
+            replica
+                .search(&Query {
+                    subject_tag: Some("tag-a,tag-zz,tag-c".into()),
+                    limit: Some(limit),
+                    ..Query::default()
+                })
+                .unwrap()
+        };
+        let both = several(10);
+        let indexes: Vec<u64> = both.records.iter().map(|r| r.index).collect();
+        assert_eq!(indexes, [2, 0]);
+        assert!(!both.truncated);
+        let newest = several(1);
+        assert_eq!(newest.records[0].index, 2);
+        assert!(newest.truncated);
         let base = time::macros::datetime!(2026-01-01 10:00 UTC).unix_timestamp() as u64 * 1000;
         let window = replica
             .search(&Query {
