@@ -75,7 +75,7 @@ start_demo() {
 bench_request() {
     local officer=',"officer":"bench-officer"'
     if [ -n "${2:-}" ] && takes_tokens "$2"; then officer=''; fi
-    printf '{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":""%s}\n' "$officer" >"$1"
+    printf '{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"social-welfare-act:s12","case":""%s}\n' "$officer" >"$1"
 }
 
 bench_workdir() {

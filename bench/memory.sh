@@ -47,14 +47,14 @@ rss() { awk '/^(VmRSS|RssAnon|RssFile|Threads)/ {printf "%s %s %s  ", $1, $2, $3
 # token; older builds: plain HTTP with the officer in the body.
 certs="$work/fed/certs"
 if "$CAUSEWAY_BIN" tokens --help >/dev/null 2>&1; then
-    body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":""}'
+    body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"social-welfare-act:s12","case":""}'
     token="$("$CAUSEWAY_BIN" tokens issue --config "$work/fed/social-welfare/causeway.toml" --officer mem --ttl-secs 86400)"
     curl -sf -o /dev/null --cacert "$certs/ca.pem" --cert "$certs/social-welfare-app-case-desk.pem" \
         --key "$certs/social-welfare-app-case-desk.key" -H "authorization: Bearer $token" \
         -H 'content-type: application/json' -d "$body" "https://$client/v1/requests"
     tls=1
 else
-    body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"Social Welfare Act s.12","case":"","officer":"mem"}'
+    body='{"provider":"civil-registry","dataset":"residents","params":{"national_id":"D000042"},"purpose":"benefit-eligibility","legal_basis":"social-welfare-act:s12","case":"","officer":"mem"}'
     curl -sf -o /dev/null -H 'content-type: application/json' -d "$body" "http://$client/v1/requests"
     token="" tls=0
 fi

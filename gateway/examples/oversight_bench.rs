@@ -113,7 +113,7 @@ fn synthetic(rng: &mut Rng, log: &str, n: u64, subjects: u64, time_ms: u64) -> E
     e.provider = Some(provider.into());
     e.dataset = Some(DATASETS[(rng.next() % 3) as usize].into());
     e.purpose = Some(PURPOSES[(rng.next() % 4) as usize].into());
-    e.legal_basis = Some("Social Welfare Act s.12".into());
+    e.legal_basis = Some("social-welfare-act:s12".into());
     e.officer = Some(hex64(rng));
     e.subjects = vec![subject_tag(rng.next() % subjects)];
     e.request_digest = Some(hex64(rng));

@@ -106,7 +106,7 @@ impl Bench {
                         serde_json::json!(format!("D{:06}", 1 + n % PEOPLE as usize)),
                     )]),
                     purpose: "benefit-eligibility".into(),
-                    legal_basis: "Bench Act s.1".into(),
+                    legal_basis: "bench-act:s1".into(),
                     case: String::new(),
                     officer: "bench".into(),
                     application: None,

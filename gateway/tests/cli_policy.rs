@@ -210,7 +210,7 @@ fn explain_shows_the_deciding_rule_and_for_a_denial_what_was_missing() {
         "--purpose",
         "fraud-investigation",
         "--legal-basis",
-        "Tax Fraud Act s.9",
+        "tax-fraud-act:s9",
         "--param",
         "national_id=D000042",
         "--at",

@@ -33,7 +33,7 @@ async fn a_consumer_reconnects_over_quic_at_once_after_the_provider_is_killed_an
         let body = json!({
             "provider": "civil-registry", "dataset": "residents",
             "params": {"national_id": format!("D{n:06}")}, "purpose": "benefit-eligibility",
-            "legal_basis": "Test Act s.1", "case": ""
+            "legal_basis": "test-act:s1", "case": ""
         });
         let desk = CaseDesk::of(&layout, "social-welfare");
         async move { desk.post(&body).await.unwrap() }

@@ -141,7 +141,7 @@ async fn ask(
     purpose: &str,
 ) -> (u16, Value) {
     let body = json!({"provider": provider, "dataset": dataset, "params": params,
-        "purpose": purpose, "legal_basis": "Test Act s.1", "case": "C-1"});
+        "purpose": purpose, "legal_basis": "test-act:s1", "case": "C-1"});
     let authorization = bearer(&desk.1);
     let (status, answer) = desk
         .0

@@ -33,7 +33,7 @@ fn entry(n: u64) -> Entry {
     e.provider = Some("civil-registry".into());
     e.dataset = Some("residents".into());
     e.purpose = Some("benefit-eligibility".into());
-    e.legal_basis = Some("Social Welfare Act s.12".into());
+    e.legal_basis = Some("social-welfare-act:s12".into());
     e.officer = Some("ab".repeat(32));
     e.subjects = vec!["cd".repeat(32)];
     e.request_digest = Some("ef".repeat(32));

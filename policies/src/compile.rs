@@ -14,6 +14,7 @@ use crate::error::{Diagnostic, LineIndex, Position};
 use crate::glob::Glob;
 use crate::mask::Mask;
 use crate::raw;
+use crate::references::{is_code, CasePattern, REFERENCE_MAX};
 use crate::rules::{
     Bound, ConsumerSpec, DenyRule, Grant, ParamConstraint, RateLimit, RowOp, RowPredicate, Spans,
     Window,
@@ -47,12 +48,18 @@ pub struct Purpose {
     pub id: String,
     /// What the purpose covers, for people.
     pub description: String,
+    /// The pattern a case reference for this purpose must match besides the default
+    /// ([`crate::references::CASE_PATTERN`]), as written; `None` for the default alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_pattern: Option<String>,
 }
 
 /// Everything a directory declares, validated.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Compiled {
     pub purposes: Vec<Purpose>,
+    /// Aligned with `purposes`: each one's compiled `case_pattern`.
+    pub case_patterns: Vec<Option<CasePattern>>,
     pub groups: BTreeMap<String, Vec<String>>,
     pub grants: Vec<Grant>,
     pub denies: Vec<DenyRule>,
@@ -202,10 +209,17 @@ pub(crate) fn compile(files: &[SourceFile]) -> Result<Compiled, Vec<Diagnostic>>
                             format!("purpose \"{}\" is declared twice", p.id.get_ref()),
                         );
                     } else {
+                        let case_pattern = p.case_pattern.as_ref().and_then(|pattern| {
+                            CasePattern::new(pattern.get_ref())
+                                .map_err(|e| ctx.at(pattern, e))
+                                .ok()
+                        });
                         out.purposes.push(Purpose {
                             id: p.id.into_inner(),
                             description: p.description,
+                            case_pattern: case_pattern.as_ref().map(|c| c.as_str().to_owned()),
                         });
+                        out.case_patterns.push(case_pattern);
                     }
                 }
             }
@@ -543,6 +557,16 @@ fn compile_grant(
             for b in list.get_ref() {
                 if b.get_ref().trim().is_empty() {
                     ctx.at(b, "empty legal basis");
+                } else if !is_code(b.get_ref()) {
+                    ctx.at(
+                        b,
+                        format!(
+                            "legal basis \"{}\" is not a code: list codes of 1 to {REFERENCE_MAX} letters, digits \
+                             and . _ : / - (for example \"social-welfare-act:s12\"), which requests cite; \
+                             the law's own words belong in the agreement's description",
+                            b.get_ref()
+                        ),
+                    );
                 } else if out.contains(b.get_ref()) {
                     ctx.at(
                         b,

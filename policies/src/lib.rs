@@ -13,8 +13,9 @@
 //! Around the decision it offers what admins and the gateway need: [`RateLimiter`] (the counters
 //! that live outside the immutable snapshot), [`check`] (errors and warnings, optionally against a
 //! [`DatasetCatalog`]), [`run_tests`] (`*.test.toml` cases), [`explain`] (the closest grant and what
-//! was missing), [`diff`] (access gained and lost) and [`file_changes`]. The demo federation's
-//! sample policies are in [`samples`].
+//! was missing), [`diff`] (access gained and lost) and [`file_changes`]. What a request's case
+//! and legal basis may be, so that no free text enters a ledger, is in [`references`]
+//! ([`PolicySet::check_references`]). The demo federation's sample policies are in [`samples`].
 //!
 //! It must not know about HTTP, TLS, networks, ledgers, databases or clocks. Everything here is a
 //! pure function over strings, files and structs: the caller passes "now" (`Request::at_unix`),
@@ -60,6 +61,7 @@ mod glob;
 mod mask;
 mod rate;
 mod raw;
+pub mod references;
 mod rules;
 pub mod samples;
 mod set;
@@ -79,6 +81,7 @@ pub use explain::{explain, ClosestGrant, Explanation, Missing};
 pub use glob::Glob;
 pub use mask::{Mask, PseudonymKey, Pseudonyms};
 pub use rate::{RateLimited, RateLimiter, RateWindow};
+pub use references::NotAReference;
 pub use rules::{
     Bound, ConsumerSpec, DenyRule, Grant, ParamConstraint, RateLimit, RowOp, RowPredicate, Window,
 };

@@ -20,6 +20,9 @@ pub(crate) struct PurposesFile {
 pub(crate) struct RawPurpose {
     pub id: Spanned<String>,
     pub description: String,
+    /// An anchored regular expression a case reference for this purpose must also match.
+    #[serde(default)]
+    pub case_pattern: Option<Spanned<String>>,
 }
 
 /// `groups.toml`: named sets of consumer departments.

@@ -19,6 +19,7 @@ use crate::compile::{self, Compiled, Purpose, SourceFile};
 use crate::decision::{Decision, Disclosure, FieldRelease, ReasonCode, Request, RuleRef};
 use crate::error::{Diagnostic, LoadError};
 use crate::mask::Mask;
+use crate::references::{self, NotAReference};
 use crate::rules::{ConsumerSpec, DenyRule, Grant, RateLimit, Window};
 use crate::suggest::did_you_mean;
 
@@ -219,6 +220,20 @@ impl PolicySet {
     /// Whether `purpose` is declared.
     pub fn is_declared_purpose(&self, purpose: &str) -> bool {
         self.index.purposes.contains_key(purpose)
+    }
+
+    /// Whether the request's case and legal basis may enter a ledger: the case (if any) a short
+    /// reference matching the default pattern and its purpose's `case_pattern`, the legal basis
+    /// (if any) a code. The gateway asks before it notarizes anything; [`PolicySet::decide`] does
+    /// not, since a request that fails here is refused without a decision (docs/POLICY.md, "Case
+    /// references and legal-basis codes"). An undeclared purpose has the default pattern.
+    pub fn check_references(&self, request: &Request<'_>) -> Result<(), NotAReference> {
+        let pattern = self
+            .index
+            .purposes
+            .get(request.purpose)
+            .and_then(|&pid| self.compiled.case_patterns[pid as usize].as_ref());
+        references::check(request.case, request.legal_basis, pattern)
     }
 
     /// Decide one request. Order: an undeclared purpose is denied (`unknown-purpose`); otherwise

@@ -9,7 +9,7 @@
 //! consumer = "social-welfare"
 //! dataset = "residents"
 //! purpose = "benefit-eligibility"
-//! legal_basis = "Social Security Act s.12"   # optional
+//! legal_basis = "social-security-act:s12"   # optional
 //! case = "SW-2025-0001"                      # optional
 //! application = "benefits-portal"            # optional: the consumer's application (default: none)
 //! params = { national_id = "D000001" }       # optional
@@ -279,7 +279,11 @@ fn run_file(set: &PolicySet, path: &Path, text: &str, report: &mut TestReport) {
             at_unix: at,
         };
         let decision = set.decide(&request);
-        let failures = compare(&case.expect, &expected_masks, &decision);
+        let mut failures = compare(&case.expect, &expected_masks, &decision);
+        // A gateway refuses such a request before it decides: the decision above never happens.
+        if let Err(e) = set.check_references(&request) {
+            failures.insert(0, format!("{} ({})", e, e.code()));
+        }
         report.cases.push(CaseResult {
             file: path.to_path_buf(),
             line,

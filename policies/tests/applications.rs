@@ -167,7 +167,7 @@ id = "any-app-with-basis"
 consumer = "social-welfare"
 dataset = "residents"
 purposes = ["benefit-eligibility"]
-legal_bases = ["Social Security Act s.12"]
+legal_bases = ["social-security-act:s12"]
 fields = ["name"]
 "#;
     let s = set(&[("a.toml", PORTAL), ("b.toml", with_basis)]);
@@ -175,7 +175,7 @@ fields = ["name"]
         let d = r.decide(&s);
         assert_eq!(d.reason.code, ReasonCode::LegalBasisNotAllowed, "{d:?}");
         assert_eq!(rule_id(&d), Some("any-app-with-basis"));
-        let d = r.basis("Social Security Act s.12").decide(&s);
+        let d = r.basis("social-security-act:s12").decide(&s);
         assert!(d.allowed, "{d:?}");
     }
     assert!(welfare().app("benefits-portal").decide(&s).allowed);

@@ -15,7 +15,7 @@ id = "welfare-residents"
 consumer = "social-welfare"
 dataset = "residents"
 purposes = ["benefit-eligibility", "fraud-investigation"]
-legal_bases = ["Social Security Act s.12", "Fraud Act s.3"]
+legal_bases = ["social-security-act:s12", "fraud-act:s3"]
 fields = ["address", "name", "birth_date", "household"]
 masks = { birth_date = "year", household = "redact" }
 params = { national_id = { pattern = "D[0-9][0-9][0-9][0-9][0-9][0-9]" } }
@@ -27,7 +27,7 @@ valid_until = 2026-01-01T00:00:00Z
 
 fn welfare() -> common::R {
     req("social-welfare", "residents", "benefit-eligibility")
-        .basis("Social Security Act s.12")
+        .basis("social-security-act:s12")
         .case("CASE-1")
         .param("national_id", json!("D000001"))
 }
@@ -143,7 +143,7 @@ fn each_condition_has_its_own_reason() {
     );
     assert_eq!(
         welfare().basis("Because").decide(&s).reason.message,
-        "legal basis \"Because\" is not accepted by grant \"welfare-residents\" (accepted: Social Security Act s.12; Fraud Act s.3)"
+        "legal basis \"Because\" is not accepted by grant \"welfare-residents\" (accepted: social-security-act:s12; fraud-act:s3)"
     );
 }
 
@@ -213,7 +213,7 @@ valid_until = 2025-07-01T00:00:00Z
     assert_eq!(d.told().code, ReasonCode::DeniedByRule);
     assert_eq!(d.told().message, d.reason.message);
 
-    let mut fraud = welfare().basis("Fraud Act s.3");
+    let mut fraud = welfare().basis("fraud-act:s3");
     fraud.purpose = "fraud-investigation".into();
     let d = fraud.decide(&s);
     assert_eq!(d.reason.code, ReasonCode::DeniedByRule);

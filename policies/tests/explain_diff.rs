@@ -11,7 +11,7 @@ id = "welfare-income"
 consumer = "social-welfare"
 dataset = "income"
 purposes = ["benefit-eligibility"]
-legal_bases = ["Social Assistance Act s.14"]
+legal_bases = ["social-assistance-act:s14"]
 fields = ["year", "gross_income"]
 params = { year = { range = [2015, 2030] } }
 require_case = true

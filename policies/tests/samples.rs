@@ -185,7 +185,7 @@ fn samples_use_masks_rate_limits_an_expired_grant_and_a_deny_rule() {
         (false, ReasonCode::DeniedByRule)
     );
     let d = req("tax-office", "residents", "fraud-investigation")
-        .basis("Tax Fraud Act s.9")
+        .basis("tax-fraud-act:s9")
         .case("C-1")
         .param("national_id", json!("D000042"))
         .decide(&cr);

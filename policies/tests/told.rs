@@ -117,7 +117,7 @@ id = "bases"
 consumer = "social-welfare"
 dataset = "residents"
 purposes = ["fraud-investigation"]
-legal_bases = ["Fraud Act s.3", "Secret Act s.88"]
+legal_bases = ["fraud-act:s3", "secret-act:s88"]
 fields = ["name"]
 
 [[grant]]
@@ -169,14 +169,14 @@ valid_until = 2019-08-09T10:11:12Z
             vec!["Q712345", "2024", "2015", "2019", "annual-77"],
         ),
         (
-            req("social-welfare", "residents", "fraud-investigation").basis("Test Act s.1"),
+            req("social-welfare", "residents", "fraud-investigation").basis("test-act:s1"),
             ReasonCode::LegalBasisNotAllowed,
-            vec!["Test Act s.1", "Fraud Act s.3", "Secret Act s.88"],
+            vec!["test-act:s1", "fraud-act:s3", "secret-act:s88"],
         ),
         (
             req("social-welfare", "residents", "fraud-investigation"),
             ReasonCode::LegalBasisNotAllowed,
-            vec!["Fraud Act s.3", "Secret Act s.88"],
+            vec!["fraud-act:s3", "secret-act:s88"],
         ),
         (
             req("social-welfare", "residents", "statistics").app("case-desk"),

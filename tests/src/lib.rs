@@ -167,7 +167,7 @@ impl Federation {
     ) -> Result<(u16, Value)> {
         let body = json!({
             "provider": provider, "dataset": dataset, "params": params, "purpose": purpose,
-            "legal_basis": "Test Act s.1", "case": "",
+            "legal_basis": "test-act:s1", "case": "",
         });
         self.client(consumer)?
             .post_json_with_headers(&body, headers)

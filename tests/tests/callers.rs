@@ -24,7 +24,7 @@ const PROVIDER: &str = "civil-registry";
 
 fn body() -> Value {
     json!({"provider": PROVIDER, "dataset": "residents", "params": {"national_id": "D000010"},
-        "purpose": "benefit-eligibility", "legal_basis": "Test Act s.1", "case": ""})
+        "purpose": "benefit-eligibility", "legal_basis": "test-act:s1", "case": ""})
 }
 
 fn code(answer: &Value) -> &str {
@@ -556,7 +556,7 @@ async fn an_envelope_replayed_after_the_provider_restarts_is_refused() {
         dataset: "residents".into(),
         params: [("national_id".to_owned(), json!("D000010"))].into(),
         purpose: "benefit-eligibility".into(),
-        legal_basis: "Test Act s.1".into(),
+        legal_basis: "test-act:s1".into(),
         case: String::new(),
         officer: "tag".into(),
         application: Some(AppId::new(DEMO_APP).unwrap()),

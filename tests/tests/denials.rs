@@ -173,7 +173,7 @@ async fn only_a_consumer_with_a_grant_learns_that_a_deny_rule_protects_a_person(
 /// or the condition, never the value asked for nor the values the grant accepts, anywhere in the
 /// answer (its receipt's entry included). On the old code the message read `parameter
 /// "national_id" = "D000042" must be one of ["D000099", "D000100"]` and `legal basis "Test Act
-/// s.1" is not accepted by grant ... (accepted: Fraud Act s.3)`.
+/// s.1" is not accepted by grant ... (accepted: fraud-act:s3)`.
 #[tokio::test]
 async fn denial_messages_name_the_condition_but_never_a_value() {
     let mut fed = Federation::create().unwrap();
@@ -186,7 +186,7 @@ async fn denial_messages_name_the_condition_but_never_a_value() {
     std::fs::write(
         policies.join("welfare-fraud.toml"),
         "[[grant]]\nid = \"welfare-fraud\"\nconsumer = \"social-welfare\"\ndataset = \"residents\"\n\
-         purposes = [\"fraud-investigation\"]\nlegal_bases = [\"Fraud Act s.3\"]\nfields = [\"name\"]\n",
+         purposes = [\"fraud-investigation\"]\nlegal_bases = [\"fraud-act:s3\"]\nfields = [\"name\"]\n",
     )
     .unwrap();
     for dept in ["civil-registry", "social-welfare", "tax-office"] {
@@ -212,11 +212,11 @@ async fn denial_messages_name_the_condition_but_never_a_value() {
     for message in messages {
         let message = message.as_str().unwrap();
         assert!(message.contains("legal basis"), "{message}");
-        for value in ["Test Act s.1", "Fraud Act s.3", UNPROTECTED] {
+        for value in ["test-act:s1", "fraud-act:s3", UNPROTECTED] {
             assert!(!message.contains(value), "{value} in {message}");
         }
     }
     let whole = basis.answer.to_string() + &basis.receipt_entry.to_string();
-    assert!(!whole.contains("Fraud Act s.3"), "{whole}");
+    assert!(!whole.contains("fraud-act:s3"), "{whole}");
     fed.stop().await;
 }

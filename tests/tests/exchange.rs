@@ -53,7 +53,7 @@ fn envelope(consumer: &str, provider: &str, purpose: &str) -> Envelope {
         dataset: "residents".into(),
         params: BTreeMap::from([("national_id".to_owned(), json!("D000010"))]),
         purpose: purpose.into(),
-        legal_basis: "Test Act s.1".into(),
+        legal_basis: "test-act:s1".into(),
         case: String::new(),
         officer: "tag".into(),
         application: None,
@@ -98,7 +98,7 @@ async fn a_burst_of_requests_shares_envelope_signatures_and_every_exchange_is_no
     for n in 0..BURST {
         let body = json!({"provider": "civil-registry", "dataset": "residents",
             "params": {"national_id": format!("D{:06}", 1 + n)}, "purpose": "benefit-eligibility",
-            "legal_basis": "Test Act s.1", "case": ""});
+            "legal_basis": "test-act:s1", "case": ""});
         let client = client.clone();
         requests.spawn(async move { client.post_json(&body).await.unwrap() });
     }

@@ -97,7 +97,7 @@ fn alive_tasks() -> usize {
 fn client_body(national_id: &str) -> Value {
     json!({"provider": "civil-registry", "dataset": "residents",
         "params": {"national_id": national_id}, "purpose": "benefit-eligibility",
-        "legal_basis": "Test Act s.1", "case": ""})
+        "legal_basis": "test-act:s1", "case": ""})
 }
 
 /// POST raw bytes to a plain HTTP/1.1 listener; status and body.
@@ -674,7 +674,7 @@ async fn ten_thousand_malformed_envelopes_frames_and_bodies_get_clean_refusals()
         dataset: "residents".into(),
         params: [("national_id".to_owned(), json!("D000010"))].into(),
         purpose: "benefit-eligibility".into(),
-        legal_basis: "Test Act s.1".into(),
+        legal_basis: "test-act:s1".into(),
         case: String::new(),
         officer: "tag".into(),
         application: None,

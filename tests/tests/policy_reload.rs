@@ -227,7 +227,7 @@ async fn rate_limits_hold_under_concurrent_requests() {
             let body = json!({
                 "provider": PROVIDER, "dataset": "residents",
                 "params": {"national_id": format!("D{:06}", 10 + i)},
-                "purpose": "benefit-eligibility", "legal_basis": "Test Act s.1",
+                "purpose": "benefit-eligibility", "legal_basis": "test-act:s1",
                 "case": "",
             });
             client.post_json(&body).await.expect("request")

@@ -51,7 +51,7 @@ fn exchange_request(fed: &Federation) -> Vec<u8> {
         dataset: "residents".into(),
         params: BTreeMap::from([("national_id".to_owned(), json!("D000010"))]),
         purpose: "benefit-eligibility".into(),
-        legal_basis: "Test Act s.1".into(),
+        legal_basis: "test-act:s1".into(),
         case: String::new(),
         officer: "tag".into(),
         application: None,

@@ -14,7 +14,7 @@ const PROVIDER: &str = "civil-registry";
 fn denied_request() -> Value {
     // Social welfare has no grant for this purpose at the civil registry: denied, and notarized.
     json!({"provider": PROVIDER, "dataset": "residents", "params": {"national_id": "D000010"},
-        "purpose": "tax-assessment", "legal_basis": "Test Act s.1", "case": ""})
+        "purpose": "tax-assessment", "legal_basis": "test-act:s1", "case": ""})
 }
 
 fn append(path: &std::path::Path, text: &str) {
@@ -158,7 +158,7 @@ async fn the_departments_own_refusals_and_officers_are_bounded_too() {
     let desk = fed.client(CONSUMER).unwrap();
     let allowed = json!({"provider": PROVIDER, "dataset": "residents",
         "params": {"national_id": "D000011"}, "purpose": "benefit-eligibility",
-        "legal_basis": "Test Act s.1", "case": ""});
+        "legal_basis": "test-act:s1", "case": ""});
     for _ in 0..4 {
         let (status, answer) = desk.post_json(&allowed).await.unwrap();
         assert_eq!(status, 200, "{answer}");

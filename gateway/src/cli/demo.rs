@@ -77,7 +77,7 @@ fn traffic() -> Vec<(
             "residents",
             json!({"national_id": "D000042"}),
             "benefit-eligibility",
-            "Social Welfare Act s.12",
+            "social-welfare-act:s12",
         ),
         (
             "tax-office",
@@ -85,7 +85,7 @@ fn traffic() -> Vec<(
             "residents",
             json!({"national_id": "D000042"}),
             "tax-assessment",
-            "Taxation Act s.5",
+            "taxation-act:s5",
         ),
         (
             "social-welfare",
@@ -93,7 +93,7 @@ fn traffic() -> Vec<(
             "income",
             json!({"national_id": "D000042", "year": 2024}),
             "benefit-eligibility",
-            "Social Welfare Act s.12",
+            "social-welfare-act:s12",
         ),
         (
             "tax-office",
@@ -101,7 +101,7 @@ fn traffic() -> Vec<(
             "residents",
             json!({"national_id": "D000043"}),
             "benefit-eligibility",
-            "Social Welfare Act s.12",
+            "social-welfare-act:s12",
         ),
         (
             "social-welfare",
@@ -117,7 +117,7 @@ fn traffic() -> Vec<(
             "benefits",
             json!({"national_id": "D000042"}),
             "statistics",
-            "Statistics Act s.3",
+            "statistics-act:s3",
         ),
     ]
 }
@@ -335,11 +335,11 @@ fn print_tour(layout: &Layout) {
     println!("\nTry it yourself:");
     if let Some(w) = welfare {
         println!(
-            "  TOKEN=$(cargo run -q --release -- tokens issue --config {dir}/social-welfare/causeway.toml --officer me)\n  curl -s https://{}/v1/requests --cacert {dir}/certs/ca.pem \\\n    --cert {dir}/certs/social-welfare-app-case-desk.pem --key {dir}/certs/social-welfare-app-case-desk.key \\\n    -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"provider\":\"civil-registry\",\"dataset\":\"residents\",\"params\":{{\"national_id\":\"D000007\"}},\"purpose\":\"benefit-eligibility\",\"legal_basis\":\"Social Welfare Act s.12\"}}'",
+            "  TOKEN=$(cargo run -q --release -- tokens issue --config {dir}/social-welfare/causeway.toml --officer me)\n  curl -s https://{}/v1/requests --cacert {dir}/certs/ca.pem \\\n    --cert {dir}/certs/social-welfare-app-case-desk.pem --key {dir}/certs/social-welfare-app-case-desk.key \\\n    -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{{\"provider\":\"civil-registry\",\"dataset\":\"residents\",\"params\":{{\"national_id\":\"D000007\"}},\"purpose\":\"benefit-eligibility\",\"legal_basis\":\"social-welfare-act:s12\"}}'",
             w.client
         );
     }
-    println!("  cargo run --release -- request --config {dir}/social-welfare/causeway.toml --provider civil-registry \\\n    --dataset residents --param national_id=D000007 --purpose benefit-eligibility --legal-basis 'Social Welfare Act s.12' --officer me");
+    println!("  cargo run --release -- request --config {dir}/social-welfare/causeway.toml --provider civil-registry \\\n    --dataset residents --param national_id=D000007 --purpose benefit-eligibility --legal-basis 'social-welfare-act:s12' --officer me");
     println!("  cargo run --release -- log show --ledger {dir}/civil-registry/ledger");
     println!("  cargo run --release -- log verify --ledger {dir}/civil-registry/ledger --directory {dir}/federation.toml");
     println!("  cargo run --release -- policy check {dir}/civil-registry/policies");

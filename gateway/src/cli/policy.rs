@@ -45,7 +45,7 @@ pub enum PolicyCommand {
     #[command(after_help = "Example:\n  \
         causeway policy explain causeway-demo/civil-registry/policies \\\n    \
         --consumer tax-office --dataset residents --purpose fraud-investigation \\\n    \
-        --legal-basis 'Tax Fraud Act s.9' --case TX-2025-1 --param national_id=D000042")]
+        --legal-basis 'tax-fraud-act:s9' --case TX-FRAUD-2025-001 --param national_id=D000042")]
     Explain(ExplainArgs),
     /// The access gained (+), lost (-) and re-masked (~) from OLD_DIR to NEW_DIR, as
     /// (consumer, dataset, purpose, field) tuples, and the files added, removed and modified.

@@ -11,7 +11,7 @@ use crate::transport::app_client::{bearer, request_body, AppClient};
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  causeway request --config causeway-demo/social-welfare/causeway.toml \\\n    --provider civil-registry --dataset residents --param national_id=D000042 \\\n    --purpose benefit-eligibility --legal-basis 'Social Welfare Act s.12' --officer officer-17\n  causeway request --config /etc/causeway/causeway.toml --cert app.pem --key app.key --token \"$TOKEN\" ...\n\nWith --config, the request goes over mutual TLS with the application's certificate (--cert and\n--key; in a demo layout the case-desk application's by default) and the officer's token (--token,\nor --officer to get one from the demo identity provider). Without a token the application acts on\nits own, which only applications registered with officers = \"none\" may."
+    after_help = "Examples:\n  causeway request --config causeway-demo/social-welfare/causeway.toml \\\n    --provider civil-registry --dataset residents --param national_id=D000042 \\\n    --purpose benefit-eligibility --legal-basis 'social-welfare-act:s12' --officer officer-17\n  causeway request --config /etc/causeway/causeway.toml --cert app.pem --key app.key --token \"$TOKEN\" ...\n\nWith --config, the request goes over mutual TLS with the application's certificate (--cert and\n--key; in a demo layout the case-desk application's by default) and the officer's token (--token,\nor --officer to get one from the demo identity provider). Without a token the application acts on\nits own, which only applications registered with officers = \"none\" may."
 )]
 pub(crate) struct RequestArgs {
     /// The asking gateway's config (its [client] listen address is used).
@@ -32,10 +32,11 @@ pub(crate) struct RequestArgs {
     /// Purpose.
     #[arg(long)]
     purpose: String,
-    /// Legal basis.
+    /// Legal basis: the code a grant lists (for example social-welfare-act:s12), never free text.
     #[arg(long)]
     legal_basis: String,
-    /// Case reference.
+    /// Case reference: at most 64 letters, digits and . _ : / - (for example SW-2025-0001), never a
+    /// description.
     #[arg(long, default_value = "")]
     case: String,
     /// The officer's access token from the department's identity provider.

@@ -4,6 +4,8 @@
 //! 1. [`rescue`]: turns every outcome and error into a protocol response (the only layer that does).
 //! 2. [`authenticate`]: the peer's department, from its TLS certificate and nothing else.
 //! 3. [`verify`]: the envelope's signature against that department's directory key; freshness; replay.
+//!    Then [`references`]: its case is a reference matching the purpose's pattern and its legal
+//!    basis a code, so that no free text is notarized (refused with no entry otherwise).
 //! 4. [`notarize`]: everything below happens inside it; it records the outcome (allowed, denied or
 //!    failed) in the ledger and releases nothing until that entry is durable.
 //! 5. [`authorize`]: the policy decision and the rate limit (and the shadow set's, for comparison).
@@ -24,6 +26,7 @@ pub mod fetch;
 pub mod notarize;
 pub mod observe;
 pub mod recent;
+pub mod references;
 pub mod rescue;
 pub mod shape;
 pub mod signer;
@@ -156,6 +159,10 @@ pub enum ExchangeError {
     /// Seen before.
     #[error("the envelope {0} was already received; envelopes are single use")]
     Replayed(uuid::Uuid),
+    /// The case is not a reference matching the purpose's pattern, or the legal basis not a code:
+    /// refused before anything is notarized.
+    #[error(transparent)]
+    NotAReference(#[from] causeway_policy::NotAReference),
     /// The policy said no (carried up to [`notarize`]). Its text is what the consumer may be told.
     #[error("denied: {}", .0.told().message)]
     Denied(Box<Decision>),
@@ -233,6 +240,7 @@ pub fn provider_pipeline(
         .layer(authenticate::AuthenticateLayer::new(cx.directory.clone()))
         .layer(ObserveLayer::new(VerifyStage, m))
         .layer(verify::VerifyLayer::new(cx))
+        .layer(references::ReferencesLayer::new(cx))
         .layer(ObserveLayer::new(NotarizeStage, m))
         .layer(notarize::NotarizeLayer::new(cx))
         .layer(ObserveLayer::new(AuthorizeStage, m))

@@ -164,6 +164,7 @@ pub fn error_code(e: &ExchangeError) -> (u16, &'static str) {
         ExchangeError::Misaddressed(_) => (403, "misaddressed"),
         ExchangeError::Stale { .. } => (401, "stale-envelope"),
         ExchangeError::Replayed(_) => (409, "replayed-envelope"),
+        ExchangeError::NotAReference(e) => (400, e.code()),
         ExchangeError::TooManyRequests => (429, "too-many-requests"),
         ExchangeError::TooManyDenials => (429, "too-many-denials"),
         ExchangeError::Ledger(_) => (503, "ledger-unavailable"),

@@ -69,6 +69,7 @@ pub fn refuse(error: &ConsumerError) -> ProtocolResponse {
         ConsumerError::RateLimited(_) => (429, "rate-limited"),
         ConsumerError::TooManyRefusals => (429, "too-many-refusals"),
         ConsumerError::ControlCharacters(_) => (400, "control-characters"),
+        ConsumerError::NotAReference(e) => (400, e.code()),
         ConsumerError::Outbound {
             exchange,
             log_index,

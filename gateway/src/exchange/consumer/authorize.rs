@@ -53,6 +53,7 @@ pub async fn authorize<'a>(
     entry.provider = Some(checked.provider.id.to_string());
     entry.dataset = Some(request.dataset.clone());
     entry.purpose = Some(request.purpose.clone());
+    // A code and a short reference, or empty: `check` refused free text before this point.
     entry.legal_basis = Some(request.legal_basis.clone());
     entry.case = (!request.case.is_empty()).then(|| request.case.clone());
     entry.officer = checked.officer_tag.clone();

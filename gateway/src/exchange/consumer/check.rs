@@ -1,5 +1,13 @@
 //! The application's request is well formed, holds no control or bidirectional-control characters,
-//! names a provider the directory lists, and its officer has the role its purpose requires.
+//! cites a case reference and a legal-basis code rather than free text, names a provider the
+//! directory lists, and its officer has the role its purpose requires.
+//!
+//! The case and the legal basis are copied into this gateway's ledger, the provider's and every
+//! oversight replica, for ever; a sentence there ("Applicant D000042 ..., HIV+ status review")
+//! could never be erased. So they are checked here, before the outbound rules can notarize a
+//! refusal and before anything is signed or sent, against the federation's default forms
+//! ([`causeway_policy::references`]). The provider checks the case again against the pattern it
+//! declares for the purpose, which may be narrower.
 
 use super::{ClientRequest, ConsumerContext, ConsumerError};
 use crate::callers::{is_forbidden_char, Caller};
@@ -64,6 +72,7 @@ pub fn check<'a>(
     }) {
         return Err(ConsumerError::ControlCharacters(name));
     }
+    causeway_policy::references::check(&request.case, &request.legal_basis, None)?;
     let Ok(provider_id) = DeptId::new(&request.provider) else {
         return Err(ConsumerError::BadRequest(
             "provider is not a department id".into(),

@@ -7,7 +7,8 @@
 //! Top to bottom as [`handle`] runs them:
 //! 1. [`authenticate`]: who is asking, the registered application from its client certificate and
 //!    the officer from a verified token ([`crate::callers`]); the host and content type.
-//! 2. [`check`]: a well-formed request, free of control characters, for a provider the directory
+//! 2. [`check`]: a well-formed request, free of control characters, whose case is a short
+//!    reference and legal basis a code (no free text enters a ledger), for a provider the directory
 //!    lists, and an officer with the role its purpose requires.
 //! 3. [`authorize`]: the department's own outbound rules; a refusal is notarized here and never
 //!    reaches the provider.
@@ -59,9 +60,10 @@ pub struct ClientRequest {
     pub params: BTreeMap<String, serde_json::Value>,
     /// Purpose.
     pub purpose: String,
-    /// Legal basis.
+    /// Legal basis: a code the provider's grant lists, or empty
+    /// ([`causeway_policy::references::CODE_PATTERN`]).
     pub legal_basis: String,
-    /// Case reference.
+    /// Case reference: a short reference, or empty ([`causeway_policy::references::CASE_PATTERN`]).
     #[serde(default)]
     pub case: String,
     /// No longer accepted: the officer is proven by a bearer token, never named in the body.
@@ -125,6 +127,10 @@ pub enum ConsumerError {
         "`{0}` holds control or bidirectional-control characters, which are refused in every field"
     )]
     ControlCharacters(String),
+    /// The case is not a short reference, or the legal basis not a code: free text would be kept
+    /// for ever in both ledgers, so the request is refused before anything is notarized or sent.
+    #[error(transparent)]
+    NotAReference(#[from] causeway_policy::NotAReference),
     /// The department's outbound rules do not let this application ask this; the refusal is
     /// notarized in this gateway's ledger and the provider never hears of it.
     #[error("application {application} may not ask {provider} for {dataset} for {purpose} under this department's outbound rules (refusal notarized as log entry {log_index})")]
