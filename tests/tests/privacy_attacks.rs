@@ -143,7 +143,8 @@ fn secrets_held(dept_dir: &Path) -> Vec<hmac::Key> {
     let seed = {
         use base64::Engine;
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(signing_key.rsplit('+').next().unwrap())
+            // PRIVATE+KEY+<name>+<key hash>+<base64, which may hold '+'>
+            .decode(signing_key.splitn(5, '+').nth(4).unwrap())
             .unwrap();
         raw[1..].to_vec()
     };
