@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::canonical::{Normalization, NormalizeStep};
 use crate::error::DatasetsError;
 use crate::query::{Dialect, NamedQuery, UrlTemplate};
 
@@ -119,13 +120,16 @@ pub struct ParamDef {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ParamType {
-    /// A JSON string of at most `max_length` characters, no control characters, matching `pattern`
-    /// (anchored at both ends) if set.
+    /// A JSON string of at most `max_length` characters and no control characters, brought to its
+    /// canonical form by `normalize`, which must then match `pattern` (anchored at both ends) if set.
     String {
-        /// Maximum length in characters (at most 256).
+        /// Maximum length in characters (at most 256), of the value as sent.
         max_length: usize,
-        /// The anchored pattern, if any.
+        /// The anchored pattern the canonical value must match, if any.
         pattern: Option<Pattern>,
+        /// How a value is brought to its canonical form before the pattern, the policy decision,
+        /// the query and the subject tag read it.
+        normalize: Normalization,
     },
     /// A JSON integer within `min..=max` (either bound optional).
     Integer {
@@ -431,6 +435,7 @@ struct RawParam {
     #[serde(default)]
     optional: bool,
     pattern: Option<Spanned<String>>,
+    normalize: Option<Spanned<Vec<NormalizeStep>>>,
     max_length: Option<Spanned<u64>>,
     min: Option<Spanned<i64>>,
     max: Option<Spanned<i64>>,
@@ -1057,6 +1062,9 @@ fn validate_param(rp: RawParam, loc: &Locator) -> Result<ParamDef, DatasetsError
         if let Some(p) = &rp.max_length {
             return not_for("max_length", p.span());
         }
+        if let Some(p) = &rp.normalize {
+            return not_for("normalize", p.span());
+        }
     }
     if kind != RawParamType::Integer {
         if let Some(p) = &rp.min {
@@ -1095,9 +1103,12 @@ fn validate_param(rp: RawParam, loc: &Locator) -> Result<ParamDef, DatasetsError
                     )
                 })?),
             };
+            let normalize =
+                Normalization::new(rp.normalize.map(Spanned::into_inner).into_iter().flatten());
             ParamType::String {
                 max_length,
                 pattern,
+                normalize,
             }
         }
         RawParamType::Integer => {
@@ -1258,8 +1269,13 @@ classification = "personal"
             ParamType::String {
                 pattern: Some(p),
                 max_length,
+                normalize,
             } => {
                 assert_eq!(*max_length, 256);
+                assert!(
+                    normalize.is_none(),
+                    "values are compared as sent by default"
+                );
                 assert!(p.is_match("D000001"));
                 assert!(!p.is_match("xD000001"), "patterns are anchored");
                 assert!(!p.is_match("D0000012"), "patterns are anchored");
@@ -1321,6 +1337,44 @@ classification = "personal"
         assert!(e.contains("missing required key \"subject\""), "{e}");
         let e = err(&format!("{GOOD}{GOOD}"));
         assert!(e.contains("dataset \"residents\" is defined twice"), "{e}");
+    }
+
+    #[test]
+    fn normalize_is_parsed_and_checked() {
+        let text = GOOD.replace(
+            "pattern = \"D[0-9]{6}\"",
+            "pattern = \"D[0-9]{6}\"\nnormalize = [\"casefold\", \"trim\", \"nfc\"]",
+        );
+        let parsed = parse(Path::new("d/datasets.toml"), &text, Path::new("/base")).expect("valid");
+        let ParamType::String { normalize, .. } = &parsed.datasets[0].0.params[0].ty else {
+            panic!("a string parameter")
+        };
+        assert_eq!(
+            normalize.to_string(),
+            "nfc, trim, casefold",
+            "applied in a fixed order"
+        );
+
+        let e = err(&GOOD.replace(
+            "pattern = \"D[0-9]{6}\"",
+            "normalize = [\"trim\", \"lowercase\"]",
+        ));
+        assert!(
+            e.starts_with("dir/datasets.toml:12:"),
+            "the error names the line: {e}"
+        );
+        assert!(
+            e.contains("unknown value \"lowercase\"") && e.contains("casefold"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "type = \"string\"\npattern = \"D[0-9]{6}\"",
+            "type = \"integer\"\nnormalize = [\"trim\"]",
+        ));
+        assert!(
+            e.contains(":12:13: `normalize` does not apply to a parameter of type integer"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //! the gateway's job.
 #![warn(missing_docs)]
 
+mod canonical;
 mod civil;
 mod datasets;
 mod error;
@@ -51,6 +52,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use canonical::{Normalization, NormalizeStep};
 pub use datasets::{
     AdapterKind, Dataset, FieldDef, FieldType, ParamDef, ParamType, Pattern, CLASSIFICATIONS,
     DEFAULT_MAX_ROWS, DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT_MS, MAX_MAX_ROWS, MAX_POOL_SIZE,
@@ -158,6 +160,23 @@ impl Catalog {
                 name: dataset.to_owned(),
             })?;
         let bound = bind(&entry.dataset, params)?;
+        self.fetch_bound(dataset, &bound, limits).await
+    }
+
+    /// [`Catalog::fetch`] with parameters already bound ([`bind`]) against this dataset: for a
+    /// caller that reads the canonical values itself before the fetch (the gateway decides on
+    /// them), so that they are checked and normalized once.
+    pub async fn fetch_bound(
+        &self,
+        dataset: &str,
+        bound: &BoundParams,
+        limits: Limits,
+    ) -> Result<Rows, FetchError> {
+        let entry = self
+            .entry(dataset)
+            .ok_or_else(|| FetchError::UnknownDataset {
+                name: dataset.to_owned(),
+            })?;
         let limits = limits.min(Limits {
             max_rows: entry.dataset.max_rows,
             timeout: entry.dataset.timeout,
@@ -166,7 +185,7 @@ impl Catalog {
         // Sources enforce the deadline themselves and clean up after it; this outer bound, a little
         // later so as not to pre-empt that, covers a source that does not.
         let guard = limits.timeout + OUTER_DEADLINE_GRACE;
-        let result = match tokio::time::timeout(guard, entry.source.fetch(&bound, limits)).await {
+        let result = match tokio::time::timeout(guard, entry.source.fetch(bound, limits)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout {
                 after: limits.timeout,

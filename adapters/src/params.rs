@@ -1,5 +1,6 @@
 //! Checking a request's JSON parameters against a dataset's declared parameters, and the typed
-//! values that adapters bind.
+//! values that adapters bind: string values in their canonical form (`normalize`), which is what
+//! the pattern is matched against.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use crate::error::FetchError;
 pub enum ParamValue {
     /// SQL `NULL` (only for optional parameters that were missing or `null`).
     Null,
-    /// A string or enum value.
+    /// A string value in its canonical form, or an enum value.
     Text(String),
     /// An integer.
     Integer(i64),
@@ -52,7 +53,8 @@ impl BoundParams {
 }
 
 /// Check `params` against `dataset`'s declarations: every name known, every required one present,
-/// each of the right type and within its constraints.
+/// each of the right type and within its constraints. String values are bound in their canonical
+/// form ([`ParamDef::bind`]).
 pub fn bind(
     dataset: &Dataset,
     params: &BTreeMap<String, Value>,
@@ -83,11 +85,21 @@ pub fn bind(
             Some(Value::Null) => {
                 return Err(FetchError::bad_parameter(&def.name, "is required but null"))
             }
-            Some(v) => check(def, v)?,
+            Some(v) => def.bind(v)?,
         };
         values.insert(def.name.clone(), value);
     }
     Ok(BoundParams { values })
+}
+
+impl ParamDef {
+    /// Check one present, non-null value against this declaration and type it. A string is
+    /// brought to its canonical form (`normalize`), and that form must match the pattern; its
+    /// length and characters are checked as sent, before any work is done on it. The error names
+    /// the parameter and the rule it breaks, never the value.
+    pub fn bind(&self, value: &Value) -> Result<ParamValue, FetchError> {
+        check(self, value)
+    }
 }
 
 fn check(def: &ParamDef, value: &Value) -> Result<ParamValue, FetchError> {
@@ -96,6 +108,7 @@ fn check(def: &ParamDef, value: &Value) -> Result<ParamValue, FetchError> {
         ParamType::String {
             max_length,
             pattern,
+            normalize,
         } => {
             let Value::String(s) = value else {
                 return Err(bad(format!("must be a string, not {}", json_kind(value))));
@@ -109,12 +122,20 @@ fn check(def: &ParamDef, value: &Value) -> Result<ParamValue, FetchError> {
             if s.chars().any(char::is_control) {
                 return Err(bad("contains control characters".into()));
             }
+            let canonical = normalize.canonical(s);
             if let Some(p) = pattern {
-                if !p.is_match(s) {
-                    return Err(bad(format!("does not match the pattern {}", p.as_str())));
+                if !p.is_match(&canonical) {
+                    return Err(bad(if normalize.is_none() {
+                        format!("does not match the pattern {}", p.as_str())
+                    } else {
+                        format!(
+                            "does not match the pattern {} once normalized ({normalize})",
+                            p.as_str()
+                        )
+                    }));
                 }
             }
-            Ok(ParamValue::Text(s.clone()))
+            Ok(ParamValue::Text(canonical.into_owned()))
         }
         ParamType::Integer { min, max } => {
             let Some(i) = value.as_i64() else {

@@ -125,7 +125,9 @@ pub fn quic_frame(data: &[u8]) {
 }
 
 /// Datasets files (`causeway-adapters`): parsing never panics and never connects; whatever parses
-/// names each dataset once and keeps its subject among its parameters.
+/// names each dataset once and keeps its subject among its parameters, and each string
+/// parameter's normalization is idempotent (on the input itself as a value): a canonical value is
+/// its own canonical form.
 pub fn datasets(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -134,6 +136,16 @@ pub fn datasets(data: &[u8]) {
         let mut names = std::collections::HashSet::new();
         for d in &datasets {
             assert!(names.insert(d.name.clone()), "dataset {} twice", d.name);
+            assert!(
+                d.param(&d.subject_param).is_some(),
+                "subject not a parameter"
+            );
+            for p in &d.params {
+                if let causeway_adapters::ParamType::String { normalize, .. } = &p.ty {
+                    let once = normalize.canonical(text);
+                    assert_eq!(normalize.canonical(&once), once, "not idempotent");
+                }
+            }
         }
     }
 }

@@ -7,6 +7,10 @@
 //! directories when a file changes (names, sizes and modification times are polled every second)
 //! or on SIGHUP.
 //!
+//! A set is checked against the gateway's datasets as it loads: a parameter literal that is not in
+//! the canonical form its dataset compares in (docs/POLICY.md, "Canonical parameters") is a load
+//! error, since it could never match; a deny rule on `"Alice"` would protect nobody.
+//!
 //! Rules it keeps: a set that fails validation never replaces the running one (the error is logged
 //! with its `file:line:col`, kept for `/readyz` and counted); every set that takes effect is first
 //! notarized as one `policy-change` ledger entry carrying its hash and the files added, removed and
@@ -18,8 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use causeway_adapters::{Dataset, FieldType, ParamType};
 use causeway_policy::{
-    file_changes, Decision, FileChanges, FileDigest, LoadError, PolicySet, Request,
+    file_changes, noncanonical_literals, CanonicalForm, DatasetCatalog, DatasetSchema, Decision,
+    FileChanges, FileDigest, LoadError, ParamSchema, PolicySet, Request, ValueKind,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -60,17 +66,23 @@ pub enum Reloaded {
 #[derive(Debug)]
 pub struct LivePolicies {
     dir: Option<PathBuf>,
+    datasets: Option<Arc<DatasetCatalog>>,
     set: Arc<RwLock<Arc<PolicySet>>>,
     last_error: Mutex<Option<String>>,
     failures: AtomicU64,
 }
 
 impl LivePolicies {
-    /// Load `dir` (no directory: the empty set, which denies everything).
-    pub fn load(dir: Option<&Path>) -> Result<LivePolicies, LoadError> {
-        let set = load(dir)?;
+    /// Load `dir` (no directory: the empty set, which denies everything), checked against
+    /// `datasets` (this load and every reload) when given.
+    pub fn load(
+        dir: Option<&Path>,
+        datasets: Option<Arc<DatasetCatalog>>,
+    ) -> Result<LivePolicies, LoadError> {
+        let set = load(dir, datasets.as_deref())?;
         Ok(LivePolicies {
             dir: dir.map(Path::to_path_buf),
+            datasets,
             set: Arc::new(RwLock::new(Arc::new(set))),
             last_error: Mutex::new(None),
             failures: AtomicU64::new(0),
@@ -137,9 +149,11 @@ impl LivePolicies {
     {
         let result = async {
             let dir = self.dir.clone();
-            let new = tokio::task::spawn_blocking(move || load(dir.as_deref()))
-                .await
-                .map_err(|e| ReloadError::Task(e.to_string()))??;
+            let datasets = self.datasets.clone();
+            let new =
+                tokio::task::spawn_blocking(move || load(dir.as_deref(), datasets.as_deref()))
+                    .await
+                    .map_err(|e| ReloadError::Task(e.to_string()))??;
             let old = self.current();
             if new.hash() == old.hash() {
                 return Ok(Reloaded::Unchanged);
@@ -159,11 +173,66 @@ impl LivePolicies {
     }
 }
 
-fn load(dir: Option<&Path>) -> Result<PolicySet, LoadError> {
-    match dir {
-        Some(dir) => PolicySet::load_dir(dir),
-        None => PolicySet::from_sources(&[]),
+fn load(dir: Option<&Path>, datasets: Option<&DatasetCatalog>) -> Result<PolicySet, LoadError> {
+    let set = match dir {
+        Some(dir) => PolicySet::load_dir(dir)?,
+        None => PolicySet::from_sources(&[])?,
+    };
+    if let Some(datasets) = datasets {
+        let diagnostics = noncanonical_literals(&set, datasets);
+        if !diagnostics.is_empty() {
+            return Err(LoadError::Invalid { diagnostics });
+        }
     }
+    Ok(set)
+}
+
+/// What the policy engine needs to know of a datasets file's datasets: names, field types,
+/// parameters with their canonical forms and whether they take any text, and subjects.
+pub fn dataset_schemas<'a>(
+    datasets: impl IntoIterator<Item = &'a Dataset>,
+) -> Result<DatasetCatalog, String> {
+    let mut catalog = DatasetCatalog::new();
+    for dataset in datasets {
+        let mut schema = DatasetSchema::new(&dataset.name).subject(&dataset.subject_param);
+        for field in &dataset.fields {
+            let kind = match field.ty {
+                FieldType::String => ValueKind::String,
+                FieldType::Integer => ValueKind::Integer,
+                FieldType::Float => ValueKind::Float,
+                FieldType::Boolean => ValueKind::Boolean,
+                FieldType::Date => ValueKind::Date,
+                FieldType::Datetime => ValueKind::Datetime,
+                other => {
+                    return Err(format!(
+                        "field \"{}\" of dataset \"{}\" has type \"{}\", which the policy checker does not know yet",
+                        field.name,
+                        dataset.name,
+                        other.as_str()
+                    ))
+                }
+            };
+            schema = schema.field(&field.name, kind);
+        }
+        for param in &dataset.params {
+            let mut described = ParamSchema::new(&param.name);
+            if let ParamType::String {
+                pattern, normalize, ..
+            } = &param.ty
+            {
+                described.free_text = pattern.is_none();
+                if !normalize.is_none() {
+                    let normalize = *normalize;
+                    let canonical: CanonicalForm =
+                        Arc::new(move |value: &str| normalize.canonical(value).into_owned());
+                    described.canonical = Some(canonical);
+                }
+            }
+            schema = schema.param_schema(described);
+        }
+        catalog.insert(schema);
+    }
+    Ok(catalog)
 }
 
 fn read_slot(slot: &RwLock<Arc<PolicySet>>) -> Arc<PolicySet> {
@@ -180,10 +249,13 @@ pub struct ShadowPolicies {
 }
 
 impl ShadowPolicies {
-    /// Load the candidate directory.
-    pub fn load(dir: &Path) -> Result<ShadowPolicies, LoadError> {
+    /// Load the candidate directory, checked against `datasets` when given.
+    pub fn load(
+        dir: &Path,
+        datasets: Option<Arc<DatasetCatalog>>,
+    ) -> Result<ShadowPolicies, LoadError> {
         Ok(ShadowPolicies {
-            live: LivePolicies::load(Some(dir))?,
+            live: LivePolicies::load(Some(dir), datasets)?,
             differences: AtomicU64::new(0),
         })
     }
@@ -547,6 +619,7 @@ mod tests {
         ShadowPolicies {
             live: LivePolicies {
                 dir: None,
+                datasets: None,
                 set: Arc::new(RwLock::new(Arc::new(candidate))),
                 last_error: Mutex::new(None),
                 failures: AtomicU64::new(0),
@@ -615,7 +688,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("purposes.toml"), PURPOSES).expect("write");
         std::fs::write(dir.path().join("s.toml"), grant("\"name\"")).expect("write");
-        let live = LivePolicies::load(Some(dir.path())).expect("loads");
+        let live = LivePolicies::load(Some(dir.path()), None).expect("loads");
         let before = live.current().hash().to_owned();
 
         std::fs::write(
@@ -646,10 +719,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deny_literal_that_is_not_canonical_never_goes_into_force() {
+        let datasets = causeway_adapters::parse_datasets(
+            "[[dataset]]\nname = \"residents\"\nadapter = \"sqlite\"\ndatabase = \"x.sqlite\"\n\
+             query = \"SELECT name FROM residents WHERE name = :name\"\nsubject = \"name\"\n\
+             [[dataset.param]]\nname = \"name\"\ntype = \"string\"\n\
+             normalize = [\"trim\", \"casefold\"]\npattern = \"[a-z]+\"\n\
+             [[dataset.field]]\nname = \"name\"\ntype = \"string\"\nclassification = \"personal\"\n",
+        )
+        .expect("valid datasets");
+        let catalog = Arc::new(dataset_schemas(&datasets).expect("known types"));
+        let deny = |literal: &str| {
+            format!(
+                "[[deny]]\nid = \"protected\"\ndataset = \"residents\"\n\
+                 params = {{ name = {{ one_of = [\"{literal}\"] }} }}\n"
+            )
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("purposes.toml"), PURPOSES).expect("write");
+        std::fs::write(dir.path().join("d.toml"), deny("Alice")).expect("write");
+        let refused = LivePolicies::load(Some(dir.path()), Some(catalog.clone()))
+            .expect_err("refused at start")
+            .to_string();
+        assert!(
+            refused.contains("d.toml:4:12:") && refused.contains("(write \"alice\")"),
+            "{refused}"
+        );
+
+        std::fs::write(dir.path().join("d.toml"), deny("alice")).expect("write");
+        let live = LivePolicies::load(Some(dir.path()), Some(catalog)).expect("loads");
+        let before = live.current().hash().to_owned();
+        std::fs::write(dir.path().join("d.toml"), deny("Bob ")).expect("write");
+        let result = live.reload(|_, _| async { Ok(()) }).await;
+        assert!(matches!(result, Err(ReloadError::Load(_))), "{result:?}");
+        assert_eq!(live.current().hash(), before, "the running set stays");
+    }
+
+    #[tokio::test]
     async fn a_set_that_cannot_be_notarized_does_not_take_effect() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("purposes.toml"), PURPOSES).expect("write");
-        let live = LivePolicies::load(Some(dir.path())).expect("loads");
+        let live = LivePolicies::load(Some(dir.path()), None).expect("loads");
         let before = live.current().hash().to_owned();
         std::fs::write(dir.path().join("s.toml"), grant("\"name\"")).expect("write");
         let result = live

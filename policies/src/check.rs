@@ -2,19 +2,22 @@
 //! everything that is suspicious (warnings), optionally against the provider's datasets.
 //!
 //! Errors are load errors plus, when a [`DatasetCatalog`] is given, references to datasets,
-//! fields, parameters and columns that do not exist and masks that cannot apply to a field's type.
-//! Warnings are rules that can never take effect (shadowed by an earlier grant, or refused by an
-//! unconditional deny rule) and overlapping grants that release different fields.
+//! fields, parameters and columns that do not exist, masks that cannot apply to a field's type, and
+//! parameter literals that are not in the canonical form the provider compares in
+//! ([`noncanonical_literals`]). Warnings are rules that can never take effect (shadowed by an
+//! earlier grant, or refused by an unconditional deny rule), overlapping grants that release
+//! different fields, and constraints on parameters (or subjects) that take any text.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::compile::SourceFile;
 use crate::error::{Diagnostic, LineIndex, LoadError, Position};
 use crate::mask::Mask;
-use crate::rules::{ConsumerSpec, DenyRule, Grant, ParamConstraint, Window};
+use crate::rules::{Bound, ConsumerSpec, DenyRule, Grant, ParamConstraint, Window};
 use crate::set::PolicySet;
 use crate::suggest::did_you_mean;
 
@@ -69,16 +72,56 @@ fn mask_applies(mask: Mask, kind: ValueKind) -> Result<(), &'static str> {
     })
 }
 
-/// What the policy engine needs to know about one dataset: its fields with their types and its
-/// parameters. The gateway builds it from its datasets file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A provider's canonical form of one parameter's values (the datasets file's `normalize`): the
+/// form in which the gateway decides, so the only form in which a policy literal can ever match.
+pub type CanonicalForm = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// What the policy engine needs to know about one dataset parameter.
+#[derive(Clone)]
+pub struct ParamSchema {
+    /// Its name.
+    pub name: String,
+    /// Any text is accepted (a string parameter without a pattern): a policy that constrains it,
+    /// or a subject tag, meets every spelling the database may read as the same value.
+    pub free_text: bool,
+    /// How the provider brings a value to its canonical form before deciding; `None` when values
+    /// are compared as sent.
+    pub canonical: Option<CanonicalForm>,
+}
+
+impl ParamSchema {
+    /// A parameter compared as sent, whose values are constrained by their type or a pattern.
+    pub fn new(name: impl Into<String>) -> ParamSchema {
+        ParamSchema {
+            name: name.into(),
+            free_text: false,
+            canonical: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ParamSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamSchema")
+            .field("name", &self.name)
+            .field("free_text", &self.free_text)
+            .field("canonical", &self.canonical.is_some())
+            .finish()
+    }
+}
+
+/// What the policy engine needs to know about one dataset: its fields with their types, its
+/// parameters and its subject. The gateway builds it from its datasets file.
+#[derive(Debug, Clone, Default)]
 pub struct DatasetSchema {
     /// The dataset name.
     pub name: String,
     /// Its fields (result columns) and their types.
     pub fields: Vec<(String, ValueKind)>,
-    /// Its parameter names.
-    pub params: Vec<String>,
+    /// Its parameters.
+    pub params: Vec<ParamSchema>,
+    /// The parameter that identifies the data subject, if known.
+    pub subject: Option<String>,
 }
 
 impl DatasetSchema {
@@ -96,9 +139,20 @@ impl DatasetSchema {
         self
     }
 
-    /// Add a parameter.
-    pub fn param(mut self, name: impl Into<String>) -> DatasetSchema {
-        self.params.push(name.into());
+    /// Add a parameter compared as sent ([`ParamSchema::new`]).
+    pub fn param(self, name: impl Into<String>) -> DatasetSchema {
+        self.param_schema(ParamSchema::new(name))
+    }
+
+    /// Add a parameter described in full.
+    pub fn param_schema(mut self, param: ParamSchema) -> DatasetSchema {
+        self.params.push(param);
+        self
+    }
+
+    /// Name the subject parameter.
+    pub fn subject(mut self, name: impl Into<String>) -> DatasetSchema {
+        self.subject = Some(name.into());
         self
     }
 
@@ -108,10 +162,14 @@ impl DatasetSchema {
             .find(|(n, _)| n == field)
             .map(|(_, k)| *k)
     }
+
+    fn param_named(&self, name: &str) -> Option<&ParamSchema> {
+        self.params.iter().find(|p| p.name == name)
+    }
 }
 
 /// The datasets a provider offers, for checking policies against them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct DatasetCatalog {
     datasets: BTreeMap<String, DatasetSchema>,
 }
@@ -171,11 +229,24 @@ pub fn check_sources(files: &[(String, String)], datasets: Option<&DatasetCatalo
     report(PolicySet::from_sources(files), Path::new(""), datasets)
 }
 
+/// Every literal of a parameter constraint (`exact`, `one_of`, a text `range` bound, a `pattern`)
+/// that is not in the canonical form its dataset declares for that parameter. The provider decides
+/// on canonical values, so such a literal never matches: a deny rule on `"Alice"` would protect
+/// nobody once `Alice` is compared as `alice`. A deny rule without a dataset is checked against
+/// every dataset that has the parameter. The gateway refuses to load a set with any of these; they
+/// are errors of [`check`] too.
+pub fn noncanonical_literals(set: &PolicySet, datasets: &DatasetCatalog) -> Vec<Diagnostic> {
+    let mut checker = Checker::new(set);
+    checker.literals(datasets);
+    checker.errors
+}
+
 /// [`check`] for a set that is already loaded.
 pub fn check_set(set: &PolicySet, datasets: Option<&DatasetCatalog>) -> Report {
     let mut checker = Checker::new(set);
     if let Some(catalog) = datasets {
         checker.datasets(catalog);
+        checker.literals(catalog);
     }
     checker.shadowing();
     let mut errors = checker.errors;
@@ -259,6 +330,11 @@ impl<'a> Checker<'a> {
         self.errors.push(d);
     }
 
+    fn warn_at(&mut self, file: &str, offset: usize, message: String) {
+        let d = self.diag(file, Some(offset), 0, message);
+        self.warnings.push(d);
+    }
+
     fn warn_rule(&mut self, file: &str, line: u32, message: String) {
         let d = self.diag(file, None, line, message);
         self.warnings.push(d);
@@ -308,6 +384,20 @@ impl<'a> Checker<'a> {
                 }
             }
             self.params(file, ds, &g.params, &g.spans.params, g.spans.id);
+            if let Some(subject) = ds.subject.as_deref() {
+                if ds.param_named(subject).is_some_and(|p| p.free_text) {
+                    self.warn_at(
+                        file,
+                        g.spans.dataset,
+                        format!(
+                            "dataset \"{}\" identifies its subject by \"{subject}\", which has no pattern: \
+                             spellings the database reads as one id are tagged as different subjects \
+                             (give it a pattern, and a normalize, in the datasets file)",
+                            ds.name
+                        ),
+                    );
+                }
+            }
             for (i, p) in g.row_filter.iter().enumerate() {
                 if ds.kind(&p.column).is_none() {
                     let at = g.spans.columns.get(i).copied().unwrap_or(g.spans.id);
@@ -349,15 +439,83 @@ impl<'a> Checker<'a> {
         fallback: usize,
     ) {
         for (i, (name, _)) in params.iter().enumerate() {
-            if !ds.params.iter().any(|p| p == name) {
-                let at = spans.get(i).copied().unwrap_or(fallback);
-                let hint = did_you_mean(name, ds.params.iter().map(String::as_str));
-                self.error_at(
+            let at = spans.get(i).copied().unwrap_or(fallback);
+            match ds.param_named(name) {
+                None => {
+                    let hint = did_you_mean(name, ds.params.iter().map(|p| p.name.as_str()));
+                    self.error_at(
+                        file,
+                        at,
+                        format!("constraint on parameter \"{name}\", which dataset \"{}\" does not have{hint}", ds.name),
+                    );
+                }
+                Some(p) if p.free_text => self.warn_at(
                     file,
                     at,
-                    format!("constraint on parameter \"{name}\", which dataset \"{}\" does not have{hint}", ds.name),
-                );
+                    format!(
+                        "constraint on parameter \"{name}\" of dataset \"{}\", which has no pattern: \
+                         the database may read other spellings as the same value and the constraint \
+                         would not see them (give it a pattern, and a normalize, in the datasets file)",
+                        ds.name
+                    ),
+                ),
+                Some(_) => {}
             }
+        }
+    }
+
+    /// Errors for literals not in their parameter's canonical form ([`noncanonical_literals`]).
+    fn literals(&mut self, catalog: &DatasetCatalog) {
+        let mut found: Vec<(String, usize, String)> = Vec::new();
+        let mut look = |file: &str,
+                        dataset: &DatasetSchema,
+                        params: &[(String, ParamConstraint)],
+                        spans: &[usize],
+                        fallback: usize| {
+            for (i, (name, constraint)) in params.iter().enumerate() {
+                let Some(canonical) = dataset.param_named(name).and_then(|p| p.canonical.as_ref())
+                else {
+                    continue;
+                };
+                for literal in text_literals(constraint) {
+                    let wanted = canonical(literal);
+                    if wanted != literal {
+                        let at = spans.get(i).copied().unwrap_or(fallback);
+                        found.push((
+                            file.to_owned(),
+                            at,
+                            format!(
+                                "parameter \"{name}\" of dataset \"{}\" is compared in its canonical form, \
+                                 so {literal:?} can never match (write {wanted:?})",
+                                dataset.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        for g in self.set.grants() {
+            if let Some(ds) = catalog.get(&g.dataset) {
+                look(&g.rule.file, ds, &g.params, &g.spans.params, g.spans.id);
+            }
+        }
+        for d in self.set.denies() {
+            match &d.dataset {
+                Some(name) => {
+                    if let Some(ds) = catalog.get(name) {
+                        look(&d.rule.file, ds, &d.params, &d.spans.params, d.spans.id);
+                    }
+                }
+                None => {
+                    for ds in catalog.datasets.values() {
+                        look(&d.rule.file, ds, &d.params, &d.spans.params, d.spans.id);
+                    }
+                }
+            }
+        }
+        found.dedup();
+        for (file, at, message) in found {
+            self.error_at(&file, at, message);
         }
     }
 
@@ -449,6 +607,23 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// The text a constraint compares request values with: `exact` and `one_of` strings, text `range`
+/// bounds, and the `pattern` glob (whose literal characters must be canonical to ever match).
+fn text_literals(c: &ParamConstraint) -> impl Iterator<Item = &str> {
+    let exact = c.exact.iter().filter_map(|v| v.as_str());
+    let one_of = c.one_of.iter().flatten().filter_map(|v| v.as_str());
+    let range = c
+        .range
+        .iter()
+        .flat_map(|(lo, hi)| [lo, hi])
+        .filter_map(|b| match b {
+            Bound::Text(t) => Some(t.as_str()),
+            Bound::Number(_) => None,
+        });
+    let pattern = c.pattern.iter().map(|g| g.as_str());
+    exact.chain(one_of).chain(range).chain(pattern)
 }
 
 /// Whether `a` allows every request `b` allows (for a consumer, dataset and purpose both cover).

@@ -69,7 +69,8 @@ mod suggest;
 mod testing;
 
 pub use check::{
-    check, check_set, check_sources, DatasetCatalog, DatasetSchema, Report, ValueKind,
+    check, check_set, check_sources, noncanonical_literals, CanonicalForm, DatasetCatalog,
+    DatasetSchema, ParamSchema, Report, ValueKind,
 };
 pub use compile::{Purpose, GROUPS_FILE, GROUP_PREFIX, PURPOSES_FILE};
 pub use decision::{

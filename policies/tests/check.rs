@@ -193,3 +193,98 @@ fn samples_check_clean_against_their_datasets() {
         assert_eq!(report.warnings, [], "{dept}");
     }
 }
+
+/// A catalog whose `people` dataset compares `name` lowercased and trimmed (as a datasets file
+/// with `normalize = ["trim", "casefold"]` declares it) and takes any text for `note`.
+fn canonical_catalog() -> DatasetCatalog {
+    use causeway_policy::ParamSchema;
+    use std::sync::Arc;
+    let lower: causeway_policy::CanonicalForm = Arc::new(|v: &str| v.trim().to_lowercase());
+    DatasetCatalog::new().with(
+        DatasetSchema::new("people")
+            .field("address", ValueKind::String)
+            .param_schema(ParamSchema {
+                canonical: Some(lower),
+                ..ParamSchema::new("name")
+            })
+            .param_schema(ParamSchema {
+                free_text: true,
+                ..ParamSchema::new("note")
+            })
+            .subject("note"),
+    )
+}
+
+#[test]
+fn literals_must_be_in_the_canonical_form_the_provider_compares_in() {
+    let text = r#"[[deny]]
+id = "protected"
+dataset = "people"
+params = { name = { one_of = ["alice", "Bob"] } }
+
+[[deny]]
+id = "everywhere"
+params = { name = { exact = " carol" } }
+
+[[grant]]
+id = "g"
+consumer = "social-welfare"
+dataset = "people"
+purposes = ["statistics"]
+fields = ["address"]
+params = { name = { pattern = "A*" } }
+"#;
+    let files = files(&[("a.toml", text)]);
+    let report = check_sources(&files, Some(&canonical_catalog()));
+    assert_eq!(
+        messages(&report.errors),
+        [
+            "a.toml:4:12: parameter \"name\" of dataset \"people\" is compared in its canonical form, so \"Bob\" can never match (write \"bob\")",
+            "a.toml:8:12: parameter \"name\" of dataset \"people\" is compared in its canonical form, so \" carol\" can never match (write \"carol\")",
+            "a.toml:16:12: parameter \"name\" of dataset \"people\" is compared in its canonical form, so \"A*\" can never match (write \"a*\")",
+        ]
+    );
+    let set = causeway_policy::PolicySet::from_sources(&files).expect("loads without datasets");
+    assert_eq!(
+        causeway_policy::noncanonical_literals(&set, &canonical_catalog()).len(),
+        3,
+        "the gateway's load check finds the same"
+    );
+    let fixed = text
+        .replace("\"Bob\"", "\"bob\"")
+        .replace("\" carol\"", "\"carol\"")
+        .replace("\"A*\"", "\"a*\"");
+    let report = check_sources(&files_of(&fixed), Some(&canonical_catalog()));
+    assert!(report.is_ok(), "{:?}", report.errors);
+}
+
+fn files_of(text: &str) -> Vec<(String, String)> {
+    files(&[("a.toml", text)])
+}
+
+#[test]
+fn constraints_and_subjects_that_take_any_text_are_warned_about() {
+    let text = r#"[[grant]]
+id = "g"
+consumer = "social-welfare"
+dataset = "people"
+purposes = ["statistics"]
+fields = ["address"]
+params = { note = { exact = "x" }, name = { exact = "alice" } }
+"#;
+    let report = check_sources(&files_of(text), Some(&canonical_catalog()));
+    assert!(report.is_ok(), "{:?}", report.errors);
+    let warnings = messages(&report.warnings);
+    assert!(
+        warnings.iter().any(|w| w.starts_with("a.toml:7:12: constraint on parameter \"note\" of dataset \"people\", which has no pattern")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.starts_with("a.toml:4:11: dataset \"people\" identifies its subject by \"note\", which has no pattern")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("parameter \"name\"")),
+        "a parameter with a pattern is not warned about: {warnings:?}"
+    );
+}

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use causeway_adapters::FieldType;
-use causeway_policy::{ChangeKind, DatasetCatalog, DatasetSchema, PolicySet, Request, ValueKind};
+
+use crate::policy_reload::dataset_schemas;
+use causeway_policy::{ChangeKind, DatasetCatalog, PolicySet, Request};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
@@ -165,33 +166,7 @@ fn check(dir: &Path, datasets: Option<&Path>) -> Result<ExitCode> {
 /// What the policy checker needs of the gateway's datasets file: names, field types, parameters.
 fn dataset_catalog(file: &Path) -> Result<DatasetCatalog> {
     let datasets = causeway_adapters::read_datasets(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut catalog = DatasetCatalog::new();
-    for dataset in datasets {
-        let mut schema = DatasetSchema::new(&dataset.name);
-        for field in &dataset.fields {
-            let kind = match field.ty {
-                FieldType::String => ValueKind::String,
-                FieldType::Integer => ValueKind::Integer,
-                FieldType::Float => ValueKind::Float,
-                FieldType::Boolean => ValueKind::Boolean,
-                FieldType::Date => ValueKind::Date,
-                FieldType::Datetime => ValueKind::Datetime,
-                other => bail!(
-                    "{}: field \"{}\" of dataset \"{}\" has type \"{}\", which the policy checker does not know yet",
-                    file.display(),
-                    field.name,
-                    dataset.name,
-                    other.as_str()
-                ),
-            };
-            schema = schema.field(&field.name, kind);
-        }
-        for param in &dataset.params {
-            schema = schema.param(&param.name);
-        }
-        catalog.insert(schema);
-    }
-    Ok(catalog)
+    dataset_schemas(&datasets).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
 fn load(dir: &Path) -> Result<PolicySet> {

@@ -1,5 +1,6 @@
 //! May this consumer read this dataset for this purpose? Asks the policy set in force, then the
-//! rate limiter; a shadow candidate set, if configured, decides beside it without counting.
+//! rate limiter; a shadow candidate set, if configured, decides beside it without counting. Both
+//! decide on the canonical parameters ([`super::canonicalize`]), never the envelope's spelling.
 
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -7,7 +8,7 @@ use std::task::{Context, Poll};
 use causeway_policy::{PolicySet, RateLimiter, Request};
 use tower::{Layer, Service, ServiceExt};
 
-use super::{Authorized, BoxFuture, ExchangeError, ProviderContext, Verified};
+use super::{Authorized, BoxFuture, Canonicalized, ExchangeError, ProviderContext};
 use crate::policy_reload::ShadowPolicies;
 
 /// Adds [`Authorize`].
@@ -49,7 +50,7 @@ pub struct Authorize<S> {
     layer: Arc<AuthorizeLayer>,
 }
 
-impl<S, R> Service<Verified> for Authorize<S>
+impl<S, R> Service<Canonicalized> for Authorize<S>
 where
     S: Service<Authorized, Response = R, Error = ExchangeError> + Clone + Send + 'static,
     S::Future: Send,
@@ -63,7 +64,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, verified: Verified) -> Self::Future {
+    fn call(&mut self, request: Canonicalized) -> Self::Future {
+        let Canonicalized { verified, params } = request;
         // One snapshot per request: a reload never changes a decision halfway. The lock only
         // guards an Arc swap, so a poisoned lock still holds a whole set.
         let set = self
@@ -80,7 +82,7 @@ where
             legal_basis: &env.legal_basis,
             case: &env.case,
             application: env.application.as_ref().map(|a| a.as_str()),
-            params: &env.params,
+            params: params.for_decision(env),
             at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
         };
         let decided = set.decide(&request);
@@ -93,7 +95,13 @@ where
             if !decision.allowed {
                 return Err(ExchangeError::Denied(Box::new(decision)));
             }
-            inner.oneshot(Authorized { verified, decision }).await
+            inner
+                .oneshot(Authorized {
+                    verified,
+                    params,
+                    decision,
+                })
+                .await
         })
     }
 }

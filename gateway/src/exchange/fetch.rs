@@ -1,4 +1,5 @@
-//! Run the dataset's query through its adapter: the requester's parameters are bound, never spliced.
+//! Run the dataset's query through its adapter: the requester's parameters, in the canonical form
+//! the policy decided on, are bound, never spliced.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -66,8 +67,12 @@ where
                 max_rows: authorized.decision.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
                 timeout: FETCH_TIMEOUT,
             };
-            let env = &authorized.verified.envelope;
-            match catalog.fetch(&env.dataset, &env.params, limits).await {
+            let dataset = &authorized.verified.envelope.dataset;
+            let fetched = match &authorized.params.bound {
+                Ok(bound) => catalog.fetch_bound(dataset, bound, limits).await,
+                Err(unbound) => Err(unbound.clone()),
+            };
+            match fetched {
                 Ok(rows) => inner.oneshot(Fetched { authorized, rows }).await,
                 Err(error) => Err(ExchangeError::Fetch {
                     error,

@@ -6,20 +6,26 @@
 //! 3. [`verify`]: the envelope's signature against that department's directory key; freshness; replay.
 //!    Then [`references`]: its case is a reference matching the purpose's pattern and its legal
 //!    basis a code, so that no free text is notarized (refused with no entry otherwise).
-//! 4. [`notarize`]: everything below happens inside it; it records the outcome (allowed, denied or
-//!    failed) in the ledger and releases nothing until that entry is durable.
-//! 5. [`authorize`]: the policy decision and the rate limit (and the shadow set's, for comparison).
-//! 6. [`fetch`]: the dataset's query through its adapter, bound parameters only.
-//! 7. [`shape`]: keeps only the rows the row filter admits and the granted fields, masked as the
+//! 4. [`canonicalize`]: the parameters checked against the dataset's declarations and brought to
+//!    their canonical form, which is all that the stages below read of them.
+//! 5. [`notarize`]: everything below happens inside it; it records the outcome (allowed, denied or
+//!    failed) in the ledger, with the canonical subject's tag, and releases nothing until that
+//!    entry is durable.
+//! 6. [`authorize`]: the policy decision on the canonical parameters, and the rate limit (and the
+//!    shadow set's decision, for comparison).
+//! 7. [`fetch`]: the dataset's query through its adapter, the canonical parameters bound.
+//! 8. [`shape`]: keeps only the rows the row filter admits and the granted fields, masked as the
 //!    policy says.
 //!
-//! Above each of 2 to 7 an [`observe`] layer opens that stage's span and records its metrics.
+//! Above each of 2, 3 and 5 to 8 an [`observe`] layer opens that stage's span and records its
+//! metrics (canonicalizing, a few string checks in memory, runs inside the verify stage's span).
 //!
 //! Transports (HTTPS/2 today) turn bytes into an [`Inbound`] and a [`ProtocolResponse`] back into
 //! bytes; nothing here knows which transport carried a request. The consumer side lives in [`consumer`].
 
 pub mod authenticate;
 pub mod authorize;
+pub mod canonicalize;
 pub mod consumer;
 pub mod envelope;
 pub mod fetch;
@@ -47,6 +53,7 @@ use tower::{Service, ServiceBuilder};
 use crate::directory::Directory;
 use crate::identity::{DeptId, TagKey};
 pub use crate::transport::ProtocolResponse;
+use canonicalize::CanonicalParams;
 use causeway_ledger::{Ledger, LedgerError};
 use envelope::Envelope;
 
@@ -84,11 +91,22 @@ pub struct Verified {
     pub request_digest: String,
 }
 
+/// After [`canonicalize`]: the verified request and its parameters as the provider reads them.
+#[derive(Debug, Clone)]
+pub struct Canonicalized {
+    /// The verified request, its envelope as received.
+    pub verified: Verified,
+    /// Its parameters in canonical form: what the decision, the query and the subject tag read.
+    pub params: CanonicalParams,
+}
+
 /// After [`authorize`]: the policy allowed it.
 #[derive(Debug, Clone)]
 pub struct Authorized {
     /// The verified request.
     pub verified: Verified,
+    /// Its parameters in canonical form, as decided on.
+    pub params: CanonicalParams,
     /// The allowing decision.
     pub decision: Decision,
 }
@@ -241,6 +259,7 @@ pub fn provider_pipeline(
         .layer(ObserveLayer::new(VerifyStage, m))
         .layer(verify::VerifyLayer::new(cx))
         .layer(references::ReferencesLayer::new(cx))
+        .layer(canonicalize::CanonicalizeLayer::new(cx.catalog.clone()))
         .layer(ObserveLayer::new(NotarizeStage, m))
         .layer(notarize::NotarizeLayer::new(cx))
         .layer(ObserveLayer::new(AuthorizeStage, m))

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use causeway_adapters::Catalog;
 use causeway_policy::Decision;
 use tower::{Layer, Service, ServiceExt};
 
 use super::envelope::payload_digest;
-use super::{BoxFuture, ExchangeError, Notarized, Outcome, ProviderContext, Shaped, Verified};
+use super::{BoxFuture, Canonicalized, ExchangeError, Notarized, Outcome, ProviderContext, Shaped};
 use crate::identity::TagKey;
 use crate::rate_limits::RateLimits;
 use causeway_ledger::entry::{Entry, Kind, Side};
@@ -23,7 +22,6 @@ use causeway_ledger::Ledger;
 #[derive(Clone)]
 pub struct NotarizeLayer {
     ledger: Arc<Ledger>,
-    catalog: Arc<Catalog>,
     tag_key: TagKey,
     rate_limits: Arc<RateLimits>,
 }
@@ -33,7 +31,6 @@ impl NotarizeLayer {
     pub fn new(cx: &ProviderContext) -> Self {
         NotarizeLayer {
             ledger: cx.ledger.clone(),
-            catalog: cx.catalog.clone(),
             tag_key: cx.tag_key.clone(),
             rate_limits: cx.rate_limits.clone(),
         }
@@ -58,9 +55,9 @@ pub struct Notarize<S> {
     layer: Arc<NotarizeLayer>,
 }
 
-impl<S> Service<Verified> for Notarize<S>
+impl<S> Service<Canonicalized> for Notarize<S>
 where
-    S: Service<Verified, Response = Shaped, Error = ExchangeError> + Clone + Send + 'static,
+    S: Service<Canonicalized, Response = Shaped, Error = ExchangeError> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Notarized;
@@ -71,7 +68,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, verified: Verified) -> Self::Future {
+    fn call(&mut self, request: Canonicalized) -> Self::Future {
         let inner = self.inner.clone();
         let layer = self.layer.clone();
         Box::pin(async move {
@@ -79,13 +76,13 @@ where
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             if !layer
                 .rate_limits
-                .decision(verified.envelope.consumer.as_str(), now)
+                .decision(request.verified.envelope.consumer.as_str(), now)
             {
                 return Err(ExchangeError::TooManyRequests);
             }
-            let mut entry = provider_entry(&verified, &layer.catalog, &layer.tag_key);
-            let id = verified.envelope.id;
-            let outcome = match inner.oneshot(verified).await {
+            let mut entry = provider_entry(&request, &layer.tag_key);
+            let id = request.verified.envelope.id;
+            let outcome = match inner.oneshot(request).await {
                 Ok(shaped) => {
                     record_decision(&mut entry, &shaped.authorized.decision);
                     entry.response_digest = Some(payload_digest(
@@ -125,7 +122,8 @@ where
     }
 }
 
-fn provider_entry(verified: &Verified, catalog: &Catalog, tag_key: &TagKey) -> Entry {
+fn provider_entry(request: &Canonicalized, tag_key: &TagKey) -> Entry {
+    let verified = &request.verified;
     let env = &verified.envelope;
     let mut entry = Entry::new(Kind::Exchange);
     entry.side = Some(Side::Provider);
@@ -139,15 +137,10 @@ fn provider_entry(verified: &Verified, catalog: &Catalog, tag_key: &TagKey) -> E
     entry.officer = (!env.officer.is_empty()).then(|| env.officer.clone());
     entry.application = env.application.as_ref().map(|a| a.to_string());
     entry.request_digest = Some(verified.request_digest.clone());
-    // The subject's raw identifier is never stored: only its keyed tag.
-    if let Some(dataset) = catalog.dataset(&env.dataset) {
-        if let Some(value) = env.params.get(&dataset.subject_param) {
-            let raw = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            entry.subjects = vec![tag_key.tag("subject", &raw)];
-        }
+    // The subject's identifier is never stored: only the keyed tag of its canonical form, the
+    // one every spelling of it that the database would read as the same id comes to.
+    if let Some(subject) = &request.params.subject {
+        entry.subjects = vec![tag_key.tag("subject", subject)];
     }
     entry
 }

@@ -15,8 +15,8 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
 use super::{
-    Authenticated, Authorized, BoxFuture, ExchangeError, Fetched, Inbound, Notarized, Outcome,
-    Shaped, Verified,
+    Authenticated, Authorized, BoxFuture, Canonicalized, ExchangeError, Fetched, Inbound,
+    Notarized, Outcome, Shaped,
 };
 use crate::telemetry::Metrics;
 use crate::transport::observe;
@@ -185,12 +185,12 @@ impl Stage for VerifyStage {
 pub struct NotarizeStage;
 
 impl Stage for NotarizeStage {
-    type Request = Verified;
+    type Request = Canonicalized;
     type Response = Notarized;
     type Summary = ();
 
-    fn enter(&self, request: &Verified) -> (Span, ()) {
-        let envelope = &request.envelope;
+    fn enter(&self, request: &Canonicalized) -> (Span, ()) {
+        let envelope = &request.verified.envelope;
         observe::learn_exchange(&envelope.id, &envelope.dataset, &envelope.purpose);
         (
             tracing::info_span!(
@@ -222,11 +222,11 @@ impl Stage for NotarizeStage {
 pub struct AuthorizeStage;
 
 impl Stage for AuthorizeStage {
-    type Request = Verified;
+    type Request = Canonicalized;
     type Response = Shaped;
     type Summary = ();
 
-    fn enter(&self, _: &Verified) -> (Span, ()) {
+    fn enter(&self, _: &Canonicalized) -> (Span, ()) {
         (
             tracing::info_span!("authorize", decision = Empty, reason = Empty),
             (),

@@ -229,6 +229,7 @@ mod tests {
                     envelope,
                     request_digest: "d".into(),
                 },
+                params: crate::exchange::canonicalize::CanonicalParams::unread(),
                 decision,
             },
             rows: causeway_adapters::Rows {

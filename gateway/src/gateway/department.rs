@@ -29,7 +29,7 @@ use crate::exchange::{provider_pipeline, Inbound, ProtocolResponse, ProviderCont
 use crate::identity::tls::TlsMaterial;
 use crate::identity::{load_or_create_secret, GatewayKey, PeerIdentity, TagKey};
 use crate::log_api::{self, LogApi};
-use crate::policy_reload::{self, LivePolicies, PolicyWatch, ShadowPolicies};
+use crate::policy_reload::{self, dataset_schemas, LivePolicies, PolicyWatch, ShadowPolicies};
 use crate::rate_limits::RateLimits;
 use crate::telemetry::{ExportPlan, Metrics};
 use crate::transport::frame::{FrameLimits, DEFAULT_MAX_HEADER_BYTES};
@@ -47,11 +47,11 @@ const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     let me = config.department.clone();
     let identity = Identity::load(config)?;
-    let (policies, shadow) = load_policies(config)?;
     let catalog = match &config.datasets {
         Some(path) => Catalog::open(path).await.map_err(|e| anyhow::anyhow!("{e}"))?,
         None => bail!("the config names no `datasets` file; a department gateway needs one (it may list no datasets)"),
     };
+    let (policies, shadow) = load_policies(config, &catalog)?;
     let ledger = Arc::new(
         Ledger::open(
             &config.ledger.dir,
@@ -354,17 +354,26 @@ impl Identity {
     }
 }
 
-/// The policy set in force, and the shadow candidate set if one is configured.
+/// The policy set in force, and the shadow candidate set if one is configured, both checked
+/// against the datasets they decide about (their literals must be canonical).
 fn load_policies(
     config: &GatewayConfig,
+    catalog: &Catalog,
 ) -> Result<(Arc<LivePolicies>, Option<Arc<ShadowPolicies>>)> {
+    let datasets = Arc::new(
+        dataset_schemas(catalog.datasets())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", catalog.path().display()))?,
+    );
     let policies = Arc::new(
-        LivePolicies::load(config.policies.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        LivePolicies::load(config.policies.as_deref(), Some(datasets.clone()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     let shadow = match &config.policies_shadow {
-        Some(dir) => Some(Arc::new(ShadowPolicies::load(dir).map_err(|e| {
-            anyhow::anyhow!("{e}\n(policies_shadow: the candidate set must load too)")
-        })?)),
+        Some(dir) => Some(Arc::new(
+            ShadowPolicies::load(dir, Some(datasets)).map_err(|e| {
+                anyhow::anyhow!("{e}\n(policies_shadow: the candidate set must load too)")
+            })?,
+        )),
         None => None,
     };
     Ok((policies, shadow))
