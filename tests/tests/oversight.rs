@@ -527,6 +527,14 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
         location.contains(&encoded) && !location.contains(PERSON),
         "{location}"
     );
+    // A raw id where a tag belongs is refused, never notarized with the query.
+    for path in [
+        format!("/api/subject?tag={PERSON}"),
+        format!("/report?subject_tag={PERSON}"),
+    ] {
+        let (status, _) = http_get(oversight.client_addr, &path).await.unwrap();
+        assert_eq!(status, 400, "{path}");
+    }
     let (status, page) = http_get(oversight.client_addr, &location).await.unwrap();
     assert_eq!(status, 200);
     for id in &expected {

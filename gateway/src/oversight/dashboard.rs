@@ -171,6 +171,12 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
                     &json!({"error": {"code": "bad-query", "message": "name the subject by its tag"}}),
                 );
             };
+            if !are_subject_tags(tag) {
+                return json_body(
+                    400,
+                    &json!({"error": {"code": "bad-query", "message": SUBJECT_TAGS_EXPECTED}}),
+                );
+            }
             let asker = if path == "/report" { &dashboard } else { &api };
             match node.subject_report(tag, asker).await {
                 Ok(report) if path == "/report" => html(200, report.to_html()),
@@ -212,6 +218,18 @@ fn html_redirect(location: &str) -> Response<Full<Bytes>> {
 
 /// Most subject tags in one query: a person has one per department key version.
 const MAX_SUBJECT_TAGS: usize = 1024;
+
+const SUBJECT_TAGS_EXPECTED: &str = "subject_tag must be keyed tags (64 hex characters, optionally after a key version and ':'), comma-separated (search by national id through the form)";
+
+/// Whether `tags` is a comma-separated list of keyed tags (never a raw identifier, which would
+/// otherwise be notarized with the query).
+fn are_subject_tags(tags: &str) -> bool {
+    let mut n = 0;
+    tags.split(',').all(|t| {
+        n += 1;
+        n <= MAX_SUBJECT_TAGS && crate::identity::is_tag(t)
+    })
+}
 
 /// The GET URL of a search form: the national id in `subject`, if any, becomes `subject_tag`.
 fn search_location(node: &Oversight, form: &[(String, String)]) -> String {
@@ -319,9 +337,8 @@ pub fn to_query(params: &[(String, String)]) -> Result<Query, String> {
     }
     let subject_tag = text("subject_tag");
     if let Some(t) = &subject_tag {
-        let tags: Vec<&str> = t.split(',').collect();
-        if tags.len() > MAX_SUBJECT_TAGS || !tags.iter().all(|t| crate::identity::is_tag(t)) {
-            return Err(format!("subject_tag must be keyed tags (64 hex characters, optionally after a key version and ':'), at most {MAX_SUBJECT_TAGS}, comma-separated (search by national id through the form)"));
+        if !are_subject_tags(t) {
+            return Err(SUBJECT_TAGS_EXPECTED.into());
         }
     }
     let limit = match param(params, "limit") {
@@ -910,6 +927,12 @@ mod tests {
         assert_eq!(parse_time("2026-01-02T00:01", false).unwrap(), day + 60_000);
         assert_eq!(parse_time("2026-01-02T00:00:00Z", false).unwrap(), day);
         assert!(parse_time("yesterday", false).is_err());
+        let tag = "ab".repeat(32);
+        assert!(are_subject_tags(&tag) && are_subject_tags(&format!("1:{tag},2:{tag},{tag}")));
+        assert!(!are_subject_tags(&format!("1:{tag},D000042")) && !are_subject_tags(""));
+        assert!(!are_subject_tags(
+            &vec![tag.as_str(); MAX_SUBJECT_TAGS + 1].join(",")
+        ));
         assert!(
             to_query(&[("subject_tag".into(), "D000042".into())]).is_err(),
             "raw ids are refused as tags"
