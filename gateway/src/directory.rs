@@ -11,7 +11,7 @@ use causeway_ledger::note::NoteVerifier;
 use serde::Deserialize;
 
 use crate::files::toml_error;
-use crate::identity::{parse_vkey, DeptId};
+use crate::identity::{parse_vkey, DeptId, PeerIdentity};
 
 /// A peer transport: how a department's endpoints are reached, and what `[peer] prefer` names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -50,6 +50,24 @@ struct DirectoryFile {
     federation: String,
     #[serde(rename = "department", default)]
     departments: Vec<DepartmentEntry>,
+    #[serde(rename = "oversight", default)]
+    oversight: Vec<OversightEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OversightEntry {
+    id: DeptId,
+    name: String,
+}
+
+/// One oversight node as the directory lists it: the only certificates that may read full entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversightNode {
+    /// Its id (the certificate's `causeway://<federation>/oversight/<id>`).
+    pub id: DeptId,
+    /// Display name.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +111,7 @@ pub struct Directory {
     /// The federation name (the host part of identity URIs).
     pub federation: String,
     departments: BTreeMap<DeptId, Department>,
+    oversight: BTreeMap<DeptId, OversightNode>,
 }
 
 impl Directory {
@@ -145,15 +164,39 @@ impl Directory {
                 bail!("department {id} is listed twice");
             }
         }
+        let mut oversight = BTreeMap::new();
+        for entry in file.oversight {
+            let node = OversightNode {
+                id: entry.id.clone(),
+                name: entry.name,
+            };
+            if oversight.insert(entry.id.clone(), node).is_some() {
+                bail!("oversight node {} is listed twice", entry.id);
+            }
+        }
         Ok(Directory {
             federation: file.federation,
             departments,
+            oversight,
         })
     }
 
     /// Look a department up.
     pub fn department(&self, id: &DeptId) -> Option<&Department> {
         self.departments.get(id)
+    }
+
+    /// Look an oversight node up.
+    pub fn oversight_node(&self, id: &DeptId) -> Option<&OversightNode> {
+        self.oversight.get(id)
+    }
+
+    /// Whether `peer` is a member: a department or an oversight node this directory lists.
+    pub fn lists(&self, peer: &PeerIdentity) -> bool {
+        match peer {
+            PeerIdentity::Dept(id) => self.departments.contains_key(id),
+            PeerIdentity::Oversight(id) => self.oversight.contains_key(id),
+        }
     }
 
     /// Every department's witness key.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::callers::tokens::DemoIssuer;
+use crate::directory::Directory;
 use crate::identity::{pki, AppId, DeptId, PeerIdentity};
 use crate::transport::Transport;
 
@@ -220,6 +221,12 @@ listen = "{admin}"
             dir: dept_dir,
         });
     }
+    // The demo's oversight node is a member from the start, so that departments answer it
+    // (docs/OVERSIGHT.md); `create_oversight` lays it out.
+    write!(
+        directory,
+        "\n[[oversight]]\nid = \"{DEMO_OVERSIGHT}\"\nname = \"Audit Office\"\n"
+    )?;
     let directory_path = dir.join("federation.toml");
     std::fs::write(&directory_path, directory)?;
     Ok(Layout {
@@ -378,6 +385,16 @@ pub struct OversightLayout {
 pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
     let certs = layout.dir.join("certs");
     let oversight = DeptId::new(id)?;
+    // A node the directory does not list is answered by no department: list it (gateways read
+    // the directory as they start).
+    if Directory::load(&layout.directory)?
+        .oversight_node(&oversight)
+        .is_none()
+    {
+        let mut text = std::fs::read_to_string(&layout.directory)?;
+        write!(text, "\n[[oversight]]\nid = \"{id}\"\nname = \"{id}\"\n")?;
+        std::fs::write(&layout.directory, text)?;
+    }
     let issued = pki::issue(
         &certs,
         &certs,

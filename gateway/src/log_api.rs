@@ -1,7 +1,8 @@
 //! The log half of the peer API: checkpoints, proofs, entries, and the witness endpoint; and the
 //! task that collects peers' cosignatures on this gateway's own checkpoints.
 //!
-//! Peers see checkpoints and proofs; full entries are served only to oversight certificates. Every
+//! Only members are answered: departments see checkpoints and proofs, and full entries go only to
+//! the oversight nodes the directory lists. Every
 //! department witnesses every other (C2SP tlog-witness `add-checkpoint`): it cosigns a checkpoint
 //! only if it is consistent with the last one it cosigned for that log, and a log caught signing
 //! two different trees of one size is reported as a fork, with both checkpoints kept as evidence in
@@ -130,20 +131,50 @@ impl LogApi {
         }
     }
 
-    /// Answer a log request, or `None` if the call is not for a log endpoint.
+    /// Answer a log request, or `None` if the call is not for a log endpoint. Only members are
+    /// answered: a department or an oversight node the directory lists, from its certificate (a
+    /// certificate from the federation's CA that the directory does not list gets 403).
     pub async fn route(&self, call: &Call) -> Option<ProtocolResponse> {
         let query = call.parts.uri.query();
-        let response = match (call.parts.method.as_str(), call.parts.uri.path()) {
-            ("GET", paths::CHECKPOINT) => {
-                text(200, self.ledger.served_checkpoint().1.as_str().to_owned())
-            }
-            ("GET", paths::INCLUSION) => self.inclusion(query),
-            ("GET", paths::CONSISTENCY) => self.consistency(query),
-            ("GET", paths::ENTRIES) => self.entries(query, call.peer_cert.as_ref()),
-            ("POST", paths::ADD_CHECKPOINT) => self.add_checkpoint(&call.body).await,
-            _ => return None,
+        let (method, path) = (call.parts.method.as_str(), call.parts.uri.path());
+        let known = matches!(
+            (method, path),
+            (
+                "GET",
+                paths::CHECKPOINT | paths::INCLUSION | paths::CONSISTENCY | paths::ENTRIES
+            ) | ("POST", paths::ADD_CHECKPOINT)
+        );
+        if !known {
+            return None;
+        }
+        let reader = match self.member(call.peer_cert.as_ref()) {
+            Ok(reader) => reader,
+            Err(refused) => return Some(refused),
         };
-        Some(response)
+        Some(match path {
+            paths::CHECKPOINT => text(200, self.ledger.served_checkpoint().1.as_str().to_owned()),
+            paths::INCLUSION => self.inclusion(query),
+            paths::CONSISTENCY => self.consistency(query),
+            paths::ENTRIES => self.entries(query, &reader),
+            _ => self.add_checkpoint(&call.body).await,
+        })
+    }
+
+    /// Who is asking, if the directory lists them.
+    fn member(
+        &self,
+        peer_cert: Option<&CertificateDer<'_>>,
+    ) -> Result<PeerIdentity, ProtocolResponse> {
+        peer_cert
+            .and_then(|c| identity_from_cert(c, &self.directory.federation).ok())
+            .filter(|peer| self.directory.lists(peer))
+            .ok_or_else(|| {
+                problem(
+                    403,
+                    "not-a-member",
+                    "the log and witness endpoints answer the departments and oversight nodes the federation directory lists",
+                )
+            })
     }
 
     fn inclusion(&self, query: Option<&str>) -> ProtocolResponse {
@@ -192,16 +223,9 @@ impl LogApi {
         }
     }
 
-    fn entries(
-        &self,
-        query: Option<&str>,
-        peer_cert: Option<&CertificateDer<'_>>,
-    ) -> ProtocolResponse {
-        let oversight = peer_cert
-            .and_then(|c| identity_from_cert(c, &self.directory.federation).ok())
-            .is_some_and(|id| matches!(id, PeerIdentity::Oversight(_)));
-        if !oversight {
-            return problem(403, "oversight-only", "full entries are served to oversight certificates only; peers may fetch checkpoints and proofs");
+    fn entries(&self, query: Option<&str>, reader: &PeerIdentity) -> ProtocolResponse {
+        if !matches!(reader, PeerIdentity::Oversight(_)) {
+            return problem(403, "oversight-only", "full entries are served to the oversight nodes the directory lists; departments may fetch checkpoints and proofs");
         }
         let [start, end] = match query_u64(query, ["start", "end"]) {
             Ok(v) => v,

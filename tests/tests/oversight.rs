@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use causeway::gateway::Gateway;
+use causeway::identity::{DeptId, PeerIdentity};
 use causeway::layout;
 use causeway::oversight::crosscheck::{Finding, FindingKind};
 use causeway::oversight::pull::PullReport;
@@ -346,7 +347,7 @@ async fn a_log_rewritten_after_the_oversight_pull_is_flagged_with_both_checkpoin
     );
     let directory = fed.directory();
     let key = &directory
-        .department(&causeway::identity::DeptId::new("civil-registry").unwrap())
+        .department(&DeptId::new("civil-registry").unwrap())
         .unwrap()
         .verifier;
     let held = open_checkpoint(flag.held.as_deref().expect("held checkpoint kept"), key).unwrap();
@@ -610,7 +611,7 @@ async fn only_oversight_certificates_read_full_entries() {
     .await;
     let directory = fed.directory();
     let registry = directory
-        .department(&causeway::identity::DeptId::new("civil-registry").unwrap())
+        .department(&DeptId::new("civil-registry").unwrap())
         .unwrap()
         .clone();
     let get = || {
@@ -636,6 +637,39 @@ async fn only_oversight_certificates_read_full_entries() {
             .0,
         200
     );
+
+    // Certificates from the federation's CA that the directory does not list are answered
+    // nothing: an oversight node no configuration names, a department that is not a member.
+    let certs = fed.root.path().join("certs");
+    for (who, files) in [
+        (
+            PeerIdentity::Oversight(DeptId::new("rogue-office").unwrap()),
+            "oversight-rogue-office",
+        ),
+        (
+            PeerIdentity::Dept(DeptId::new("intruder").unwrap()),
+            "intruder",
+        ),
+    ] {
+        causeway::identity::pki::issue(&certs, &certs, &who, &["localhost".into()]).unwrap();
+        let stranger = tls_client(&certs, files, "demo").unwrap();
+        for request in [
+            get(),
+            http::Request::get("https://civil-registry/causeway/v1/log/checkpoint")
+                .body(Bytes::new())
+                .unwrap(),
+            http::Request::post("https://civil-registry/causeway/v1/witness/add-checkpoint")
+                .body(Bytes::from_static(b"old 0\n\n"))
+                .unwrap(),
+        ] {
+            let (status, body) = stranger
+                .send(&registry, request, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(status, 403, "{files}: {}", String::from_utf8_lossy(&body));
+            assert!(String::from_utf8_lossy(&body).contains("not-a-member"));
+        }
+    }
 
     layout::create_oversight(&fed.layout, "audit-office").unwrap();
     let overseer = tls_client(
