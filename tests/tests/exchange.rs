@@ -349,6 +349,49 @@ async fn the_peer_port_refuses_clients_without_a_certificate() {
     );
 }
 
+/// A member's own certificate, offered over TLS 1.2: the peer port speaks TLS 1.3 only.
+#[tokio::test]
+async fn the_peer_port_speaks_tls_1_3_only() {
+    use rustls_pki_types::pem::PemObject;
+    let fed = Federation::start().await.unwrap();
+    let certs = fed.root.path().join("certs");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&std::fs::read(certs.join("ca.pem")).unwrap()) {
+        roots.add(cert).unwrap();
+    }
+    let offer = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(
+            rustls_pemfile_certs(&std::fs::read(certs.join("tax-office.pem")).unwrap()),
+            rustls_pki_types::PrivateKeyDer::from_pem_file(certs.join("tax-office.key")).unwrap(),
+        )
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    };
+    let addr = fed.gateway("civil-registry").peer_addr;
+    let tls12 = raw_peer_post(
+        addr,
+        offer(&[&rustls::version::TLS12]),
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert!(tls12.is_err(), "TLS 1.2 must be refused, got {tls12:?}");
+    // The same certificate over TLS 1.3 gets through the handshake (and an answer about the body).
+    let tls13 = raw_peer_post(
+        addr,
+        offer(&[&rustls::version::TLS13]),
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert!(tls13.is_ok(), "{tls13:?}");
+}
+
 fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls_pki_types::CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::pem_slice_iter(pem)

@@ -109,10 +109,11 @@ impl TlsMaterial {
         &self.chain[0]
     }
 
-    /// Server side of a peer port: a client certificate from the federation is required.
+    /// Server side of a peer port: TLS 1.3 only, and a client certificate from the federation is
+    /// required.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
         Ok(Arc::new(
-            self.server_config_with(rustls::DEFAULT_VERSIONS, alpn)?,
+            self.server_config_with(&[&rustls::version::TLS13], alpn)?,
         ))
     }
 
@@ -178,10 +179,11 @@ impl TlsMaterial {
         Ok(Arc::new(config))
     }
 
-    /// Client side towards peers: verify the server against the federation roots, present our certificate.
+    /// Client side towards peers: TLS 1.3 only, the server verified against the federation roots,
+    /// our certificate presented.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
         Ok(Arc::new(
-            self.client_config_with(rustls::DEFAULT_VERSIONS, alpn)?,
+            self.client_config_with(&[&rustls::version::TLS13], alpn)?,
         ))
     }
 
