@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_adapters::Catalog;
-use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -65,13 +64,6 @@ pub struct AdminApi {
     pub cert_not_after: OffsetDateTime,
     /// The metrics served on `/metrics`.
     pub metrics: Arc<Metrics>,
-}
-
-/// When `cert` stops being valid, from its `notAfter`.
-pub fn not_after(cert: &CertificateDer<'_>) -> Result<OffsetDateTime, String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| format!("the certificate does not parse: {e}"))?;
-    Ok(parsed.validity().not_after.to_datetime())
 }
 
 impl AdminApi {

@@ -63,7 +63,9 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     policy_reload::notarize_at_start(&ledger, &policies.current())
         .await
         .context("recording the policy set in the ledger")?;
-    let cert_not_after = crate::admin::not_after(identity.tls.leaf())
+    let cert_not_after = identity
+        .tls
+        .not_after()
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.identity.cert.display()))?;
     let (metrics, meter_provider) = telemetry(config)?;
     ledger.observe_commits(metrics.clone());

@@ -108,6 +108,17 @@ pub fn federation_of_ca(ca_pem: &str) -> Result<String> {
 ///
 /// `hosts` are DNS names or IP addresses the gateway is reached at (SANs for server authentication).
 pub fn issue(ca_dir: &Path, out: &Path, who: &PeerIdentity, hosts: &[String]) -> Result<Issued> {
+    issue_for(ca_dir, out, who, hosts, validity(397))
+}
+
+/// [`issue`], valid from and until the given times.
+pub(crate) fn issue_for(
+    ca_dir: &Path,
+    out: &Path,
+    who: &PeerIdentity,
+    hosts: &[String],
+    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+) -> Result<Issued> {
     let ca_pem_path = ca_dir.join(CA_CERT);
     let ca_pem = std::fs::read_to_string(&ca_pem_path).with_context(|| {
         format!(
@@ -153,7 +164,6 @@ pub fn issue(ca_dir: &Path, out: &Path, who: &PeerIdentity, hosts: &[String]) ->
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let (not_before, not_after) = validity(397);
     params.not_before = not_before;
     params.not_after = not_after;
     let key = KeyPair::generate()?;

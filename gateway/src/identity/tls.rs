@@ -93,7 +93,22 @@ impl TlsMaterial {
     ) -> Result<Self> {
         let tls = TlsMaterial::load(&files.ca, files.crl.as_deref(), &files.cert, &files.key)?;
         match super::identity_from_cert(tls.leaf(), federation) {
-            Ok(ref id) if id == expected => Ok(tls),
+            Ok(ref id) if id == expected => {
+                let (from, until) = validity(tls.leaf())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", files.cert.display()))?;
+                let now = time::OffsetDateTime::now_utc();
+                anyhow::ensure!(
+                    now <= until,
+                    "{}: this certificate expired on {until}; a gateway does not start with an expired certificate: renew it (`causeway certs issue`) and start again",
+                    files.cert.display()
+                );
+                anyhow::ensure!(
+                    now >= from,
+                    "{}: this certificate is not valid before {from}; is this machine's clock right?",
+                    files.cert.display()
+                );
+                Ok(tls)
+            }
             Ok(other) => anyhow::bail!(
                 "{}: this certificate is for {}, but the config says {}; issue the right one with `causeway certs issue`",
                 files.cert.display(),
@@ -107,6 +122,11 @@ impl TlsMaterial {
     /// Our own leaf certificate.
     pub fn leaf(&self) -> &CertificateDer<'static> {
         &self.chain[0]
+    }
+
+    /// When our own certificate stops being valid.
+    pub fn not_after(&self) -> Result<time::OffsetDateTime, String> {
+        validity(self.leaf()).map(|(_, until)| until)
     }
 
     /// Server side of a peer port: TLS 1.3 only, and a client certificate from the federation is
@@ -222,5 +242,66 @@ impl TlsMaterial {
             .context("the certificate does not match its private key")?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
+    }
+}
+
+/// A certificate's validity window: `notBefore` and `notAfter`.
+fn validity(
+    cert: &CertificateDer<'_>,
+) -> Result<(time::OffsetDateTime, time::OffsetDateTime), String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let validity = parsed.validity();
+    Ok((
+        validity.not_before.to_datetime(),
+        validity.not_after.to_datetime(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{pki, DeptId, IdentityFiles, PeerIdentity};
+    use super::TlsMaterial;
+
+    #[test]
+    fn a_gateway_does_not_start_with_an_expired_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_federation("demo", dir.path()).unwrap();
+        let who = PeerIdentity::Dept(DeptId::new("tax-office").unwrap());
+        let files = |dir: &std::path::Path| IdentityFiles {
+            ca: dir.join("ca.pem"),
+            crl: None,
+            cert: dir.join("tax-office.pem"),
+            key: dir.join("tax-office.key"),
+            signing_key: dir.join("tax-office.signing.key"),
+            tag_key: None,
+            tag_root: None,
+            pseudonym_key: None,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let hosts = ["localhost".to_owned()];
+        pki::issue_for(
+            dir.path(),
+            dir.path(),
+            &who,
+            &hosts,
+            (now - 30 * day, now - day),
+        )
+        .unwrap();
+        let error = TlsMaterial::load_identity(&files(dir.path()), "demo", &who).unwrap_err();
+        assert!(error.to_string().contains("expired"), "{error}");
+        pki::issue_for(
+            dir.path(),
+            dir.path(),
+            &who,
+            &hosts,
+            (now + day, now + 30 * day),
+        )
+        .unwrap();
+        let error = TlsMaterial::load_identity(&files(dir.path()), "demo", &who).unwrap_err();
+        assert!(error.to_string().contains("not valid before"), "{error}");
+        pki::issue(dir.path(), dir.path(), &who, &hosts).unwrap();
+        assert!(TlsMaterial::load_identity(&files(dir.path()), "demo", &who).is_ok());
     }
 }
