@@ -27,6 +27,91 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Enrollment: the department makes its keys and a request on its own machine; the operator
+/// signs the request and never sees a private key. A request for another department's identity,
+/// or a tampered one, is refused.
+#[test]
+fn enrollment_keeps_keys_with_the_department_and_signs_only_its_own_identity() {
+    let operator = tempfile::tempdir().unwrap();
+    let department = tempfile::tempdir().unwrap();
+    let ca = operator.path().to_str().unwrap();
+    let own = department.path().to_str().unwrap();
+    let init = causeway(&["certs", "init", "--federation", "test-fed", "--out", ca]);
+    assert!(init.status.success(), "{}", text(&init));
+    let ca_pem = format!("{ca}/ca.pem");
+    let request = causeway(&[
+        "certs",
+        "request",
+        "--dept",
+        "tax-office",
+        "--ca",
+        &ca_pem,
+        "--out",
+        own,
+        "--host",
+        "tax.gw.example",
+    ]);
+    assert!(request.status.success(), "{}", text(&request));
+    assert!(text(&request).contains("vkey = \"test-fed/tax-office+"));
+    #[cfg(unix)]
+    for key in ["tax-office.key", "tax-office.signing.key"] {
+        assert_eq!(mode(&department.path().join(key)), 0o600, "{key}");
+    }
+    let csr = format!("{own}/tax-office.csr.pem");
+    let sign = |dept: &str, csr: &str| {
+        causeway(&[
+            "certs", "sign", "--ca", ca, "--csr", csr, "--dept", dept, "--out", own,
+        ])
+    };
+    let signed = sign("tax-office", &csr);
+    assert!(signed.status.success(), "{}", text(&signed));
+    // The certificate proves the department's identity and carries its host name, and its key
+    // is the one that never left the department's machine.
+    let pem = std::fs::read(department.path().join("tax-office.pem")).unwrap();
+    let der: rustls_pki_types::CertificateDer<'static> =
+        rustls_pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
+    assert_eq!(
+        causeway::identity::identity_from_cert(&der, "test-fed").unwrap(),
+        causeway::identity::PeerIdentity::Dept(
+            causeway::identity::DeptId::new("tax-office").unwrap()
+        )
+    );
+    causeway::identity::tls::TlsMaterial::load(
+        &operator.path().join("ca.pem"),
+        None,
+        &department.path().join("tax-office.pem"),
+        &department.path().join("tax-office.key"),
+    )
+    .and_then(|tls| tls.client_config(&[b"h2"]))
+    .expect("the certificate matches the department's own key");
+    let operator_files: Vec<String> = std::fs::read_dir(operator.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !operator_files.iter().any(|f| f.starts_with("tax-office")),
+        "the operator holds nothing of the department's: {operator_files:?}"
+    );
+
+    // The attack: the tax office asks the operator to sign its request as the civil registry's.
+    let as_other = sign("civil-registry", &csr);
+    assert!(!as_other.status.success());
+    assert!(
+        text(&as_other).contains("may only carry causeway://test-fed/dept/civil-registry"),
+        "{}",
+        text(&as_other)
+    );
+    // A request whose contents were changed after it was signed.
+    let mut tampered = std::fs::read_to_string(&csr).unwrap();
+    let at = tampered.find("\n").unwrap() + 40;
+    let flipped = if &tampered[at..=at] == "A" { "B" } else { "A" };
+    tampered.replace_range(at..=at, flipped);
+    let tampered_path = format!("{own}/tampered.csr.pem");
+    std::fs::write(&tampered_path, tampered).unwrap();
+    let refused = sign("tax-office", &tampered_path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+}
+
 #[test]
 fn certs_init_and_issue_write_private_keys_0600() {
     let dir = tempfile::tempdir().unwrap();

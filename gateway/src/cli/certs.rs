@@ -42,6 +42,51 @@ pub(crate) enum CertsCommand {
         #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
         hosts: Vec<String>,
     },
+    /// Enrollment, on the department's machine: create this department's TLS key and note signing
+    /// key (they never leave --out) and a certificate signing request for the federation operator.
+    #[command(
+        after_help = "Example:\n  causeway certs request --dept tax-office --ca ca.pem --out certs/ --host tax.gw.example\n\nSend certs/tax-office.csr.pem and the printed vkey and witness key to the federation operator,\nwho runs `causeway certs sign` and lists the keys in the directory. Keep the .key files."
+    )]
+    Request {
+        /// Department id.
+        #[arg(long, conflicts_with = "oversight")]
+        dept: Option<String>,
+        /// Oversight node id.
+        #[arg(long)]
+        oversight: Option<String>,
+        /// The federation's CA certificate (ca.pem, public).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Directory to write the keys and the request into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names or IP addresses the gateway is reached at (repeatable).
+        #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        hosts: Vec<String>,
+    },
+    /// Enrollment, on the operator's machine: issue the certificate a department's signing request
+    /// asks for. The request must carry exactly that department's (or oversight node's) identity;
+    /// a request for any other is refused. Only its public key and host names are used.
+    #[command(
+        after_help = "Example:\n  causeway certs sign --ca certs/ --csr tax-office.csr.pem --dept tax-office --out certs/"
+    )]
+    Sign {
+        /// Department id the certificate is for.
+        #[arg(long, conflicts_with = "oversight")]
+        dept: Option<String>,
+        /// Oversight node id the certificate is for.
+        #[arg(long)]
+        oversight: Option<String>,
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The department's certificate signing request (PEM).
+        #[arg(long)]
+        csr: PathBuf,
+        /// Directory to write the certificate into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Issue a client certificate for one of a department's applications, from the department's
     /// application CA (created beside the federation CA on first use; its key stays with the
     /// department). Register the application in the gateway's applications file.
@@ -109,11 +154,7 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
             ca,
             hosts,
         } => {
-            let who = match (dept, oversight) {
-                (Some(d), None) => PeerIdentity::Dept(DeptId::new(&d)?),
-                (None, Some(o)) => PeerIdentity::Oversight(DeptId::new(&o)?),
-                _ => bail!("name exactly one of --dept ID or --oversight ID"),
-            };
+            let who = who(dept, oversight)?;
             let issued = pki::issue(ca.as_deref().unwrap_or(&out), &out, &who, &hosts)?;
             println!("certificate  {}", issued.cert.display());
             println!("key          {} (0600)", issued.key.display());
@@ -142,6 +183,38 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
                 root.display()
             );
         }
+        CertsCommand::Request {
+            dept,
+            oversight,
+            ca,
+            out,
+            hosts,
+        } => {
+            let requested = pki::request(&ca, &out, &who(dept, oversight)?, &hosts)?;
+            println!("request      {}", requested.csr.display());
+            println!(
+                "key          {} (0600, stays here)",
+                requested.key.display()
+            );
+            println!(
+                "signing key  {} (0600, stays here)",
+                requested.signing_key.display()
+            );
+            println!(
+                "\nsend the request and these keys to the federation operator:\n  vkey = \"{}\"\n  witness = \"{}\"",
+                requested.vkey, requested.witness_vkey
+            );
+        }
+        CertsCommand::Sign {
+            dept,
+            oversight,
+            ca,
+            csr,
+            out,
+        } => {
+            let cert = pki::sign(&ca, &csr, &who(dept, oversight)?, &out)?;
+            println!("certificate  {}", cert.display());
+        }
         CertsCommand::IssueApp { dept, app, out, ca } => {
             let dept = DeptId::new(&dept)?;
             let app = AppId::new(&app)?;
@@ -156,4 +229,13 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The identity `--dept` or `--oversight` names (exactly one).
+fn who(dept: Option<String>, oversight: Option<String>) -> Result<PeerIdentity> {
+    Ok(match (dept, oversight) {
+        (Some(d), None) => PeerIdentity::Dept(DeptId::new(&d)?),
+        (None, Some(o)) => PeerIdentity::Oversight(DeptId::new(&o)?),
+        _ => bail!("name exactly one of --dept ID or --oversight ID"),
+    })
 }

@@ -117,57 +117,13 @@ pub(crate) fn issue_for(
     out: &Path,
     who: &PeerIdentity,
     hosts: &[String],
-    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+    window: (time::OffsetDateTime, time::OffsetDateTime),
 ) -> Result<Issued> {
-    let ca_pem_path = ca_dir.join(CA_CERT);
-    let ca_pem = std::fs::read_to_string(&ca_pem_path).with_context(|| {
-        format!(
-            "reading {} (run `causeway certs init` first)",
-            ca_pem_path.display()
-        )
-    })?;
-    let ca_key_path = ca_dir.join(CA_KEY);
-    let ca_key_pem = std::fs::read_to_string(&ca_key_path)
-        .with_context(|| format!("reading {}", ca_key_path.display()))?;
-    let federation = federation_of_ca(&ca_pem)?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem)
-        .with_context(|| format!("parsing {}", ca_key_path.display()))?;
-    // Re-creating the CA certificate from its own parameters and key yields the same issuer name
-    // and key, so certificates signed here chain to the original ca.pem.
-    let ca_cert = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&ca_key)?;
-
-    let (file_stem, origin) = match who {
-        PeerIdentity::Dept(id) => (id.to_string(), format!("{federation}/{id}")),
-        PeerIdentity::Oversight(id) => (
-            format!("oversight-{id}"),
-            format!("{federation}/oversight/{id}"),
-        ),
-    };
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, file_stem.clone());
-    params.distinguished_name = dn;
-    params.subject_alt_names = vec![SanType::URI(who.uri(&federation).try_into()?)];
-    for host in hosts {
-        let san = match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                host.clone()
-                    .try_into()
-                    .with_context(|| format!("host {host:?}"))?,
-            ),
-        };
-        params.subject_alt_names.push(san);
-    }
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.not_before = not_before;
-    params.not_after = not_after;
+    let ca = Ca::open(ca_dir)?;
+    let (file_stem, origin) = names(&ca.federation, who);
+    let params = leaf_params(&ca.federation, who, hosts, window)?;
     let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    let cert = params.signed_by(&key, &ca.cert, &ca.key)?;
 
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let issued = Issued {
@@ -187,6 +143,202 @@ pub(crate) fn issue_for(
         witness_vkey: key.witness_cosigner().verifier().to_vkey(),
         ..issued
     })
+}
+
+/// The federation CA, opened to sign.
+struct Ca {
+    federation: String,
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn open(ca_dir: &Path) -> Result<Ca> {
+        let ca_pem_path = ca_dir.join(CA_CERT);
+        let ca_pem = std::fs::read_to_string(&ca_pem_path).with_context(|| {
+            format!(
+                "reading {} (run `causeway certs init` first)",
+                ca_pem_path.display()
+            )
+        })?;
+        let ca_key_path = ca_dir.join(CA_KEY);
+        let ca_key_pem = std::fs::read_to_string(&ca_key_path)
+            .with_context(|| format!("reading {}", ca_key_path.display()))?;
+        let federation = federation_of_ca(&ca_pem)?;
+        let key = KeyPair::from_pem(&ca_key_pem)
+            .with_context(|| format!("parsing {}", ca_key_path.display()))?;
+        // Re-creating the CA certificate from its own parameters and key yields the same issuer
+        // name and key, so certificates signed here chain to the original ca.pem.
+        let cert = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&key)?;
+        Ok(Ca {
+            federation,
+            cert,
+            key,
+        })
+    }
+}
+
+/// The file stem and the log origin of `who`.
+fn names(federation: &str, who: &PeerIdentity) -> (String, String) {
+    match who {
+        PeerIdentity::Dept(id) => (id.to_string(), format!("{federation}/{id}")),
+        PeerIdentity::Oversight(id) => (
+            format!("oversight-{id}"),
+            format!("{federation}/oversight/{id}"),
+        ),
+    }
+}
+
+/// What a gateway certificate for `who` holds: its identity URI and the host names it is reached
+/// at, for server and client authentication, valid in `window`.
+fn leaf_params(
+    federation: &str,
+    who: &PeerIdentity,
+    hosts: &[String],
+    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, names(federation, who).0);
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![SanType::URI(who.uri(federation).try_into()?)];
+    for host in hosts {
+        let san = match host.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                host.clone()
+                    .try_into()
+                    .with_context(|| format!("host {host:?}"))?,
+            ),
+        };
+        params.subject_alt_names.push(san);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok(params)
+}
+
+/// What [`request`] wrote: the department keeps the keys; it sends the request and the verifier
+/// keys to the federation operator.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    /// The certificate signing request (PEM), for `causeway certs sign`.
+    pub csr: PathBuf,
+    /// The TLS private key (PEM, 0600): stays here.
+    pub key: PathBuf,
+    /// The Ed25519 note signing key (0600): stays here.
+    pub signing_key: PathBuf,
+    /// The note verifier key to list in the directory.
+    pub vkey: String,
+    /// The witness verifier key to list in the directory.
+    pub witness_vkey: String,
+}
+
+/// Enrollment, the department's half: create the TLS key and the note signing key in `out` (they
+/// never leave it) and a certificate signing request for `who` and `hosts`. The federation is read
+/// from the CA certificate `ca_pem` (the operator's public `ca.pem`).
+pub fn request(
+    ca_pem: &Path,
+    out: &Path,
+    who: &PeerIdentity,
+    hosts: &[String],
+) -> Result<Requested> {
+    let federation = federation_of_ca(&std::fs::read_to_string(ca_pem).with_context(|| {
+        format!(
+            "reading the federation's CA certificate {}",
+            ca_pem.display()
+        )
+    })?)?;
+    let (file_stem, origin) = names(&federation, who);
+    let params = leaf_params(&federation, who, hosts, validity(397))?;
+    let key = KeyPair::generate()?;
+    let csr = params
+        .serialize_request(&key)
+        .context("making the certificate signing request")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let requested = Requested {
+        csr: out.join(format!("{file_stem}.csr.pem")),
+        key: out.join(format!("{file_stem}.key")),
+        signing_key: out.join(format!("{file_stem}.signing.key")),
+        vkey: String::new(),
+        witness_vkey: String::new(),
+    };
+    for path in [&requested.key, &requested.signing_key] {
+        if path.exists() {
+            bail!(
+                "{} already exists: keep it, or remove it first to make new keys",
+                path.display()
+            );
+        }
+    }
+    std::fs::write(&requested.csr, csr.pem()?)?;
+    write_secret(&requested.key, key.serialize_pem().as_bytes())?;
+    let signing = GatewayKey::new(&origin, SigningKey::generate(&mut rand::rngs::OsRng))?;
+    write_secret(
+        &requested.signing_key,
+        signing.to_file_contents().as_bytes(),
+    )?;
+    Ok(Requested {
+        vkey: signing.vkey(),
+        witness_vkey: signing.witness_cosigner().verifier().to_vkey(),
+        ..requested
+    })
+}
+
+/// Enrollment, the operator's half: issue the certificate a department's request asks for, if it
+/// asks for exactly `who`'s identity (and host names): a request for another department's, or for
+/// anything else, is refused. The certificate's contents come from here, not from the request:
+/// only its public key and host names are taken. Writes `<out>/<stem>.pem`.
+pub fn sign(ca_dir: &Path, csr: &Path, who: &PeerIdentity, out: &Path) -> Result<PathBuf> {
+    let ca = Ca::open(ca_dir)?;
+    let text = std::fs::read_to_string(csr)
+        .with_context(|| format!("reading the certificate signing request {}", csr.display()))?;
+    let request = rcgen::CertificateSigningRequestParams::from_pem(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a certificate signing request with a valid signature ({e})",
+            csr.display()
+        )
+    })?;
+    let wanted = who.uri(&ca.federation);
+    let mut hosts = Vec::new();
+    let mut asks_for_wanted = false;
+    for san in &request.params.subject_alt_names {
+        match san {
+            SanType::URI(uri) if uri.as_str() == wanted => asks_for_wanted = true,
+            SanType::URI(uri) => bail!(
+                "{}: the request asks for {}, but it may only carry {wanted}: refused",
+                csr.display(),
+                uri.as_str()
+            ),
+            SanType::DnsName(name) => hosts.push(name.as_str().to_owned()),
+            SanType::IpAddress(ip) => hosts.push(ip.to_string()),
+            other => bail!(
+                "{}: the request asks for a name of a kind a gateway certificate does not carry ({other:?}): refused",
+                csr.display()
+            ),
+        }
+    }
+    if !asks_for_wanted {
+        bail!(
+            "{}: the request does not carry {wanted}; make it with `causeway certs request` for that identity",
+            csr.display()
+        );
+    }
+    let params = leaf_params(&ca.federation, who, &hosts, validity(397))?;
+    let cert = rcgen::CertificateSigningRequestParams {
+        params,
+        public_key: request.public_key,
+    }
+    .signed_by(&ca.cert, &ca.key)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join(format!("{}.pem", names(&ca.federation, who).0));
+    std::fs::write(&path, cert.pem())?;
+    Ok(path)
 }
 
 /// The department's application CA in `dir`: `<dept>-apps-ca.pem` (what the client API trusts)
