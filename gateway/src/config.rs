@@ -433,6 +433,7 @@ impl GatewayConfig {
         config.identity.tag_key.as_mut().map(resolve);
         config.identity.tag_root.as_mut().map(resolve);
         config.identity.pseudonym_key.as_mut().map(resolve);
+        config.identity.witness_key.as_mut().map(resolve);
         resolve(&mut config.ledger.dir);
         config.telemetry.ca.as_mut().map(resolve);
         config.client.app_ca.as_mut().map(resolve);

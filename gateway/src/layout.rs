@@ -185,6 +185,7 @@ ca = "../certs/ca.pem"
 cert = "../certs/{id}.pem"
 key = "../certs/{id}.key"
 signing_key = "../certs/{id}.signing.key"
+witness_key = "../certs/{id}.witness.key"
 tag_key = "../certs/{id}.tag.key"
 
 [ledger]
@@ -428,6 +429,7 @@ ca = "../certs/ca.pem"
 cert = "../certs/{cert}"
 key = "../certs/{key}"
 signing_key = "../certs/{signing}"
+witness_key = "../certs/{witness}"
 # Every department's tag key derives from this root: only oversight nodes hold it.
 tag_root = "../certs/tag-root.key"
 
@@ -452,6 +454,7 @@ late_secs = 60
             cert = file(&issued.cert),
             key = file(&issued.key),
             signing = file(&issued.signing_key),
+            witness = file(&issued.witness_key),
         ),
     )?;
     Ok(OversightLayout {

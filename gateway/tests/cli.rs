@@ -54,7 +54,11 @@ fn enrollment_keeps_keys_with_the_department_and_signs_only_its_own_identity() {
     assert!(request.status.success(), "{}", text(&request));
     assert!(text(&request).contains("vkey = \"test-fed/tax-office+"));
     #[cfg(unix)]
-    for key in ["tax-office.key", "tax-office.signing.key"] {
+    for key in [
+        "tax-office.key",
+        "tax-office.signing.key",
+        "tax-office.witness.key",
+    ] {
         assert_eq!(mode(&department.path().join(key)), 0o600, "{key}");
     }
     let csr = format!("{own}/tax-office.csr.pem");
@@ -153,6 +157,7 @@ fn certs_init_and_issue_write_private_keys_0600() {
         "tax-office.tag.key",
         "tax-office.key",
         "tax-office.signing.key",
+        "tax-office.witness.key",
     ] {
         assert_eq!(mode(&dir.path().join(key)), 0o600, "{key}");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use causeway_adapters::Catalog;
+use causeway_ledger::note::Cosigner;
 use causeway_ledger::Ledger;
 use causeway_policy::{PseudonymKey, RateLimiter};
 use opentelemetry::metrics::MeterProvider as _;
@@ -166,7 +167,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         ledger.clone(),
         identity.directory.clone(),
         me.clone(),
-        identity.key.witness_cosigner(),
+        identity.witness,
     ));
     let peer_handler = {
         let log_api = log_api.clone();
@@ -301,6 +302,7 @@ struct Identity {
     tls: TlsMaterial,
     tag_key: TagKey,
     pseudonyms: PseudonymKey,
+    witness: Cosigner,
 }
 
 impl Identity {
@@ -327,6 +329,16 @@ impl Identity {
             &directory.federation,
             &PeerIdentity::Dept(me.clone()),
         )?;
+        let witness = config.identity.witness_cosigner(&key)?;
+        if let Some(listed) = &listed.witness {
+            if listed.to_vkey() != witness.verifier().to_vkey() {
+                bail!(
+                    "{}: the witness key listed for {me} does not match this gateway's witness key; list {}",
+                    config.directory.display(),
+                    witness.verifier().to_vkey()
+                );
+            }
+        }
         if let Some(root) = &config.identity.tag_root {
             bail!(
                 "[identity] tag_root = {:?}: a department gateway must not hold the tag root (with it, \
@@ -352,6 +364,7 @@ impl Identity {
             tls,
             tag_key,
             pseudonyms,
+            witness,
         })
     }
 }

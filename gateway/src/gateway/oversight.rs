@@ -36,7 +36,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         node.ledger().clone(),
         node.directory().clone(),
         node.id().clone(),
-        key.witness_cosigner(),
+        config.identity.witness_cosigner(&key)?,
     ));
     let peer_handler = move |call: Call| {
         let log_api = log_api.clone();

@@ -45,6 +45,11 @@ pub struct IdentityFiles {
     /// department gateway refuses to start with one.
     #[serde(default)]
     pub tag_root: Option<PathBuf>,
+    /// This gateway's witness key (C2SP cosignature/v1), independent of its log key: a leaked log
+    /// key then cannot also forge this gateway's cosignatures. Configurations from before it
+    /// existed omit it, and the witness key is derived from the signing key.
+    #[serde(default)]
+    pub witness_key: Option<PathBuf>,
     /// This department's own secret for `hash`-mask pseudonyms (default: `pseudonym.key` in the
     /// ledger directory, created 0600 on first start). Nobody else ever needs it.
     #[serde(default)]
@@ -52,6 +57,29 @@ pub struct IdentityFiles {
 }
 
 impl IdentityFiles {
+    /// The witness key this gateway cosigns its peers' checkpoints with: the file `witness_key`
+    /// names (its key name must be the log's origin plus `/witness`), or one derived from `key`.
+    pub fn witness_cosigner(
+        &self,
+        key: &GatewayKey,
+    ) -> Result<causeway_ledger::note::Cosigner, IdentityError> {
+        let Some(path) = &self.witness_key else {
+            return Ok(key.derived_witness_cosigner());
+        };
+        let witness = GatewayKey::load(path)?;
+        let name = format!("{}/witness", key.note.name());
+        if witness.note.name() != name {
+            return Err(IdentityError::KeyFile {
+                path: path.display().to_string(),
+                problem: format!(
+                    "this witness key is named {:?}, but this gateway's must be {name:?}",
+                    witness.note.name()
+                ),
+            });
+        }
+        Ok(witness.to_cosigner())
+    }
+
     /// Where the pseudonym key is: as configured, or beside the ledger.
     pub fn pseudonym_key(&self, ledger_dir: &Path) -> PathBuf {
         self.pseudonym_key
@@ -355,11 +383,16 @@ impl GatewayKey {
         &self.key
     }
 
-    /// The witness key (C2SP cosignature/v1) this gateway cosigns its peers' checkpoints with.
-    ///
-    /// It is derived from the signing key under a separate label, so no extra file is needed and the
-    /// log key and witness key are never the same Ed25519 key. Its name is `<origin>/witness`.
-    pub fn witness_cosigner(&self) -> causeway_ledger::note::Cosigner {
+    /// This key as a witness cosigner (C2SP cosignature/v1), for a witness key file.
+    pub fn to_cosigner(&self) -> causeway_ledger::note::Cosigner {
+        causeway_ledger::note::Cosigner::new(self.note.name(), self.key.clone())
+            .expect("the name was valid when this key was made")
+    }
+
+    /// The witness key (C2SP cosignature/v1) of a configuration without a witness key file:
+    /// derived from the signing key under a separate label, so it is never the same Ed25519 key,
+    /// but it leaks with it. Its name is `<origin>/witness`.
+    pub fn derived_witness_cosigner(&self) -> causeway_ledger::note::Cosigner {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
         h.update(b"causeway-witness-key/v1\n");
@@ -678,6 +711,50 @@ mod tests {
         assert!(is_tag(KNOWN_TAG) && is_tag(&format!("12:{KNOWN_TAG}")));
         assert!(!is_tag("D000042") && !is_tag(&format!(":{KNOWN_TAG}")));
         assert!(!is_tag(&format!("x:{KNOWN_TAG}")) && !is_tag(&KNOWN_TAG.to_uppercase()));
+    }
+
+    #[test]
+    fn the_witness_key_is_independent_of_the_log_key() {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_federation("demo", dir.path()).unwrap();
+        let issue = |id: &str| {
+            let who = PeerIdentity::Dept(DeptId::new(id).unwrap());
+            pki::issue(dir.path(), dir.path(), &who, &[]).unwrap()
+        };
+        let (tax, civil) = (issue("tax-office"), issue("civil-registry"));
+        let mut files = IdentityFiles {
+            ca: dir.path().join("ca.pem"),
+            crl: None,
+            cert: tax.cert.clone(),
+            key: tax.key.clone(),
+            signing_key: tax.signing_key.clone(),
+            witness_key: Some(tax.witness_key.clone()),
+            tag_key: None,
+            tag_root: None,
+            pseudonym_key: None,
+        };
+        let log_key = GatewayKey::load(&tax.signing_key).unwrap();
+        let witness = files.witness_cosigner(&log_key).unwrap();
+        assert_eq!(witness.verifier().to_vkey(), tax.witness_vkey);
+        // Whoever holds the log key alone cannot make the witness key any more.
+        assert_ne!(
+            log_key.derived_witness_cosigner().verifier().to_vkey(),
+            tax.witness_vkey
+        );
+        // Another log's witness key is refused.
+        files.witness_key = Some(civil.witness_key.clone());
+        let error = files.witness_cosigner(&log_key).unwrap_err();
+        assert!(error.to_string().contains("must be"), "{error}");
+        // Configurations from before witness key files keep the derived key.
+        files.witness_key = None;
+        assert_eq!(
+            files
+                .witness_cosigner(&log_key)
+                .unwrap()
+                .verifier()
+                .to_vkey(),
+            log_key.derived_witness_cosigner().verifier().to_vkey()
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Issued {
     pub key: PathBuf,
     /// Ed25519 note signing key (0600).
     pub signing_key: PathBuf,
+    /// Ed25519 witness key (0600), independent of the signing key.
+    pub witness_key: PathBuf,
     /// The note verifier key to list in `federation.toml`.
     pub vkey: String,
     /// The log origin (note signer name).
@@ -130,19 +132,32 @@ pub(crate) fn issue_for(
         cert: out.join(format!("{file_stem}.pem")),
         key: out.join(format!("{file_stem}.key")),
         signing_key: out.join(format!("{file_stem}.signing.key")),
+        witness_key: out.join(format!("{file_stem}.witness.key")),
         vkey: String::new(),
         origin: origin.clone(),
         witness_vkey: String::new(),
     };
     std::fs::write(&issued.cert, cert.pem())?;
     write_secret(&issued.key, key.serialize_pem().as_bytes())?;
-    let key = GatewayKey::new(&origin, SigningKey::generate(&mut rand::rngs::OsRng))?;
-    write_secret(&issued.signing_key, key.to_file_contents().as_bytes())?;
+    let (vkey, witness_vkey) = new_note_keys(&origin, &issued.signing_key, &issued.witness_key)?;
     Ok(Issued {
-        vkey: key.vkey(),
-        witness_vkey: key.witness_cosigner().verifier().to_vkey(),
+        vkey,
+        witness_vkey,
         ..issued
     })
+}
+
+/// A new log signing key and a new, independent witness key for `origin`, written 0600; their
+/// verifier keys (for the directory).
+fn new_note_keys(origin: &str, signing_key: &Path, witness_key: &Path) -> Result<(String, String)> {
+    let log = GatewayKey::new(origin, SigningKey::generate(&mut rand::rngs::OsRng))?;
+    write_secret(signing_key, log.to_file_contents().as_bytes())?;
+    let witness = GatewayKey::new(
+        &format!("{origin}/witness"),
+        SigningKey::generate(&mut rand::rngs::OsRng),
+    )?;
+    write_secret(witness_key, witness.to_file_contents().as_bytes())?;
+    Ok((log.vkey(), witness.to_cosigner().verifier().to_vkey()))
 }
 
 /// The federation CA, opened to sign.
@@ -233,6 +248,8 @@ pub struct Requested {
     pub key: PathBuf,
     /// The Ed25519 note signing key (0600): stays here.
     pub signing_key: PathBuf,
+    /// The Ed25519 witness key (0600), independent of the signing key: stays here.
+    pub witness_key: PathBuf,
     /// The note verifier key to list in the directory.
     pub vkey: String,
     /// The witness verifier key to list in the directory.
@@ -265,10 +282,15 @@ pub fn request(
         csr: out.join(format!("{file_stem}.csr.pem")),
         key: out.join(format!("{file_stem}.key")),
         signing_key: out.join(format!("{file_stem}.signing.key")),
+        witness_key: out.join(format!("{file_stem}.witness.key")),
         vkey: String::new(),
         witness_vkey: String::new(),
     };
-    for path in [&requested.key, &requested.signing_key] {
+    for path in [
+        &requested.key,
+        &requested.signing_key,
+        &requested.witness_key,
+    ] {
         if path.exists() {
             bail!(
                 "{} already exists: keep it, or remove it first to make new keys",
@@ -278,14 +300,11 @@ pub fn request(
     }
     std::fs::write(&requested.csr, csr.pem()?)?;
     write_secret(&requested.key, key.serialize_pem().as_bytes())?;
-    let signing = GatewayKey::new(&origin, SigningKey::generate(&mut rand::rngs::OsRng))?;
-    write_secret(
-        &requested.signing_key,
-        signing.to_file_contents().as_bytes(),
-    )?;
+    let (vkey, witness_vkey) =
+        new_note_keys(&origin, &requested.signing_key, &requested.witness_key)?;
     Ok(Requested {
-        vkey: signing.vkey(),
-        witness_vkey: signing.witness_cosigner().verifier().to_vkey(),
+        vkey,
+        witness_vkey,
         ..requested
     })
 }

@@ -274,6 +274,7 @@ mod tests {
             cert: dir.join("tax-office.pem"),
             key: dir.join("tax-office.key"),
             signing_key: dir.join("tax-office.signing.key"),
+            witness_key: None,
             tag_key: None,
             tag_root: None,
             pseudonym_key: None,
