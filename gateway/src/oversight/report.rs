@@ -132,9 +132,10 @@ impl SubjectReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Exchanges that touched {} (subject tag {}): {}\n",
+            "Exchanges that touched {} (subject tags {}.., one per department key: {}): {}\n",
             visible(who),
             visible(short(&self.subject_tag)),
+            self.subject_tag.split(',').count(),
             self.exchanges.len()
         );
         let _ = writeln!(
@@ -202,11 +203,11 @@ impl SubjectReport {
 body{{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1b1f24}}
 h1{{font-size:22px;margin:0 0 .3em}} .meta{{color:#555;margin-bottom:1.5em}}
 table{{border-collapse:collapse;width:100%}} th,td{{border:1px solid #ccd;padding:4px 6px;text-align:left;vertical-align:top}}
-th{{background:#eef1f6}} tr.deny td{{background:#fff4f2}} code{{font-size:12px}}
+th{{background:#eef1f6}} tr.deny td{{background:#fff4f2}} code{{font-size:12px;word-break:break-all}}
 @media print{{body{{margin:0}} .meta{{color:#000}}}}
 </style></head><body>
 <h1>Who looked at my records, and why</h1>
-<p class="meta">Subject tag <code>{tag}</code> &middot; {count} exchange(s) &middot; generated {generated} from the verified logs of every department.<br>
+<p class="meta">Subject tags (one per department key) <code>{tag}</code> &middot; {count} exchange(s) &middot; generated {generated} from the verified logs of every department.<br>
 Each row is one request one department made to another for this person's records, as both departments' signed access logs record it.</p>
 <table><thead><tr><th>When</th><th>Asked by</th><th>Asked of</th><th>Dataset</th><th>Purpose</th><th>Legal basis</th><th>Result</th><th>Fields released</th><th>Policy</th><th>Exchange</th></tr></thead>
 <tbody>{rows}</tbody></table>
