@@ -7,7 +7,10 @@
 //! - `directory`: the federation directory is loaded and lists this department;
 //! - `policies`: the policy files on disk load (a failed reload keeps the previous set in force,
 //!   but the gateway is then not deciding with the files an administrator last wrote);
-//! - `datasets`: every dataset's source answers ([`causeway_adapters::Catalog::check`]).
+//! - `datasets`: every dataset's source answers ([`causeway_adapters::Catalog::check`]);
+//! - `revocation`: the CRL file on disk was put in force (a refused one leaves the previous in
+//!   force), and the CRL in force is not stale under `crl_stale = "fail-closed"` (when every peer
+//!   is refused).
 //!
 //! Any failing check makes `/readyz` answer 503 with the same JSON body.
 
@@ -20,6 +23,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::directory::Directory;
+use crate::identity::revocation::Revocation;
 use crate::identity::DeptId;
 use crate::log_api::LogApi;
 use crate::policy_reload::{self, LivePolicies, ShadowPolicies};
@@ -62,6 +66,8 @@ pub struct AdminApi {
     pub catalog: Arc<Catalog>,
     /// End of the gateway certificate's validity.
     pub cert_not_after: OffsetDateTime,
+    /// The CRL in force and its reloads.
+    pub revocation: Arc<Revocation>,
     /// The metrics served on `/metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -208,6 +214,36 @@ impl AdminApi {
                 )]
             },
         );
+        let revocation = self.revocation.clone();
+        m.collect(
+            "causeway_crl_next_update_seconds",
+            "Seconds until the CRL in force goes stale (negative: stale); absent without a CRL.",
+            Kind::Gauge,
+            &[],
+            move || {
+                revocation
+                    .status()
+                    .next_update_in_secs
+                    .map(|secs| vec![(vec![], secs)])
+                    .unwrap_or_default()
+            },
+        );
+        let revocation = self.revocation.clone();
+        m.collect(
+            "causeway_crl_refusals_total",
+            "CRLs refused (not signed by the federation CA, rolled back, unreadable); the previous one stayed in force.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], revocation.status().refusals as f64)],
+        );
+        let revocation = self.revocation.clone();
+        m.collect(
+            "causeway_crl_connections_closed_total",
+            "Open peer connections closed because the CRL in force refuses their peer.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], revocation.status().connections_closed as f64)],
+        );
     }
 
     /// Report, on `/metrics`, what the listeners did about their connection limits: connections
@@ -331,9 +367,17 @@ impl AdminApi {
         let directory = self.directory_check();
         let policies = self.policies_check();
         let datasets = self.datasets_check().await;
-        let ready = [&ledger, &certificate, &directory, &policies, &datasets]
-            .iter()
-            .all(|check| check["ready"] == true);
+        let revocation = self.revocation_check();
+        let ready = [
+            &ledger,
+            &certificate,
+            &directory,
+            &policies,
+            &datasets,
+            &revocation,
+        ]
+        .iter()
+        .all(|check| check["ready"] == true);
         (
             ready,
             json!({
@@ -343,6 +387,7 @@ impl AdminApi {
                 "directory": directory,
                 "policies": policies,
                 "datasets": datasets,
+                "revocation": revocation,
             }),
         )
     }
@@ -355,6 +400,13 @@ impl AdminApi {
             "origin": self.ledger.origin(),
             "last_commit_error": error.map(|e| e.to_string()),
         })
+    }
+
+    fn revocation_check(&self) -> Value {
+        let status = self.revocation.status();
+        let mut check = json!(status);
+        check["ready"] = json!(status.ready());
+        check
     }
 
     fn directory_check(&self) -> Value {

@@ -287,12 +287,78 @@ fn serve_with_a_bad_config_names_the_file_line_and_field() {
 }
 
 #[test]
+fn certs_revoke_and_crl_write_a_numbered_crl_and_refuse_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let elsewhere = other.path().to_str().unwrap();
+    for ca in [out, elsewhere] {
+        let init = causeway(&["certs", "init", "--federation", "test-fed", "--out", ca]);
+        assert!(init.status.success(), "{}", text(&init));
+        let issue = causeway(&["certs", "issue", "--dept", "tax-office", "--out", ca]);
+        assert!(issue.status.success(), "{}", text(&issue));
+    }
+    let cert = format!("{out}/tax-office.pem");
+    let revoke = causeway(&[
+        "certs",
+        "revoke",
+        "--ca",
+        out,
+        "--cert",
+        &cert,
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(revoke.status.success(), "{}", text(&revoke));
+    assert!(
+        text(&revoke).contains("causeway://test-fed/dept/tax-office"),
+        "{}",
+        text(&revoke)
+    );
+    assert!(
+        text(&revoke).contains("number 1, 1 revoked"),
+        "{}",
+        text(&revoke)
+    );
+    let crl = causeway(&["certs", "crl", "--ca", out, "--next-update-days", "7"]);
+    assert!(crl.status.success(), "{}", text(&crl));
+    assert!(text(&crl).contains("number 2, 1 revoked"), "{}", text(&crl));
+    let pem = std::fs::read_to_string(dir.path().join("crl.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN X509 CRL-----"), "{pem}");
+
+    // A certificate of another CA (of the same name), and an unknown reason: refused, unchanged.
+    let stranger = format!("{elsewhere}/tax-office.pem");
+    let refused = causeway(&["certs", "revoke", "--ca", out, "--cert", &stranger]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("was not issued by the federation CA"),
+        "{}",
+        text(&refused)
+    );
+    let refused = causeway(&[
+        "certs", "revoke", "--ca", out, "--cert", &cert, "--reason", "stolen",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("keyCompromise"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("crl.pem")).unwrap(),
+        pem
+    );
+}
+
+#[test]
 fn every_subcommand_has_help_with_an_example() {
     for args in [
         vec!["demo", "--help"],
         vec!["serve", "--help"],
         vec!["certs", "init", "--help"],
         vec!["certs", "issue", "--help"],
+        vec!["certs", "revoke", "--help"],
+        vec!["certs", "crl", "--help"],
         vec!["request", "--help"],
         vec!["log", "verify", "--help"],
         vec!["log", "show", "--help"],

@@ -132,6 +132,62 @@ pub(crate) enum CertsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke a certificate the federation CA issued: add its serial number to the CA's
+    /// revocation list and write crl.pem (a signed X.509 CRL, numbered one above the last) in the
+    /// CA directory. Publish it as every gateway's [identity] crl: gateways read it again every
+    /// crl_reload_secs (and on SIGHUP), refuse the certificate in new handshakes and close the
+    /// connections it has open.
+    #[command(after_help = "Example:
+  causeway certs revoke --ca certs/ --cert certs/tax-office.pem --reason keyCompromise
+  cp certs/crl.pem /etc/causeway/crl.pem   # on every gateway: the file [identity] crl names
+
+Reasons (RFC 5280): unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
+cessationOfOperation, privilegeWithdrawn.")]
+    Revoke {
+        /// Directory holding ca.pem and ca.key (and crl.pem, rewritten).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The certificate to revoke (PEM), e.g. certs/<dept>.pem.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Why (RFC 5280 reason code name).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// Days until the CRL goes stale: publish a fresh one (causeway certs crl) before.
+        #[arg(long, default_value_t = pki::CRL_VALIDITY_DAYS)]
+        next_update_days: i64,
+    },
+    /// Re-sign the CA's CRL (crl.pem in the CA directory) with the same revoked certificates, one
+    /// number higher, valid for --next-update-days more (the first, empty CRL if there is none).
+    /// Run it and publish the result before the CRL in force goes stale.
+    #[command(after_help = "Example:
+  causeway certs crl --ca certs/
+  causeway certs crl --ca certs/ --next-update-days 7")]
+    Crl {
+        /// Directory holding ca.pem and ca.key (and crl.pem, rewritten).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Days until the CRL goes stale.
+        #[arg(long, default_value_t = pki::CRL_VALIDITY_DAYS)]
+        next_update_days: i64,
+    },
+}
+
+fn print_crl(written: &pki::CrlWritten) {
+    println!(
+        "CRL          {} (number {}, {} revoked)",
+        written.path.display(),
+        written.number,
+        written.revoked
+    );
+    println!(
+        "next update  {} (publish a fresh one before: causeway certs crl)",
+        written
+            .next_update
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    );
+    println!("\npublish it as every gateway's [identity] crl; gateways apply it within crl_reload_secs, or at once on SIGHUP");
 }
 
 pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
@@ -214,6 +270,25 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
         } => {
             let cert = pki::sign(&ca, &csr, &who(dept, oversight)?, &out)?;
             println!("certificate  {}", cert.display());
+        }
+        CertsCommand::Revoke {
+            ca,
+            cert,
+            reason,
+            next_update_days,
+        } => {
+            let reason = pki::revocation_reason(&reason)?;
+            let (written, who) =
+                pki::revoke(&ca, &cert, reason, time::Duration::days(next_update_days))?;
+            println!("revoked      {who} ({})", cert.display());
+            print_crl(&written);
+        }
+        CertsCommand::Crl {
+            ca,
+            next_update_days,
+        } => {
+            let written = pki::refresh_crl(&ca, time::Duration::days(next_update_days))?;
+            print_crl(&written);
         }
         CertsCommand::IssueApp { dept, app, out, ca } => {
             let dept = DeptId::new(&dept)?;

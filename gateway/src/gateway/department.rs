@@ -153,7 +153,11 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         .map(|l| l.local_addr())
         .transpose()?;
     let client_connections = Connections::new("client", client_limits(config, MAX_CLIENT_BODY));
-    let peer_connections = Connections::new("peer", peer_limits(config));
+    let peer_connections = Connections::closing_refused_peers(
+        "peer",
+        peer_limits(config),
+        identity.tls.revocation().clone(),
+    );
     let admin_connections = config
         .admin
         .as_ref()
@@ -231,6 +235,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         shadow: shadow.clone(),
         catalog: provider.catalog.clone(),
         cert_not_after,
+        revocation: identity.tls.revocation().clone(),
         metrics: metrics.clone(),
     });
     admin.collect_metrics(&log_api, &peers);
@@ -274,6 +279,9 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         running.stop_signal(),
     ));
     running.spawn(PolicyWatch::new(policies, shadow, ledger.clone()).run(running.stop_signal()));
+    // The CRL, read again every crl_reload_secs and on SIGHUP: new handshakes follow it at once,
+    // and open peer connections it refuses are closed.
+    running.spawn(identity.tls.revocation().clone().run(running.stop_signal()));
     tracing::info!(
         department = %me,
         client = %client_addr,
@@ -426,6 +434,7 @@ fn bind_quic(
             max_connections: config.peer.quic_max_connections,
             max_handshakes: config.peer.quic_max_handshakes,
             handshakes_before_retry: config.peer.quic_handshakes_before_retry,
+            revocation: Some(tls.revocation().clone()),
             ..QuicSettings::default()
         },
     )

@@ -52,7 +52,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     running.spawn(serve(
         peer_listener,
         Some(tls.server_config(HTTPS_ALPN)?),
-        Connections::new("peer", peer_limits(config)),
+        Connections::closing_refused_peers("peer", peer_limits(config), tls.revocation().clone()),
         peer_handler,
         running.stop_signal(),
     ));
@@ -69,6 +69,9 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         move |call: Call| dashboard::handle(dashboard_node.clone(), call),
         running.stop_signal(),
     ));
+
+    // The CRL, read again every crl_reload_secs and on SIGHUP (as on a department gateway).
+    running.spawn(tls.revocation().clone().run(running.stop_signal()));
 
     // The pull loop.
     running.spawn(pull_loop(

@@ -3,9 +3,11 @@
 //! A peer's identity is the `causeway://<federation>/dept/<id>` (or `/oversight/<id>`) URI in the
 //! subjectAltName of the certificate it presented in the TLS handshake. Nothing else (CN, headers,
 //! envelope fields) is ever trusted for identity. This module also owns the key files a gateway
-//! keeps on disk: the federation CA (in [`pki`]), TLS keys, the Ed25519 signing key, the tag key.
+//! keeps on disk: the federation CA (in [`pki`]), TLS keys, the Ed25519 signing key, the tag key,
+//! and the revocation list every handshake is checked against ([`revocation`]).
 
 pub mod pki;
+pub mod revocation;
 pub mod tls;
 
 use std::fmt;
@@ -28,8 +30,16 @@ pub const IDENTITY_SCHEME: &str = "causeway://";
 pub struct IdentityFiles {
     /// The federation's CA bundle (PEM).
     pub ca: PathBuf,
-    /// An optional CRL (PEM), honoured on every handshake.
+    /// An optional CRL (PEM, one per CA of the bundle), honoured on every handshake and read
+    /// again every `crl_reload_secs` and on SIGHUP (docs/OPERATIONS.md, "Revoking a department").
     pub crl: Option<PathBuf>,
+    /// How often the CRL file is read again, in seconds.
+    #[serde(default = "default_crl_reload_secs")]
+    pub crl_reload_secs: u64,
+    /// What to do while the CRL in force is past its `nextUpdate`: `"fail-closed"` (refuse every
+    /// peer) or `"warn"`.
+    #[serde(default)]
+    pub crl_stale: revocation::StalePolicy,
     /// This gateway's certificate (PEM).
     pub cert: PathBuf,
     /// This gateway's TLS private key (PEM).
@@ -56,6 +66,10 @@ pub struct IdentityFiles {
     pub pseudonym_key: Option<PathBuf>,
 }
 
+fn default_crl_reload_secs() -> u64 {
+    revocation::DEFAULT_RELOAD_SECS
+}
+
 impl IdentityFiles {
     /// The witness key this gateway cosigns its peers' checkpoints with: the file `witness_key`
     /// names (its key name must be the log's origin plus `/witness`), or one derived from `key`.
@@ -78,6 +92,15 @@ impl IdentityFiles {
             });
         }
         Ok(witness.to_cosigner())
+    }
+
+    /// The revocation settings of this section.
+    pub fn revocation(&self) -> revocation::RevocationSettings {
+        revocation::RevocationSettings {
+            crl: self.crl.clone(),
+            reload_every: std::time::Duration::from_secs(self.crl_reload_secs.max(1)),
+            stale: self.crl_stale,
+        }
     }
 
     /// Where the pseudonym key is: as configured, or beside the ledger.
@@ -725,6 +748,8 @@ mod tests {
         let mut files = IdentityFiles {
             ca: dir.path().join("ca.pem"),
             crl: None,
+            crl_reload_secs: 30,
+            crl_stale: Default::default(),
             cert: tax.cert.clone(),
             key: tax.key.clone(),
             signing_key: tax.signing_key.clone(),

@@ -13,6 +13,13 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
+use rcgen::{CertificateRevocationListParams, RevocationReason, RevokedCertParams, SerialNumber};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use x509_parser::num_bigint::BigUint;
+use x509_parser::prelude::FromDer;
+
+use super::revocation::Crl;
 use super::{write_secret, AppId, DeptId, GatewayKey, PeerIdentity, TagRoot, IDENTITY_SCHEME};
 
 /// File names inside a certificate directory.
@@ -21,6 +28,11 @@ pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
 /// The tag root every department's tag key is derived from: held by the oversight nodes only.
 pub const TAG_ROOT: &str = "tag-root.key";
+/// The CA's certificate revocation list (PEM), written by `causeway certs revoke` and
+/// `causeway certs crl`, published to every gateway as its `[identity] crl`.
+pub const CRL: &str = "crl.pem";
+/// How long a CRL is valid by default: publish a fresh one (`causeway certs crl`) before then.
+pub const CRL_VALIDITY_DAYS: i64 = 30;
 
 /// Paths of what `issue` wrote.
 #[derive(Debug, Clone)]
@@ -106,6 +118,44 @@ pub fn federation_of_ca(ca_pem: &str) -> Result<String> {
     bail!("the CA certificate has no {IDENTITY_SCHEME}<federation> URI: was it made by `causeway certs init`?")
 }
 
+/// The federation CA of a certificate directory, ready to sign.
+struct FederationCa {
+    /// `ca.pem` as written by `causeway certs init`.
+    der: CertificateDer<'static>,
+    /// The CA re-created from its own parameters and key: the same issuer name and key, so what
+    /// it signs chains to the original `ca.pem`.
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    federation: String,
+}
+
+impl FederationCa {
+    fn open(ca_dir: &Path) -> Result<FederationCa> {
+        let ca_pem_path = ca_dir.join(CA_CERT);
+        let ca_pem = std::fs::read_to_string(&ca_pem_path).with_context(|| {
+            format!(
+                "reading {} (run `causeway certs init` first)",
+                ca_pem_path.display()
+            )
+        })?;
+        let ca_key_path = ca_dir.join(CA_KEY);
+        let ca_key_pem = std::fs::read_to_string(&ca_key_path)
+            .with_context(|| format!("reading {}", ca_key_path.display()))?;
+        let federation = federation_of_ca(&ca_pem)?;
+        let key = KeyPair::from_pem(&ca_key_pem)
+            .with_context(|| format!("parsing {}", ca_key_path.display()))?;
+        let cert = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&key)?;
+        let der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+            .with_context(|| format!("parsing {}", ca_pem_path.display()))?;
+        Ok(FederationCa {
+            der,
+            cert,
+            key,
+            federation,
+        })
+    }
+}
+
 /// Issue a TLS certificate and an Ed25519 signing key for `who`, signed by the CA in `ca_dir`.
 ///
 /// `hosts` are DNS names or IP addresses the gateway is reached at (SANs for server authentication).
@@ -121,7 +171,7 @@ pub(crate) fn issue_for(
     hosts: &[String],
     window: (time::OffsetDateTime, time::OffsetDateTime),
 ) -> Result<Issued> {
-    let ca = Ca::open(ca_dir)?;
+    let ca = FederationCa::open(ca_dir)?;
     let (file_stem, origin) = names(&ca.federation, who);
     let params = leaf_params(&ca.federation, who, hosts, window)?;
     let key = KeyPair::generate()?;
@@ -158,39 +208,6 @@ fn new_note_keys(origin: &str, signing_key: &Path, witness_key: &Path) -> Result
     )?;
     write_secret(witness_key, witness.to_file_contents().as_bytes())?;
     Ok((log.vkey(), witness.to_cosigner().verifier().to_vkey()))
-}
-
-/// The federation CA, opened to sign.
-struct Ca {
-    federation: String,
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn open(ca_dir: &Path) -> Result<Ca> {
-        let ca_pem_path = ca_dir.join(CA_CERT);
-        let ca_pem = std::fs::read_to_string(&ca_pem_path).with_context(|| {
-            format!(
-                "reading {} (run `causeway certs init` first)",
-                ca_pem_path.display()
-            )
-        })?;
-        let ca_key_path = ca_dir.join(CA_KEY);
-        let ca_key_pem = std::fs::read_to_string(&ca_key_path)
-            .with_context(|| format!("reading {}", ca_key_path.display()))?;
-        let federation = federation_of_ca(&ca_pem)?;
-        let key = KeyPair::from_pem(&ca_key_pem)
-            .with_context(|| format!("parsing {}", ca_key_path.display()))?;
-        // Re-creating the CA certificate from its own parameters and key yields the same issuer
-        // name and key, so certificates signed here chain to the original ca.pem.
-        let cert = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&key)?;
-        Ok(Ca {
-            federation,
-            cert,
-            key,
-        })
-    }
 }
 
 /// The file stem and the log origin of `who`.
@@ -314,7 +331,7 @@ pub fn request(
 /// anything else, is refused. The certificate's contents come from here, not from the request:
 /// only its public key and host names are taken. Writes `<out>/<stem>.pem`.
 pub fn sign(ca_dir: &Path, csr: &Path, who: &PeerIdentity, out: &Path) -> Result<PathBuf> {
-    let ca = Ca::open(ca_dir)?;
+    let ca = FederationCa::open(ca_dir)?;
     let text = std::fs::read_to_string(csr)
         .with_context(|| format!("reading the certificate signing request {}", csr.display()))?;
     let request = rcgen::CertificateSigningRequestParams::from_pem(&text).map_err(|e| {
@@ -454,10 +471,380 @@ fn new_ca(common_name: &str, uri: &str, cert: &Path, key: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What `causeway certs revoke` or `causeway certs crl` wrote.
+#[derive(Debug, Clone)]
+pub struct CrlWritten {
+    /// The CRL file (`crl.pem` in the CA directory).
+    pub path: PathBuf,
+    /// Its CRL number (one more than the previous CRL's).
+    pub number: String,
+    /// Certificates it revokes.
+    pub revoked: usize,
+    /// When it goes stale: publish the next one before.
+    pub next_update: time::OffsetDateTime,
+}
+
+/// Read a reason code as RFC 5280 (section 5.3.1) names it: `keyCompromise`, `cACompromise`,
+/// `affiliationChanged`, `superseded`, `cessationOfOperation`, `privilegeWithdrawn` or
+/// `unspecified` (any case).
+pub fn revocation_reason(name: &str) -> Result<RevocationReason> {
+    const REASONS: &[(&str, RevocationReason)] = &[
+        ("unspecified", RevocationReason::Unspecified),
+        ("keyCompromise", RevocationReason::KeyCompromise),
+        ("cACompromise", RevocationReason::CaCompromise),
+        ("affiliationChanged", RevocationReason::AffiliationChanged),
+        ("superseded", RevocationReason::Superseded),
+        (
+            "cessationOfOperation",
+            RevocationReason::CessationOfOperation,
+        ),
+        ("privilegeWithdrawn", RevocationReason::PrivilegeWithdrawn),
+    ];
+    REASONS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, r)| *r)
+        .with_context(|| {
+            format!(
+                "unknown revocation reason {name:?}: use one of {}",
+                REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+fn reason_from_code(code: u8) -> Option<RevocationReason> {
+    Some(match code {
+        0 => RevocationReason::Unspecified,
+        1 => RevocationReason::KeyCompromise,
+        2 => RevocationReason::CaCompromise,
+        3 => RevocationReason::AffiliationChanged,
+        4 => RevocationReason::Superseded,
+        5 => RevocationReason::CessationOfOperation,
+        6 => RevocationReason::CertificateHold,
+        8 => RevocationReason::RemoveFromCrl,
+        9 => RevocationReason::PrivilegeWithdrawn,
+        10 => RevocationReason::AaCompromise,
+        _ => return None,
+    })
+}
+
+/// Revoke the certificate in the PEM file `cert`, which the federation CA in `ca_dir` must have
+/// issued: add its serial number to the CA's list and write `crl.pem` there, signed by the CA,
+/// numbered one above the previous CRL, valid for `valid_for`. Revoking a certificate already on
+/// the list keeps its first revocation time and re-signs. Returns what was written and the
+/// identity the certificate carried.
+pub fn revoke(
+    ca_dir: &Path,
+    cert: &Path,
+    reason: RevocationReason,
+    valid_for: time::Duration,
+) -> Result<(CrlWritten, String)> {
+    let ca = FederationCa::open(ca_dir)?;
+    let der = CertificateDer::from_pem_file(cert)
+        .with_context(|| format!("{}: not a PEM certificate", cert.display()))?;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: not a valid X.509 certificate: {e}", cert.display()))?;
+    let (_, ca_parsed) = x509_parser::certificate::X509Certificate::from_der(ca.der.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ca_dir.join(CA_CERT).display()))?;
+    if der == ca.der {
+        bail!(
+            "{}: this is the federation CA's own certificate; to retire the CA, replace the trust bundle instead",
+            cert.display()
+        );
+    }
+    let issued_here = parsed.issuer().as_raw() == ca_parsed.subject().as_raw()
+        && parsed
+            .verify_signature(Some(ca_parsed.public_key()))
+            .is_ok();
+    if !issued_here {
+        bail!(
+            "{}: this certificate was not issued by the federation CA in {} (its issuer is \"{}\"); revoke it with the CA that issued it",
+            cert.display(),
+            ca_dir.display(),
+            parsed.issuer()
+        );
+    }
+    let who = super::identity_from_cert(der.as_ref(), &ca.federation)
+        .map(|id| id.uri(&ca.federation))
+        .unwrap_or_else(|_| parsed.subject().to_string());
+    let serial = parsed.serial.to_bytes_be();
+    let (mut entries, number) = read_crl(ca_dir, &ca)?;
+    if !entries.iter().any(|e| e.serial_number.to_bytes() == serial) {
+        entries.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&serial),
+            revocation_time: time::OffsetDateTime::now_utc(),
+            reason_code: Some(reason),
+            invalidity_date: None,
+        });
+    }
+    let written = write_crl(ca_dir, &ca, entries, number + 1u32, valid_for)?;
+    Ok((written, who))
+}
+
+/// Re-sign the CA's CRL in `ca_dir` with the same revoked certificates, one number higher and
+/// valid for `valid_for` from now (the first one, empty, if there is none yet). Gateways refuse a
+/// CRL past its `nextUpdate` (under `crl_stale = "fail-closed"`), so publish one before.
+pub fn refresh_crl(ca_dir: &Path, valid_for: time::Duration) -> Result<CrlWritten> {
+    let ca = FederationCa::open(ca_dir)?;
+    let (entries, number) = read_crl(ca_dir, &ca)?;
+    write_crl(ca_dir, &ca, entries, number + 1u32, valid_for)
+}
+
+/// The entries and number of the CA's current `crl.pem` (none and 0 if there is none), checked to
+/// be signed by this CA.
+fn read_crl(ca_dir: &Path, ca: &FederationCa) -> Result<(Vec<RevokedCertParams>, BigUint)> {
+    let path = ca_dir.join(CRL);
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), BigUint::from(0u32)))
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let der = CertificateRevocationListDer::from_pem_slice(&pem)
+        .with_context(|| format!("{}: not a PEM CRL", path.display()))?;
+    let crl = Crl::verify(
+        der.clone(),
+        std::slice::from_ref(&ca.der),
+        &path.display().to_string(),
+    )?;
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(der.as_ref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let entries = parsed
+        .iter_revoked_certificates()
+        .map(|r| RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&r.serial().to_bytes_be()),
+            revocation_time: r.revocation_date.to_datetime(),
+            reason_code: r
+                .reason_code()
+                .and_then(|(_, code)| reason_from_code(code.0)),
+            invalidity_date: None,
+        })
+        .collect();
+    Ok((entries, crl.number().clone()))
+}
+
+/// Sign and write `crl.pem` (atomically: a gateway reading it never sees half a file).
+fn write_crl(
+    ca_dir: &Path,
+    ca: &FederationCa,
+    entries: Vec<RevokedCertParams>,
+    number: BigUint,
+    valid_for: time::Duration,
+) -> Result<CrlWritten> {
+    if valid_for <= time::Duration::ZERO {
+        bail!("a CRL must be valid for some time: give --next-update-days 1 or more");
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let revoked = entries.len();
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + valid_for,
+        crl_number: SerialNumber::from_slice(&number.to_bytes_be()),
+        issuing_distribution_point: None,
+        revoked_certs: entries,
+        key_identifier_method: ca.cert.params().key_identifier_method.clone(),
+    };
+    let crl = params
+        .signed_by(&ca.cert, &ca.key)
+        .context("signing the CRL")?;
+    let path = ca_dir.join(CRL);
+    let partial = ca_dir.join(format!("{CRL}.partial"));
+    std::fs::write(&partial, crl.pem()?)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(CrlWritten {
+        path,
+        number: number.to_string(),
+        revoked,
+        next_update: now + valid_for,
+    })
+}
+
 fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
     (
         now - time::Duration::hours(1),
         now + time::Duration::days(days),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::revocation_list::CertificateRevocationList;
+
+    fn dept(id: &str) -> PeerIdentity {
+        PeerIdentity::Dept(DeptId::new(id).unwrap())
+    }
+
+    fn serial_of(pem: &Path) -> Vec<u8> {
+        let der = CertificateDer::from_pem_file(pem).unwrap();
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()).unwrap();
+        cert.serial.to_bytes_be()
+    }
+
+    /// A CRL as a standard parser reads it back.
+    struct ReadBack {
+        number: BigUint,
+        /// Serial numbers and reason codes, in order.
+        entries: Vec<(Vec<u8>, Option<u8>)>,
+        /// From thisUpdate to nextUpdate.
+        validity: time::Duration,
+    }
+
+    /// The CRL in `dir`, with its signature checked against the CA certificate in `ca`.
+    fn read_back(dir: &Path, ca: &Path) -> ReadBack {
+        let der = CertificateRevocationListDer::from_pem_file(dir.join(CRL)).unwrap();
+        let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).unwrap();
+        let ca = CertificateDer::from_pem_file(ca.join(CA_CERT)).unwrap();
+        let (_, ca) = x509_parser::certificate::X509Certificate::from_der(ca.as_ref()).unwrap();
+        crl.verify_signature(ca.public_key())
+            .expect("the CRL is signed by the CA's key");
+        assert_eq!(crl.issuer().as_raw(), ca.subject().as_raw());
+        assert_eq!(crl.version(), Some(x509_parser::x509::X509Version::V2));
+        ReadBack {
+            number: crl.crl_number().unwrap().clone(),
+            entries: crl
+                .iter_revoked_certificates()
+                .map(|r| (r.serial().to_bytes_be(), r.reason_code().map(|(_, c)| c.0)))
+                .collect(),
+            validity: crl.next_update().unwrap().to_datetime() - crl.last_update().to_datetime(),
+        }
+    }
+
+    #[test]
+    fn revoking_writes_a_numbered_crl_signed_by_the_ca_and_revocations_accumulate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path();
+        init_federation("fed", ca).unwrap();
+        let tax = issue(ca, ca, &dept("tax"), &[]).unwrap();
+        let civil = issue(ca, ca, &dept("civil"), &[]).unwrap();
+
+        let (written, who) = revoke(
+            ca,
+            &tax.cert,
+            revocation_reason("keyCompromise").unwrap(),
+            time::Duration::days(30),
+        )
+        .unwrap();
+        assert_eq!(who, "causeway://fed/dept/tax");
+        assert_eq!((written.number.as_str(), written.revoked), ("1", 1));
+        let crl = read_back(ca, ca);
+        assert_eq!(crl.number, BigUint::from(1u32));
+        assert_eq!(crl.entries, vec![(serial_of(&tax.cert), Some(1))]);
+        assert_eq!(crl.validity, time::Duration::days(30));
+
+        revoke(
+            ca,
+            &civil.cert,
+            revocation_reason("superseded").unwrap(),
+            time::Duration::days(7),
+        )
+        .unwrap();
+        let crl = read_back(ca, ca);
+        assert_eq!(crl.number, BigUint::from(2u32));
+        assert_eq!(
+            crl.entries,
+            vec![
+                (serial_of(&tax.cert), Some(1)),
+                (serial_of(&civil.cert), Some(4))
+            ]
+        );
+        assert_eq!(crl.validity, time::Duration::days(7));
+        let entries = crl.entries;
+
+        // Revoking again changes nothing but the number; re-signing keeps every entry.
+        revoke(
+            ca,
+            &tax.cert,
+            RevocationReason::Superseded,
+            time::Duration::days(1),
+        )
+        .unwrap();
+        let written = refresh_crl(ca, time::Duration::days(90)).unwrap();
+        assert_eq!((written.number.as_str(), written.revoked), ("4", 2));
+        let crl = read_back(ca, ca);
+        assert_eq!(crl.number, BigUint::from(4u32));
+        assert_eq!(crl.entries, entries);
+        assert_eq!(crl.validity, time::Duration::days(90));
+    }
+
+    #[test]
+    fn the_first_crl_is_empty_and_a_crl_needs_a_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        init_federation("fed", dir.path()).unwrap();
+        let written = refresh_crl(dir.path(), time::Duration::days(30)).unwrap();
+        assert_eq!((written.number.as_str(), written.revoked), ("1", 0));
+        let crl = read_back(dir.path(), dir.path());
+        assert_eq!((crl.number, crl.entries), (BigUint::from(1u32), vec![]));
+        let e = refresh_crl(dir.path(), time::Duration::ZERO).unwrap_err();
+        assert!(
+            e.to_string().contains("--next-update-days 1 or more"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_certificates_of_this_ca_are_revoked_here() {
+        let ours = tempfile::tempdir().unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        init_federation("fed", ours.path()).unwrap();
+        // Another CA of the same name: only the signature tells them apart.
+        init_federation("fed", theirs.path()).unwrap();
+        let stranger = issue(theirs.path(), theirs.path(), &dept("tax"), &[]).unwrap();
+        let e = revoke(
+            ours.path(),
+            &stranger.cert,
+            RevocationReason::KeyCompromise,
+            time::Duration::days(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("was not issued by the federation CA in"), "{e}");
+        assert!(e.contains("revoke it with the CA that issued it"), "{e}");
+        let e = revoke(
+            ours.path(),
+            &ours.path().join(CA_CERT),
+            RevocationReason::KeyCompromise,
+            time::Duration::days(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the federation CA's own certificate"), "{e}");
+        assert!(!ours.path().join(CRL).exists(), "nothing was written");
+
+        // A crl.pem of another CA in the directory is not built upon.
+        std::fs::copy(
+            {
+                refresh_crl(theirs.path(), time::Duration::days(1)).unwrap();
+                theirs.path().join(CRL)
+            },
+            ours.path().join(CRL),
+        )
+        .unwrap();
+        let e = refresh_crl(ours.path(), time::Duration::days(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("its signature does not verify"), "{e}");
+    }
+
+    #[test]
+    fn reasons_are_read_by_their_rfc_names() {
+        assert_eq!(
+            revocation_reason("keyCompromise").unwrap(),
+            RevocationReason::KeyCompromise
+        );
+        assert_eq!(
+            revocation_reason("CESSATIONOFOPERATION").unwrap(),
+            RevocationReason::CessationOfOperation
+        );
+        let e = revocation_reason("stolen").unwrap_err().to_string();
+        assert!(e.contains("keyCompromise"), "{e}");
+    }
 }

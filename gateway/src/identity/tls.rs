@@ -13,30 +13,49 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::revocation::{LiveClientVerifier, LiveServerVerifier, Revocation, RevocationSettings};
 
 /// The one crypto provider of the workspace (ring).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A gateway's TLS identity and the federation's trust bundle.
+/// A gateway's TLS identity, the federation's trust bundle and the revocation state in force.
 #[derive(Debug)]
 pub struct TlsMaterial {
-    roots: Arc<RootCertStore>,
-    crls: Vec<CertificateRevocationListDer<'static>>,
+    revocation: Arc<Revocation>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
 
 impl TlsMaterial {
-    /// Load the CA bundle, optional CRL, certificate chain and private key from PEM files.
+    /// Load the CA bundle, optional CRL, certificate chain and private key from PEM files, with
+    /// the default revocation settings (the CRL is read once here; [`Revocation::run`] reads it
+    /// again).
     pub fn load(ca: &Path, crl: Option<&Path>, cert: &Path, key: &Path) -> Result<Self> {
+        let settings = RevocationSettings {
+            crl: crl.map(Path::to_path_buf),
+            ..RevocationSettings::default()
+        };
+        Self::load_with(ca, settings, cert, key)
+    }
+
+    /// [`TlsMaterial::load`] with the CRL and its reload and staleness settings in `revocation`.
+    pub fn load_with(
+        ca: &Path,
+        revocation: RevocationSettings,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Self> {
         let mut roots = RootCertStore::empty();
+        let mut issuers = Vec::new();
         for der in CertificateDer::pem_file_iter(ca)
             .with_context(|| format!("reading CA bundle {}", ca.display()))?
         {
             let der = der.with_context(|| format!("parsing CA bundle {}", ca.display()))?;
+            issuers.push(der.clone());
             roots
                 .add(der)
                 .with_context(|| format!("{}: not a usable CA certificate", ca.display()))?;
@@ -46,13 +65,8 @@ impl TlsMaterial {
             "{}: no certificates in the CA bundle",
             ca.display()
         );
-        let crls = match crl {
-            Some(path) => CertificateRevocationListDer::pem_file_iter(path)
-                .with_context(|| format!("reading CRL {}", path.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("parsing CRL {}", path.display()))?,
-            None => Vec::new(),
-        };
+        let roots = Arc::new(roots);
+        let revocation = Revocation::load(roots, issuers, revocation)?;
         let chain = CertificateDer::pem_file_iter(cert)
             .with_context(|| format!("reading certificate {}", cert.display()))?
             .collect::<Result<Vec<_>, _>>()
@@ -65,11 +79,16 @@ impl TlsMaterial {
         let key = PrivateKeyDer::from_pem_file(key)
             .with_context(|| format!("reading private key {}", key.display()))?;
         Ok(TlsMaterial {
-            roots: Arc::new(roots),
-            crls,
+            revocation,
             chain,
             key,
         })
+    }
+
+    /// The revocation state the peer configurations follow: run it ([`Revocation::run`]) to
+    /// reload the CRL, and watch open peer connections with it.
+    pub fn revocation(&self) -> &Arc<Revocation> {
+        &self.revocation
     }
 
     /// A 32-byte secret derived from our private key for `purpose`: stable across restarts, known
@@ -91,7 +110,7 @@ impl TlsMaterial {
         federation: &str,
         expected: &super::PeerIdentity,
     ) -> Result<Self> {
-        let tls = TlsMaterial::load(&files.ca, files.crl.as_deref(), &files.cert, &files.key)?;
+        let tls = TlsMaterial::load_with(&files.ca, files.revocation(), &files.cert, &files.key)?;
         match super::identity_from_cert(tls.leaf(), federation) {
             Ok(ref id) if id == expected => {
                 let (from, until) = validity(tls.leaf())
@@ -129,8 +148,8 @@ impl TlsMaterial {
         validity(self.leaf()).map(|(_, until)| until)
     }
 
-    /// Server side of a peer port: TLS 1.3 only, and a client certificate from the federation is
-    /// required.
+    /// Server side of a peer port: TLS 1.3 only; a client certificate from the federation is
+    /// required, and checked against the CRL in force at each handshake.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
         Ok(Arc::new(
             self.server_config_with(&[&rustls::version::TLS13], alpn)?,
@@ -152,16 +171,18 @@ impl TlsMaterial {
         versions: &[&'static rustls::SupportedProtocolVersion],
         alpn: &[&[u8]],
     ) -> Result<ServerConfig> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
-            .with_crls(self.crls.clone())
-            .build()
-            .context("building the client-certificate verifier")?;
+        let verifier = Arc::new(LiveClientVerifier::new(self.revocation.clone()));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .context("the certificate does not match its private key")?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // No session resumption: a resumed session skips the client-certificate check, so a
+        // peer revoked after its first handshake could come back on its session. Peer
+        // connections are long-lived and pooled, so every handshake may as well be full.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(config)
     }
 
@@ -199,8 +220,8 @@ impl TlsMaterial {
         Ok(Arc::new(config))
     }
 
-    /// Client side towards peers: TLS 1.3 only, the server verified against the federation roots,
-    /// our certificate presented.
+    /// Client side towards peers: TLS 1.3 only; the server verified against the federation roots
+    /// and the CRL in force at each handshake; our certificate presented.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
         Ok(Arc::new(
             self.client_config_with(&[&rustls::version::TLS13], alpn)?,
@@ -228,19 +249,17 @@ impl TlsMaterial {
         versions: &[&'static rustls::SupportedProtocolVersion],
         alpn: &[&[u8]],
     ) -> Result<ClientConfig> {
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            self.roots.clone(),
-            provider(),
-        )
-        .with_crls(self.crls.clone())
-        .build()
-        .context("building the server-certificate verifier")?;
+        let verifier = Arc::new(LiveServerVerifier::new(self.revocation.clone()));
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)?
-            .with_webpki_verifier(verifier)
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .context("the certificate does not match its private key")?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // No session resumption: a resumed session skips the server-certificate check (and the
+        // CRL in force with it); see `server_config_with`.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
     }
 }
@@ -271,6 +290,8 @@ mod tests {
         let files = |dir: &std::path::Path| IdentityFiles {
             ca: dir.join("ca.pem"),
             crl: None,
+            crl_reload_secs: 30,
+            crl_stale: Default::default(),
             cert: dir.join("tax-office.pem"),
             key: dir.join("tax-office.key"),
             signing_key: dir.join("tax-office.signing.key"),

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use super::MAX_RESPONSE_BYTES;
 use crate::directory::Department;
+use crate::identity::revocation::{refused, Revocation};
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 
 /// Why a peer could not be asked.
@@ -88,6 +89,7 @@ pub struct PeerClient {
     /// One slot per peer. Connecting happens under that peer's slot only, so a peer that is
     /// black-holed (accepts and never answers) delays requests to itself, never those to others.
     connections: std::sync::Mutex<HashMap<DeptId, Arc<PeerSlot>>>,
+    revocation: Option<Arc<Revocation>>,
 }
 
 type PeerSlot = Mutex<Option<Connection>>;
@@ -120,7 +122,15 @@ impl PeerClient {
             connector: tokio_rustls::TlsConnector::from(tls),
             federation,
             connections: std::sync::Mutex::new(HashMap::new()),
+            revocation: None,
         }
+    }
+
+    /// Close each pooled connection as soon as `revocation` refuses the provider's certificate,
+    /// so that no request goes out on it after a CRL revoking it is applied.
+    pub fn with_revocation(mut self, revocation: Arc<Revocation>) -> Self {
+        self.revocation = Some(revocation);
+        self
     }
 
     /// Send one request and read the whole (bounded) answer.
@@ -261,6 +271,10 @@ impl PeerClient {
             }
             Err(e) => return Err(wrong(e.to_string())),
         }
+        let mut watch = self
+            .revocation
+            .as_ref()
+            .map(|revocation| revocation.watch_peer(cert.clone()));
         let (sender, conn) = h2_builder()
             .handshake(tls)
             .await
@@ -269,8 +283,14 @@ impl PeerClient {
         let id = dept.id.clone();
         let ended = Arc::clone(&closed);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %id, error = %e, "peer connection closed");
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(peer = %id, error = %e, "peer connection closed");
+                },
+                reason = refused(&mut watch) => {
+                    // Dropping the connection closes it and fails every request still on it.
+                    tracing::info!(peer = %id, reason, "connection to a peer closed: the CRL in force refuses it");
+                }
             }
             ended.store(true, Ordering::Release);
         });

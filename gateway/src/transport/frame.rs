@@ -45,11 +45,15 @@ pub enum ResetCode {
     InternalError,
     /// `0x6`: the receiver is shutting down and did not process the request; retry elsewhere or later.
     Refused,
+    /// `0x7` (connection code): the CRL in force refuses the other side's certificate (revoked,
+    /// or the CRL is stale under `fail-closed`); streams in flight were not answered. Do not
+    /// reconnect with the same certificate.
+    Revoked,
 }
 
 impl ResetCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResetCode; 7] = [
+    pub const ALL: [ResetCode; 8] = [
         ResetCode::NoError,
         ResetCode::FrameTooLarge,
         ResetCode::MalformedFrame,
@@ -57,6 +61,7 @@ impl ResetCode {
         ResetCode::FrameTimeout,
         ResetCode::InternalError,
         ResetCode::Refused,
+        ResetCode::Revoked,
     ];
 
     /// The code on the wire.
@@ -69,6 +74,7 @@ impl ResetCode {
             ResetCode::FrameTimeout => 0x4,
             ResetCode::InternalError => 0x5,
             ResetCode::Refused => 0x6,
+            ResetCode::Revoked => 0x7,
         }
     }
 
@@ -87,6 +93,7 @@ impl ResetCode {
             ResetCode::FrameTimeout => "FRAME_TIMEOUT",
             ResetCode::InternalError => "INTERNAL_ERROR",
             ResetCode::Refused => "REFUSED",
+            ResetCode::Revoked => "REVOKED",
         }
     }
 }

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::identity::revocation::Revocation;
+
 /// What one TCP listener allows: `[client]`, `[peer]` and `[admin]` in `causeway.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
@@ -57,6 +59,8 @@ pub struct Connections {
     refused_overall: AtomicU64,
     refused_per_address: AtomicU64,
     idle_closed: AtomicU64,
+    /// On a peer listener: the revocation state whose refusals close open connections.
+    revocation: Option<Arc<Revocation>>,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +72,25 @@ struct Open {
 impl Connections {
     /// The connections of the listener called `name` (the `listener` label in metrics and logs).
     pub fn new(name: &'static str, limits: ListenerLimits) -> Arc<Connections> {
+        Self::build(name, limits, None)
+    }
+
+    /// The connections of the peer listener called `name`: besides the limits, each one is
+    /// closed as soon as `revocation` refuses its peer's certificate (a CRL revoking it is
+    /// applied, or the CRL goes stale under `fail-closed`).
+    pub fn closing_refused_peers(
+        name: &'static str,
+        limits: ListenerLimits,
+        revocation: Arc<Revocation>,
+    ) -> Arc<Connections> {
+        Self::build(name, limits, Some(revocation))
+    }
+
+    fn build(
+        name: &'static str,
+        limits: ListenerLimits,
+        revocation: Option<Arc<Revocation>>,
+    ) -> Arc<Connections> {
         Arc::new(Connections {
             name,
             limits,
@@ -75,7 +98,13 @@ impl Connections {
             refused_overall: AtomicU64::new(0),
             refused_per_address: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
+            revocation,
         })
+    }
+
+    /// The revocation state that closes this listener's connections, on a peer listener.
+    pub fn revocation(&self) -> Option<&Arc<Revocation>> {
+        self.revocation.as_ref()
     }
 
     /// The listener's name.

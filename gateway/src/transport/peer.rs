@@ -125,16 +125,19 @@ impl PeerTransport {
     }
 
     /// The client a node with TLS identity `tls` uses towards the federation `federation`'s peers:
-    /// HTTPS always, and a QUIC client too when QUIC is preferred.
+    /// HTTPS always, and a QUIC client too when QUIC is preferred. Both check each provider
+    /// against the CRL in force at the handshake and close pooled connections it refuses later.
     pub fn connect(tls: &TlsMaterial, federation: &str, prefer: Transport) -> anyhow::Result<Self> {
+        let revocation = tls.revocation().clone();
         let quic = match prefer {
-            Transport::Quic => Some(QuicClient::new(
-                tls.quic_client_config(QUIC_ALPN)?,
-                federation.to_owned(),
-            )?),
+            Transport::Quic => Some(
+                QuicClient::new(tls.quic_client_config(QUIC_ALPN)?, federation.to_owned())?
+                    .with_revocation(revocation.clone()),
+            ),
             Transport::Https => None,
         };
-        let https = PeerClient::new(tls.client_config(HTTPS_ALPN)?, federation.to_owned());
+        let https = PeerClient::new(tls.client_config(HTTPS_ALPN)?, federation.to_owned())
+            .with_revocation(revocation);
         Ok(PeerTransport::new(https, quic, prefer))
     }
 

@@ -36,6 +36,7 @@ use super::ProtocolResponse;
 use super::SIGNATURE_HEADER;
 use super::{Transport, QUIC_ALPN};
 use crate::directory::Department;
+use crate::identity::revocation::{refused, Revocation};
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 
 /// How long shutdown waits for in-flight streams before closing connections.
@@ -83,6 +84,9 @@ pub struct QuicSettings {
     /// Once this many handshakes are in progress, a client must prove its address with a Retry
     /// round trip before its handshake is accepted (`[peer] quic_handshakes_before_retry`).
     pub handshakes_before_retry: usize,
+    /// The revocation state whose refusals close open connections with [`ResetCode::Revoked`]
+    /// (docs/OPERATIONS.md, "Revoking a department").
+    pub revocation: Option<Arc<Revocation>>,
 }
 
 impl Default for QuicSettings {
@@ -96,6 +100,7 @@ impl Default for QuicSettings {
             max_connections: 4096,
             max_handshakes: 64,
             handshakes_before_retry: 16,
+            revocation: None,
         }
     }
 }
@@ -322,8 +327,15 @@ async fn serve_connection<H, F>(
         return;
     }
     let peer_cert = peer_leaf(&conn);
+    // Per connection, not per stream: a watch that wakes when a new CRL is applied.
+    let mut watch = settings
+        .revocation
+        .as_ref()
+        .zip(peer_cert.clone())
+        .map(|(revocation, leaf)| revocation.watch_peer(leaf));
     let mut streams = JoinSet::new();
     let mut idle = false;
+    let mut refusal = None;
     loop {
         // The idle clock runs only while no stream is in flight, and restarts at every event.
         let idle_clock = tokio::time::sleep(settings.idle_timeout);
@@ -338,6 +350,10 @@ async fn serve_connection<H, F>(
                 }
             },
             _ = draining.changed() => break,
+            reason = refused(&mut watch) => {
+                refusal = Some(reason);
+                break;
+            }
             Some(_) = streams.join_next(), if !streams.is_empty() => continue,
             _ = idle_clock, if streams.is_empty() => {
                 idle = true;
@@ -351,6 +367,16 @@ async fn serve_connection<H, F>(
             handler.clone(),
             settings.clone(),
         ));
+    }
+    if let Some(reason) = refusal {
+        // A revoked peer gets nothing more: streams in flight are cut, not answered.
+        tracing::info!(%remote, reason, "QUIC peer connection closed: the CRL in force refuses its peer");
+        streams.abort_all();
+        conn.close(
+            code(ResetCode::Revoked),
+            b"peer refused by the CRL in force",
+        );
+        return;
     }
     while streams.join_next().await.is_some() {}
     if *draining.borrow() {
@@ -518,6 +544,7 @@ pub struct QuicClient {
     config: quinn::ClientConfig,
     federation: String,
     connections: Mutex<HashMap<DeptId, Connection>>,
+    revocation: Option<Arc<Revocation>>,
 }
 
 impl QuicClient {
@@ -538,7 +565,16 @@ impl QuicClient {
             config,
             federation,
             connections: Mutex::new(HashMap::new()),
+            revocation: None,
         })
+    }
+
+    /// Close each connection as soon as `revocation` refuses the provider's certificate (with
+    /// [`ResetCode::Revoked`]), so that no request goes out on it after a CRL revoking it is
+    /// applied.
+    pub fn with_revocation(mut self, revocation: Arc<Revocation>) -> Self {
+        self.revocation = Some(revocation);
+        self
     }
 
     /// Send one request on a new stream of the connection to `dept` (opened within
@@ -737,6 +773,20 @@ impl QuicClient {
                 conn.close(code(ResetCode::Refused), b"wrong peer");
                 return Err(wrong(e.to_string()));
             }
+        }
+        if let Some(revocation) = &self.revocation {
+            let mut watch = revocation.watch_peer(cert);
+            let watched = conn.clone();
+            let id = dept.id.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = watched.closed() => {}
+                    reason = watch.refused() => {
+                        tracing::info!(peer = %id, reason, "QUIC connection to a peer closed: the CRL in force refuses it");
+                        watched.close(code(ResetCode::Revoked), b"peer refused by the CRL in force");
+                    }
+                }
+            });
         }
         connections.insert(dept.id.clone(), conn.clone());
         Ok(conn)

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use super::coalesce::Coalesce;
 use super::limits::Connections;
 use super::{json_response, ProtocolResponse};
+use crate::identity::revocation::{refused, PeerWatch};
 
 /// Time allowed for a TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,6 +143,12 @@ pub async fn serve<H, F, R>(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .cloned();
+                    // Per connection, not per request: a watch that wakes when a new CRL is applied.
+                    let watch = connection
+                        .connections
+                        .revocation()
+                        .zip(peer_cert.clone())
+                        .map(|(revocation, leaf)| revocation.watch_peer(leaf));
                     let svc = hyper::service::service_fn(move |req| {
                         let request = activity.begin();
                         handle(
@@ -154,7 +161,7 @@ pub async fn serve<H, F, R>(
                     });
                     let conn = builder.serve_connection(TokioIo::new(tls), svc);
                     connection
-                        .drive(conn.into_owned(), limits.idle_timeout)
+                        .drive(conn.into_owned(), limits.idle_timeout, watch)
                         .await;
                 }
                 None => {
@@ -164,7 +171,7 @@ pub async fn serve<H, F, R>(
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);
                     connection
-                        .drive(conn.into_owned(), limits.idle_timeout)
+                        .drive(conn.into_owned(), limits.idle_timeout, None)
                         .await;
                 }
             }
@@ -255,7 +262,9 @@ impl Connection {
     /// [`HEADER_TIMEOUT`] (hyper's header timeout starts only once HTTP/1.1 is chosen, so a client
     /// that connects and says nothing, or stalls the HTTP/2 preface, would otherwise hold it), or
     /// if it has not finished closing [`CLOSE_GRACE`] after being told to with nothing in flight.
-    async fn drive<C>(mut self, conn: C, idle: Duration)
+    /// Drop it at once, requests in flight and all, when `watch` says its peer is refused (its
+    /// certificate revoked): a revoked department gets nothing more, not even a graceful end.
+    async fn drive<C>(mut self, conn: C, idle: Duration, mut watch: Option<PeerWatch>)
     where
         C: GracefulConnection,
         C::Error: std::fmt::Display,
@@ -274,6 +283,11 @@ impl Connection {
             };
             tokio::select! {
                 ended = conn.as_mut() => break ended,
+                reason = refused(&mut watch) => {
+                    tracing::info!(%remote, listener = self.connections.name(), reason,
+                        "peer connection closed: the CRL in force refuses its peer");
+                    return;
+                }
                 _ = &mut header_deadline, if !header_checked => {
                     header_checked = true;
                     if !self.activity.begun.load(Ordering::Relaxed) {
