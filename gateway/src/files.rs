@@ -1,4 +1,5 @@
-//! Reading the TOML files an operator writes: every error names the file, line and column.
+//! Reading the files an operator writes: every TOML error names the file, line and column, and
+//! SIGHUP ([`Hangup`]) says to read them again.
 
 use std::path::Path;
 
@@ -29,4 +30,44 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |nl| before.len() - nl - 1)
         + 1;
     (line, col)
+}
+
+/// SIGHUP, the signal that tells a node to read its files again (policies, the CRL). Each reader
+/// listens on a stream of its own; where the signal cannot be listened for, it never arrives and
+/// the files are still polled.
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Listen for SIGHUP on behalf of `reader` (named in the warning if that is impossible).
+    pub fn listen(reader: &str) -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup())
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, reader, "cannot listen for SIGHUP; the files are still polled")
+                })
+                .ok();
+            Hangup { signal }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = reader;
+            Hangup {}
+        }
+    }
+
+    /// The next SIGHUP (never, if it cannot arrive).
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
 }

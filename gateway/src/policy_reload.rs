@@ -424,7 +424,7 @@ impl PolicyWatch {
         // between the start-up load and this task's first look (usually: unchanged, no entry).
         let unseen = || Some(Err("not yet read".to_owned()));
         let (mut active_seen, mut shadow_seen) = (unseen(), unseen());
-        let mut hangup = hangup_signal();
+        let mut hangup = crate::files::Hangup::listen("policies");
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -434,7 +434,7 @@ impl PolicyWatch {
                     continue;
                 }
                 _ = tick.tick() => Trigger::FileChange,
-                _ = recv_hangup(&mut hangup) => Trigger::Signal,
+                _ = hangup.recv() => Trigger::Signal,
             };
             if *stop.borrow() {
                 return;
@@ -469,43 +469,6 @@ fn log_outcome(which: &str, dir: Option<&Path>, result: &Result<Reloaded, Reload
             "policy reload failed; the running set stays in force"
         ),
     }
-}
-
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = ();
-
-#[cfg(unix)]
-fn hangup_signal() -> Hangup {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; policy files are still polled");
-            None
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn hangup_signal() -> Hangup {}
-
-#[cfg(unix)]
-async fn recv_hangup(hangup: &mut Hangup) {
-    match hangup {
-        Some(s) => {
-            if s.recv().await.is_none() {
-                std::future::pending::<()>().await
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn recv_hangup(_: &mut Hangup) {
-    std::future::pending().await
 }
 
 /// At start: record the set taking effect as a `policy-change` entry, unless the last one recorded

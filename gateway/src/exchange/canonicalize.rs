@@ -8,17 +8,27 @@
 //! entry would carry a tag the citizen's report never looks for. So the decision, the query and
 //! the subject tag all read [`CanonicalParams`], never the envelope's own parameters; the envelope
 //! (its signed bytes, its digest) stays exactly as received.
+//!
+//! The same stage first refuses free text: the case and the legal basis go into this gateway's
+//! ledger entry, the consumer's and every oversight replica, for ever, so the case must match the
+//! pattern `purposes.toml` declares for the purpose (by default a short reference) and the legal
+//! basis must be a code ([`PolicySet::check_references`]). An envelope that fails is refused with
+//! 400 and **no** ledger entry: like a malformed envelope, it is not an exchange, and an entry,
+//! even with those fields blanked, would only record that a consumer once sent text that cannot be
+//! kept. An honest consumer's gateway refuses such a request itself; one that reaches here needs a
+//! purpose pattern narrower than the default, or a consumer that does not check.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use causeway_adapters::{bind, BoundParams, Catalog, FetchError, ParamValue};
+use causeway_policy::{PolicySet, Request};
 use serde_json::Value;
 use tower::{Layer, Service, ServiceExt};
 
 use super::envelope::Envelope;
-use super::{BoxFuture, Canonicalized, ExchangeError, Verified};
+use super::{BoxFuture, Canonicalized, ExchangeError, ProviderContext, Verified};
 
 /// The parameters of one request in canonical form, or why they have none.
 #[derive(Debug, Clone)]
@@ -113,12 +123,17 @@ impl CanonicalParams {
 #[derive(Clone)]
 pub struct CanonicalizeLayer {
     catalog: Arc<Catalog>,
+    policies: Arc<RwLock<Arc<PolicySet>>>,
 }
 
 impl CanonicalizeLayer {
-    /// Read parameters against the datasets of `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        CanonicalizeLayer { catalog }
+    /// Read parameters against the datasets of `cx`, and case references against the purposes of
+    /// whatever policy set is in force at the time of each request.
+    pub fn new(cx: &ProviderContext) -> Self {
+        CanonicalizeLayer {
+            catalog: cx.catalog.clone(),
+            policies: cx.policies.clone(),
+        }
     }
 }
 
@@ -128,16 +143,20 @@ impl<S> Layer<S> for CanonicalizeLayer {
         Canonicalize {
             inner,
             catalog: self.catalog.clone(),
+            policies: self.policies.clone(),
         }
     }
 }
 
-/// Attaches the request's [`CanonicalParams`]. Never refuses: a parameter that does not bind is
-/// carried down, so that the request is still decided and notarized, as every verified request is.
+/// Refuses an envelope whose case or legal basis is not fit for a ledger, as
+/// [`ExchangeError::NotAReference`]; otherwise attaches the request's [`CanonicalParams`]. A
+/// parameter that does not bind is carried down, so that the request is still decided and
+/// notarized, as every verified request is.
 #[derive(Clone)]
 pub struct Canonicalize<S> {
     inner: S,
     catalog: Arc<Catalog>,
+    policies: Arc<RwLock<Arc<PolicySet>>>,
 }
 
 impl<S, R> Service<Verified> for Canonicalize<S>
@@ -155,6 +174,25 @@ where
     }
 
     fn call(&mut self, verified: Verified) -> Self::Future {
+        let env = &verified.envelope;
+        // The lock only guards an Arc swap, so a poisoned lock still holds a whole set.
+        let references = self
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_references(&Request {
+                consumer: env.consumer.as_str(),
+                dataset: &env.dataset,
+                purpose: &env.purpose,
+                legal_basis: &env.legal_basis,
+                case: &env.case,
+                application: env.application.as_ref().map(|a| a.as_str()),
+                params: &env.params,
+                at_unix: 0,
+            });
+        if let Err(refused) = references {
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
         let params = CanonicalParams::read(&self.catalog, &verified.envelope);
         let inner = self.inner.clone();
         Box::pin(async move { inner.oneshot(Canonicalized { verified, params }).await })

@@ -4,10 +4,10 @@
 //! 1. [`rescue`]: turns every outcome and error into a protocol response (the only layer that does).
 //! 2. [`authenticate`]: the peer's department, from its TLS certificate and nothing else.
 //! 3. [`verify`]: the envelope's signature against that department's directory key; freshness; replay.
-//!    Then [`references`]: its case is a reference matching the purpose's pattern and its legal
-//!    basis a code, so that no free text is notarized (refused with no entry otherwise).
-//! 4. [`canonicalize`]: the parameters checked against the dataset's declarations and brought to
-//!    their canonical form, which is all that the stages below read of them.
+//! 4. [`canonicalize`]: the case a reference matching the purpose's pattern and the legal basis a
+//!    code, so that no free text is notarized (refused with no entry otherwise); the parameters
+//!    checked against the dataset's declarations and brought to their canonical form, which is
+//!    all that the stages below read of them.
 //! 5. [`notarize`]: everything below happens inside it; it records the outcome (allowed, denied or
 //!    failed) in the ledger, with the canonical subject's tag, and releases nothing until that
 //!    entry is durable.
@@ -32,7 +32,6 @@ pub mod fetch;
 pub mod notarize;
 pub mod observe;
 pub mod recent;
-pub mod references;
 pub mod rescue;
 pub mod shape;
 pub mod signer;
@@ -258,8 +257,7 @@ pub fn provider_pipeline(
         .layer(authenticate::AuthenticateLayer::new(cx.directory.clone()))
         .layer(ObserveLayer::new(VerifyStage, m))
         .layer(verify::VerifyLayer::new(cx))
-        .layer(references::ReferencesLayer::new(cx))
-        .layer(canonicalize::CanonicalizeLayer::new(cx.catalog.clone()))
+        .layer(canonicalize::CanonicalizeLayer::new(cx))
         .layer(ObserveLayer::new(NotarizeStage, m))
         .layer(notarize::NotarizeLayer::new(cx))
         .layer(ObserveLayer::new(AuthorizeStage, m))

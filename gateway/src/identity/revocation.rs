@@ -634,7 +634,7 @@ impl Revocation {
         let Some(path) = self.settings.crl.clone() else {
             return;
         };
-        let mut hangup = hangup_signal();
+        let mut hangup = crate::files::Hangup::listen("CRL");
         let mut tick =
             tokio::time::interval(self.settings.reload_every.max(Duration::from_millis(100)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -645,7 +645,7 @@ impl Revocation {
                     continue;
                 }
                 _ = tick.tick() => false,
-                _ = recv_hangup(&mut hangup) => true,
+                _ = hangup.recv() => true,
             };
             if signalled || self.file_changed(&path) {
                 match self.reload() {
@@ -875,43 +875,6 @@ impl ServerCertVerifier for LiveServerVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.revocation.server_verifier().supported_verify_schemes()
     }
-}
-
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = ();
-
-#[cfg(unix)]
-fn hangup_signal() -> Hangup {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the CRL file is still polled");
-            None
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn hangup_signal() -> Hangup {}
-
-#[cfg(unix)]
-async fn recv_hangup(hangup: &mut Hangup) {
-    match hangup {
-        Some(s) => {
-            if s.recv().await.is_none() {
-                std::future::pending::<()>().await
-            }
-        }
-        None => std::future::pending::<()>().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn recv_hangup(_: &mut Hangup) {
-    std::future::pending::<()>().await
 }
 
 #[cfg(test)]
