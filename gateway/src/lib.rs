@@ -11,8 +11,8 @@
 //!
 //! 1. Other crates: `causeway-ledger` (the access log), `causeway-policy` (policy files and
 //!    decisions), `causeway-adapters` (database sources). None of them knows this crate.
-//! 2. [`files`], [`identity`] (who is speaking: ids from certificates, keys, TLS material, the
-//!    CRL in force),
+//!    Then [`files`]: file errors with their positions, and SIGHUP (read the files again).
+//! 2. [`identity`] (who is speaking: ids from certificates, keys, TLS material, the CRL in force),
 //!    [`policy_reload`] (the policy set in force, reloaded and notarized), [`rate_limits`]
 //!    (budgets of decisions per caller) and [`text`] (outside text made safe to show: control and
 //!    bidi characters escaped, CSV cells neutralized).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of `causeway` and its layer, lowest first (as in `src/lib.rs`).
 const LAYERS: &[(&str, u32)] = &[
-    ("files", 2),
+    ("files", 1),
     ("identity", 2),
     ("policy_reload", 2),
     ("rate_limits", 2),
