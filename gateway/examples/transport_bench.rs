@@ -262,6 +262,7 @@ async fn start(dir: &std::path::Path) -> Result<(Vec<Gateway>, Bench)> {
     let provider = directory
         .department(&DeptId::new(PROVIDER)?)
         .context("provider listed")?
+        .as_ref()
         .clone();
     let certs = dir.join("certs");
     let bench = Bench {

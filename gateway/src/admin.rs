@@ -4,7 +4,9 @@
 //! Readiness checks, each reported under its own key with `"ready"` and a detail:
 //! - `ledger`: the last group commit succeeded (a full map, a full disk or an I/O error fails it);
 //! - `certificate`: the gateway's certificate is valid for at least [`CERT_MIN_REMAINING`] more;
-//! - `directory`: the federation directory is loaded and lists this department;
+//! - `directory`: the federation directory lists this department, the one in force has not
+//!   expired, and the last published version read was put in force (a refused one leaves the
+//!   previous in force);
 //! - `policies`: the policy files on disk load (a failed reload keeps the previous set in force,
 //!   but the gateway is then not deciding with the files an administrator last wrote);
 //! - `datasets`: every dataset's source answers ([`causeway_adapters::Catalog::check`]);
@@ -22,7 +24,7 @@ use causeway_adapters::Catalog;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::identity::revocation::Revocation;
 use crate::identity::DeptId;
 use crate::log_api::LogApi;
@@ -57,7 +59,7 @@ pub struct AdminApi {
     /// The ledger.
     pub ledger: Arc<Ledger>,
     /// The federation directory.
-    pub directory: Arc<Directory>,
+    pub directory: Arc<LiveDirectory>,
     /// The active policy set and its last reload.
     pub policies: Arc<LivePolicies>,
     /// The shadow set, if configured.
@@ -214,6 +216,50 @@ impl AdminApi {
                 )]
             },
         );
+        let directory = self.directory.clone();
+        m.collect(
+            "causeway_directory_serial",
+            "Serial of the federation directory in force; absent for an unsigned directory.",
+            Kind::Gauge,
+            &[],
+            move || {
+                directory
+                    .status()
+                    .serial
+                    .map(|s| vec![(vec![], s as f64)])
+                    .unwrap_or_default()
+            },
+        );
+        let directory = self.directory.clone();
+        m.collect(
+            "causeway_directory_expiry_seconds",
+            "Seconds until the directory in force expires (negative: expired); absent for an unsigned directory.",
+            Kind::Gauge,
+            &[],
+            move || {
+                directory
+                    .status()
+                    .expires_in_secs
+                    .map(|s| vec![(vec![], s)])
+                    .unwrap_or_default()
+            },
+        );
+        let directory = self.directory.clone();
+        m.collect(
+            "causeway_directory_refusals_total",
+            "Published directories refused (bad signature, older serial, expired, malformed); the previous one stayed in force.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], directory.status().refusals as f64)],
+        );
+        let directory = self.directory.clone();
+        m.collect(
+            "causeway_directory_changes_total",
+            "Directory versions put in force since start.",
+            Kind::Counter,
+            &[],
+            move || vec![(vec![], directory.status().applied as f64)],
+        );
         let revocation = self.revocation.clone();
         m.collect(
             "causeway_crl_next_update_seconds",
@@ -239,7 +285,7 @@ impl AdminApi {
         let revocation = self.revocation.clone();
         m.collect(
             "causeway_crl_connections_closed_total",
-            "Open peer connections closed because the CRL in force refuses their peer.",
+            "Open peer connections closed because their peer was refused: revoked by the CRL in force, or no longer in the federation directory.",
             Kind::Counter,
             &[],
             move || vec![(vec![], revocation.status().connections_closed as f64)],
@@ -410,12 +456,15 @@ impl AdminApi {
     }
 
     fn directory_check(&self) -> Value {
-        let listed = self.directory.department(&self.me).is_some();
-        json!({
-            "ready": listed,
-            "federation": self.directory.federation,
-            "departments": self.directory.departments().count(),
-        })
+        let current = self.directory.current();
+        let listed = current.department(&self.me).is_some();
+        let status = self.directory.status();
+        let mut check = json!(status);
+        check["ready"] = json!(listed && status.ready());
+        check["listed"] = json!(listed);
+        check["federation"] = json!(current.federation);
+        check["departments"] = json!(current.departments().count());
+        check
     }
 
     fn policies_check(&self) -> Value {

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use causeway_ledger::LedgerOptions;
 use serde::Deserialize;
 
-use crate::directory::Transport;
+use crate::directory::{DirectorySource, LiveDirectory, Transport};
 use crate::files::toml_error;
 pub use crate::identity::IdentityFiles;
 use crate::identity::{AppId, DeptId};
@@ -38,8 +38,17 @@ pub struct GatewayConfig {
     /// Department gateway or oversight node.
     #[serde(default)]
     pub role: Role,
-    /// The federation directory file.
+    /// The federation directory file: the signed one `causeway federation publish` writes.
     pub directory: PathBuf,
+    /// The federation operator's directory key (`directory.vkey` from `causeway certs init`).
+    /// With it the directory must be signed by that key, and it is read again every
+    /// `directory_reload_secs` and on SIGHUP; without it the file is read once, unsigned (a
+    /// development setting).
+    #[serde(default)]
+    pub directory_key: Option<PathBuf>,
+    /// How often the signed directory is read again (seconds).
+    #[serde(default = "default_directory_reload_secs")]
+    pub directory_reload_secs: u64,
     /// The datasets file (providers only).
     pub datasets: Option<PathBuf>,
     /// The policy directory (providers only).
@@ -103,6 +112,10 @@ impl LedgerSection {
             max_batch: self.max_batch.clamp(1, 65_536),
         }
     }
+}
+
+fn default_directory_reload_secs() -> u64 {
+    30
 }
 
 fn default_batch_window_us() -> u64 {
@@ -409,6 +422,41 @@ impl Default for OversightSection {
 }
 
 impl GatewayConfig {
+    /// Where the signed directory comes from and the operator key that must have signed it;
+    /// `None` without `directory_key` (an unsigned directory, read once).
+    pub fn directory_source(&self) -> Result<Option<DirectorySource>> {
+        let Some(key) = &self.directory_key else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(key).with_context(|| {
+            format!(
+                "directory_key = {:?}: cannot read the federation operator's key",
+                key.display()
+            )
+        })?;
+        let operator = crate::identity::parse_vkey(text.trim()).map_err(|e| {
+            anyhow::anyhow!("directory_key = {:?}: not a verifier key ({e}); use the directory.vkey that `causeway certs init` wrote", key.display())
+        })?;
+        Ok(Some(DirectorySource {
+            path: self.directory.clone(),
+            operator,
+            reload_every: std::time::Duration::from_secs(self.directory_reload_secs.max(1)),
+        }))
+    }
+
+    /// The directory this config names, checked and ready to follow changes (see
+    /// [`LiveDirectory`]).
+    pub fn live_directory(&self) -> Result<std::sync::Arc<LiveDirectory>> {
+        let source = self.directory_source()?;
+        if source.is_none() {
+            tracing::warn!(
+                directory = %self.directory.display(),
+                "DEVELOPMENT SETTING: no directory_key, so the directory is taken unsigned and read once; set directory_key to the federation operator's directory.vkey"
+            );
+        }
+        LiveDirectory::load(&self.directory, source)
+    }
+
     /// Read, parse and validate a config file; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -422,6 +470,7 @@ impl GatewayConfig {
             }
         };
         resolve(&mut config.directory);
+        config.directory_key.as_mut().map(resolve);
         config.datasets.as_mut().map(resolve);
         config.policies.as_mut().map(resolve);
         config.policies_shadow.as_mut().map(resolve);

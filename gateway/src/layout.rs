@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::callers::tokens::DemoIssuer;
-use crate::directory::Directory;
+use crate::directory::signed::publish_file;
+use crate::directory::{source, Directory};
 use crate::identity::{pki, AppId, DeptId, PeerIdentity};
 use crate::transport::Transport;
 
@@ -71,6 +72,23 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The operator's source of the directory (`certs/federation.source.toml`), which
+    /// [`Layout::publish_directory`] signs into `federation.toml`.
+    pub fn directory_source(&self) -> PathBuf {
+        self.dir.join("certs").join("federation.source.toml")
+    }
+
+    /// Sign the directory source with the operator's key into `federation.toml` (the next
+    /// serial, valid a year), as `causeway federation publish` does. Returns the serial.
+    pub fn publish_directory(&self) -> Result<u64> {
+        publish_file(
+            &self.directory_source(),
+            &self.dir.join("certs").join(pki::DIRECTORY_KEY),
+            &self.directory,
+            time::Duration::days(365),
+        )
+    }
+
     /// Look a department up by id.
     pub fn dept(&self, id: &str) -> Option<&DeptLayout> {
         self.departments.iter().find(|d| d.id.as_str() == id)
@@ -125,7 +143,7 @@ pub fn create_with(
 ) -> Result<Layout> {
     let certs = dir.join("certs");
     pki::init_federation(federation, &certs)?;
-    let mut directory = format!("# The federation directory: every department, its endpoints and its note verifier key.\nfederation = \"{federation}\"\n");
+    let mut directory = source::new_source(federation)?;
     let mut layouts = Vec::new();
     for (id, name) in departments {
         let dept = DeptId::new(id)?;
@@ -139,44 +157,143 @@ pub fn create_with(
             &["localhost".into(), "127.0.0.1".into()],
         )?;
         pki::sign(&certs, &issued.csr, &who, &certs)?;
-        // The oversight body derives the department's tag key from the tag root it keeps.
-        pki::tag_key(&certs.join(pki::TAG_ROOT), federation, &dept, 1, &certs)?;
-        let (client, peer, admin) = (free_port()?, free_port()?, free_port()?);
-        let quic = free_port()?; // free for UDP too
+        let ports = DeptPorts::free()?;
         write!(
             directory,
-            "\n[[department]]\nid = \"{id}\"\nname = \"{name}\"\nhttps = \"https://{peer}\"\nquic = \"quic://{quic}\"\nvkey = \"{}\"\nwitness = \"{}\"\n",
-            issued.vkey, issued.witness_vkey
+            "\n[[department]]\nid = \"{id}\"\nname = \"{name}\"\nhttps = \"https://{}\"\nquic = \"quic://{}\"\nvkey = \"{}\"\nwitness = \"{}\"\n",
+            ports.peer, ports.quic, issued.vkey, issued.witness_vkey
         )?;
-        let dept_dir = dir.join(id);
-        let policies = dept_dir.join("policies");
-        std::fs::create_dir_all(&policies)?;
-        for (file, contents) in causeway_policy::samples::files(id) {
-            std::fs::write(policies.join(file), contents)?;
-        }
-        let datasets = DATASETS.iter().find(|(dept, _)| dept == id).map_or(
-            "# No datasets: this department only asks.\n",
-            |(_, text)| text,
-        );
-        std::fs::write(dept_dir.join("datasets.toml"), datasets)?;
         let others: Vec<&str> = departments
             .iter()
             .map(|(other, _)| *other)
             .filter(|other| other != id)
             .collect();
-        write_applications(&certs, &dept, &dept_dir, &others)?;
-        DemoIssuer::create(
-            &certs.join(format!("{id}-idp.key")),
-            &certs.join(format!("{id}-idp.jwks.json")),
-            DEMO_IDP_KID,
-        )?;
-        let config = dept_dir.join("causeway.toml");
+        layouts.push(department_files(
+            dir, federation, &dept, name, &others, prefer, ports,
+        )?);
+    }
+    // The demo's oversight node is a member from the start, so that departments answer it
+    // (docs/OVERSIGHT.md); `create_oversight` lays it out.
+    write!(
+        directory,
+        "\n[[oversight]]\nid = \"{DEMO_OVERSIGHT}\"\nname = \"Audit Office\"\n"
+    )?;
+    let layout = Layout {
+        dir: dir.to_owned(),
+        directory: dir.join("federation.toml"),
+        departments: layouts,
+    };
+    std::fs::write(layout.directory_source(), directory)?;
+    layout.publish_directory()?;
+    Ok(layout)
+}
+
+/// The ports of one laid-out department.
+#[derive(Debug, Clone, Copy)]
+pub struct DeptPorts {
+    /// Client API.
+    pub client: SocketAddr,
+    /// HTTPS peer port.
+    pub peer: SocketAddr,
+    /// QUIC peer port (UDP).
+    pub quic: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+impl DeptPorts {
+    /// Free loopback ports for each listener.
+    pub fn free() -> Result<DeptPorts> {
+        Ok(DeptPorts {
+            client: free_port()?,
+            peer: free_port()?,
+            admin: free_port()?,
+            quic: free_port()?, // free for UDP too
+        })
+    }
+}
+
+/// A department joining the laid-out federation after it started: write its gateway's files
+/// (config, datasets, policies, applications, identity provider) and derive its tag key, as
+/// [`create_with`] does for the first ones. Its keys and certificate come from enrollment
+/// (`causeway certs request` in `certs/`, `causeway certs sign`), and the operator lists it
+/// (`causeway federation add`, `publish`); this writes neither.
+pub fn add_department(
+    layout: &Layout,
+    id: &str,
+    name: &str,
+    ports: DeptPorts,
+) -> Result<DeptLayout> {
+    let dept = DeptId::new(id)?;
+    let federation = Directory::load(&layout.directory)?.federation;
+    let others: Vec<&str> = layout.departments.iter().map(|d| d.id.as_str()).collect();
+    department_files(
+        &layout.dir,
+        &federation,
+        &dept,
+        name,
+        &others,
+        Transport::Https,
+        ports,
+    )
+}
+
+/// Every file of department `dept`'s gateway except its keys and certificate.
+fn department_files(
+    dir: &Path,
+    federation: &str,
+    dept: &DeptId,
+    name: &str,
+    others: &[&str],
+    prefer: Transport,
+    ports: DeptPorts,
+) -> Result<DeptLayout> {
+    let certs = dir.join("certs");
+    let id = dept.as_str();
+    let DeptPorts {
+        client,
+        peer,
+        quic,
+        admin,
+    } = ports;
+    // The oversight body derives the department's tag key from the tag root it keeps.
+    pki::tag_key(&certs.join(pki::TAG_ROOT), federation, dept, 1, &certs)?;
+    let dept_dir = dir.join(id);
+    let policies = dept_dir.join("policies");
+    std::fs::create_dir_all(&policies)?;
+    let samples = causeway_policy::samples::files(id);
+    if samples.is_empty() {
+        // A department without sample policies holds nothing for others yet.
         std::fs::write(
-            &config,
-            format!(
-                r#"# Gateway of {name}. Relative paths are relative to this file.
+            policies.join("purposes.toml"),
+            "# The purposes this department's grants may name (it grants nothing yet).\n\n[[purpose]]\nid = \"statistics\"\ndescription = \"Official statistics.\"\n",
+        )?;
+    }
+    for (file, contents) in samples {
+        std::fs::write(policies.join(file), contents)?;
+    }
+    let datasets = DATASETS.iter().find(|(dept, _)| *dept == id).map_or(
+        "# No datasets: this department only asks.\n",
+        |(_, text)| text,
+    );
+    std::fs::write(dept_dir.join("datasets.toml"), datasets)?;
+    write_applications(&certs, dept, &dept_dir, others)?;
+    DemoIssuer::create(
+        &certs.join(format!("{id}-idp.key")),
+        &certs.join(format!("{id}-idp.jwks.json")),
+        DEMO_IDP_KID,
+    )?;
+    let config = dept_dir.join("causeway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Gateway of {name}. Relative paths are relative to this file.
 department = "{id}"
 directory = "../federation.toml"
+# The federation operator's key: the directory must be signed by it; it is read again every
+# directory_reload_secs and on SIGHUP.
+directory_key = "../certs/directory.vkey"
+directory_reload_secs = 2
 datasets = "datasets.toml"
 policies = "policies"
 
@@ -212,32 +329,18 @@ prefer = "{prefer}"
 [admin]
 listen = "{admin}"
 "#,
-                issuer = demo_issuer(federation, id),
-                audience = demo_audience(federation, id),
-            ),
-        )?;
-        layouts.push(DeptLayout {
-            id: dept,
-            config,
-            client,
-            peer,
-            quic: Some(quic),
-            admin,
-            dir: dept_dir,
-        });
-    }
-    // The demo's oversight node is a member from the start, so that departments answer it
-    // (docs/OVERSIGHT.md); `create_oversight` lays it out.
-    write!(
-        directory,
-        "\n[[oversight]]\nid = \"{DEMO_OVERSIGHT}\"\nname = \"Audit Office\"\n"
+            issuer = demo_issuer(federation, id),
+            audience = demo_audience(federation, id),
+        ),
     )?;
-    let directory_path = dir.join("federation.toml");
-    std::fs::write(&directory_path, directory)?;
-    Ok(Layout {
-        dir: dir.to_owned(),
-        directory: directory_path,
-        departments: layouts,
+    Ok(DeptLayout {
+        id: dept.clone(),
+        config,
+        client,
+        peer,
+        quic: Some(quic),
+        admin,
+        dir: dept_dir,
     })
 }
 
@@ -390,22 +493,37 @@ pub struct OversightLayout {
 pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
     let certs = layout.dir.join("certs");
     let oversight = DeptId::new(id)?;
-    // A node the directory does not list is answered by no department: list it (gateways read
-    // the directory as they start).
-    if Directory::load(&layout.directory)?
-        .oversight_node(&oversight)
-        .is_none()
-    {
-        let mut text = std::fs::read_to_string(&layout.directory)?;
-        write!(text, "\n[[oversight]]\nid = \"{id}\"\nname = \"{id}\"\n")?;
-        std::fs::write(&layout.directory, text)?;
-    }
     let issued = pki::issue(
         &certs,
         &certs,
-        &PeerIdentity::Oversight(oversight),
+        &PeerIdentity::Oversight(oversight.clone()),
         &["localhost".into(), "127.0.0.1".into()],
     )?;
+    // A node the directory does not list is answered by no department: list it with its keys
+    // (replacing a listing without them) and publish; gateways pick it up as they reload.
+    let source_path = layout.directory_source();
+    let mut text = std::fs::read_to_string(&source_path)?;
+    let name = match Directory::parse(&text)?.oversight_node(&oversight) {
+        Some(listed) => {
+            let name = listed.name.clone();
+            text = source::remove(&text, &oversight)?;
+            name
+        }
+        None => id.to_owned(),
+    };
+    let listing = source::Listing {
+        id: oversight,
+        name,
+        https: None,
+        quic: None,
+        vkey: issued.vkey.clone(),
+        witness: Some(issued.witness_vkey.clone()),
+    };
+    std::fs::write(
+        &source_path,
+        source::add(&text, source::Member::Oversight, &listing)?,
+    )?;
+    layout.publish_directory()?;
     let file = |p: &Path| {
         p.file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -423,6 +541,8 @@ pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
 department = "{id}"
 role = "oversight"
 directory = "../federation.toml"
+directory_key = "../certs/directory.vkey"
+directory_reload_secs = 2
 
 [identity]
 ca = "../certs/ca.pem"

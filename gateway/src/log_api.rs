@@ -19,7 +19,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 use crate::transport::client::PeerClient;
 use crate::transport::json_response;
@@ -53,7 +53,7 @@ pub const COSIGN_INTERVAL: Duration = Duration::from_secs(1);
 /// The log endpoints of one gateway.
 pub struct LogApi {
     ledger: Arc<Ledger>,
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     me: DeptId,
     cosigner: Cosigner,
     /// One add-checkpoint at a time: the state check and update must not interleave (tlog-witness).
@@ -117,7 +117,7 @@ impl LogApi {
     /// Serve `ledger`'s log and witness peers' logs with `cosigner`.
     pub fn new(
         ledger: Arc<Ledger>,
-        directory: Arc<Directory>,
+        directory: Arc<LiveDirectory>,
         me: DeptId,
         cosigner: Cosigner,
     ) -> Self {
@@ -165,9 +165,10 @@ impl LogApi {
         &self,
         peer_cert: Option<&CertificateDer<'_>>,
     ) -> Result<PeerIdentity, ProtocolResponse> {
+        let directory = self.directory.current();
         peer_cert
-            .and_then(|c| identity_from_cert(c, &self.directory.federation).ok())
-            .filter(|peer| self.directory.lists(peer))
+            .and_then(|c| identity_from_cert(c, &directory.federation).ok())
+            .filter(|peer| directory.lists(peer))
             .ok_or_else(|| {
                 problem(
                     403,
@@ -224,8 +225,23 @@ impl LogApi {
     }
 
     fn entries(&self, query: Option<&str>, reader: &PeerIdentity) -> ProtocolResponse {
-        if !matches!(reader, PeerIdentity::Oversight(_)) {
+        let PeerIdentity::Oversight(node) = reader else {
             return problem(403, "oversight-only", "full entries are served to the oversight nodes the directory lists; departments may fetch checkpoints and proofs");
+        };
+        if !self
+            .directory
+            .current()
+            .oversight_node(node)
+            .is_some_and(|n| n.may_pull(&self.me))
+        {
+            return problem(
+                403,
+                "not-yours-to-pull",
+                format!(
+                    "the directory's `pulls` for oversight node {node} does not name {}",
+                    self.me
+                ),
+            );
         }
         let [start, end] = match query_u64(query, ["start", "end"]) {
             Ok(v) => v,
@@ -258,11 +274,8 @@ impl LogApi {
         let Some(origin) = witness::checkpoint_origin(&request.checkpoint) else {
             return problem(400, "bad-request", "the checkpoint has no origin line");
         };
-        let Some(log) = self
-            .directory
-            .by_origin(&origin)
-            .filter(|d| d.id != self.me)
-        else {
+        let directory = self.directory.current();
+        let Some(log) = directory.by_origin(&origin).filter(|d| d.id != self.me) else {
             return problem(
                 404,
                 "unknown-log",
@@ -332,7 +345,7 @@ impl LogApi {
 /// while there are new entries; store the cosigned checkpoint so it is the one served.
 pub async fn collect_cosignatures(
     ledger: Arc<Ledger>,
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     me: DeptId,
     peers: Arc<PeerClient>,
     mut stop: watch::Receiver<bool>,
@@ -351,7 +364,8 @@ pub async fn collect_cosignatures(
             continue;
         }
         let mut lines = String::new();
-        for dept in directory
+        let current = directory.current();
+        for dept in current
             .departments()
             .filter(|d| d.id != me && d.https.is_some())
         {

@@ -474,20 +474,7 @@ fn log_outcome(which: &str, dir: Option<&Path>, result: &Result<Reloaded, Reload
 /// At start: record the set taking effect as a `policy-change` entry, unless the last one recorded
 /// has the same hash. The summary of file changes is against the files the last entry recorded.
 pub async fn notarize_at_start(ledger: &Ledger, set: &PolicySet) -> Result<(), ReloadError> {
-    let (size, _) = ledger.checkpoint();
-    let last = ledger.read(|r| {
-        // Walk back to the most recent policy-change entry.
-        for index in (0..size).rev() {
-            if let Some(bytes) = r.entry(index)? {
-                if let Ok(e) = Entry::from_bytes(bytes) {
-                    if e.kind == Kind::PolicyChange {
-                        return Ok(Some(e));
-                    }
-                }
-            }
-        }
-        Ok(None)
-    })?;
+    let last = ledger.last_of_kind(Kind::PolicyChange)?;
     let previous = last.as_ref().and_then(|e| e.policy.clone());
     if previous.as_deref() == Some(set.hash()) {
         return Ok(());

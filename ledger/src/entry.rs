@@ -28,6 +28,9 @@ pub enum Kind {
     OversightQuery,
     /// A signing key was rotated.
     KeyRotation,
+    /// A new version of the federation directory took effect at this gateway: its serial and
+    /// hash, so that membership history is auditable.
+    DirectoryChange,
     /// Evidence of two inconsistent checkpoints for one log.
     Fork,
 }
@@ -42,6 +45,7 @@ impl Kind {
             Kind::PolicyChange => "policy-change",
             Kind::OversightQuery => "oversight-query",
             Kind::KeyRotation => "key-rotation",
+            Kind::DirectoryChange => "directory-change",
             Kind::Fork => "fork",
         }
     }

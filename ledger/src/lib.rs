@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use self::checkpoint::{sign_checkpoint, Checkpoint};
-use self::entry::{Entry, GENESIS_PREV};
+use self::entry::{Entry, Kind, GENESIS_PREV};
 use self::merkle::{Frontier, Hash};
 use self::note::NoteSigner;
 use self::store::{Batch, Store};
@@ -312,6 +312,24 @@ impl Ledger {
         f: impl FnOnce(&store::Reader<'_>) -> Result<R, LedgerError>,
     ) -> Result<R, LedgerError> {
         self.shared.store.read(f)
+    }
+
+    /// The most recent entry of `kind`, walking back from the head (for the records a gateway
+    /// repeats only when they change: the policy set and the directory in force).
+    pub fn last_of_kind(&self, kind: Kind) -> Result<Option<Entry>, LedgerError> {
+        let (size, _) = self.checkpoint();
+        self.read(|r| {
+            for index in (0..size).rev() {
+                if let Some(bytes) = r.entry(index)? {
+                    if let Ok(e) = Entry::from_bytes(bytes) {
+                        if e.kind == kind {
+                            return Ok(Some(e));
+                        }
+                    }
+                }
+            }
+            Ok(None)
+        })
     }
 
     /// Stop taking appends, let the writer commit what is queued, and wait for it.

@@ -200,10 +200,11 @@ async fn a_provider_that_is_down_or_black_holed_gets_502_or_504_in_time_and_noth
     });
     let tax_peer = fed.layout.dept("tax-office").unwrap().peer;
     rewrite(
-        &fed.layout.directory,
+        &fed.layout.directory_source(),
         &format!("https://{tax_peer}\""),
         &format!("https://{hole_addr}\""),
     );
+    fed.layout.publish_directory().unwrap();
     let config = fed.layout.dept("social-welfare").unwrap().config.clone();
     rewrite(
         &config,

@@ -25,7 +25,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::config::{GatewayConfig, Role};
-use crate::directory::Directory;
 use crate::oversight::crosscheck::Finding;
 use crate::oversight::dashboard::{encode_form, to_query, OPERATOR_HEADER};
 use crate::oversight::replica::{Query, Record};
@@ -426,7 +425,7 @@ async fn subject(
     if id.is_empty() {
         bail!("give the person's national id with --id, or type it on stdin");
     }
-    let tag = SubjectTags::load(config, &Directory::load(&config.directory)?)?.of(&id);
+    let tag = SubjectTags::load(config)?.of(&config.live_directory()?.current(), &id);
     let target = target(config).await?;
     let report: SubjectReport = match &target {
         Target::Node(addr) => {

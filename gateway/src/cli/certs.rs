@@ -45,7 +45,7 @@ pub(crate) enum CertsCommand {
     /// Enrollment, on the department's machine: create this department's TLS key and note signing
     /// key (they never leave --out) and a certificate signing request for the federation operator.
     #[command(
-        after_help = "Example:\n  causeway certs request --dept tax-office --ca ca.pem --out certs/ --host tax.gw.example\n\nSend certs/tax-office.csr.pem and the printed vkey and witness key to the federation operator,\nwho runs `causeway certs sign` and lists the keys in the directory. Keep the .key files."
+        after_help = "Example:\n  causeway certs request --dept tax-office --ca ca.pem --out certs/ --host tax.gw.example\n\nSend certs/tax-office.csr.pem and certs/tax-office.pub.toml to the federation operator, who runs\n`causeway certs sign` and `causeway federation add --keys tax-office.pub.toml`. Keep the .key files."
     )]
     Request {
         /// Department id.
@@ -256,8 +256,9 @@ pub(crate) fn run(command: CertsCommand) -> Result<ExitCode> {
                 "signing key  {} (0600, stays here)",
                 requested.signing_key.display()
             );
+            println!("public keys  {}", requested.public.display());
             println!(
-                "\nsend the request and these keys to the federation operator:\n  vkey = \"{}\"\n  witness = \"{}\"",
+                "\nsend the request and the public keys file to the federation operator (causeway federation add --keys):\n  vkey = \"{}\"\n  witness = \"{}\"",
                 requested.vkey, requested.witness_vkey
             );
         }

@@ -3,6 +3,7 @@
 mod audit;
 mod certs;
 mod demo;
+mod federation;
 mod log;
 mod policy;
 mod request;
@@ -54,6 +55,9 @@ enum Command {
     /// Federation CA, department certificates and signing keys.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// The federation directory: list and remove members, sign and publish it.
+    #[command(subcommand)]
+    Federation(federation::FederationCommand),
     /// Ask a provider for data through the local gateway's client API.
     Request(request::RequestArgs),
     /// The demo's identity provider: officers' access tokens.
@@ -162,6 +166,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => serve(config).await,
         Command::Certs(c) => certs::run(c),
+        Command::Federation(c) => federation::run(c),
         Command::Request(args) => request::run(args).await,
         Command::Tokens(c) => tokens::run(c),
         Command::Log(c) => log::run(c),

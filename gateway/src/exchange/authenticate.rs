@@ -8,19 +8,19 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::recent::Recent;
 use super::{Authenticated, BoxFuture, ExchangeError, Inbound};
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
 
 /// Adds [`Authenticate`].
 #[derive(Clone)]
 pub struct AuthenticateLayer {
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     known: Arc<KnownCertificates>,
 }
 
 impl AuthenticateLayer {
     /// Authenticate against this directory.
-    pub fn new(directory: Arc<Directory>) -> Self {
+    pub fn new(directory: Arc<LiveDirectory>) -> Self {
         AuthenticateLayer {
             directory,
             known: Arc::new(KnownCertificates(Recent::new(KNOWN_CERTIFICATES))),
@@ -43,7 +43,7 @@ impl<S> Layer<S> for AuthenticateLayer {
 #[derive(Clone)]
 pub struct Authenticate<S> {
     inner: S,
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     known: Arc<KnownCertificates>,
 }
 
@@ -100,8 +100,8 @@ where
             let cert = inbound.peer_cert.ok_or_else(|| {
                 ExchangeError::Unauthenticated("no client certificate was presented".into())
             })?;
-            let peer = known.department(&cert, &directory.federation)?;
-            if directory.department(&peer).is_none() {
+            let peer = known.department(&cert, directory.federation())?;
+            if directory.current().department(&peer).is_none() {
                 return Err(ExchangeError::Unauthenticated(format!(
                     "department {peer} is not in the federation directory"
                 )));

@@ -49,7 +49,7 @@ use causeway_policy::{Decision, PolicySet, RateLimiter};
 use rustls_pki_types::CertificateDer;
 use tower::{Service, ServiceBuilder};
 
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::identity::{DeptId, TagKey};
 pub use crate::transport::ProtocolResponse;
 use canonicalize::CanonicalParams;
@@ -208,7 +208,7 @@ pub struct ProviderContext {
     /// This gateway's department.
     pub me: DeptId,
     /// The federation directory.
-    pub directory: Arc<Directory>,
+    pub directory: Arc<LiveDirectory>,
     /// This gateway's ledger.
     pub ledger: Arc<Ledger>,
     /// The policy set in force (swapped atomically on reload).

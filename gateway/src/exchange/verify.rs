@@ -8,7 +8,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::envelope::{digest, Envelope, VerifiedBatches};
 use super::{Authenticated, BoxFuture, ExchangeError, ProviderContext, Verified};
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::identity::DeptId;
 use causeway_ledger::entry::{Entry, Side};
 use causeway_ledger::{Ledger, LedgerError};
@@ -88,7 +88,7 @@ impl ReplayCache {
 #[derive(Clone)]
 pub struct VerifyLayer {
     me: DeptId,
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     replay: Arc<ReplayCache>,
     batches: Arc<VerifiedBatches>,
     max_skew_secs: u64,
@@ -127,8 +127,8 @@ pub struct VerifyEnvelope<S> {
 
 impl VerifyLayer {
     fn check(&self, req: &Authenticated) -> Result<Verified, ExchangeError> {
-        let key = &self
-            .directory
+        let directory = self.directory.current();
+        let key = &directory
             .department(&req.peer)
             .ok_or_else(|| {
                 ExchangeError::Unauthenticated(format!(

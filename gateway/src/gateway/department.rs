@@ -21,7 +21,7 @@ use super::{
 use crate::admin::AdminApi;
 use crate::callers::Callers;
 use crate::config::GatewayConfig;
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::exchange::consumer::{self, CallerLimits, ConsumerContext};
 use crate::exchange::signer::EnvelopeSigner;
 use crate::exchange::throttle;
@@ -64,6 +64,11 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     policy_reload::notarize_at_start(&ledger, &policies.current())
         .await
         .context("recording the policy set in the ledger")?;
+    identity
+        .directory
+        .notarize_at_start(&ledger)
+        .await
+        .context("recording the federation directory in the ledger")?;
     let cert_not_after = identity
         .tls
         .not_after()
@@ -115,11 +120,11 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     };
     let peers = Arc::new(PeerTransport::connect(
         &identity.tls,
-        &identity.directory.federation,
+        identity.directory.federation(),
         config.peer.prefer,
     )?);
     let callers = Arc::new(
-        Callers::load(config, &identity.directory.federation)
+        Callers::load(config, identity.directory.federation())
             .context("the client API's callers")?,
     );
     let consumer = Arc::new(ConsumerContext {
@@ -282,6 +287,17 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     // The CRL, read again every crl_reload_secs and on SIGHUP: new handshakes follow it at once,
     // and open peer connections it refuses are closed.
     running.spawn(identity.tls.revocation().clone().run(running.stop_signal()));
+    // The signed directory, read again every directory_reload_secs and on SIGHUP: a newer
+    // version is notarized, then put in force.
+    identity
+        .directory
+        .enforce_membership(identity.tls.revocation().clone());
+    running.spawn(
+        identity
+            .directory
+            .clone()
+            .run(ledger.clone(), running.stop_signal()),
+    );
     tracing::info!(
         department = %me,
         client = %client_addr,
@@ -305,7 +321,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
 /// Who this gateway is: the directory that lists it, its signing key (which must be the one the
 /// directory lists), its TLS identity, its tag key and its pseudonym key.
 struct Identity {
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     key: Arc<GatewayKey>,
     tls: TlsMaterial,
     tag_key: TagKey,
@@ -316,8 +332,9 @@ struct Identity {
 impl Identity {
     fn load(config: &GatewayConfig) -> Result<Self> {
         let me = &config.department;
-        let directory = Arc::new(Directory::load(&config.directory)?);
-        let listed = directory.department(me).with_context(|| {
+        let directory = config.live_directory()?;
+        let current = directory.current();
+        let listed = current.department(me).with_context(|| {
             format!(
                 "{}: department {me} is not listed; add a [[department]] entry for it",
                 config.directory.display()
@@ -334,7 +351,7 @@ impl Identity {
         }
         let tls = TlsMaterial::load_identity(
             &config.identity,
-            &directory.federation,
+            directory.federation(),
             &PeerIdentity::Dept(me.clone()),
         )?;
         let witness = config.identity.witness_cosigner(&key)?;

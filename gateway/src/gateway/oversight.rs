@@ -34,7 +34,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     let key = GatewayKey::load(&config.identity.signing_key)?;
     let log_api = Arc::new(LogApi::new(
         node.ledger().clone(),
-        node.directory().clone(),
+        node.live_directory().clone(),
         node.id().clone(),
         config.identity.witness_cosigner(&key)?,
     ));
@@ -72,6 +72,16 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
 
     // The CRL, read again every crl_reload_secs and on SIGHUP (as on a department gateway).
     running.spawn(tls.revocation().clone().run(running.stop_signal()));
+
+    // The signed directory, read again every directory_reload_secs and on SIGHUP: new departments
+    // are pulled from the next round on.
+    node.live_directory()
+        .enforce_membership(tls.revocation().clone());
+    running.spawn(
+        node.live_directory()
+            .clone()
+            .run(node.ledger().clone(), running.stop_signal()),
+    );
 
     // The pull loop.
     running.spawn(pull_loop(

@@ -262,7 +262,7 @@ pub fn application_from_cert(
 }
 
 /// The identity a certificate proves.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerIdentity {
     /// A department gateway.
     Dept(DeptId),

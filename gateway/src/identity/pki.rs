@@ -28,6 +28,10 @@ pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
 /// The tag root every department's tag key is derived from: held by the oversight nodes only.
 pub const TAG_ROOT: &str = "tag-root.key";
+/// The federation operator's directory signing key (0600): signs the published directory.
+pub const DIRECTORY_KEY: &str = "directory.key";
+/// Its verifier key, which every gateway names in `directory_key`.
+pub const DIRECTORY_VKEY: &str = "directory.vkey";
 /// The CA's certificate revocation list (PEM), written by `causeway certs revoke` and
 /// `causeway certs crl`, published to every gateway as its `[identity] crl`.
 pub const CRL: &str = "crl.pem";
@@ -75,7 +79,26 @@ pub fn init_federation(federation: &str, out: &Path) -> Result<()> {
         &out.join(TAG_ROOT),
         TagRoot::generate().to_file_contents().as_bytes(),
     )?;
+    directory_key(federation, out)?;
     Ok(())
+}
+
+/// Create the federation operator's directory signing key in `out` (`directory.key`, 0600, and
+/// `directory.vkey`), named `<federation>/directory`; an existing one is kept. Returns its vkey.
+pub fn directory_key(federation: &str, out: &Path) -> Result<String> {
+    let (key_path, vkey_path) = (out.join(DIRECTORY_KEY), out.join(DIRECTORY_VKEY));
+    let key = if key_path.exists() {
+        GatewayKey::load(&key_path)?
+    } else {
+        let key = GatewayKey::new(
+            &format!("{federation}/directory"),
+            SigningKey::generate(&mut rand::rngs::OsRng),
+        )?;
+        write_secret(&key_path, key.to_file_contents().as_bytes())?;
+        key
+    };
+    std::fs::write(&vkey_path, format!("{}\n", key.vkey()))?;
+    Ok(key.vkey())
 }
 
 /// Derive department `dept`'s tag key of `version` from the tag root at `root` and write it to
@@ -271,6 +294,9 @@ pub struct Requested {
     pub vkey: String,
     /// The witness verifier key to list in the directory.
     pub witness_vkey: String,
+    /// Both verifier keys as a file for the operator (`<stem>.pub.toml`, public), which
+    /// `causeway federation add --keys` reads.
+    pub public: PathBuf,
 }
 
 /// Enrollment, the department's half: create the TLS key and the note signing key in `out` (they
@@ -302,6 +328,7 @@ pub fn request(
         witness_key: out.join(format!("{file_stem}.witness.key")),
         vkey: String::new(),
         witness_vkey: String::new(),
+        public: out.join(format!("{file_stem}.pub.toml")),
     };
     for path in [
         &requested.key,
@@ -319,6 +346,10 @@ pub fn request(
     write_secret(&requested.key, key.serialize_pem().as_bytes())?;
     let (vkey, witness_vkey) =
         new_note_keys(&origin, &requested.signing_key, &requested.witness_key)?;
+    std::fs::write(
+        &requested.public,
+        format!("# The public keys of {origin}, for `causeway federation add --keys`.\nvkey = \"{vkey}\"\nwitness = \"{witness_vkey}\"\n"),
+    )?;
     Ok(Requested {
         vkey,
         witness_vkey,

@@ -15,7 +15,10 @@
 //!
 //! Connections already open are closed by the transports: each peer connection holds a
 //! [`PeerWatch`], which wakes when a CRL is applied (or the one in force goes stale under
-//! [`StalePolicy::FailClosed`]) and refuses the connection's peer.
+//! [`StalePolicy::FailClosed`]) and refuses the connection's peer. It wakes too when the
+//! federation's membership changes ([`Revocation::set_members`], from the signed directory): a
+//! peer that was a member when its connection opened and is no longer one is refused like a
+//! revoked one.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -346,6 +349,8 @@ pub struct Revocation {
     changes: watch::Sender<u64>,
     /// The file's bytes last read, to re-check only what changed.
     last_read: Mutex<Option<Vec<u8>>>,
+    /// The federation's members as the directory in force lists them (`None`: not told).
+    members: RwLock<Option<Arc<Members>>>,
     last_refusal: Mutex<Option<String>>,
     refusals: AtomicU64,
     connections_closed: AtomicU64,
@@ -385,6 +390,7 @@ impl Revocation {
             applying: Mutex::new(()),
             changes: watch::channel(0).0,
             last_read: Mutex::new(None),
+            members: RwLock::new(None),
             last_refusal: Mutex::new(None),
             refusals: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
@@ -589,8 +595,32 @@ impl Revocation {
         PeerWatch {
             revocation: self.clone(),
             changes,
+            member: self.is_member(&leaf) != Some(false),
             leaf,
         }
+    }
+
+    /// The federation's members now (the departments and oversight nodes of the directory in
+    /// force): open connections of a peer that is no longer one are closed.
+    pub fn set_members(&self, federation: &str, ids: HashSet<super::PeerIdentity>) {
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Members {
+            federation: federation.to_owned(),
+            ids,
+        }));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Whether the peer presenting `leaf` is a member (`None`: no membership was set).
+    fn is_member(&self, leaf: &CertificateDer<'_>) -> Option<bool> {
+        let members = self
+            .members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        Some(
+            super::identity_from_cert(leaf.as_ref(), &members.federation)
+                .is_ok_and(|id| members.ids.contains(&id)),
+        )
     }
 
     /// Count an open connection closed because its peer was refused.
@@ -720,11 +750,21 @@ struct Verifiers {
     server: Arc<dyn ServerCertVerifier>,
 }
 
+/// The members of the federation, as identities proven by certificates.
+#[derive(Debug)]
+struct Members {
+    federation: String,
+    ids: HashSet<super::PeerIdentity>,
+}
+
 /// One open peer connection's watch: wakes when its peer is refused.
 pub struct PeerWatch {
     revocation: Arc<Revocation>,
     changes: watch::Receiver<u64>,
     leaf: CertificateDer<'static>,
+    /// Whether the peer was a member when the connection opened (a non-member's requests are
+    /// answered 401/403 by the endpoints; only a member that is removed is cut off here).
+    member: bool,
 }
 
 impl PeerWatch {
@@ -739,6 +779,10 @@ impl PeerWatch {
             if let Some(reason) = self.revocation.refuses(&self.leaf) {
                 self.revocation.count_closed_connection();
                 return reason;
+            }
+            if self.member && self.revocation.is_member(&self.leaf) == Some(false) {
+                self.revocation.count_closed_connection();
+                return "it is no longer a member of the federation directory";
             }
         }
     }

@@ -30,7 +30,7 @@ use self::pull::{blocking, LogPuller, PullError, PullReport};
 use self::replica::{LogState, Query, Replica, ReplicaError, SearchResult};
 use self::report::SubjectReport;
 use crate::config::{GatewayConfig, Role};
-use crate::directory::Directory;
+use crate::directory::{Directory, LiveDirectory};
 use crate::identity::tls::TlsMaterial;
 use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey, TagRoot};
 use crate::transport::peer::PeerTransport;
@@ -107,12 +107,16 @@ pub struct LogStatus {
 /// Every department's tag keys, derived from the tag root: how a national id becomes the tags
 /// each department wrote for it.
 pub struct SubjectTags {
-    keys: Vec<TagKey>,
+    root: TagRoot,
+    versions: u32,
+    legacy: Option<TagKey>,
+    /// The keys derived for the departments of the directory last asked about.
+    derived: std::sync::Mutex<(Vec<DeptId>, Arc<Vec<TagKey>>)>,
 }
 
 impl std::fmt::Debug for SubjectTags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SubjectTags({} keys)", self.keys.len())
+        write!(f, "SubjectTags({} versions)", self.versions)
     }
 }
 
@@ -120,7 +124,7 @@ impl SubjectTags {
     /// The keys of every department the directory lists, in versions 1 to
     /// `[oversight] tag_key_versions`, and the legacy federation-wide key if `[identity] tag_key`
     /// names one.
-    pub fn load(config: &GatewayConfig, directory: &Directory) -> Result<SubjectTags> {
+    pub fn load(config: &GatewayConfig) -> Result<SubjectTags> {
         let root = config.identity.tag_root.as_deref().with_context(|| {
             "[identity] tag_root is missing: an oversight node derives every department's tag key \
              from the tag root (certs/tag-root.key, written by `causeway certs init`)"
@@ -131,21 +135,44 @@ impl SubjectTags {
             .as_ref()
             .map_or(1, |o| o.tag_key_versions)
             .clamp(1, crate::identity::MAX_TAG_KEY_VERSION);
-        let mut keys = Vec::new();
-        for dept in directory.departments() {
-            for version in 1..=versions {
-                keys.push(root.department_key(&directory.federation, &dept.id, version));
-            }
-        }
-        if let Some(legacy) = &config.identity.tag_key {
-            keys.push(TagKey::load(legacy)?);
-        }
-        Ok(SubjectTags { keys })
+        let legacy = config
+            .identity
+            .tag_key
+            .as_deref()
+            .map(TagKey::load)
+            .transpose()?;
+        Ok(SubjectTags {
+            root,
+            versions,
+            legacy,
+            derived: std::sync::Mutex::default(),
+        })
     }
 
-    /// The subject tags of `national_id`, comma-separated.
-    pub fn of(&self, national_id: &str) -> String {
-        self.keys
+    /// The keys of every department `directory` lists (derived again when its membership changed).
+    fn keys(&self, directory: &Directory) -> Arc<Vec<TagKey>> {
+        let members: Vec<DeptId> = directory.departments().map(|d| d.id.clone()).collect();
+        let mut derived = self.derived.lock().unwrap_or_else(|p| p.into_inner());
+        if derived.0 != members || derived.1.is_empty() {
+            let mut keys = Vec::new();
+            for dept in &members {
+                for version in 1..=self.versions {
+                    keys.push(
+                        self.root
+                            .department_key(&directory.federation, dept, version),
+                    );
+                }
+            }
+            keys.extend(self.legacy.clone());
+            *derived = (members, Arc::new(keys));
+        }
+        derived.1.clone()
+    }
+
+    /// The subject tags of `national_id` under every key of `directory`'s departments,
+    /// comma-separated.
+    pub fn of(&self, directory: &Directory, national_id: &str) -> String {
+        self.keys(directory)
             .iter()
             .map(|k| k.tag("subject", national_id))
             .collect::<Vec<_>>()
@@ -156,7 +183,7 @@ impl SubjectTags {
 /// An open oversight node: replica, own ledger, keys, and the way to reach departments.
 pub struct Oversight {
     me: DeptId,
-    directory: Arc<Directory>,
+    directory: Arc<LiveDirectory>,
     replica: Arc<Replica>,
     ledger: Arc<Ledger>,
     tags: SubjectTags,
@@ -187,14 +214,14 @@ impl Oversight {
         }
         let me = config.department.clone();
         let settings = config.oversight.clone().unwrap_or_default();
-        let directory = Arc::new(Directory::load(&config.directory)?);
+        let directory = config.live_directory()?;
         let tls = TlsMaterial::load_identity(
             &config.identity,
-            &directory.federation,
+            directory.federation(),
             &PeerIdentity::Oversight(me.clone()),
         )?;
         let key = GatewayKey::load(&config.identity.signing_key)?;
-        let tags = SubjectTags::load(config, &directory)?;
+        let tags = SubjectTags::load(config)?;
         let replica = Replica::open(&settings.replica, settings.map_size_mib)
             .with_context(|| format!("opening the replica in {}", settings.replica.display()))?;
         let ledger = Ledger::open(
@@ -208,7 +235,7 @@ impl Oversight {
                 config.ledger.dir.display()
             )
         })?;
-        let peers = PeerTransport::connect(&tls, &directory.federation, config.peer.prefer)?;
+        let peers = PeerTransport::connect(&tls, directory.federation(), config.peer.prefer)?;
         let oversight = Oversight {
             me,
             directory,
@@ -230,8 +257,13 @@ impl Oversight {
         &self.me
     }
 
-    /// The federation directory.
-    pub fn directory(&self) -> &Arc<Directory> {
+    /// The federation directory in force.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.current()
+    }
+
+    /// The federation directory, as it changes.
+    pub fn live_directory(&self) -> &Arc<LiveDirectory> {
         &self.directory
     }
 
@@ -258,7 +290,7 @@ impl Oversight {
     /// The keyed tags of a national id, one per department key (comma-separated, the form a
     /// `subject_tag` query takes). The id itself goes nowhere.
     pub fn subject_tag(&self, national_id: &str) -> String {
-        self.tags.of(national_id.trim())
+        self.tags.of(&self.directory.current(), national_id.trim())
     }
 
     /// Pull every department's log once, concurrently; then refresh the cross-check findings.
@@ -268,9 +300,10 @@ impl Oversight {
         progress: PullProgress,
     ) -> Vec<(String, Result<PullReport, PullError>)> {
         let _one_round_at_a_time = self.rounds.lock().await;
-        let witnesses = Arc::new(self.directory.witnesses());
+        let directory = self.directory.current();
+        let witnesses = Arc::new(directory.witnesses());
         let mut tasks = tokio::task::JoinSet::new();
-        for dept in self.directory.departments().cloned() {
+        for dept in directory.departments().cloned() {
             let (peers, replica, witnesses) =
                 (self.peers.clone(), self.replica.clone(), witnesses.clone());
             let progress = progress.clone();
@@ -358,7 +391,7 @@ impl Oversight {
     }
 
     async fn run_crosscheck(&self) -> Result<Vec<Finding>, ReplicaError> {
-        let directory = self.directory.clone();
+        let directory = self.directory.current();
         let settings = CrossCheck {
             grace_secs: self.settings.grace_secs,
             late_secs: self.settings.late_secs,
@@ -375,8 +408,8 @@ impl Oversight {
     /// Each department's verification status, in directory order.
     pub async fn statuses(&self) -> Result<Vec<LogStatus>, ReplicaError> {
         let states = blocking(&self.replica, |r| r.states()).await?;
-        Ok(self
-            .directory
+        let directory = self.directory.current();
+        Ok(directory
             .departments()
             .map(|d| LogStatus {
                 department: d.id.to_string(),
@@ -387,8 +420,7 @@ impl Oversight {
                     .find(|(id, _)| id == d.id.as_str())
                     .map(|(_, s)| s.clone())
                     .unwrap_or_default(),
-                known_witnesses: self
-                    .directory
+                known_witnesses: directory
                     .departments()
                     .filter(|w| w.id != d.id && w.witness.is_some())
                     .count(),

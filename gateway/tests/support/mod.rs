@@ -3,13 +3,22 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Start `causeway serve --config config` as a child process.
+/// Start `causeway serve --config config` as a child process (its warnings shown with
+/// `CAUSEWAY_TEST_LOGS=1`).
 pub fn serve(config: &std::path::Path) -> Child {
+    let logs = std::env::var_os("CAUSEWAY_TEST_LOGS").is_some();
+    let output = || {
+        if logs {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        }
+    };
     Command::new(env!("CARGO_BIN_EXE_causeway"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .expect("the causeway binary starts")
 }

@@ -39,7 +39,7 @@ struct Answer<'a> {
 /// The application's answer: the provider's status, its rows and fields if it released any, its
 /// receipt as it came, and this gateway's log index.
 pub fn answer(
-    sealed: &Sealed<'_>,
+    sealed: &Sealed,
     sent: &Sent,
     receipted: Receipted<'_>,
     consumer_log_index: u64,

@@ -15,10 +15,7 @@ use crate::exchange::envelope;
 pub const OUTBOUND_REASON: &str = "outbound-rule";
 
 /// Let `checked` through if the outbound rules allow it; else notarize the refusal.
-pub async fn authorize<'a>(
-    cx: &ConsumerContext,
-    checked: Checked<'a>,
-) -> Result<Checked<'a>, ConsumerError> {
+pub async fn authorize(cx: &ConsumerContext, checked: Checked) -> Result<Checked, ConsumerError> {
     let app = cx
         .callers
         .applications()

@@ -9,13 +9,15 @@
 //! ([`causeway_policy::references`]). The provider checks the case again against the pattern it
 //! declares for the purpose, which may be narrower.
 
+use std::sync::Arc;
+
 use super::{ClientRequest, ConsumerContext, ConsumerError};
 use crate::callers::{is_forbidden_char, Caller};
 use crate::directory::Department;
 use crate::identity::DeptId;
 
 /// After [`check`]: a well-formed request for a listed provider, from an authenticated caller.
-pub struct Checked<'a> {
+pub struct Checked {
     /// Who asks.
     pub caller: Caller,
     /// The officer's keyed tag, if the caller acts for one: all that leaves this gateway of them.
@@ -23,15 +25,11 @@ pub struct Checked<'a> {
     /// The application's request.
     pub request: ClientRequest,
     /// The provider, as the directory lists it.
-    pub provider: &'a Department,
+    pub provider: Arc<Department>,
 }
 
 /// Parse and check the request body.
-pub fn check<'a>(
-    cx: &'a ConsumerContext,
-    caller: Caller,
-    body: &[u8],
-) -> Result<Checked<'a>, ConsumerError> {
+pub fn check(cx: &ConsumerContext, caller: Caller, body: &[u8]) -> Result<Checked, ConsumerError> {
     let request: ClientRequest = serde_json::from_slice(body).map_err(|e| {
         ConsumerError::BadRequest(format!(
             "{e}; expected {{provider, dataset, params, purpose, legal_basis, case}}"
@@ -78,7 +76,7 @@ pub fn check<'a>(
             "provider is not a department id".into(),
         ));
     };
-    let Some(provider) = cx.directory.department(&provider_id) else {
+    let Some(provider) = cx.directory.current().department(&provider_id).cloned() else {
         return Err(ConsumerError::UnknownProvider(provider_id));
     };
     if let (Some(officer), Some(tokens)) = (&caller.officer, cx.callers.officers()) {

@@ -39,7 +39,7 @@ use causeway_ledger::LedgerError;
 use serde::Deserialize;
 
 use super::ProtocolResponse;
-use crate::directory::Directory;
+use crate::directory::LiveDirectory;
 use crate::identity::{DeptId, TagKey};
 use crate::rate_limits::RateLimits;
 use crate::transport::client::PeerError;
@@ -79,7 +79,7 @@ pub struct ConsumerContext {
     /// Signs our envelopes (those ready together share one signature).
     pub signer: Arc<super::signer::EnvelopeSigner>,
     /// The directory.
-    pub directory: Arc<Directory>,
+    pub directory: Arc<LiveDirectory>,
     /// Connections to providers, over whichever transport is configured.
     pub peers: Arc<PeerTransport>,
     /// Our ledger.

@@ -11,7 +11,7 @@ use super::{ConsumerContext, ConsumerError};
 /// Append this gateway's entry for the exchange; its index once durable.
 pub async fn notarize(
     cx: &ConsumerContext,
-    sealed: &Sealed<'_>,
+    sealed: &Sealed,
     receipted: &Receipted<'_>,
 ) -> Result<u64, ConsumerError> {
     let envelope = &sealed.envelope;

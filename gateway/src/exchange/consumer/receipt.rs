@@ -63,11 +63,11 @@ pub struct Receipted<'b> {
 /// Check the receipt in `answer` for the exchange `sealed`, as `sent` brought it.
 pub fn verify<'b>(
     cx: &ConsumerContext,
-    sealed: &Sealed<'_>,
+    sealed: &Sealed,
     sent: &Sent,
     answer: ProviderAnswer<'b>,
 ) -> Result<Receipted<'b>, ConsumerError> {
-    let provider = sealed.provider;
+    let provider = &sealed.provider;
     let provider_id = &provider.id;
     let Some((raw_receipt, parsed)) = answer.receipt() else {
         // Refused before notarization (authentication, envelope): pass the provider's reason on.

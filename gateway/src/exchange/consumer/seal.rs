@@ -1,6 +1,8 @@
 //! Seal the request: an envelope naming this department, the provider and the tagged officer,
 //! encoded to its exact bytes and signed (envelopes ready together share one signature).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::check::Checked;
@@ -10,11 +12,11 @@ use crate::exchange::envelope::{self, digest, Envelope};
 use crate::transport::observe;
 
 /// After [`seal`]: the signed envelope, ready to send.
-pub struct Sealed<'a> {
+pub struct Sealed {
     /// The envelope.
     pub envelope: Envelope,
     /// The provider it is addressed to.
-    pub provider: &'a Department,
+    pub provider: Arc<Department>,
     /// Its exact bytes.
     pub bytes: Bytes,
     /// SHA-256 hex of those bytes.
@@ -24,10 +26,7 @@ pub struct Sealed<'a> {
 }
 
 /// Build, encode and sign the envelope for `checked`.
-pub async fn seal<'a>(
-    cx: &ConsumerContext,
-    checked: Checked<'a>,
-) -> Result<Sealed<'a>, ConsumerError> {
+pub async fn seal(cx: &ConsumerContext, checked: Checked) -> Result<Sealed, ConsumerError> {
     let Checked {
         caller,
         officer_tag,

@@ -16,16 +16,16 @@ pub struct Sent {
 }
 
 /// Ask the provider, within the context's timeout.
-pub async fn send(cx: &ConsumerContext, sealed: &Sealed<'_>) -> Result<Sent, ConsumerError> {
+pub async fn send(cx: &ConsumerContext, sealed: &Sealed) -> Result<Sent, ConsumerError> {
     let request = PeerRequest::exchange(sealed.signature.clone(), sealed.bytes.clone());
     let (status, body) =
-        observe::send_to_peer(&cx.peers, sealed.provider, request, cx.timeout).await?;
+        observe::send_to_peer(&cx.peers, &sealed.provider, request, cx.timeout).await?;
     Ok(Sent { status, body })
 }
 
 impl Sent {
     /// The provider's answer, parsed (its receipt borrowed from the body, byte for byte).
-    pub fn answer(&self, sealed: &Sealed<'_>) -> Result<ProviderAnswer<'_>, ConsumerError> {
+    pub fn answer(&self, sealed: &Sealed) -> Result<ProviderAnswer<'_>, ConsumerError> {
         ProviderAnswer::parse(&self.body).map_err(|_| ConsumerError::BadProviderAnswer {
             provider: sealed.provider.id.clone(),
             status: self.status,

@@ -5,13 +5,22 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use causeway_ledger::note::NoteVerifier;
 use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::files::toml_error;
 use crate::identity::{parse_vkey, DeptId, PeerIdentity};
+
+mod live;
+pub mod signed;
+pub mod source;
+
+pub use live::{Applied, DirectorySource, DirectoryStatus, LiveDirectory};
 
 /// A peer transport: how a department's endpoints are reached, and what `[peer] prefer` names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -43,10 +52,13 @@ impl std::fmt::Display for Transport {
     }
 }
 
-/// `federation.toml` as written.
+/// `federation.toml` as written. `serial` and `expires` are set by `causeway federation publish`
+/// in the signed directory; the operator's source file leaves them out.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DirectoryFile {
+    serial: Option<u64>,
+    expires: Option<String>,
     federation: String,
     #[serde(rename = "department", default)]
     departments: Vec<DepartmentEntry>,
@@ -59,6 +71,9 @@ struct DirectoryFile {
 struct OversightEntry {
     id: DeptId,
     name: String,
+    vkey: Option<String>,
+    witness: Option<String>,
+    pulls: Option<Vec<DeptId>>,
 }
 
 /// One oversight node as the directory lists it: the only certificates that may read full entries.
@@ -68,6 +83,19 @@ pub struct OversightNode {
     pub id: DeptId,
     /// Display name.
     pub name: String,
+    /// Its own log's key (oversight queries are notarized there), if listed.
+    pub verifier: Option<NoteVerifier>,
+    /// Its witness key, if listed.
+    pub witness: Option<NoteVerifier>,
+    /// The departments whose full entries it may pull; `None`: every department.
+    pub pulls: Option<Vec<DeptId>>,
+}
+
+impl OversightNode {
+    /// Whether it may pull `dept`'s full entries.
+    pub fn may_pull(&self, dept: &DeptId) -> bool {
+        self.pulls.as_ref().is_none_or(|p| p.contains(dept))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,11 +105,41 @@ struct DepartmentEntry {
     name: String,
     https: Option<String>,
     quic: Option<String>,
+    vkey: Option<String>,
+    witness: Option<String>,
+    #[serde(rename = "instance", default)]
+    instances: Vec<InstanceEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstanceEntry {
+    id: DeptId,
+    https: Option<String>,
+    quic: Option<String>,
     vkey: String,
     witness: Option<String>,
 }
 
-/// One department as the directory describes it.
+/// One gateway instance of a department: its endpoints, its log (origin and key) and its witness
+/// key. A department lists one (the fields of its `[[department]]` entry) or several
+/// (`[[department.instance]]`); exchanges go to the first.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// Instance id (`main` for the single instance written inline).
+    pub id: DeptId,
+    /// Peer endpoint `host:port` for HTTPS/2, if it serves one.
+    pub https: Option<String>,
+    /// Peer endpoint `host:port` for QUIC (`quic://` in the file), if it serves one.
+    pub quic: Option<String>,
+    /// Its note verifier key: its log's origin and key.
+    pub verifier: NoteVerifier,
+    /// Its witness key (cosignature/v1).
+    pub witness: Option<NoteVerifier>,
+}
+
+/// One department as the directory describes it. Its endpoint and key fields are those of its
+/// first instance.
 #[derive(Debug, Clone)]
 pub struct Department {
     /// Department id.
@@ -96,6 +154,8 @@ pub struct Department {
     pub verifier: NoteVerifier,
     /// Its witness key (cosignature/v1): checks the cosignatures it puts on other logs' checkpoints.
     pub witness: Option<NoteVerifier>,
+    /// Every instance, the first being the one above.
+    pub instances: Vec<Instance>,
 }
 
 impl Department {
@@ -110,17 +170,23 @@ impl Department {
 pub struct Directory {
     /// The federation name (the host part of identity URIs).
     pub federation: String,
-    departments: BTreeMap<DeptId, Department>,
+    /// The version number `causeway federation publish` gave it (`None`: an unsigned file).
+    pub serial: Option<u64>,
+    /// When it stops being valid (`None`: an unsigned file).
+    pub expires: Option<OffsetDateTime>,
+    departments: BTreeMap<DeptId, Arc<Department>>,
     oversight: BTreeMap<DeptId, OversightNode>,
 }
 
 impl Directory {
-    /// Read and validate `federation.toml`.
+    /// Read and validate a directory file, signed or not, without checking a signature (for
+    /// tools reading a file their user names; gateways check it: [`LiveDirectory`]).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read the federation directory", path.display()))?;
-        Self::parse(&text).map_err(|e| match e.downcast::<toml::de::Error>() {
-            Ok(te) => toml_error(path, &text, te),
+        let text = signed::body(&text);
+        Self::parse(text).map_err(|e| match e.downcast::<toml::de::Error>() {
+            Ok(te) => toml_error(path, text, te),
             Err(e) => anyhow::anyhow!("{}: {e:#}", path.display()),
         })
     }
@@ -129,60 +195,69 @@ impl Directory {
     pub fn parse(text: &str) -> Result<Self> {
         let file: DirectoryFile = toml::from_str(text)?;
         DeptId::new(&file.federation).context("field `federation`")?;
+        let expires = file
+            .expires
+            .as_deref()
+            .map(|t| OffsetDateTime::parse(t, &Rfc3339))
+            .transpose()
+            .context("field `expires` must be an RFC 3339 time, like 2027-01-31T00:00:00Z")?;
         let mut departments = BTreeMap::new();
+        let mut origins = std::collections::BTreeSet::new();
         for entry in file.departments {
-            let verifier = parse_vkey(&entry.vkey)
-                .map_err(|e| anyhow::anyhow!("department {}: field `vkey`: {e}", entry.id))?;
-            if let Some(url) = &entry.https {
-                parse_endpoint(url, "https")
-                    .with_context(|| format!("department {}: field `https`", entry.id))?;
-            }
-            let witness = entry
-                .witness
-                .as_deref()
-                .map(parse_vkey)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("department {}: field `witness`: {e}", entry.id))?;
-            let quic = entry
-                .quic
-                .as_deref()
-                .map(|url| parse_endpoint(url, "quic"))
-                .transpose()
-                .with_context(|| format!("department {}: field `quic`", entry.id))?;
             let id = entry.id.clone();
-            let dept = Department {
-                quic,
-                witness,
-                id: entry.id,
-                name: entry.name,
-                https: entry
-                    .https
-                    .map(|u| parse_endpoint(&u, "https").expect("validated above")),
-                verifier,
-            };
-            if departments.insert(id.clone(), dept).is_some() {
+            let dept = department(entry).with_context(|| format!("department {id}"))?;
+            for instance in &dept.instances {
+                if !origins.insert(instance.verifier.name().to_owned()) {
+                    bail!(
+                        "department {id}: log origin {:?} is listed twice; every instance needs its own key",
+                        instance.verifier.name()
+                    );
+                }
+            }
+            if departments.insert(id.clone(), Arc::new(dept)).is_some() {
                 bail!("department {id} is listed twice");
             }
         }
         let mut oversight = BTreeMap::new();
         for entry in file.oversight {
+            let key = |field: &str, vkey: &Option<String>| {
+                vkey.as_deref().map(parse_vkey).transpose().map_err(|e| {
+                    anyhow::anyhow!("oversight node {}: field `{field}`: {e}", entry.id)
+                })
+            };
             let node = OversightNode {
                 id: entry.id.clone(),
+                verifier: key("vkey", &entry.vkey)?,
+                witness: key("witness", &entry.witness)?,
                 name: entry.name,
+                pulls: entry.pulls,
             };
+            if let Some(unknown) = node
+                .pulls
+                .iter()
+                .flatten()
+                .find(|d| !departments.contains_key(*d))
+            {
+                bail!(
+                    "oversight node {}: field `pulls` names {unknown}, which is not a department of this directory",
+                    entry.id
+                );
+            }
             if oversight.insert(entry.id.clone(), node).is_some() {
                 bail!("oversight node {} is listed twice", entry.id);
             }
         }
         Ok(Directory {
             federation: file.federation,
+            serial: file.serial,
+            expires,
             departments,
             oversight,
         })
     }
 
     /// Look a department up.
-    pub fn department(&self, id: &DeptId) -> Option<&Department> {
+    pub fn department(&self, id: &DeptId) -> Option<&Arc<Department>> {
         self.departments.get(id)
     }
 
@@ -199,23 +274,111 @@ impl Directory {
         }
     }
 
+    /// Every member's identity: the departments and the oversight nodes.
+    pub fn members(&self) -> std::collections::HashSet<PeerIdentity> {
+        self.departments
+            .keys()
+            .map(|id| PeerIdentity::Dept(id.clone()))
+            .chain(
+                self.oversight
+                    .keys()
+                    .map(|id| PeerIdentity::Oversight(id.clone())),
+            )
+            .collect()
+    }
+
     /// Every department's witness key.
     pub fn witnesses(&self) -> Vec<NoteVerifier> {
         self.departments
             .values()
-            .filter_map(|d| d.witness.clone())
+            .flat_map(|d| &d.instances)
+            .filter_map(|i| i.witness.clone())
             .collect()
     }
 
+    /// Every oversight node, by id.
+    pub fn oversight_nodes(&self) -> impl Iterator<Item = &OversightNode> {
+        self.oversight.values()
+    }
+
     /// The department whose log has this origin.
-    pub fn by_origin(&self, origin: &str) -> Option<&Department> {
+    pub fn by_origin(&self, origin: &str) -> Option<&Arc<Department>> {
         self.departments.values().find(|d| d.origin() == origin)
     }
 
     /// Every department, by id.
-    pub fn departments(&self) -> impl Iterator<Item = &Department> {
+    pub fn departments(&self) -> impl Iterator<Item = &Arc<Department>> {
         self.departments.values()
     }
+}
+
+/// A department entry, checked: either its fields name one instance, or it lists instances.
+fn department(entry: DepartmentEntry) -> Result<Department> {
+    let inline = entry.https.is_some()
+        || entry.quic.is_some()
+        || entry.vkey.is_some()
+        || entry.witness.is_some();
+    let instances = match (inline, entry.instances.is_empty()) {
+        (true, false) => bail!(
+            "list its endpoints and keys either in the entry itself or in [[department.instance]] entries, not both"
+        ),
+        (false, true) => bail!("field `vkey` is missing (the key its log and envelopes are signed with)"),
+        (true, true) => vec![InstanceEntry {
+            id: DeptId::new("main").expect("a valid id"),
+            https: entry.https,
+            quic: entry.quic,
+            vkey: entry.vkey.context("field `vkey` is missing (the key its log and envelopes are signed with)")?,
+            witness: entry.witness,
+        }],
+        (false, false) => entry.instances,
+    };
+    let mut checked: Vec<Instance> = Vec::with_capacity(instances.len());
+    for i in instances {
+        let field = |name: &str| {
+            if inline {
+                format!("field `{name}`")
+            } else {
+                format!("instance {}: field `{name}`", i.id)
+            }
+        };
+        if checked.iter().any(|c| c.id == i.id) {
+            bail!("instance {} is listed twice", i.id);
+        }
+        let key = |name: &str, vkey: &str| {
+            parse_vkey(vkey).map_err(|e| anyhow::anyhow!("{}: {e}", field(name)))
+        };
+        checked.push(Instance {
+            verifier: key("vkey", &i.vkey)?,
+            witness: i
+                .witness
+                .as_deref()
+                .map(|w| key("witness", w))
+                .transpose()?,
+            https: i
+                .https
+                .as_deref()
+                .map(|u| parse_endpoint(u, "https"))
+                .transpose()
+                .with_context(|| field("https"))?,
+            quic: i
+                .quic
+                .as_deref()
+                .map(|u| parse_endpoint(u, "quic"))
+                .transpose()
+                .with_context(|| field("quic"))?,
+            id: i.id,
+        });
+    }
+    let first = checked[0].clone();
+    Ok(Department {
+        id: entry.id,
+        name: entry.name,
+        https: first.https,
+        quic: first.quic,
+        verifier: first.verifier,
+        witness: first.witness,
+        instances: checked,
+    })
 }
 
 /// `https://host:port` -> `host:port`.
@@ -286,7 +449,7 @@ mod tests {
     #[test]
     fn bad_vkey_names_the_department_and_field() {
         let text = "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nvkey = \"nope\"\n";
-        let e = Directory::parse(text).unwrap_err().to_string();
+        let e = format!("{:#}", Directory::parse(text).unwrap_err());
         assert!(e.contains("department tax") && e.contains("vkey"), "{e}");
     }
 }
