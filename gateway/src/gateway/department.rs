@@ -64,10 +64,6 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     policy_reload::notarize_at_start(&ledger, &policies.current())
         .await
         .context("recording the policy set in the ledger")?;
-    let cert_not_after = identity
-        .tls
-        .not_after()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config.identity.cert.display()))?;
     let (metrics, meter_provider) = telemetry(config)?;
     ledger.observe_commits(metrics.clone());
 
@@ -234,7 +230,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         policies: policies.clone(),
         shadow: shadow.clone(),
         catalog: provider.catalog.clone(),
-        cert_not_after,
+        certificate: identity.tls.certificate().clone(),
         revocation: identity.tls.revocation().clone(),
         metrics: metrics.clone(),
     });
@@ -282,6 +278,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     // The CRL, read again every crl_reload_secs and on SIGHUP: new handshakes follow it at once,
     // and open peer connections it refuses are closed.
     running.spawn(identity.tls.revocation().clone().run(running.stop_signal()));
+    // The certificate and key files, read again at the same pace and on SIGHUP: a renewed pair
+    // that passes the checks is presented from the next handshake on.
+    let certificate = identity.tls.certificate().clone();
+    running.spawn(certificate.run(running.stop_signal()));
     tracing::info!(
         department = %me,
         client = %client_addr,
