@@ -3,7 +3,9 @@
 //!
 //! Readiness checks, each reported under its own key with `"ready"` and a detail:
 //! - `ledger`: the last group commit succeeded (a full map, a full disk or an I/O error fails it);
-//! - `certificate`: the gateway's certificate is valid for at least [`CERT_MIN_REMAINING`] more;
+//! - `certificate`: the gateway's certificate in force is valid for at least
+//!   [`CERT_MIN_REMAINING`] more, and the certificate and key files on disk are the pair in force
+//!   (a refused renewal leaves the previous pair in force);
 //! - `directory`: the federation directory lists this department, the one in force has not
 //!   expired, and the last published version read was put in force (a refused one leaves the
 //!   previous in force);
@@ -26,6 +28,7 @@ use time::OffsetDateTime;
 
 use crate::directory::LiveDirectory;
 use crate::identity::revocation::Revocation;
+use crate::identity::tls::OwnCertificate;
 use crate::identity::DeptId;
 use crate::log_api::LogApi;
 use crate::policy_reload::{self, LivePolicies, ShadowPolicies};
@@ -66,8 +69,8 @@ pub struct AdminApi {
     pub shadow: Option<Arc<ShadowPolicies>>,
     /// The datasets served.
     pub catalog: Arc<Catalog>,
-    /// End of the gateway certificate's validity.
-    pub cert_not_after: OffsetDateTime,
+    /// The gateway's certificate in force and its renewals.
+    pub certificate: Arc<OwnCertificate>,
     /// The CRL in force and its reloads.
     pub revocation: Arc<Revocation>,
     /// The metrics served on `/metrics`.
@@ -77,7 +80,7 @@ pub struct AdminApi {
 impl AdminApi {
     /// Report, on `/metrics`, the values other parts keep: ledger size and checkpoint age,
     /// cosignatures and forks, transport use and fallbacks, policy reload failures and shadow
-    /// differences, and certificate expiry.
+    /// differences, and the certificate in force (expiry, renewals).
     pub fn collect_metrics(&self, log_api: &Arc<LogApi>, peers: &Arc<PeerTransport>) {
         let m = &self.metrics;
         let ledger = self.ledger.clone();
@@ -203,13 +206,14 @@ impl AdminApi {
                     .unwrap_or_default()
             },
         );
-        let not_after = self.cert_not_after;
+        let certificate = self.certificate.clone();
         m.collect(
             "causeway_certificate_expiry_seconds",
-            "Seconds until this gateway's certificate expires (negative: expired).",
+            "Seconds until this gateway's certificate in force expires (negative: expired).",
             Kind::Gauge,
             &[],
             move || {
+                let not_after = certificate.status().not_after;
                 vec![(
                     vec![],
                     (not_after - OffsetDateTime::now_utc()).as_seconds_f64(),
@@ -259,6 +263,20 @@ impl AdminApi {
             Kind::Counter,
             &[],
             move || vec![(vec![], directory.status().applied as f64)],
+        );
+        let certificate = self.certificate.clone();
+        m.collect(
+            "causeway_certificate_rotations_total",
+            "Renewed certificate and key files put in force (applied) or refused (another identity or CA, expired, a key that does not match); a refused pair leaves the previous one in force.",
+            Kind::Counter,
+            &["result"],
+            move || {
+                let status = certificate.status();
+                vec![
+                    (vec!["applied".into()], status.rotations as f64),
+                    (vec!["refused".into()], status.refusals as f64),
+                ]
+            },
         );
         let revocation = self.revocation.clone();
         m.collect(
@@ -409,7 +427,7 @@ impl AdminApi {
     /// Run every readiness check: whether all pass, and the detail of each.
     pub async fn readiness(&self) -> (bool, Value) {
         let ledger = self.ledger_check();
-        let certificate = certificate_check(self.cert_not_after, OffsetDateTime::now_utc());
+        let certificate = self.certificate_check();
         let directory = self.directory_check();
         let policies = self.policies_check();
         let datasets = self.datasets_check().await;
@@ -446,6 +464,17 @@ impl AdminApi {
             "origin": self.ledger.origin(),
             "last_commit_error": error.map(|e| e.to_string()),
         })
+    }
+
+    fn certificate_check(&self) -> Value {
+        let status = self.certificate.status();
+        let mut check = certificate_check(status.not_after, OffsetDateTime::now_utc());
+        check["ready"] = json!(check["ready"] == true && status.last_refusal.is_none());
+        check["serial"] = json!(status.serial);
+        check["rotations"] = json!(status.rotations);
+        check["refusals"] = json!(status.refusals);
+        check["last_refusal"] = json!(status.last_refusal);
+        check
     }
 
     fn revocation_check(&self) -> Value {

@@ -69,10 +69,6 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         .notarize_at_start(&ledger)
         .await
         .context("recording the federation directory in the ledger")?;
-    let cert_not_after = identity
-        .tls
-        .not_after()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config.identity.cert.display()))?;
     let (metrics, meter_provider) = telemetry(config)?;
     ledger.observe_commits(metrics.clone());
 
@@ -239,7 +235,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         policies: policies.clone(),
         shadow: shadow.clone(),
         catalog: provider.catalog.clone(),
-        cert_not_after,
+        certificate: identity.tls.certificate().clone(),
         revocation: identity.tls.revocation().clone(),
         metrics: metrics.clone(),
     });
@@ -298,6 +294,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
             .clone()
             .run(ledger.clone(), running.stop_signal()),
     );
+    // The certificate and key files, read again at the same pace and on SIGHUP: a renewed pair
+    // that passes the checks is presented from the next handshake on.
+    let certificate = identity.tls.certificate().clone();
+    running.spawn(certificate.run(running.stop_signal()));
     tracing::info!(
         department = %me,
         client = %client_addr,

@@ -70,8 +70,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         running.stop_signal(),
     ));
 
-    // The CRL, read again every crl_reload_secs and on SIGHUP (as on a department gateway).
+    // The CRL, and the certificate and key files, read again every crl_reload_secs and on
+    // SIGHUP (as on a department gateway).
     running.spawn(tls.revocation().clone().run(running.stop_signal()));
+    running.spawn(tls.certificate().clone().run(running.stop_signal()));
 
     // The signed directory, read again every directory_reload_secs and on SIGHUP: new departments
     // are pulled from the next round on.

@@ -33,16 +33,17 @@ pub struct IdentityFiles {
     /// An optional CRL (PEM, one per CA of the bundle), honoured on every handshake and read
     /// again every `crl_reload_secs` and on SIGHUP (docs/OPERATIONS.md, "Revoking a department").
     pub crl: Option<PathBuf>,
-    /// How often the CRL file is read again, in seconds.
+    /// How often the CRL file, and the `cert` and `key` files, are read again, in seconds.
     #[serde(default = "default_crl_reload_secs")]
     pub crl_reload_secs: u64,
     /// What to do while the CRL in force is past its `nextUpdate`: `"fail-closed"` (refuse every
     /// peer) or `"warn"`.
     #[serde(default)]
     pub crl_stale: revocation::StalePolicy,
-    /// This gateway's certificate (PEM).
+    /// This gateway's certificate (PEM). A renewed one written here is put in force without a
+    /// restart (docs/OPERATIONS.md, "Renewing a certificate").
     pub cert: PathBuf,
-    /// This gateway's TLS private key (PEM).
+    /// This gateway's TLS private key (PEM), renewed with `cert`.
     pub key: PathBuf,
     /// This gateway's Ed25519 signing key (note secret key form).
     pub signing_key: PathBuf,
