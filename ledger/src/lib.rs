@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod commitment;
 pub mod entry;
 pub mod env;
+pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
@@ -34,7 +35,7 @@ pub mod tlog_proof;
 pub mod verify;
 pub mod witness;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use std::sync::mpsc;
@@ -44,8 +45,9 @@ use tokio::sync::oneshot;
 
 use self::checkpoint::{sign_checkpoint, Checkpoint};
 use self::entry::{Entry, Kind, GENESIS_PREV};
+use self::keys::Rotation;
 use self::merkle::{Frontier, Hash};
-use self::note::NoteSigner;
+use self::note::{NoteSigner, NoteVerifier};
 use self::store::{Batch, Store};
 
 /// File beside the LMDB environment holding the log's note verifier key (public).
@@ -101,6 +103,9 @@ pub enum LedgerError {
     /// The writer has stopped (shutdown).
     #[error("the ledger is closed")]
     Closed,
+    /// A key rotation that cannot be done (another origin, the same key).
+    #[error("cannot rotate the log key: {0}")]
+    Rotation(String),
 }
 
 /// Told about every group commit, from the writer thread (metrics): must be quick and not block.
@@ -130,11 +135,17 @@ pub struct Appended {
 struct Pending {
     entry: Entry,
     reply: Reply,
+    /// A `key-rotation` entry: the writer has the key in force sign the hand-over to this one, ends
+    /// the batch with it, and signs every later checkpoint with it.
+    rotate_to: Option<NoteSigner>,
 }
 
 struct Shared {
     store: Store,
+    dir: PathBuf,
     origin: String,
+    /// The key that signs new checkpoints (read by callers, never by the commit path).
+    key: RwLock<NoteVerifier>,
     latest: RwLock<(u64, Arc<String>)>,
     /// The latest checkpoint that witnesses cosigned (it may lag `latest`).
     cosigned: RwLock<Option<(u64, Arc<String>)>>,
@@ -158,18 +169,28 @@ impl Ledger {
         signer: NoteSigner,
     ) -> Result<Ledger, LedgerError> {
         let store = Store::open(dir, options.map_size_mib, options.max_map_size_mib)?;
-        // The public key beside the log lets `causeway log verify` check it without a directory.
-        std::fs::write(
-            dir.join(VKEY_FILE),
-            format!("{}\n", signer.verifier().to_vkey()),
-        )
-        .map_err(|e| LedgerError::Storage(format!("{}: {e}", dir.join(VKEY_FILE).display())))?;
+        write_vkey(dir, &signer.verifier())?;
         let head = store.head()?;
         let origin = signer.verifier().name().to_owned();
         let frontier = head.frontier;
         let latest = match head.checkpoint {
             Some(note) => {
-                let cp = checkpoint::open_checkpoint(&note, &signer.verifier()).map_err(|e| {
+                let configured = signer.verifier();
+                // After a key rotation (the log's last entry), the head is the old key's last
+                // checkpoint, and the configured key must be the one it was handed over to.
+                let key = match last_rotation(&store, frontier.size())? {
+                    Some((old, new)) if new == configured => {
+                        tracing::info!(old = %old, "the ledger's last entry is a key rotation to this gateway's key: its next checkpoint is the new key's first");
+                        old
+                    }
+                    Some((_, new)) => {
+                        return Err(LedgerError::Corrupt(format!(
+                            "the log's last entry hands it over to the key {new}, but this gateway's key is {configured}: configure the key the log was handed over to"
+                        )))
+                    }
+                    None => configured,
+                };
+                let cp = checkpoint::open_checkpoint(&note, &key).map_err(|e| {
                     LedgerError::Corrupt(format!(
                         "the stored checkpoint does not verify with this gateway's key: {e}"
                     ))
@@ -194,6 +215,8 @@ impl Ledger {
         let cosigned = store.cosigned()?.map(|(size, note)| (size, Arc::new(note)));
         let shared = Arc::new(Shared {
             store,
+            dir: dir.to_owned(),
+            key: RwLock::new(signer.verifier()),
             origin,
             latest: RwLock::new((frontier.size(), Arc::new(latest))),
             cosigned: RwLock::new(cosigned),
@@ -216,10 +239,55 @@ impl Ledger {
         {
             let queue = self.queue.read().expect("ledger queue lock poisoned");
             let tx = queue.as_ref().ok_or(LedgerError::Closed)?;
-            tx.send(Pending { entry, reply })
-                .map_err(|_| LedgerError::Closed)?;
+            tx.send(Pending {
+                entry,
+                reply,
+                rotate_to: None,
+            })
+            .map_err(|_| LedgerError::Closed)?;
         }
         answer.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Hand the log over to `new` (same origin, another key): appends a `key-rotation` entry whose
+    /// detail is a [`Rotation`] signed by the key in force, and resolves once it is durable, with
+    /// its index. The checkpoint that covers it (size index + 1) is the old key's last; every later
+    /// one is signed by `new`. No checkpoint is skipped or signed by both keys, and appends
+    /// queued meanwhile simply land in the next batch. Also rewrites [`VKEY_FILE`].
+    pub async fn rotate_key(&self, new: NoteSigner) -> Result<u64, LedgerError> {
+        let verifier = new.verifier();
+        if verifier.name() != self.shared.origin {
+            return Err(LedgerError::Rotation(format!(
+                "the new key is named {:?}, but this log's origin is {:?}",
+                verifier.name(),
+                self.shared.origin
+            )));
+        }
+        if verifier == self.verifier() {
+            return Err(LedgerError::Rotation(
+                "the new key is the key in force".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        {
+            let queue = self.queue.read().expect("ledger queue lock poisoned");
+            let tx = queue.as_ref().ok_or(LedgerError::Closed)?;
+            tx.send(Pending {
+                entry: Entry::new(Kind::KeyRotation),
+                reply,
+                rotate_to: Some(new),
+            })
+            .map_err(|_| LedgerError::Closed)?;
+        }
+        let appended = answer.await.map_err(|_| LedgerError::Closed)??;
+        *self.shared.key.write().expect("key lock poisoned") = verifier.clone();
+        write_vkey(&self.shared.dir, &verifier)?;
+        Ok(appended.entry.index)
+    }
+
+    /// The key that signs this log's new checkpoints.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.shared.key.read().expect("key lock poisoned").clone()
     }
 
     /// Report every later group commit to `observer` (one observer per ledger; later calls are
@@ -370,6 +438,37 @@ pub fn evidence(store: &Store, index: u64) -> Result<tlog_proof::TlogProof, Ledg
     })
 }
 
+/// The public key beside the log lets `causeway log verify` check it without a directory.
+fn write_vkey(dir: &Path, key: &NoteVerifier) -> Result<(), LedgerError> {
+    let path = dir.join(VKEY_FILE);
+    std::fs::write(&path, format!("{}\n", key.to_vkey()))
+        .map_err(|e| LedgerError::Storage(format!("{}: {e}", path.display())))
+}
+
+/// The old and new keys of the log's last entry, if it is a key rotation (signed by the key it
+/// retires; one that is not is corrupt).
+fn last_rotation(
+    store: &Store,
+    size: u64,
+) -> Result<Option<(NoteVerifier, NoteVerifier)>, LedgerError> {
+    let Some(index) = size.checked_sub(1) else {
+        return Ok(None);
+    };
+    let Some(bytes) = store.read(|r| Ok(r.entry(index)?.map(<[u8]>::to_vec)))? else {
+        return Ok(None);
+    };
+    if !Rotation::may_be_in(&bytes) {
+        return Ok(None);
+    }
+    let rotation = Entry::from_bytes(&bytes)
+        .ok()
+        .and_then(|e| Rotation::from_entry(&e))
+        .transpose()
+        .and_then(|r| r.map(|r| r.verify()).transpose())
+        .map_err(|e| LedgerError::Corrupt(format!("entry {index}: {e}")))?;
+    Ok(rotation)
+}
+
 fn sign(origin: &str, frontier: &Frontier, signer: &NoteSigner) -> Result<String, LedgerError> {
     let cp = Checkpoint {
         origin: origin.to_owned(),
@@ -396,6 +495,9 @@ struct Writer {
     rewind: Arc<Mutex<Option<Rewind>>>,
     in_flight: Arc<InFlight>,
     options: LedgerOptions,
+    /// Rotations prepared in this process, `(index of the key-rotation entry, key before it)`:
+    /// a failed commit that takes one back puts the key before it back in force.
+    rotations: Vec<(u64, NoteSigner)>,
 }
 
 /// Batches handed to the committer and not yet committed. While there are any, appends gather in
@@ -530,6 +632,7 @@ impl Writer {
             rewind,
             in_flight,
             options,
+            rotations: Vec::new(),
         };
         // At most one prepared batch waits while another commits.
         let (to_commit, prepared) = mpsc::sync_channel(1);
@@ -579,11 +682,19 @@ impl Writer {
                 std::thread::sleep(gap);
                 gaps_waited += 1;
             }
-            if let Some(prepared) = self.prepare(batch) {
-                self.in_flight.handed_over();
-                if to_commit.send(prepared).is_err() {
-                    return;
+            // A key rotation ends its batch: its checkpoint is the old key's last.
+            while !batch.is_empty() {
+                let rest = match batch.iter().position(|p| p.rotate_to.is_some()) {
+                    Some(at) if at + 1 < batch.len() => batch.split_off(at + 1),
+                    _ => Vec::new(),
+                };
+                if let Some(prepared) = self.prepare(batch) {
+                    self.in_flight.handed_over();
+                    if to_commit.send(prepared).is_err() {
+                        return;
+                    }
                 }
+                batch = rest;
             }
         }
     }
@@ -595,6 +706,14 @@ impl Writer {
             self.epoch = rewind.epoch;
             self.frontier = rewind.frontier;
             self.last_leaf = rewind.last_leaf;
+            // A rotation that did not become durable did not happen.
+            while let Some((index, _)) = self.rotations.last() {
+                if *index < self.frontier.size() {
+                    break;
+                }
+                let (_, before) = self.rotations.pop().expect("just looked");
+                self.signer = before;
+            }
         }
         let started = Instant::now();
         let now = time::OffsetDateTime::now_utc()
@@ -605,10 +724,32 @@ impl Writer {
         let mut entries = Vec::with_capacity(batch.len());
         let mut nodes = Vec::new();
         let mut waiting = Vec::with_capacity(batch.len());
-        for Pending { mut entry, reply } in batch {
+        let mut rotate_to = None;
+        for Pending {
+            mut entry,
+            reply,
+            rotate_to: new_key,
+        } in batch
+        {
             entry.index = frontier.size();
             if entry.time.is_empty() {
                 entry.time = now.clone();
+            }
+            if let Some(new_key) = new_key {
+                // The key in force hands over; `run` made this the batch's last entry.
+                match Rotation::sign(&self.signer, &new_key.verifier()) {
+                    Ok(rotation) => {
+                        entry.detail = Some(
+                            serde_json::to_value(rotation)
+                                .expect("a rotation is plain strings and always serializes"),
+                        );
+                        rotate_to = Some(new_key);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(LedgerError::Rotation(e.to_string())));
+                        continue;
+                    }
+                }
             }
             entry.prev = prev.map_or_else(|| GENESIS_PREV.to_owned(), hex::encode);
             let bytes = entry.to_bytes();
@@ -628,6 +769,18 @@ impl Writer {
         };
         self.frontier = frontier.clone();
         self.last_leaf = prev;
+        if let Some(new_key) = rotate_to {
+            let before = std::mem::replace(&mut self.signer, new_key);
+            self.rotations.push((frontier.size() - 1, before));
+            tracing::info!(
+                index = frontier.size() - 1,
+                key = %self.signer.verifier(),
+                "the log key is rotated: checkpoints after this batch are signed by the new key"
+            );
+        }
+        if waiting.is_empty() {
+            return None;
+        }
         Some(Prepared {
             epoch: self.epoch,
             started,
@@ -1092,5 +1245,183 @@ mod tests {
         );
         // And the ledger refuses to open on a head that does not verify.
         assert!(Ledger::open(dir.path(), LedgerOptions::default(), signer()).is_err());
+    }
+
+    fn key(seed: u8) -> NoteSigner {
+        NoteSigner::new(
+            "test/log",
+            ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        )
+        .unwrap()
+    }
+
+    fn history(ledger: &Ledger) -> keys::KeyHistory {
+        let rotations = ledger.read(|r| Ok(keys::rotations_in(r))).unwrap().unwrap();
+        keys::KeyHistory::from_rotations(&rotations, ledger.verifier()).unwrap()
+    }
+
+    /// A key rotation while appends keep coming: the rotation entry's checkpoint is the old key's
+    /// last, every later one is the new key's alone, no size is signed twice, the whole log
+    /// verifies under its history and under no single key, and a ledger closed right after a
+    /// rotation (before any checkpoint under the new key) reopens with the new key only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotated_log_verifies_each_checkpoint_under_its_key_and_reopens_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new, third) = (key(3), key(5), key(7));
+        let ledger = Arc::new(Ledger::open(dir.path(), LedgerOptions::default(), old).unwrap());
+        let appends = |ledger: &Arc<Ledger>| {
+            (0..40)
+                .map(|_| {
+                    let ledger = ledger.clone();
+                    tokio::spawn(async move { ledger.append(Entry::new(Kind::Exchange)).await })
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = appends(&ledger);
+        let rotation = ledger.rotate_key(key(5)).await.unwrap();
+        let after = appends(&ledger);
+        for t in before.into_iter().chain(after) {
+            let a = t.await.unwrap().unwrap();
+            // Every receipt's checkpoint is signed by the key valid for its size.
+            let signer = if a.checkpoint_size <= rotation + 1 {
+                key(3)
+            } else {
+                key(5)
+            };
+            checkpoint::open_checkpoint(&a.checkpoint, &signer.verifier()).unwrap();
+        }
+        assert_eq!(ledger.verifier(), new.verifier());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(VKEY_FILE))
+                .unwrap()
+                .trim(),
+            new.verifier().to_vkey()
+        );
+        let checkpoints = ledger.read(|r| r.checkpoints()).unwrap();
+        assert!(
+            checkpoints.iter().any(|(size, _)| *size == rotation + 1),
+            "the rotation entry ends its batch"
+        );
+        for (size, note) in &checkpoints {
+            let (valid, other) = if *size <= rotation + 1 {
+                (&key(3), &new)
+            } else {
+                (&new, &key(3))
+            };
+            assert!(
+                checkpoint::open_checkpoint(note, &valid.verifier()).is_ok(),
+                "size {size}"
+            );
+            assert!(
+                checkpoint::open_checkpoint(note, &other.verifier()).is_err(),
+                "size {size}"
+            );
+        }
+        let keys = history(&ledger);
+        assert_eq!(keys.retired()[0].until_size, rotation + 1);
+        let verified = ledger
+            .read(|r| Ok(verify::verify_log_history(r, &keys, |_| {})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(verified.entries, ledger.checkpoint().0);
+        for single in [key(3), key(5)] {
+            assert!(ledger
+                .read(|r| Ok(verify_log(r, &single.verifier(), |_| {})))
+                .unwrap()
+                .is_err());
+        }
+
+        // The crash window: rotated, then stopped before any checkpoint under the new key.
+        let second = ledger.rotate_key(key(7)).await.unwrap();
+        ledger.close();
+        drop(ledger);
+        assert_eq!(second + 1, {
+            let store = Store::open(dir.path(), 64, 64).unwrap();
+            store.head().unwrap().frontier.size()
+        });
+        let refused = Ledger::open(dir.path(), LedgerOptions::default(), key(5));
+        assert!(
+            matches!(&refused, Err(LedgerError::Corrupt(m)) if m.contains("hands it over")),
+            "the key rotated away from is refused"
+        );
+        let reopened = Ledger::open(dir.path(), LedgerOptions::default(), third).unwrap();
+        let a = reopened.append(Entry::new(Kind::Exchange)).await.unwrap();
+        checkpoint::open_checkpoint(&a.checkpoint, &key(7).verifier()).unwrap();
+        let keys = history(&reopened);
+        assert_eq!(keys.retired().len(), 2);
+        reopened
+            .read(|r| Ok(verify::verify_log_history(r, &keys, |_| {})))
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Attack: someone able to append (or a directory entry claiming a rotation) puts a
+    /// key-rotation entry into the log that the old key did not sign, handing the log to their own
+    /// key. No history built from it is accepted, and verification under a history that claims it
+    /// names that entry.
+    #[tokio::test]
+    async fn a_forged_key_rotation_does_not_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, attacker) = (key(3), key(9));
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default(), key(3)).unwrap();
+        ledger.append(Entry::new(Kind::Exchange)).await.unwrap();
+        let mut forged = keys::Rotation::sign(&attacker, &attacker.verifier()).unwrap();
+        forged.old_vkey = old.verifier().to_vkey();
+        let mut entry = Entry::new(Kind::KeyRotation);
+        entry.detail = Some(serde_json::to_value(&forged).unwrap());
+        let index = ledger.append(entry).await.unwrap().entry.index;
+        ledger.append(Entry::new(Kind::Exchange)).await.unwrap();
+        let rotations = ledger.read(|r| Ok(keys::rotations_in(r))).unwrap().unwrap();
+        assert_eq!(rotations.len(), 1);
+        assert!(keys::KeyHistory::from_rotations(&rotations, attacker.verifier()).is_err());
+        let claimed = keys::KeyHistory::new(
+            vec![keys::RetiredKey {
+                verifier: old.verifier(),
+                until_size: index + 1,
+                revoked_from: None,
+            }],
+            attacker.verifier(),
+        )
+        .unwrap();
+        let failure = ledger
+            .read(|r| Ok(verify::verify_log_history(r, &claimed, |_| {})))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&failure, VerifyFailure::Entry { index: i, problem } if *i == index && problem.contains("not signed by the key it replaces")),
+            "{failure}"
+        );
+    }
+
+    /// Checkpoints under a revoked key are counted, not trusted; the log still verifies because
+    /// the new key's checkpoints cover every entry.
+    #[tokio::test]
+    async fn checkpoints_under_a_revoked_key_are_not_counted_as_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), LedgerOptions::default(), key(3)).unwrap();
+        for _ in 0..5 {
+            ledger.append(Entry::new(Kind::Exchange)).await.unwrap();
+        }
+        let rotation = ledger.rotate_key(key(5)).await.unwrap();
+        ledger.append(Entry::new(Kind::Exchange)).await.unwrap();
+        let keys = keys::KeyHistory::new(
+            vec![keys::RetiredKey {
+                verifier: key(3).verifier(),
+                until_size: rotation + 1,
+                revoked_from: Some(3),
+            }],
+            key(5).verifier(),
+        )
+        .unwrap();
+        let verified = ledger
+            .read(|r| Ok(verify::verify_log_history(r, &keys, |_| {})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            verified.revoked,
+            rotation + 1 - 2,
+            "sizes 3..={} under the revoked key",
+            rotation + 1
+        );
     }
 }

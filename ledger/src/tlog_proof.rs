@@ -71,6 +71,9 @@ pub enum TlogProofError {
     /// The embedded checkpoint does not open (signature, origin or format).
     #[error("tlog-proof checkpoint: {0}")]
     Checkpoint(#[from] CheckpointError),
+    /// The key valid for the checkpoint's size is revoked there.
+    #[error("tlog-proof checkpoint: {0}")]
+    KeyRefused(#[from] crate::keys::KeyRefusal),
     /// The file carries no `extra` line, so the entry cannot be re-hashed.
     #[error(
         "tlog-proof has no extra line, so it does not carry the entry; pass the leaf hash instead"
@@ -269,6 +272,18 @@ pub fn verify_tlog_proof(
 ) -> Result<VerifiedTlogProof, TlogProofError> {
     let entry = proof.extra.as_deref().ok_or(TlogProofError::NoEntry)?;
     verify_tlog_proof_leaf(proof, &leaf_hash(entry), log, witnesses)
+}
+
+/// [`verify_tlog_proof`] for a log whose key may have rotated: the checkpoint is checked under the
+/// key `keys` names for its size (an evidence file made before a rotation keeps verifying), and
+/// refused if that key is revoked at that size.
+pub fn verify_tlog_proof_under(
+    proof: &TlogProof,
+    keys: &crate::keys::KeyHistory,
+    witnesses: &[NoteVerifier],
+) -> Result<VerifiedTlogProof, TlogProofError> {
+    let log = keys.key_for_note(&proof.checkpoint)?;
+    verify_tlog_proof(proof, log, witnesses)
 }
 
 /// Like [`verify_tlog_proof`], with the leaf hash supplied by the caller (for files without

@@ -5,6 +5,8 @@
 //! stored checkpoints are consistent by construction. Reports the first index that is wrong.
 
 use super::checkpoint::{open_checkpoint, open_checkpoint_batch, Checkpoint};
+use super::entry::Entry;
+use super::keys::{KeyHistory, Rotation};
 use super::merkle::{leaf_hash, Frontier, Hash, NodeSource};
 use super::note::parse_note;
 use super::note::NoteVerifier;
@@ -27,6 +29,9 @@ pub struct Verified {
     pub entries: u64,
     /// Checkpoints checked.
     pub checkpoints: u64,
+    /// Of those, checkpoints signed by a key revoked at their size: their roots match the log,
+    /// but their signatures prove nothing (later checkpoints, under the next key, cover them).
+    pub revoked: u64,
     /// The latest checkpoint's root, hex.
     pub root: String,
 }
@@ -69,15 +74,39 @@ impl From<LedgerError> for VerifyFailure {
 pub fn verify_log(
     reader: &Reader<'_>,
     log: &NoteVerifier,
+    progress: impl FnMut(u64),
+) -> Result<Verified, VerifyFailure> {
+    verify_log_history(reader, &KeyHistory::single(log.clone()), progress)
+}
+
+/// [`verify_log`] for a log whose key rotated: each checkpoint is checked under the key `keys`
+/// names for its size, and each key-rotation entry the history implies must be at its index and
+/// signed by the key it retires.
+pub fn verify_log_history(
+    reader: &Reader<'_>,
+    keys: &KeyHistory,
     mut progress: impl FnMut(u64),
 ) -> Result<Verified, VerifyFailure> {
     let checkpoints = reader.checkpoints()?;
+    let rotation_problem = verify_rotations(reader, keys);
     std::thread::scope(|scope| {
-        let signatures = scope.spawn(|| verify_signatures(&checkpoints, log));
+        let signatures = scope.spawn(|| verify_signatures(&checkpoints, keys));
         let chain = verify_chain(reader, &checkpoints, &mut progress);
-        let signature_problem = signatures
+        let (signature_problem, revoked) = signatures
             .join()
             .expect("the signature thread does not panic");
+        let signature_problem = match (signature_problem, rotation_problem) {
+            (Some(a), Some(b)) => Some(if first_index(&b) < first_index(&a) {
+                b
+            } else {
+                a
+            }),
+            (a, b) => a.or(b),
+        };
+        let chain = chain.map(|verified| Verified {
+            revoked,
+            ..verified
+        });
         // Report whichever problem comes first in the log.
         match (chain, signature_problem) {
             (Ok(verified), None) => Ok(verified),
@@ -95,9 +124,70 @@ pub fn verify_log(
 /// Checkpoints verified per Ed25519 batch.
 const SIGNATURE_BATCH: usize = 64;
 
-/// The first stored checkpoint whose signature or size is wrong. Batches that verify as a whole
-/// are done; a batch that does not is opened note by note to name the checkpoint and the reason.
-fn verify_signatures(checkpoints: &[(u64, String)], log: &NoteVerifier) -> Option<VerifyFailure> {
+/// The first key-rotation entry the history implies that is missing or wrong.
+fn verify_rotations(reader: &Reader<'_>, keys: &KeyHistory) -> Option<VerifyFailure> {
+    keys.rotation_indexes().find_map(|(index, old, new)| {
+        let fail = |problem: String| Some(VerifyFailure::Entry { index, problem });
+        let bytes = match reader.entry(index) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return fail(
+                "the key history names a key-rotation entry here, but the log has no such entry"
+                    .into(),
+            ),
+            Err(e) => return Some(e.into()),
+        };
+        let rotation = Entry::from_bytes(bytes)
+            .ok()
+            .and_then(|e| Rotation::from_entry(&e));
+        match rotation {
+            None => fail(format!(
+                "the key history retires {old} here, but this is not a key-rotation entry"
+            )),
+            Some(Err(e)) => fail(e.to_string()),
+            Some(Ok(rotation)) => match rotation.verify() {
+                Err(e) => fail(e.to_string()),
+                Ok((o, n)) if (&o, &n) != (old, new) => fail(format!(
+                    "it hands the log from {o} to {n}, but the key history says from {old} to {new}"
+                )),
+                Ok(_) => None,
+            },
+        }
+    })
+}
+
+/// The first stored checkpoint whose signature or size is wrong, and how many were under a revoked
+/// key (not checked: a revoked key proves nothing). Each run of checkpoints under one key is
+/// checked in batches; batches that verify as a whole are done; a batch that does not is opened
+/// note by note to name the checkpoint and the reason.
+fn verify_signatures(
+    checkpoints: &[(u64, String)],
+    keys: &KeyHistory,
+) -> (Option<VerifyFailure>, u64) {
+    let mut revoked = 0;
+    let mut rest = checkpoints;
+    while let Some((size, _)) = rest.first() {
+        // The run of checkpoints that the same key (or the same revocation) covers.
+        let key = keys.key_for(*size).ok();
+        let len = rest
+            .iter()
+            .position(|(size, _)| keys.key_for(*size).ok() != key)
+            .unwrap_or(rest.len());
+        let (run, after) = rest.split_at(len);
+        match key {
+            None => revoked += run.len() as u64,
+            Some(key) => {
+                if let Some(problem) = verify_run(run, key) {
+                    return (Some(problem), revoked);
+                }
+            }
+        }
+        rest = after;
+    }
+    (None, revoked)
+}
+
+/// The first checkpoint of a run under one key whose signature or size is wrong.
+fn verify_run(checkpoints: &[(u64, String)], log: &NoteVerifier) -> Option<VerifyFailure> {
     checkpoints.chunks(SIGNATURE_BATCH).find_map(|batch| {
         let notes: Vec<&str> = batch.iter().map(|(_, note)| note.as_str()).collect();
         let sizes_match = |opened: Vec<Checkpoint>| {
@@ -186,6 +276,7 @@ fn verify_chain(
     Ok(Verified {
         entries: frontier.size(),
         checkpoints: checkpoints.len() as u64,
+        revoked: 0,
         root: hex::encode(frontier.root()),
     })
 }

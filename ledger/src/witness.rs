@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use super::checkpoint::{open_checkpoint, Checkpoint, CheckpointError};
+use super::keys::{KeyHistory, KeyRefusal};
 use super::merkle::{empty_root, verify_consistency, Hash};
 use super::note::{parse_note, Cosigner, NoteError, NoteVerifier, MAX_NOTE_BYTES};
 
@@ -48,6 +49,9 @@ pub enum WitnessError {
     /// The checkpoint is not signed by the log's key, or names another origin.
     #[error("checkpoint rejected: {0}")]
     BadSignature(CheckpointError),
+    /// No key may sign a checkpoint of this size: the key valid for it is revoked there.
+    #[error("checkpoint rejected: {0}")]
+    KeyRefused(KeyRefusal),
     /// The client's old size is larger than the checkpoint's size.
     #[error("old size {old} is larger than the checkpoint size {size}")]
     OldSizeTooLarge {
@@ -86,7 +90,7 @@ impl WitnessError {
     pub fn http_status(&self) -> u16 {
         match self {
             WitnessError::BadRequest { .. } | WitnessError::OldSizeTooLarge { .. } => 400,
-            WitnessError::BadSignature(_) => 403,
+            WitnessError::BadSignature(_) | WitnessError::KeyRefused(_) => 403,
             WitnessError::Conflict { .. } | WitnessError::Fork(_) => 409,
             WitnessError::BadProof { .. } => 422,
             WitnessError::Cosign(_) => 500,
@@ -195,6 +199,32 @@ impl AddCheckpointRequest {
 pub fn checkpoint_origin(signed_checkpoint: &str) -> Option<String> {
     let note = parse_note(signed_checkpoint).ok()?;
     Checkpoint::parse(&note.text).ok().map(|cp| cp.origin)
+}
+
+/// [`add_checkpoint`] for a log whose key may have rotated: the checkpoint is checked under the
+/// key `keys` names for its size, and refused ([`WitnessError::KeyRefused`], 403) if that key is
+/// revoked at that size (a leaked key signing checkpoints the log never made).
+pub fn add_checkpoint_under(
+    state: Option<&WitnessState>,
+    old_size: u64,
+    consistency_proof: &[Hash],
+    signed_checkpoint: &str,
+    keys: &KeyHistory,
+    cosigner: &Cosigner,
+    now: u64,
+) -> Result<(WitnessState, String), WitnessError> {
+    let log = keys
+        .key_for_note(signed_checkpoint)
+        .map_err(WitnessError::KeyRefused)?;
+    add_checkpoint(
+        state,
+        old_size,
+        consistency_proof,
+        signed_checkpoint,
+        log,
+        cosigner,
+        now,
+    )
 }
 
 /// One add-checkpoint request, C2SP tlog-witness semantics: verify the log's signature, check that
@@ -486,5 +516,79 @@ mod tests {
             Some(ORIGIN)
         );
         assert_eq!(checkpoint_origin("garbage"), None);
+    }
+
+    /// Attack: a leaked log key, revoked from size 6 once the log rotated at size 8, signs a
+    /// checkpoint of a tree the log never had. Witnesses refuse it (403), though its signature is
+    /// the old key's; checkpoints before the revocation, and the new key's, are still cosigned.
+    #[test]
+    fn a_checkpoint_under_a_revoked_key_is_refused_beyond_revoked_from() {
+        use crate::keys::RetiredKey;
+        let mut log = Log::new(1);
+        log.grow(10, "e");
+        let new_key = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[2; 32])).unwrap();
+        let keys = KeyHistory::new(
+            vec![RetiredKey {
+                verifier: log.signer.verifier(),
+                until_size: 8,
+                revoked_from: Some(6),
+            }],
+            new_key.verifier(),
+        )
+        .unwrap();
+        let w = witness();
+        let submit_under = |state: Option<&WitnessState>, req: &AddCheckpointRequest| {
+            let req = AddCheckpointRequest::parse(&req.to_body()).unwrap();
+            add_checkpoint_under(
+                state,
+                req.old_size,
+                &req.proof,
+                &req.checkpoint,
+                &keys,
+                &w,
+                1,
+            )
+        };
+        // Before revoked_from, the old key is still good.
+        let (state, _) = submit_under(None, &log.request(0, 5)).unwrap();
+        // The attacker's checkpoint of size 7 (in the revoked range) under the leaked key.
+        let mut attacker = Log::new(1);
+        attacker.grow(7, "forged");
+        let forged = AddCheckpointRequest {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: attacker.checkpoint_at(7),
+        };
+        let refused = submit_under(None, &forged).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                WitnessError::KeyRefused(KeyRefusal::Revoked {
+                    size: 7,
+                    revoked_from: 6,
+                    ..
+                })
+            ),
+            "{refused}"
+        );
+        assert_eq!(refused.http_status(), 403);
+        // Past until_size, the leaked key is not the log's key at all.
+        attacker.grow(5, "more");
+        let past = AddCheckpointRequest {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: attacker.checkpoint_at(12),
+        };
+        let refused = submit_under(None, &past).unwrap_err();
+        assert!(
+            matches!(refused, WitnessError::BadSignature(_)),
+            "{refused}"
+        );
+        // The log's own checkpoint under the new key is cosigned.
+        let new_log = Log {
+            signer: new_key,
+            tree: log.tree,
+        };
+        submit_under(Some(&state), &new_log.request(5, 10)).unwrap();
     }
 }
