@@ -282,19 +282,21 @@ impl LogApi {
                 format!("this witness does not know the log {origin:?}"),
             );
         };
-        let log_key = log.verifier.clone();
+        // The key valid for the checkpoint's size, from the directory's key history: a key
+        // revoked there is refused (403) even though its signature is genuine.
+        let log_keys = log.keys.clone();
         let _one_at_a_time = self.witness_lock.lock().await;
         let state = match self.ledger.witness_state(&origin) {
             Ok(s) => s,
             Err(e) => return ledger_problem(&e),
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-        match witness::add_checkpoint(
+        match witness::add_checkpoint_under(
             state.as_ref(),
             request.old_size,
             &request.proof,
             &request.checkpoint,
-            &log_key,
+            &log_keys,
             &self.cosigner,
             now,
         ) {

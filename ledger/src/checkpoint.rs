@@ -82,6 +82,9 @@ pub enum CheckpointError {
         /// Name of the log key.
         key_name: String,
     },
+    /// The key valid for the checkpoint's size is revoked there (or its size cannot be read).
+    #[error("{0}")]
+    KeyRefused(crate::keys::KeyRefusal),
 }
 
 /// A log checkpoint: the tree head the log commits to.

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, CheckpointError};
 use super::entry::{Entry, Kind};
 use super::note::{parse_note, KeyType, NoteError, NoteSignature, NoteSigner, NoteVerifier};
 
@@ -268,6 +268,14 @@ impl KeyHistory {
             })?
             .size;
         self.key_for(size)
+    }
+
+    /// Opens a signed checkpoint of this log under the key valid for its size.
+    pub fn open_checkpoint(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
+        let key = self
+            .key_for_note(note)
+            .map_err(CheckpointError::KeyRefused)?;
+        super::checkpoint::open_checkpoint(note, key)
     }
 
     /// The key-rotation entries this history implies: for each retired key, the entry at

@@ -489,7 +489,8 @@ pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// Verify a ledger against the federation directory's key for it.
+/// Verify a ledger against the federation directory's keys for it (each checkpoint under the key
+/// the directory's key history names for its size).
 pub fn verify_ledger(
     ledger: &Path,
     directory: &Directory,
@@ -503,15 +504,16 @@ pub fn verify_ledger(
         .next()
         .unwrap_or_default()
         .to_owned();
-    let dept = directory
+    let instance = directory
         .departments()
-        .find(|d| d.origin() == origin)
+        .flat_map(|d| &d.instances)
+        .find(|i| i.verifier.name() == origin)
         .ok_or_else(|| format!("no department with origin {origin}"))?;
     store
         .read(|r| {
-            Ok(causeway_ledger::verify::verify_log(
+            Ok(causeway_ledger::verify::verify_log_history(
                 r,
-                &dept.verifier,
+                &instance.keys,
                 |_| {},
             ))
         })

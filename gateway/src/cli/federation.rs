@@ -77,6 +77,37 @@ Then publish: causeway federation publish ...")]
         #[arg(long)]
         id: String,
     },
+    /// List a department's new log key: its current vkey becomes a retired key, valid for its
+    /// checkpoints up to --until-size (the size its gateway logged when it rotated: the
+    /// key-rotation entry's index + 1), so its history keeps verifying. With --revoked-from, the
+    /// retired key leaked: its checkpoints from that size on are refused everywhere.
+    #[command(
+        after_help = "Example (the gateway logged `log key rotated ... until_size=1234`):
+  causeway federation rotate-key --directory certs/federation.source.toml --id tax-office \
+      --vkey $(cat tax-office/ledger/log.vkey) --until-size 1234
+
+Then publish: causeway federation publish ..."
+    )]
+    RotateKey {
+        /// The directory source.
+        #[arg(long)]
+        directory: PathBuf,
+        /// Department id.
+        #[arg(long)]
+        id: String,
+        /// Which of its instances (default: its only, or first, instance).
+        #[arg(long)]
+        instance: Option<String>,
+        /// The new note verifier key (the gateway's `<ledger>/log.vkey` after the rotation).
+        #[arg(long)]
+        vkey: String,
+        /// The largest checkpoint size the old key signed (key-rotation entry index + 1).
+        #[arg(long)]
+        until_size: u64,
+        /// The old key leaked: refuse its checkpoints of this size and larger.
+        #[arg(long)]
+        revoked_from: Option<u64>,
+    },
     /// Sign the directory source with the operator's key and publish it with the next serial and
     /// an expiry. Gateways read it every directory_reload_secs and on SIGHUP.
     #[command(
@@ -163,6 +194,30 @@ pub(crate) fn run(command: FederationCommand) -> Result<ExitCode> {
         FederationCommand::Remove { directory, id } => {
             edit(&directory, |text| source::remove(text, &DeptId::new(&id)?))?;
             eprintln!("{id} removed from {}; publish to put it in force, and revoke its certificate (causeway certs revoke)", directory.display());
+        }
+        FederationCommand::RotateKey {
+            directory,
+            id,
+            instance,
+            vkey,
+            until_size,
+            revoked_from,
+        } => {
+            let rotation = source::KeyRotation {
+                id: DeptId::new(&id)?,
+                instance: instance.as_deref().map(DeptId::new).transpose()?,
+                new_vkey: vkey,
+                until_size,
+                until_time: time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("the current time formats as RFC 3339"),
+                revoked_from,
+            };
+            edit(&directory, |text| source::rotate_key(text, &rotation))?;
+            eprintln!(
+                "{id}: new log key listed in {}, the old one retired until size {until_size}; publish to put it in force",
+                directory.display()
+            );
         }
         FederationCommand::Publish {
             directory,

@@ -9,10 +9,11 @@ use clap::Subcommand;
 use crate::directory::Directory;
 use crate::text::{self, visible};
 use causeway_ledger::entry::Entry;
+use causeway_ledger::keys::{rotations_in, KeyHistory};
 use causeway_ledger::note::NoteVerifier;
 use causeway_ledger::store::Store;
-use causeway_ledger::tlog_proof::{verify_tlog_proof, TlogProof};
-use causeway_ledger::verify::verify_log;
+use causeway_ledger::tlog_proof::{verify_tlog_proof_under, TlogProof};
+use causeway_ledger::verify::verify_log_history;
 use causeway_ledger::VKEY_FILE;
 
 #[derive(Subcommand)]
@@ -154,7 +155,14 @@ fn open_store(ledger: &Path) -> Result<Store> {
     )?)
 }
 
-fn log_key(ledger: &Path, directory: Option<&Path>) -> Result<(NoteVerifier, String)> {
+/// The log's keys over time: from the directory's key history when one is given, else from the
+/// ledger's own `log.vkey` and the key-rotation entries of the log (each signed by the key it
+/// retires, so only the first key's trust comes from outside).
+fn log_keys(
+    store: &Store,
+    ledger: &Path,
+    directory: Option<&Path>,
+) -> Result<(KeyHistory, String)> {
     let path = ledger.join(VKEY_FILE);
     let own: NoteVerifier = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -162,18 +170,23 @@ fn log_key(ledger: &Path, directory: Option<&Path>) -> Result<(NoteVerifier, Str
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let Some(directory) = directory else {
+        let rotations = store.read(|r| Ok(rotations_in(r)))??;
+        let rotated = rotations.len();
+        let keys = KeyHistory::from_rotations(&rotations, own)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ledger.display()))?;
         return Ok((
-            own,
+            keys,
             format!(
-                "the key in {} (pass --directory to check against the federation)",
+                "the key in {} and the {rotated} key rotation(s) in the log (pass --directory to check against the federation)",
                 path.display()
             ),
         ));
     };
     let dir = Directory::load(directory)?;
-    let listed = dir
+    let (dept, listed) = dir
         .departments()
-        .find(|d| d.origin() == own.name())
+        .flat_map(|d| d.instances.iter().map(move |i| (d, i)))
+        .find(|(_, i)| i.verifier.name() == own.name())
         .with_context(|| {
             format!(
                 "{}: no department has log origin {:?}",
@@ -181,9 +194,19 @@ fn log_key(ledger: &Path, directory: Option<&Path>) -> Result<(NoteVerifier, Str
                 own.name()
             )
         })?;
+    let rotated = listed.keys.retired().len();
     Ok((
-        listed.verifier.clone(),
-        format!("{}'s key in {}", listed.id, directory.display()),
+        listed.keys.clone(),
+        format!(
+            "{}'s key{} in {}",
+            dept.id,
+            if rotated > 0 {
+                format!(" history ({} keys)", rotated + 1)
+            } else {
+                String::new()
+            },
+            directory.display()
+        ),
     ))
 }
 
@@ -191,7 +214,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
     match command {
         LogCommand::Verify { ledger, directory } => {
             let store = open_store(&ledger)?;
-            let (key, which) = log_key(&ledger, directory.as_deref())?;
+            let (keys, which) = log_keys(&store, &ledger, directory.as_deref())?;
             let total = store.read(|r| Ok(r.checkpoints()?.last().map_or(0, |(size, _)| *size)))?;
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
@@ -205,12 +228,18 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
             if total < 100_000 {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            let result = store.read(|r| Ok(verify_log(r, &key, |done| bar.set_position(done))))?;
+            let result =
+                store.read(|r| Ok(verify_log_history(r, &keys, |done| bar.set_position(done))))?;
             bar.finish_and_clear();
             match result {
                 Ok(v) => {
+                    let revoked = if v.revoked > 0 {
+                        format!("; {} checkpoint(s) under a revoked key not counted, later ones cover their entries", v.revoked)
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{}: ok: {} entries, {} checkpoints, root {} (signatures checked with {which})",
+                        "{}: ok: {} entries, {} checkpoints, root {} (signatures checked with {which}{revoked})",
                         ledger.display(),
                         v.entries,
                         v.checkpoints,
@@ -252,7 +281,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                     directory.display()
                 )
             })?;
-            match verify_tlog_proof(&proof, &log.verifier, &dir.witnesses()) {
+            match verify_tlog_proof_under(&proof, &log.keys, &dir.witnesses()) {
                 Ok(v) if v.cosignatures.len() >= min_witnesses => {
                     let witnesses: Vec<&str> =
                         v.cosignatures.iter().map(|c| c.witness.name()).collect();

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use causeway_ledger::keys::{KeyHistory, KeyRefusal, RetiredKey};
 use causeway_ledger::note::NoteVerifier;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -107,6 +108,8 @@ struct DepartmentEntry {
     quic: Option<String>,
     vkey: Option<String>,
     witness: Option<String>,
+    #[serde(rename = "retired_key", default)]
+    retired_keys: Vec<RetiredKeyEntry>,
     #[serde(rename = "instance", default)]
     instances: Vec<InstanceEntry>,
 }
@@ -119,6 +122,23 @@ struct InstanceEntry {
     quic: Option<String>,
     vkey: String,
     witness: Option<String>,
+    #[serde(rename = "retired_key", default)]
+    retired_keys: Vec<RetiredKeyEntry>,
+}
+
+/// `[[department.retired_key]]` (or `[[department.instance.retired_key]]`): a log key the
+/// instance signed with before its current `vkey`, oldest first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetiredKeyEntry {
+    /// The retired key (same name, the log origin, as `vkey`).
+    vkey: String,
+    /// The largest checkpoint size it signed: its key-rotation entry's index + 1.
+    until_size: u64,
+    /// When it was retired (RFC 3339; informative).
+    until_time: Option<String>,
+    /// It leaked: checkpoints of this size or larger under it are refused.
+    revoked_from: Option<u64>,
 }
 
 /// One gateway instance of a department: its endpoints, its log (origin and key) and its witness
@@ -132,10 +152,20 @@ pub struct Instance {
     pub https: Option<String>,
     /// Peer endpoint `host:port` for QUIC (`quic://` in the file), if it serves one.
     pub quic: Option<String>,
-    /// Its note verifier key: its log's origin and key.
+    /// Its note verifier key: its log's origin and its current key (checks its envelopes and its
+    /// newest checkpoints).
     pub verifier: NoteVerifier,
+    /// Every log key it had, with the sizes each signed: checks its checkpoints of any size.
+    pub keys: KeyHistory,
     /// Its witness key (cosignature/v1).
     pub witness: Option<NoteVerifier>,
+}
+
+impl Instance {
+    /// The key valid for its checkpoints of `size`, unless that key is revoked there.
+    pub fn key_for(&self, size: u64) -> Result<&NoteVerifier, KeyRefusal> {
+        self.keys.key_for(size)
+    }
 }
 
 /// One department as the directory describes it. Its endpoint and key fields are those of its
@@ -150,8 +180,10 @@ pub struct Department {
     pub https: Option<String>,
     /// Peer endpoint `host:port` for QUIC (`quic://` in the file), if it serves one.
     pub quic: Option<String>,
-    /// Its note verifier key: checks envelopes, receipts and checkpoints it signs.
+    /// Its current note verifier key: checks envelopes, and receipts and checkpoints it signs now.
     pub verifier: NoteVerifier,
+    /// Every log key it had (see [`Instance::keys`]): checks its checkpoints of any size.
+    pub keys: KeyHistory,
     /// Its witness key (cosignature/v1): checks the cosignatures it puts on other logs' checkpoints.
     pub witness: Option<NoteVerifier>,
     /// Every instance, the first being the one above.
@@ -159,6 +191,11 @@ pub struct Department {
 }
 
 impl Department {
+    /// The key valid for its (first instance's) checkpoints of `size`, unless revoked there.
+    pub fn key_for(&self, size: u64) -> Result<&NoteVerifier, KeyRefusal> {
+        self.keys.key_for(size)
+    }
+
     /// The origin line of its log's checkpoints (its note key name).
     pub fn origin(&self) -> &str {
         self.verifier.name()
@@ -317,7 +354,8 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
     let inline = entry.https.is_some()
         || entry.quic.is_some()
         || entry.vkey.is_some()
-        || entry.witness.is_some();
+        || entry.witness.is_some()
+        || !entry.retired_keys.is_empty();
     let instances = match (inline, entry.instances.is_empty()) {
         (true, false) => bail!(
             "list its endpoints and keys either in the entry itself or in [[department.instance]] entries, not both"
@@ -329,6 +367,7 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
             quic: entry.quic,
             vkey: entry.vkey.context("field `vkey` is missing (the key its log and envelopes are signed with)")?,
             witness: entry.witness,
+            retired_keys: entry.retired_keys,
         }],
         (false, false) => entry.instances,
     };
@@ -347,8 +386,28 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
         let key = |name: &str, vkey: &str| {
             parse_vkey(vkey).map_err(|e| anyhow::anyhow!("{}: {e}", field(name)))
         };
+        let verifier = key("vkey", &i.vkey)?;
+        let mut retired = Vec::with_capacity(i.retired_keys.len());
+        for r in &i.retired_keys {
+            if let Some(t) = &r.until_time {
+                OffsetDateTime::parse(t, &Rfc3339).with_context(|| {
+                    format!(
+                        "{}: until_time must be an RFC 3339 time, like 2027-01-31T00:00:00Z",
+                        field("retired_key")
+                    )
+                })?;
+            }
+            retired.push(RetiredKey {
+                verifier: key("retired_key", &r.vkey)?,
+                until_size: r.until_size,
+                revoked_from: r.revoked_from,
+            });
+        }
+        let keys = KeyHistory::new(retired, verifier.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", field("retired_key")))?;
         checked.push(Instance {
-            verifier: key("vkey", &i.vkey)?,
+            verifier,
+            keys,
             witness: i
                 .witness
                 .as_deref()
@@ -376,6 +435,7 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
         https: first.https,
         quic: first.quic,
         verifier: first.verifier,
+        keys: first.keys,
         witness: first.witness,
         instances: checked,
     })

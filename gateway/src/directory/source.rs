@@ -122,6 +122,79 @@ pub fn remove(source: &str, id: &DeptId) -> Result<String> {
     checked(doc)
 }
 
+/// A department's log key rotation, as the operator lists it.
+#[derive(Debug, Clone)]
+pub struct KeyRotation {
+    /// The department.
+    pub id: DeptId,
+    /// Which of its instances (`None`: the department's only, or first, instance).
+    pub instance: Option<DeptId>,
+    /// The key it signs with from now on.
+    pub new_vkey: String,
+    /// The largest checkpoint size the current key signed: the key-rotation entry's index + 1.
+    pub until_size: u64,
+    /// When (RFC 3339).
+    pub until_time: String,
+    /// If the current key leaked: refuse its checkpoints from this size on.
+    pub revoked_from: Option<u64>,
+}
+
+/// `source` with `rotation` applied: the instance's current `vkey` becomes its newest
+/// `retired_key` (until `until_size`, revoked from `revoked_from`), and `new_vkey` its `vkey`.
+pub fn rotate_key(source: &str, rotation: &KeyRotation) -> Result<String> {
+    let mut doc = document(source)?;
+    let at = position(&doc, Member::Department, &rotation.id)
+        .with_context(|| format!("{} is not a department of this directory", rotation.id))?;
+    let dept = doc
+        .get_mut(Member::Department.table())
+        .and_then(Item::as_array_of_tables_mut)
+        .and_then(|list| list.get_mut(at))
+        .expect("found just above");
+    let table = match (
+        dept.get_mut("instance")
+            .and_then(Item::as_array_of_tables_mut),
+        &rotation.instance,
+    ) {
+        (None, None) => dept,
+        (None, Some(instance)) => bail!(
+            "{} lists no [[department.instance]] entries, so there is no instance {instance}",
+            rotation.id
+        ),
+        (Some(instances), wanted) => {
+            let i = match wanted {
+                None => 0,
+                Some(wanted) => instances
+                    .iter()
+                    .position(|t| t.get("id").and_then(Item::as_str) == Some(wanted.as_str()))
+                    .with_context(|| format!("{} has no instance {wanted}", rotation.id))?,
+            };
+            instances.get_mut(i).context("no instance")?
+        }
+    };
+    let old = table
+        .get("vkey")
+        .and_then(Item::as_str)
+        .context("it lists no `vkey` to retire")?
+        .to_owned();
+    let mut retired = Table::new();
+    retired["vkey"] = value(old);
+    retired["until_size"] =
+        value(i64::try_from(rotation.until_size).context("until_size is too large")?);
+    retired["until_time"] = value(&rotation.until_time);
+    if let Some(from) = rotation.revoked_from {
+        retired["revoked_from"] = value(i64::try_from(from).context("revoked_from is too large")?);
+    }
+    table["vkey"] = value(&rotation.new_vkey);
+    // The retired keys follow the instance's other fields, oldest first.
+    table
+        .entry("retired_key")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .context("`retired_key` is not a list of tables")?
+        .push(retired);
+    checked(doc)
+}
+
 fn document(source: &str) -> Result<DocumentMut> {
     let source = super::signed::body(source);
     Directory::parse(source).context("the source directory is not valid")?;
@@ -199,5 +272,69 @@ mod tests {
         assert!(add(&one, Member::Department, &bad).is_err());
         // Not listed.
         assert!(remove(&one, &DeptId::new("civil").unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_key_rotation_retires_the_current_key_and_lists_the_new_one() {
+        let source = new_source("demo").unwrap();
+        let one = add(&source, Member::Department, &listing("tax", 1)).unwrap();
+        let rotation = KeyRotation {
+            id: DeptId::new("tax").unwrap(),
+            instance: None,
+            new_vkey: vkey(2, "demo/tax"),
+            until_size: 12,
+            until_time: "2026-12-06T12:00:00Z".into(),
+            revoked_from: None,
+        };
+        let rotated = rotate_key(&one, &rotation).unwrap();
+        let again = rotate_key(
+            &rotated,
+            &KeyRotation {
+                new_vkey: vkey(3, "demo/tax"),
+                until_size: 30,
+                revoked_from: Some(20),
+                ..rotation.clone()
+            },
+        )
+        .unwrap();
+        assert!(again.contains("[[department.retired_key]]"), "{again}");
+        let directory = Directory::parse(&again).unwrap();
+        let tax = directory.department(&DeptId::new("tax").unwrap()).unwrap();
+        assert_eq!(tax.verifier.to_vkey(), vkey(3, "demo/tax"));
+        assert_eq!(tax.key_for(12).unwrap().to_vkey(), vkey(1, "demo/tax"));
+        assert_eq!(tax.key_for(13).unwrap().to_vkey(), vkey(2, "demo/tax"));
+        assert!(tax.key_for(25).is_err(), "revoked from 20");
+        assert_eq!(tax.key_for(31).unwrap().to_vkey(), vkey(3, "demo/tax"));
+        // Sizes must grow, and a key of another log is refused.
+        assert!(rotate_key(
+            &again,
+            &KeyRotation {
+                new_vkey: vkey(4, "demo/tax"),
+                until_size: 30,
+                ..rotation.clone()
+            }
+        )
+        .is_err());
+        assert!(rotate_key(
+            &again,
+            &KeyRotation {
+                new_vkey: vkey(4, "demo/other"),
+                until_size: 40,
+                ..rotation.clone()
+            }
+        )
+        .is_err());
+        assert!(
+            rotate_key(
+                &again,
+                &KeyRotation {
+                    new_vkey: vkey(1, "demo/tax"),
+                    until_size: 40,
+                    ..rotation
+                }
+            )
+            .is_err(),
+            "an old key back"
+        );
     }
 }

@@ -20,7 +20,8 @@ use crate::telemetry::Metrics;
 /// Signs envelopes, batching those that arrive together (per provider, so that a provider learns
 /// nothing about requests to other departments).
 pub struct EnvelopeSigner {
-    key: Arc<GatewayKey>,
+    /// Replaced when the gateway's log key rotates (one atomic load per signed batch).
+    key: arc_swap::ArcSwap<GatewayKey>,
     queues: Mutex<HashMap<DeptId, Arc<Queue>>>,
     metrics: Arc<Metrics>,
 }
@@ -42,7 +43,7 @@ impl EnvelopeSigner {
     /// A signer with this gateway's key, recording batch sizes in `metrics`.
     pub fn new(key: Arc<GatewayKey>, metrics: Arc<Metrics>) -> Self {
         EnvelopeSigner {
-            key,
+            key: arc_swap::ArcSwap::new(key),
             queues: Mutex::default(),
             metrics,
         }
@@ -69,6 +70,11 @@ impl EnvelopeSigner {
         }
         rx.await
             .expect("a leader signs every envelope queued before it lets go")
+    }
+
+    /// Sign every later batch with `key` (the gateway's log key rotated).
+    pub fn replace_key(&self, key: Arc<GatewayKey>) {
+        self.key.store(key);
     }
 
     fn queue(&self, provider: &DeptId) -> Arc<Queue> {
@@ -102,7 +108,8 @@ impl Drop for Lead<'_> {
                 state.waiting.drain(..n).collect()
             };
             let bodies: Vec<&[u8]> = batch.iter().map(|(bytes, _)| &bytes[..]).collect();
-            let signatures = EnvelopeSignature::sign_batch(&bodies, self.signer.key.signing_key());
+            let key = self.signer.key.load();
+            let signatures = EnvelopeSignature::sign_batch(&bodies, key.signing_key());
             self.signer
                 .metrics
                 .signing_batch

@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use causeway_adapters::Catalog;
-use causeway_ledger::note::Cosigner;
+use causeway_ledger::entry::Kind;
+use causeway_ledger::keys::Rotation;
+use causeway_ledger::note::{Cosigner, NoteVerifier};
 use causeway_ledger::Ledger;
 use causeway_policy::{PseudonymKey, RateLimiter};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tower::ServiceExt;
 
+use super::key_rotation::SigningKeyWatch;
 use super::{
     admin_limits, bind, client_limits, not_found, peer_limits, Gateway, Running, MAX_CLIENT_BODY,
     MAX_PEER_BODY,
@@ -59,6 +62,14 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
             config.ledger.options(),
             identity.key.to_note_signer(),
         )
+        .map_err(|e| match identity.key_is_listed() {
+            true => anyhow::Error::from(e),
+            false => identity.not_listed(config),
+        })
+        .and_then(|ledger| {
+            identity.check_listed_key(config, &ledger)?;
+            Ok(ledger)
+        })
         .with_context(|| format!("opening the ledger in {}", config.ledger.dir.display()))?,
     );
     policy_reload::notarize_at_start(&ledger, &policies.current())
@@ -123,9 +134,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         Callers::load(config, identity.directory.federation())
             .context("the client API's callers")?,
     );
+    let envelope_signer = Arc::new(EnvelopeSigner::new(identity.key.clone(), metrics.clone()));
     let consumer = Arc::new(ConsumerContext {
         me: me.clone(),
-        signer: Arc::new(EnvelopeSigner::new(identity.key.clone(), metrics.clone())),
+        signer: envelope_signer.clone(),
         directory: identity.directory.clone(),
         peers: peers.clone(),
         ledger: ledger.clone(),
@@ -298,6 +310,18 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     // that passes the checks is presented from the next handshake on.
     let certificate = identity.tls.certificate().clone();
     running.spawn(certificate.run(running.stop_signal()));
+    // The signing key file, read again at the same pace and on SIGHUP: a new key there takes the
+    // log over with a key-rotation entry signed by the key in force.
+    running.spawn(
+        SigningKeyWatch {
+            path: config.identity.signing_key.clone(),
+            every: Duration::from_secs(config.identity.crl_reload_secs.max(1)),
+            ledger: ledger.clone(),
+            signer: envelope_signer,
+            witness_key_file: config.identity.witness_key.is_some(),
+        }
+        .run(running.stop_signal()),
+    );
     tracing::info!(
         department = %me,
         client = %client_addr,
@@ -323,6 +347,9 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
 struct Identity {
     directory: Arc<LiveDirectory>,
     key: Arc<GatewayKey>,
+    /// The log key the directory lists for this department (the signing key, or the key it
+    /// rotated from while the directory that lists the new one is not yet published).
+    listed_key: NoteVerifier,
     tls: TlsMaterial,
     tag_key: TagKey,
     pseudonyms: PseudonymKey,
@@ -341,14 +368,7 @@ impl Identity {
             )
         })?;
         let key = Arc::new(GatewayKey::load(&config.identity.signing_key)?);
-        if key.vkey() != listed.verifier.to_vkey() {
-            bail!(
-                "{}: the vkey listed for {me} does not match the signing key {}; list {}",
-                config.directory.display(),
-                config.identity.signing_key.display(),
-                key.vkey()
-            );
-        }
+        let listed_key = listed.verifier.clone();
         let tls = TlsMaterial::load_identity(
             &config.identity,
             directory.federation(),
@@ -386,11 +406,52 @@ impl Identity {
         Ok(Identity {
             directory,
             key,
+            listed_key,
             tls,
             tag_key,
             pseudonyms,
             witness,
         })
+    }
+}
+
+impl Identity {
+    /// The signing key must be the one the directory lists, or the one the ledger's last key
+    /// rotation handed the log over to from the listed key (the gateway restarted before the
+    /// operator published the directory that lists the new key).
+    fn check_listed_key(&self, config: &GatewayConfig, ledger: &Ledger) -> Result<()> {
+        if self.key_is_listed() {
+            return Ok(());
+        }
+        let handed_over = ledger
+            .last_of_kind(Kind::KeyRotation)?
+            .and_then(|entry| Rotation::from_entry(&entry))
+            .and_then(|r| r.ok())
+            .and_then(|r| r.verify().ok())
+            .is_some_and(|(old, new)| old == self.listed_key && new.to_vkey() == self.key.vkey());
+        if handed_over {
+            tracing::warn!(
+                listed = %self.listed_key,
+                key = %self.key.vkey(),
+                "the directory still lists this gateway's previous log key: publish the one it rotated to (causeway federation rotate-key); until then peers refuse its envelopes and receipts"
+            );
+            return Ok(());
+        }
+        Err(self.not_listed(config))
+    }
+
+    fn key_is_listed(&self) -> bool {
+        self.key.vkey() == self.listed_key.to_vkey()
+    }
+
+    fn not_listed(&self, config: &GatewayConfig) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: the vkey listed for {} does not match the signing key {}; list {}",
+            config.directory.display(),
+            config.department,
+            config.identity.signing_key.display(),
+            self.key.vkey()
+        )
     }
 }
 

@@ -9,6 +9,7 @@
 //! two roles share (binding listeners, the tasks and the signal that stops them) lives here.
 
 pub mod department;
+pub mod key_rotation;
 pub mod oversight;
 
 use std::net::SocketAddr;

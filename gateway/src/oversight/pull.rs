@@ -213,7 +213,13 @@ impl LogPuller<'_> {
         let note = self.get(paths::CHECKPOINT.to_owned()).await?;
         let note = String::from_utf8(note.to_vec())
             .map_err(|_| peer("the checkpoint is not UTF-8".into()))?;
-        let (cp, cosignatures) = verify_cosignatures(&note, &self.dept.verifier, self.witnesses)
+        // Under the key valid for its size (the department may have rotated its key).
+        let key = self
+            .dept
+            .keys
+            .key_for_note(&note)
+            .map_err(|e| peer(format!("the served checkpoint is refused: {e}")))?;
+        let (cp, cosignatures) = verify_cosignatures(&note, key, self.witnesses)
             .map_err(|e| peer(format!("the served checkpoint does not verify: {e}")))?;
         // 1. The new checkpoint must extend the one held.
         if let Some(held) = state.checkpoint.clone() {

@@ -79,7 +79,15 @@ pub fn verify<'b>(
                 .unwrap_or_else(|| serde_json::json!({"code": "provider-error"})),
         });
     };
-    let opened = |note: &str| cx.checkpoints.open(provider_id, &provider.verifier, note);
+    // Each checkpoint under the key valid for its size: a receipt the provider signed just
+    // before rotating its key is the old key's.
+    let opened = |note: &str| {
+        let key = provider
+            .keys
+            .key_for_note(note)
+            .map_err(CheckpointError::KeyRefused)?;
+        cx.checkpoints.open(provider_id, key, note)
+    };
     let checked = parsed.map_err(|e| e.to_string()).and_then(|receipt| {
         let verified = receipt
             .verify_with(&provider.verifier, opened)
