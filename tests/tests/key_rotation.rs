@@ -19,12 +19,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use causeway::directory::source;
 use causeway::identity::{write_secret, DeptId, GatewayKey};
+use causeway::log_api::paths;
 use causeway::transport::Transport;
-use causeway_ledger::checkpoint::open_checkpoint;
+use causeway_ledger::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
 use causeway_ledger::entry::Kind;
+use causeway_ledger::merkle::MemoryTree;
 use causeway_ledger::tlog_proof::{verify_tlog_proof, verify_tlog_proof_under, TlogProof};
+use causeway_ledger::witness::AddCheckpointRequest;
 use causeway_tests::{rewrite, verify_ledger, Federation};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
@@ -252,4 +256,87 @@ async fn a_department_rotates_its_log_key_while_running_and_its_whole_history_ve
             ExitCode::SUCCESS
         );
     }
+}
+
+/// A compromised key (docs/OPERATIONS.md, "A compromised signing key"): the operator retires the
+/// civil registry's leaked key, revoked from size 5 though it signed up to size 10. Whoever holds
+/// the leaked key (here: its file) gets no witness to cosign a checkpoint of size 5 or more under
+/// it, nor one past its last size; checkpoints it signed before the leak are still cosigned.
+#[tokio::test]
+async fn witnesses_refuse_checkpoints_under_a_revoked_key() {
+    let mut fed = Federation::create().unwrap();
+    let leaked = fed.signing_key("civil-registry");
+    let replacement = GatewayKey::new(
+        "demo/civil-registry",
+        SigningKey::from_bytes(&random_seed()),
+    )
+    .unwrap();
+    let source_path = fed.layout.directory_source();
+    let text = source::rotate_key(
+        &std::fs::read_to_string(&source_path).unwrap(),
+        &source::KeyRotation {
+            id: DeptId::new("civil-registry").unwrap(),
+            instance: None,
+            new_vkey: replacement.vkey(),
+            until_size: 10,
+            until_time: "2026-12-06T12:00:00Z".into(),
+            revoked_from: Some(5),
+        },
+    )
+    .unwrap();
+    std::fs::write(&source_path, text).unwrap();
+    fed.layout.publish_directory().unwrap();
+    fed.start_dept("social-welfare").await.unwrap();
+
+    let signed = |size: u64, key: &GatewayKey| {
+        let mut tree = MemoryTree::new();
+        for i in 0..size {
+            tree.append_entry(format!("entry {i}").as_bytes());
+        }
+        let cp = Checkpoint {
+            origin: "demo/civil-registry".into(),
+            size,
+            root: tree.root(),
+            extensions: vec![],
+        };
+        sign_checkpoint(&cp, key.note_signer()).unwrap()
+    };
+    let witness = fed
+        .directory()
+        .department(&DeptId::new("social-welfare").unwrap())
+        .unwrap()
+        .clone();
+    // The attacker holds the civil registry's files: its certificate too.
+    let client = fed.peer_client_as("civil-registry").unwrap();
+    let post = |note: String| {
+        let body = AddCheckpointRequest {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: note,
+        }
+        .to_body();
+        http::Request::post(format!("https://social-welfare{}", paths::ADD_CHECKPOINT))
+            .body(Bytes::from(body))
+            .unwrap()
+    };
+    for (size, key, why) in [
+        (7, &leaked, "revoked"),
+        (5, &leaked, "revoked"),
+        (12, &leaked, "not signed by"),
+    ] {
+        let (status, answer) = client
+            .send(&witness, post(signed(size, key)), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(status, 403, "size {size}: {answer}");
+        assert!(answer.contains(why), "size {size}: {answer}");
+    }
+    // Before the leak, the old key's checkpoints are still the log's.
+    let (status, answer) = client
+        .send(&witness, post(signed(4, &leaked)), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    fed.stop().await;
 }

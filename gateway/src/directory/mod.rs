@@ -512,4 +512,68 @@ mod tests {
         let e = format!("{:#}", Directory::parse(text).unwrap_err());
         assert!(e.contains("department tax") && e.contains("vkey"), "{e}");
     }
+
+    #[test]
+    fn retired_keys_are_checked_and_pick_the_key_per_size() {
+        let vkey = |seed: u8, name: &str| {
+            crate::identity::GatewayKey::new(
+                name,
+                ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            )
+            .unwrap()
+            .vkey()
+        };
+        let text = |retired: &str| {
+            format!(
+                "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nvkey = \"{}\"\n{retired}",
+                vkey(3, "demo/tax")
+            )
+        };
+        let retired = |seed: u8, name: &str, rest: &str| {
+            format!(
+                "[[department.retired_key]]\nvkey = \"{}\"\n{rest}\n",
+                vkey(seed, name)
+            )
+        };
+        let good = text(&format!(
+            "{}{}",
+            retired(
+                1,
+                "demo/tax",
+                "until_size = 10\nuntil_time = \"2026-01-01T00:00:00Z\""
+            ),
+            retired(2, "demo/tax", "until_size = 20\nrevoked_from = 15")
+        ));
+        let directory = Directory::parse(&good).unwrap();
+        let tax = directory.department(&DeptId::new("tax").unwrap()).unwrap();
+        assert_eq!(tax.key_for(10).unwrap().to_vkey(), vkey(1, "demo/tax"));
+        assert_eq!(tax.key_for(11).unwrap().to_vkey(), vkey(2, "demo/tax"));
+        assert!(tax.key_for(15).is_err());
+        assert_eq!(tax.key_for(21).unwrap(), &tax.verifier);
+        assert_eq!(tax.keys.keys().count(), 3);
+        for (bad, says) in [
+            (retired(1, "demo/other", "until_size = 10"), "demo/other"),
+            (
+                format!(
+                    "{}{}",
+                    retired(1, "demo/tax", "until_size = 10"),
+                    retired(2, "demo/tax", "until_size = 10")
+                ),
+                "strictly increasing",
+            ),
+            (
+                retired(1, "demo/tax", "until_size = 10\nrevoked_from = 11"),
+                "revoked_from",
+            ),
+            (
+                retired(1, "demo/tax", "until_size = 10\nuntil_time = \"yesterday\""),
+                "until_time",
+            ),
+            (retired(3, "demo/tax", "until_size = 10"), "twice"),
+            (retired(1, "demo/tax", "size = 10"), "unknown field"),
+        ] {
+            let e = format!("{:#}", Directory::parse(&text(&bad)).unwrap_err());
+            assert!(e.contains(says), "{says}: {e}");
+        }
+    }
 }

@@ -125,3 +125,84 @@ impl SigningKeyWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::write_secret;
+    use crate::telemetry::Metrics;
+    use causeway_ledger::LedgerOptions;
+    use ed25519_dalek::SigningKey;
+
+    fn key(name: &str, seed: u8) -> GatewayKey {
+        GatewayKey::new(name, SigningKey::from_bytes(&[seed; 32])).unwrap()
+    }
+
+    /// Attack: whoever can write the key file (but holds no key of this log) drops in another
+    /// log's key, or this gateway's without a witness key file of its own. Neither is taken; a
+    /// new key of this log is, and the envelopes follow it.
+    #[tokio::test]
+    async fn only_a_new_key_of_this_log_is_rotated_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.signing.key");
+        let old = key("demo/tax", 1);
+        write_secret(&path, old.to_file_contents().as_bytes()).unwrap();
+        let ledger = Arc::new(
+            Ledger::open(
+                &dir.path().join("ledger"),
+                LedgerOptions::default(),
+                old.to_note_signer(),
+            )
+            .unwrap(),
+        );
+        let signer = Arc::new(EnvelopeSigner::new(
+            Arc::new(old.clone()),
+            Arc::new(Metrics::new(None)),
+        ));
+        let mut watch = SigningKeyWatch {
+            path: path.clone(),
+            every: Duration::from_secs(1),
+            ledger: ledger.clone(),
+            signer: signer.clone(),
+            witness_key_file: true,
+        };
+        assert_eq!(watch.check().await, Ok(KeyFile::Unchanged));
+
+        write_secret(&path, key("demo/other", 2).to_file_contents().as_bytes()).unwrap();
+        let refused = watch.check().await.unwrap_err();
+        assert!(refused.contains("\"demo/other\""), "{refused}");
+
+        let new = key("demo/tax", 3);
+        write_secret(&path, new.to_file_contents().as_bytes()).unwrap();
+        watch.witness_key_file = false;
+        let refused = watch.check().await.unwrap_err();
+        assert!(refused.contains("witness_key"), "{refused}");
+        assert_eq!(ledger.verifier(), old.note_signer().verifier());
+
+        watch.witness_key_file = true;
+        let rotated = watch.check().await.unwrap();
+        assert_eq!(
+            rotated,
+            KeyFile::Rotated {
+                until_size: 1,
+                vkey: new.vkey()
+            }
+        );
+        assert_eq!(ledger.verifier(), new.note_signer().verifier());
+        // Envelopes are signed with the new key from now on.
+        let consumer = crate::identity::DeptId::new("tax").unwrap();
+        let signature = signer
+            .sign(&consumer, bytes::Bytes::from_static(b"{}"))
+            .await
+            .to_header();
+        assert!(crate::exchange::envelope::Envelope::verify_signature(
+            b"{}",
+            Some(&signature),
+            &consumer,
+            &new.note_signer().verifier(),
+            None
+        )
+        .is_ok());
+        assert_eq!(watch.check().await, Ok(KeyFile::Unchanged));
+    }
+}
