@@ -26,7 +26,8 @@ pub enum Kind {
     Refused,
     /// An oversight query.
     OversightQuery,
-    /// A signing key was rotated.
+    /// The log's signing key was handed over to a new one: `detail` is a
+    /// [`crate::keys::Rotation`] signed by the old key, whose last checkpoint covers this entry.
     KeyRotation,
     /// A new version of the federation directory took effect at this gateway: its serial and
     /// hash, so that membership history is auditable.

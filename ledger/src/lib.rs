@@ -2,8 +2,9 @@
 //!
 //! **What it owns.** The entry format ([`entry`]); the RFC 9162 Merkle tree and its inclusion and
 //! consistency proofs ([`merkle`]); C2SP signed notes, cosignatures and Ed25519 keys ([`note`]);
-//! tlog checkpoints ([`checkpoint`]); the provider's receipt ([`receipt`]); tlog-proof evidence
-//! files ([`tlog_proof`]); a witness's state and its `add-checkpoint` rules ([`witness`]); offline
+//! tlog checkpoints ([`checkpoint`]); a log's signing keys over time and the `key-rotation` entry
+//! that hands a log from one to the next ([`keys`]); the provider's receipt ([`receipt`]);
+//! tlog-proof evidence files ([`tlog_proof`]); a witness's state and its `add-checkpoint` rules ([`witness`]); offline
 //! verification of a whole log ([`verify`]); and the LMDB storage under all of it ([`env`],
 //! [`store`], and [`Ledger`], the single writer that group-commits appends).
 //!
@@ -137,7 +138,8 @@ struct Pending {
     reply: Reply,
     /// A `key-rotation` entry: the writer has the key in force sign the hand-over to this one, ends
     /// the batch with it, and signs every later checkpoint with it.
-    rotate_to: Option<NoteSigner>,
+    /// Boxed: one pointer on every append's way through the queue.
+    rotate_to: Option<Box<NoteSigner>>,
 }
 
 struct Shared {
@@ -275,7 +277,7 @@ impl Ledger {
             tx.send(Pending {
                 entry: Entry::new(Kind::KeyRotation),
                 reply,
-                rotate_to: Some(new),
+                rotate_to: Some(Box::new(new)),
             })
             .map_err(|_| LedgerError::Closed)?;
         }
@@ -770,7 +772,7 @@ impl Writer {
         self.frontier = frontier.clone();
         self.last_leaf = prev;
         if let Some(new_key) = rotate_to {
-            let before = std::mem::replace(&mut self.signer, new_key);
+            let before = std::mem::replace(&mut self.signer, *new_key);
             self.rotations.push((frontier.size() - 1, before));
             tracing::info!(
                 index = frontier.size() - 1,
