@@ -4,8 +4,8 @@
 //! consistency proofs ([`merkle`]); C2SP signed notes, cosignatures and Ed25519 keys ([`note`]);
 //! tlog checkpoints ([`checkpoint`]); a log's signing keys over time and the `key-rotation` entry
 //! that hands a log from one to the next ([`keys`]); the provider's receipt ([`receipt`]);
-//! tlog-proof evidence files ([`tlog_proof`]); a witness's state and its `add-checkpoint` rules ([`witness`]); offline
-//! verification of a whole log ([`verify`]); and the LMDB storage under all of it ([`env`],
+//! tlog-proof evidence files ([`tlog_proof`]); a witness's state and its `add-checkpoint` rules
+//! ([`witness`]); offline verification of a whole log ([`verify`]); and the LMDB storage under all of it ([`env`],
 //! [`store`], and [`Ledger`], the single writer that group-commits appends).
 //!
 //! **What it must not know.** No HTTP, TLS, sockets or transports; no policy, datasets or database

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use causeway::directory::source;
+use causeway::gateway::Gateway;
 use causeway::identity::{write_secret, DeptId, GatewayKey};
 use causeway::log_api::paths;
 use causeway::transport::Transport;
@@ -29,7 +30,7 @@ use causeway_ledger::entry::Kind;
 use causeway_ledger::merkle::MemoryTree;
 use causeway_ledger::tlog_proof::{verify_tlog_proof, verify_tlog_proof_under, TlogProof};
 use causeway_ledger::witness::AddCheckpointRequest;
-use causeway_tests::{rewrite, verify_ledger, Federation};
+use causeway_tests::{rewrite, start_oversight, verify_ledger, Federation};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 
@@ -110,6 +111,25 @@ async fn exchange(fed: &Federation, consumer: &str, provider: &str) -> u16 {
     status
 }
 
+/// How far the oversight node has replicated `dept`'s log, if a pull of every log now verifies
+/// (each department's checkpoint under the key its directory names for the checkpoint's size).
+async fn pulled(oversight: &Gateway, dept: &str) -> Option<u64> {
+    let node = oversight.oversight().expect("an oversight node");
+    let reports = node.pull_all(std::sync::Arc::new(|_: &str, _, _| {})).await;
+    let mut size = None;
+    for (d, report) in reports {
+        match report {
+            Ok(r) if r.flag.is_none() => size = if d == dept { Some(r.to) } else { size },
+            Ok(r) => panic!("{d} flagged: {:?}", r.flag),
+            Err(e) => {
+                eprintln!("pulling {d}: {e}");
+                return None;
+            }
+        }
+    }
+    size
+}
+
 /// The evidence file for entry `index` of `dept`'s log, written to `dir`.
 fn evidence(fed: &Federation, dept: &str, index: u64, dir: &std::path::Path) -> PathBuf {
     let proof = fed.gateway(dept).ledger().evidence(index).unwrap();
@@ -139,8 +159,14 @@ fn cli(args: &[&str]) -> ExitCode {
 async fn a_department_rotates_its_log_key_while_running_and_its_whole_history_verifies() {
     let mut fed = federation().await;
     let files = tempfile::tempdir().unwrap();
+    let (oversight, _) = start_oversight(&fed).await.unwrap();
     assert_eq!(exchange(&fed, "social-welfare", ROTATED).await, 200);
     assert_eq!(exchange(&fed, ROTATED, "civil-registry").await, 200);
+    // The oversight node holds the log as the old key signed it.
+    eventually("the oversight node pulls every log", || async {
+        pulled(&oversight, ROTATED).await.is_some()
+    })
+    .await;
     let ledger = fed.gateway(ROTATED).ledger().clone();
     let old = ledger.verifier();
     let before_index = ledger.checkpoint().0 - 1;
@@ -209,6 +235,15 @@ async fn a_department_rotates_its_log_key_while_running_and_its_whole_history_ve
         }
     })
     .await;
+    // The oversight node's next pull proves the new key's checkpoint consistent with the old
+    // key's it held, and replicates past the rotation.
+    eventually("the oversight node pulls past the rotation", || async {
+        pulled(&oversight, ROTATED)
+            .await
+            .is_some_and(|size| size > until_size)
+    })
+    .await;
+    oversight.shutdown().await;
     // The gateway restarts with its new key and the published directory.
     fed.stop_dept(ROTATED).await;
     fed.start_dept(ROTATED).await.unwrap();
