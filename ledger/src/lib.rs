@@ -1426,4 +1426,59 @@ mod tests {
             rotation + 1
         );
     }
+
+    /// A rotation whose batch fails to commit (here: with an entry too big for a map that may not
+    /// grow) did not happen: its caller gets the error, the old key stays in force and signs the
+    /// next checkpoints, and the log verifies under the history its durable rotations tell.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotation_whose_commit_fails_leaves_the_old_key_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LedgerOptions {
+            map_size_mib: 1,
+            max_map_size_mib: 1,
+            ..LedgerOptions::default()
+        };
+        let ledger = Arc::new(Ledger::open(dir.path(), options, key(3)).unwrap());
+        let (mut failed, mut rotated) = (0, 0);
+        for round in 0..12u8 {
+            let before = ledger.verifier();
+            let big = {
+                let ledger = ledger.clone();
+                tokio::spawn(async move {
+                    let mut entry = Entry::new(Kind::Exchange);
+                    entry.reason = Some("x".repeat(2 << 20));
+                    ledger.append(entry).await
+                })
+            };
+            let rotation = ledger.rotate_key(key(10 + round)).await;
+            assert!(big.await.unwrap().is_err(), "too big for the map");
+            match &rotation {
+                Ok(_) => rotated += 1,
+                Err(e) => {
+                    assert!(matches!(e, LedgerError::Full), "{e}");
+                    failed += 1;
+                }
+            }
+            let expected = if rotation.is_ok() {
+                key(10 + round).verifier()
+            } else {
+                before
+            };
+            assert_eq!(ledger.verifier(), expected);
+            let next = ledger.append(Entry::new(Kind::Exchange)).await.unwrap();
+            checkpoint::open_checkpoint(&next.checkpoint, &expected).unwrap_or_else(|e| {
+                panic!("round {round}: the next checkpoint is the key in force's: {e}")
+            });
+        }
+        assert!(
+            failed > 0,
+            "some rotations shared the failed batch ({rotated} did not)"
+        );
+        let keys = history(&ledger);
+        assert_eq!(keys.retired().len(), rotated);
+        ledger
+            .read(|r| Ok(verify::verify_log_history(r, &keys, |_| {})))
+            .unwrap()
+            .unwrap();
+    }
 }
