@@ -106,7 +106,7 @@ fn seeds() -> Vec<Vec<u8>> {
         );
         let expires = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
         let published =
-            causeway::directory::signed::publish(&source, &operator, 7, expires).unwrap();
+            causeway::directory::signed::publish(&source, &operator, 7, expires, None).unwrap();
         causeway::directory::signed::open(
             published.as_bytes(),
             &fuzzing::TEST_VKEY.parse().unwrap(),

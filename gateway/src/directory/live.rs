@@ -181,7 +181,9 @@ impl LiveDirectory {
     /// Tell `revocation` the members of the directory in force now and of every later version:
     /// open peer connections of a member that a new version removes are closed.
     pub fn enforce_membership(&self, revocation: Arc<Revocation>) {
-        revocation.set_members(&self.federation, self.current().members());
+        let current = self.current();
+        revocation.set_members(&self.federation, current.members());
+        apply_crls(&revocation, current.crls(), current.serial.unwrap_or(0));
         let _ = self.revocation.set(revocation);
     }
 
@@ -335,10 +337,12 @@ impl LiveDirectory {
             expires: Some(published.expires),
             hash: Some(published.hash),
         };
-        let members = published.directory.members();
+        let (members, crls) = (published.directory.members(), published.directory.crls());
+        let serial = published.serial;
         self.current.store(Arc::new(published.directory));
         if let Some(revocation) = self.revocation.get() {
             revocation.set_members(&self.federation, members);
+            apply_crls(revocation, crls, serial);
         }
         *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.applied.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +383,28 @@ impl LiveDirectory {
                 tracing::error!(directory = %source.path.display(), "the directory in force has expired; the operator must publish a fresh one (`causeway federation publish`)");
             }
             warned_expired = expired;
+        }
+    }
+}
+
+/// Put the CRLs a directory carries in force (the revocation state checks the CA's signature and
+/// refuses an older list, keeping the one in force).
+fn apply_crls(
+    revocation: &Revocation,
+    crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+    serial: u64,
+) {
+    if crls.is_empty() {
+        return;
+    }
+    let from = format!("the CRL of directory serial {serial}");
+    match revocation.apply(crls, &from) {
+        Ok(crate::identity::revocation::Applied::Replaced { number, revoked }) => {
+            tracing::info!(serial, number = %number, revoked, "CRL from the directory applied")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "the directory's CRL was refused; the CRL in force stays")
         }
     }
 }
