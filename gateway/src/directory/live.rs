@@ -42,6 +42,14 @@ pub struct DirectorySource {
     pub reload_every: Duration,
 }
 
+/// Fetches the published directory from where the operator serves it (an HTTPS URL): its bytes, or
+/// why not. Given by the node's composition root, which holds the TLS client.
+pub type Fetch = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -78,6 +86,8 @@ pub struct LiveDirectory {
     /// Told the members of each version put in force, so that it closes the open connections
     /// of removed ones.
     revocation: std::sync::OnceLock<Arc<Revocation>>,
+    /// Where newer versions are fetched from (its URL, for messages), if not only from the file.
+    fetch: std::sync::OnceLock<(String, Fetch)>,
 }
 
 impl std::fmt::Debug for LiveDirectory {
@@ -137,6 +147,7 @@ impl LiveDirectory {
             applied: AtomicU64::new(0),
             changes: watch::channel(0).0,
             revocation: std::sync::OnceLock::new(),
+            fetch: std::sync::OnceLock::new(),
         }
     }
 
@@ -187,6 +198,12 @@ impl LiveDirectory {
         let _ = self.revocation.set(revocation);
     }
 
+    /// Fetch newer versions with `fetch` (from `url`) instead of reading the file; each version put
+    /// in force is then also written to the file (atomically), for the next start and for tools.
+    pub fn fetch_from(&self, url: String, fetch: Fetch) {
+        let _ = self.fetch.set((url, fetch));
+    }
+
     /// A receiver that wakes at every version put in force.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
@@ -201,7 +218,10 @@ impl LiveDirectory {
             .clone();
         DirectoryStatus {
             signed: self.source.is_some(),
-            source: self.source.as_ref().map(|s| s.path.display().to_string()),
+            source: match self.fetch.get() {
+                Some((url, _)) => Some(url.clone()),
+                None => self.source.as_ref().map(|s| s.path.display().to_string()),
+            },
             serial: version.serial,
             hash: version.hash,
             expires: version.expires.and_then(|t| t.format(&Rfc3339).ok()),
@@ -265,7 +285,18 @@ impl LiveDirectory {
         };
         let _applying = self.applying.lock().await;
         let outcome = async {
-            let bytes = read(source)?;
+            let (bytes, fetched) = match self.fetch.get() {
+                Some((url, fetch)) => (
+                    fetch()
+                        .await
+                        .map_err(|problem| DirectoryError::Unreadable {
+                            from: url.clone(),
+                            problem,
+                        })?,
+                    true,
+                ),
+                None => (read(source)?, false),
+            };
             let in_force = self
                 .version
                 .lock()
@@ -274,7 +305,10 @@ impl LiveDirectory {
             if in_force.hash.as_deref() == Some(signed::hash(&bytes).as_str()) {
                 return Ok(None);
             }
-            let from = source.path.display().to_string();
+            let from = match self.fetch.get() {
+                Some((url, _)) => url.clone(),
+                None => source.path.display().to_string(),
+            };
             let published =
                 signed::open(&bytes, &source.operator, OffsetDateTime::now_utc(), &from)?;
             let in_force_serial = in_force.serial.unwrap_or(0);
@@ -298,12 +332,12 @@ impl LiveDirectory {
                     expected: self.federation.clone(),
                 });
             }
-            Ok(Some((published, in_force)))
+            Ok(Some((published, in_force, fetched.then_some(bytes))))
         }
         .await;
         match outcome {
             Ok(None) => Ok(Applied::Unchanged),
-            Ok(Some((published, in_force))) => {
+            Ok(Some((published, in_force, fetched))) => {
                 let previous = in_force.serial.zip(in_force.hash);
                 let serial = published.serial;
                 if let Err(e) = notarize(
@@ -321,6 +355,11 @@ impl LiveDirectory {
                     return Ok(Applied::Unchanged);
                 }
                 self.put_in_force(published);
+                if let Some(bytes) = fetched {
+                    if let Err(e) = write_atomically(&source.path, &bytes) {
+                        tracing::warn!(directory = %source.path.display(), error = %e, "the fetched directory is in force but could not be kept on disk; the next start reads the older copy");
+                    }
+                }
                 Ok(Applied::Replaced { serial })
             }
             Err(e) => {
@@ -407,6 +446,13 @@ fn apply_crls(
             tracing::warn!(error = %e, "the directory's CRL was refused; the CRL in force stays")
         }
     }
+}
+
+/// Replace `path` with `bytes`: written beside it, then renamed over it.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("fetched");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn read(source: &DirectorySource) -> Result<Vec<u8>, DirectoryError> {

@@ -22,7 +22,7 @@ mod live;
 pub mod signed;
 pub mod source;
 
-pub use live::{Applied, DirectorySource, DirectoryStatus, LiveDirectory};
+pub use live::{Applied, DirectorySource, DirectoryStatus, Fetch, LiveDirectory};
 
 /// A peer transport: how a department's endpoints are reached, and what `[peer] prefer` names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
