@@ -80,6 +80,9 @@ pub struct LiveDirectory {
     /// cannot slip an older version past the rollback check.
     applying: tokio::sync::Mutex<()>,
     last_refusal: Mutex<Option<String>>,
+    /// The hash of the bytes last refused: the same bytes are not checked, counted and logged
+    /// again at every reload.
+    last_refused: Mutex<Option<String>>,
     refusals: AtomicU64,
     applied: AtomicU64,
     changes: watch::Sender<u64>,
@@ -143,6 +146,7 @@ impl LiveDirectory {
             version: Mutex::new(version),
             applying: tokio::sync::Mutex::new(()),
             last_refusal: Mutex::new(None),
+            last_refused: Mutex::new(None),
             refusals: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             changes: watch::channel(0).0,
@@ -284,6 +288,7 @@ impl LiveDirectory {
             return Ok(Applied::Unchanged);
         };
         let _applying = self.applying.lock().await;
+        let mut seen = None;
         let outcome = async {
             let (bytes, fetched) = match self.fetch.get() {
                 Some((url, fetch)) => (
@@ -302,9 +307,17 @@ impl LiveDirectory {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            if in_force.hash.as_deref() == Some(signed::hash(&bytes).as_str()) {
+            let hash = signed::hash(&bytes);
+            let refused_before = self
+                .last_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_deref()
+                == Some(hash.as_str());
+            if in_force.hash.as_deref() == Some(hash.as_str()) || refused_before {
                 return Ok(None);
             }
+            seen = Some(hash);
             let from = match self.fetch.get() {
                 Some((url, _)) => url.clone(),
                 None => source.path.display().to_string(),
@@ -363,6 +376,7 @@ impl LiveDirectory {
                 Ok(Applied::Replaced { serial })
             }
             Err(e) => {
+                *self.last_refused.lock().unwrap_or_else(|p| p.into_inner()) = seen;
                 self.refusals.fetch_add(1, Ordering::Relaxed);
                 *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Err(e)
@@ -508,4 +522,134 @@ async fn notarize(
         .await
         .context("appending the directory-change entry")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_ledger::note::NoteSigner;
+    use causeway_ledger::LedgerOptions;
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+
+    const SOURCE: &str =
+        "federation = \"demo\"\n\n[[oversight]]\nid = \"audit\"\nname = \"Audit\"\n";
+
+    fn operator() -> NoteSigner {
+        NoteSigner::new("demo/directory", SigningKey::from_bytes(&[5; 32])).unwrap()
+    }
+
+    fn publish(serial: u64, extra: &str) -> String {
+        signed::publish(
+            &format!("{SOURCE}{extra}"),
+            &operator(),
+            serial,
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn ledger(dir: &std::path::Path) -> Ledger {
+        let signer = NoteSigner::new("demo/node", SigningKey::from_bytes(&[6; 32])).unwrap();
+        Ledger::open(&dir.join("ledger"), LedgerOptions::default(), signer).unwrap()
+    }
+
+    fn source(dir: &std::path::Path) -> DirectorySource {
+        DirectorySource {
+            path: dir.join("federation.toml"),
+            operator: operator().verifier(),
+            reload_every: Duration::from_secs(1),
+        }
+    }
+
+    fn changes(ledger: &Ledger) -> Vec<u64> {
+        let size = ledger.checkpoint().0;
+        let mut serials = Vec::new();
+        ledger
+            .read(|r| {
+                r.for_each_entry(0, size, |_, bytes| {
+                    let e = Entry::from_bytes(bytes).unwrap();
+                    if e.kind == Kind::DirectoryChange {
+                        serials.push(recorded_version(&e).unwrap().0);
+                    }
+                    Ok(())
+                })
+            })
+            .unwrap();
+        serials
+    }
+
+    #[tokio::test]
+    async fn newer_versions_are_notarized_then_applied_and_rollbacks_refused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("federation.toml");
+        let (v1, v2) = (
+            publish(1, ""),
+            publish(2, "\n[[oversight]]\nid = \"dpa\"\nname = \"DPA\"\n"),
+        );
+        std::fs::write(&file, &v1).unwrap();
+        let ledger = ledger(dir.path());
+        let live = LiveDirectory::load(&file, Some(source(dir.path()))).unwrap();
+        live.notarize_at_start(&ledger).await.unwrap();
+        live.notarize_at_start(&ledger).await.unwrap(); // the same version is recorded once
+        let wake = live.subscribe();
+
+        std::fs::write(&file, &v2).unwrap();
+        assert_eq!(
+            live.reload(&ledger, "reload").await.unwrap(),
+            Applied::Replaced { serial: 2 }
+        );
+        assert!(wake.has_changed().unwrap());
+        assert!(live
+            .current()
+            .oversight_node(&crate::identity::DeptId::new("dpa").unwrap())
+            .is_some());
+        assert_eq!(changes(&ledger), vec![1, 2]);
+
+        // The older, validly signed version is refused, once, and the newer one stays.
+        std::fs::write(&file, &v1).unwrap();
+        let e = live.reload(&ledger, "reload").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DirectoryError::Rollback {
+                    serial: 1,
+                    in_force: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            live.reload(&ledger, "reload").await.unwrap(),
+            Applied::Unchanged
+        );
+        let status = live.status();
+        assert_eq!(
+            (status.serial, status.refusals, status.ready()),
+            (Some(2), 1, false)
+        );
+        // The same serial with other contents is refused too.
+        std::fs::write(&file, publish(2, "# changed\n")).unwrap();
+        assert!(matches!(
+            live.reload(&ledger, "reload").await,
+            Err(DirectoryError::Conflict { .. })
+        ));
+        assert_eq!(
+            changes(&ledger),
+            vec![1, 2],
+            "refused versions leave no entry"
+        );
+
+        // After a restart the ledger remembers serial 2: the older file cannot come back.
+        drop(live);
+        std::fs::write(&file, &v1).unwrap();
+        let live = LiveDirectory::load(&file, Some(source(dir.path()))).unwrap();
+        let e = live.notarize_at_start(&ledger).await.unwrap_err();
+        assert!(
+            format!("{e:#}").contains("older than the one in force"),
+            "{e:#}"
+        );
+    }
 }
