@@ -46,6 +46,11 @@ pub struct GatewayConfig {
     /// development setting).
     #[serde(default)]
     pub directory_key: Option<PathBuf>,
+    /// Where the operator serves the signed directory (`https://...`, with a certificate of the
+    /// federation CA): newer versions are fetched from there, checked, and kept in `directory`
+    /// (which holds the first copy, installed with this config).
+    #[serde(default)]
+    pub directory_url: Option<String>,
     /// How often the signed directory is read again (seconds).
     #[serde(default = "default_directory_reload_secs")]
     pub directory_reload_secs: u64,

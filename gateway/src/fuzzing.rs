@@ -149,3 +149,34 @@ pub fn datasets(data: &[u8]) {
         }
     }
 }
+
+/// Published federation directories: opening one never panics, whatever its bytes; one that opens
+/// under the operator's key (the test key here) has a serial and an expiry, names every
+/// department once with at least one instance, and no log origin twice; and a directory's text
+/// parses the same with or without its signature lines.
+pub fn directory(data: &[u8]) {
+    use crate::directory::{signed, Directory};
+    let now = time::OffsetDateTime::UNIX_EPOCH;
+    if let Ok(published) = signed::open(data, &test_verifier(), now, "fuzz") {
+        assert!(published.directory.serial.is_some() && published.directory.expires.is_some());
+        let mut origins = std::collections::HashSet::new();
+        for d in published.directory.departments() {
+            assert!(
+                !d.instances.is_empty(),
+                "department {} has no instance",
+                d.id
+            );
+            for i in &d.instances {
+                assert!(origins.insert(i.verifier.name().to_owned()), "origin twice");
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(d) = Directory::parse(text) {
+            let unsigned =
+                Directory::parse(signed::body(text)).expect("the body of a directory parses");
+            assert_eq!(d.serial, unsigned.serial);
+            assert_eq!(d.departments().count(), unsigned.departments().count());
+        }
+    }
+}

@@ -79,11 +79,14 @@ impl Layout {
     }
 
     /// Sign the directory source with the operator's key into `federation.toml` (the next
-    /// serial, valid a year), as `causeway federation publish` does. Returns the serial.
+    /// serial, valid a year, with the CA's CRL if there is one), as `causeway federation publish`
+    /// does. Returns the serial.
     pub fn publish_directory(&self) -> Result<u64> {
+        let crl = self.dir.join("certs").join(pki::CRL);
         publish_file(
             &self.directory_source(),
             &self.dir.join("certs").join(pki::DIRECTORY_KEY),
+            crl.exists().then_some(crl.as_path()),
             &self.directory,
             time::Duration::days(365),
         )

@@ -88,10 +88,39 @@ fn seeds() -> Vec<Vec<u8>> {
             input
         })
     };
+    // A directory published under the key the directory body opens with (the same test key).
+    let directory = {
+        use base64::Engine;
+        let private = base64::engine::general_purpose::STANDARD
+            .decode("AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")
+            .unwrap();
+        let operator = NoteSigner::new(
+            "PeterNeumann",
+            SigningKey::from_bytes(&private[1..].try_into().unwrap()),
+        )
+        .unwrap();
+        let source = format!(
+            "federation = \"demo\"\n\n[[department]]\nid = \"civil-registry\"\nname = \"Civil Registry\"\nhttps = \"https://127.0.0.1:7443\"\nvkey = \"{}\"\nwitness = \"{}\"\n\n[[oversight]]\nid = \"audit\"\nname = \"Audit\"\npulls = [\"civil-registry\"]\n",
+            log.verifier().to_vkey(),
+            witness.verifier().to_vkey()
+        );
+        let expires = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let published =
+            causeway::directory::signed::publish(&source, &operator, 7, expires, None).unwrap();
+        causeway::directory::signed::open(
+            published.as_bytes(),
+            &fuzzing::TEST_VKEY.parse().unwrap(),
+            time::OffsetDateTime::UNIX_EPOCH,
+            "seed",
+        )
+        .expect("the seed directory opens, so mutations start from a valid one");
+        published
+    };
     [
         cp.to_text(),
         note,
         proof,
+        directory,
         request,
         log.verifier().to_vkey(),
         witness.verifier().to_vkey(),
@@ -150,6 +179,7 @@ fn fuzz_bodies_hold_on_seeds_and_their_mutations() {
             fuzzing::tlog_proof(input);
             fuzzing::envelope(input);
             fuzzing::datasets(input);
+            fuzzing::directory(input);
             fuzzing::peer_answer(input);
             runs += 1;
         }

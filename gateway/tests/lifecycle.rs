@@ -1,8 +1,8 @@
 //! A federation that changes without restarts (docs/OPERATIONS.md, "Running a federation"):
 //! real `causeway serve` processes for three departments and an oversight node, and the operator's
 //! and departments' commands run as a person would run them. A fourth department enrolls and
-//! exchanges within the reload interval; a department is removed from the directory (its open
-//! connections are closed) and revoked; a rolled-back, a tampered and an expired directory are
+//! exchanges within the reload interval; another renews its certificate; a department is removed from the directory (its open
+//! connections are closed) and revoked (the CRL travels with the directory); a rolled-back, a tampered and an expired directory are
 //! refused while the last good one stays in force. No process restarts. Afterwards every log
 //! verifies against the directory, every gateway recorded each directory version it applied, and
 //! the oversight node verified every log, the new department's included.
@@ -52,8 +52,18 @@ fn s(p: &Path) -> &str {
 struct Processes(Vec<Child>);
 
 impl Processes {
-    fn start(&mut self, config: &Path) {
+    fn start(&mut self, config: &Path) -> usize {
         self.0.push(serve(config));
+        self.0.len() - 1
+    }
+
+    /// SIGHUP: read the files again now.
+    fn hangup(&self, which: usize) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.0[which].id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// SIGTERM each and wait: they drain and close their ledgers.
@@ -154,17 +164,6 @@ async fn ask(layout: &layout::Layout, consumer: &str, purpose: &str) -> u16 {
     }
 }
 
-/// Every gateway reads the federation CRL every second.
-fn honour_crl(config: &Path) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let text = text.replacen(
-        "[identity]\n",
-        "[identity]\ncrl = \"../certs/crl.pem\"\ncrl_reload_secs = 1\n",
-        1,
-    );
-    std::fs::write(config, text).unwrap();
-}
-
 /// The civil registry's grant for the statistics office (written before anyone starts).
 const STATS_GRANT: &str = r#"[[grant]]
 id = "statistics-residents"
@@ -192,11 +191,10 @@ async fn a_federation_changes_its_members_without_a_restart() {
     .unwrap();
     let oversight = layout::create_oversight(&layout, DEMO_OVERSIGHT).unwrap();
     let mut running = Processes::default();
+    let mut process = std::collections::HashMap::new();
     for dept in &layout.departments {
-        honour_crl(&dept.config);
-        running.start(&dept.config);
+        process.insert(dept.id.to_string(), running.start(&dept.config));
     }
-    honour_crl(&oversight.config);
     running.start(&oversight.config);
     for dept in &layout.departments {
         wait_ready(dept.admin).await;
@@ -267,7 +265,6 @@ async fn a_federation_changes_its_members_without_a_restart() {
     .unwrap();
     assert_eq!(serial, first + 1);
     let stats = layout::add_department(&layout, STATS, "Statistics Office", ports).unwrap();
-    honour_crl(&stats.config);
     running.start(&stats.config);
     wait_ready(stats.admin).await;
     layout.departments.push(stats.clone());
@@ -279,6 +276,58 @@ async fn a_federation_changes_its_members_without_a_restart() {
         },
     )
     .await;
+
+    // A department renews its certificate with a new key, which never leaves it; the operator
+    //    signs; the files are renamed into place and the gateway told (SIGHUP). It presents the
+    //    new certificate from the next handshake on, and exchanges continue.
+    let welfare = layout.dept("social-welfare").unwrap().clone();
+    let serial_before = readyz(welfare.admin).await.1["certificate"]["serial"].clone();
+    let renewal = dir.join("renewal");
+    causeway(&[
+        "certs",
+        "request",
+        "--dept",
+        "social-welfare",
+        "--ca",
+        s(&certs.join("ca.pem")),
+        "--out",
+        s(&renewal),
+    ]);
+    causeway(&[
+        "certs",
+        "sign",
+        "--ca",
+        s(&certs),
+        "--csr",
+        s(&renewal.join("social-welfare.csr.pem")),
+        "--dept",
+        "social-welfare",
+        "--out",
+        s(&renewal),
+    ]);
+    std::fs::rename(
+        renewal.join("social-welfare.key"),
+        certs.join("social-welfare.key"),
+    )
+    .unwrap();
+    std::fs::rename(
+        renewal.join("social-welfare.pem"),
+        certs.join("social-welfare.pem"),
+    )
+    .unwrap();
+    running.hangup(process["social-welfare"]);
+    eventually("the renewed certificate is in force", || {
+        let serial_before = serial_before.clone();
+        async move {
+            let (status, ready) = readyz(welfare.admin).await;
+            status == 200 && ready["certificate"]["serial"] != serial_before
+        }
+    })
+    .await;
+    assert_eq!(
+        ask(&layout, "social-welfare", "benefit-eligibility").await,
+        200
+    );
 
     // 2. The tax office leaves: removed from the directory, its open connection to the civil
     //    registry is closed; then revoked, it cannot even handshake.
@@ -325,6 +374,17 @@ async fn a_federation_changes_its_members_without_a_restart() {
         "--reason",
         "cessationOfOperation",
     ]);
+    // The CRL travels with the directory: publishing is all it takes.
+    causeway(&[
+        "federation",
+        "publish",
+        "--directory",
+        s(&source),
+        "--ca",
+        s(&certs),
+        "--out",
+        s(&published),
+    ]);
     eventually(
         "the CRL revoking the tax office is in force",
         || async move { readyz(registry).await.1["revocation"]["revoked"] == 1 },
@@ -333,7 +393,7 @@ async fn a_federation_changes_its_members_without_a_restart() {
     assert_ne!(ask(&layout, "tax-office", "tax-assessment").await, 200);
     let (_, ready) = readyz(registry).await;
     let good = ready["directory"]["serial"].as_u64().unwrap();
-    assert_eq!(good, first + 2, "{ready}");
+    assert_eq!(good, first + 3, "{ready}");
 
     // 3. Bad directories are refused by name; the last good one stays in force and serves.
     let good_bytes = std::fs::read(&published).unwrap();
@@ -422,6 +482,10 @@ async fn a_federation_changes_its_members_without_a_restart() {
                 .all(|l| l["state"]["size"].as_u64() > Some(0) && l["state"]["flag"].is_null())
     })
     .await;
+    let (status, membership) = get(dashboard, "/api/membership").await;
+    assert_eq!(status, 200, "{membership}");
+    let (status, page) = get(dashboard, "/").await;
+    assert!(status == 200 && page.contains("Membership history") && page.contains(STATS));
     running.stop();
 
     // Every log verifies against the directory (the tax office's against the last one that
@@ -463,30 +527,32 @@ async fn a_federation_changes_its_members_without_a_restart() {
         if dept.id.as_str() == "civil-registry" {
             assert_eq!(
                 serials,
-                vec![first, first + 1, first + 2, last],
+                vec![first, first + 1, first + 2, first + 3, last],
                 "only good versions are recorded"
             );
         }
     }
-    let ledger: PathBuf = oversight.dir.join("ledger");
-    let shown = causeway(&["log", "show", "--ledger", s(&ledger), "--json"]);
-    let history: Vec<Value> = shown
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["kind"] == "directory-change")
+    // The oversight node shows the membership history it notarized, newest first, and its own
+    // log verifies too.
+    let history: Vec<Value> = serde_json::from_str::<Value>(&membership).unwrap()["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
         .map(|e| e["detail"]["departments"].clone())
         .collect();
     assert!(
         history
             .iter()
             .any(|d| d.as_array().is_some_and(|d| d.iter().any(|x| x == STATS))),
-        "the oversight node's own log holds the membership history: {history:?}"
+        "the oversight node shows the membership history: {history:?}"
     );
     assert!(
         history
-            .last()
+            .first()
             .and_then(Value::as_array)
             .is_some_and(|d| !d.iter().any(|x| x == "tax-office")),
         "{history:?}"
     );
+    let ledger: PathBuf = oversight.dir.join("ledger");
+    causeway(&["log", "verify", "--ledger", s(&ledger)]);
 }

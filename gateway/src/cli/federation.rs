@@ -108,8 +108,9 @@ Then publish: causeway federation publish ..."
         #[arg(long)]
         revoked_from: Option<u64>,
     },
-    /// Sign the directory source with the operator's key and publish it with the next serial and
-    /// an expiry. Gateways read it every directory_reload_secs and on SIGHUP.
+    /// Sign the directory source with the operator's key and publish it with the next serial, an
+    /// expiry and the CA's CRL (crl.pem in --ca, if there is one). Gateways read it every
+    /// directory_reload_secs and on SIGHUP, and put its CRL in force.
     #[command(
         after_help = "Example:\n  causeway federation publish --directory certs/federation.source.toml --ca certs/ --out federation.toml --valid-days 30"
     )]
@@ -126,6 +127,9 @@ Then publish: causeway federation publish ..."
         /// Days until it expires; publish again before then.
         #[arg(long, default_value_t = 30)]
         valid_days: u32,
+        /// Publish without the CA's CRL even if the CA directory holds one.
+        #[arg(long)]
+        no_crl: bool,
     },
 }
 
@@ -224,10 +228,14 @@ pub(crate) fn run(command: FederationCommand) -> Result<ExitCode> {
             ca,
             out,
             valid_days,
+            no_crl,
         } => {
+            let crl = ca.join(pki::CRL);
+            let crl = (!no_crl && crl.exists()).then_some(crl.as_path());
             let serial = publish_file(
                 &directory,
                 &ca.join(pki::DIRECTORY_KEY),
+                crl,
                 &out,
                 time::Duration::days(valid_days.into()),
             )?;

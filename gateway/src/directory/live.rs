@@ -42,6 +42,14 @@ pub struct DirectorySource {
     pub reload_every: Duration,
 }
 
+/// Fetches the published directory from where the operator serves it (an HTTPS URL): its bytes, or
+/// why not. Given by the node's composition root, which holds the TLS client.
+pub type Fetch = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -72,12 +80,17 @@ pub struct LiveDirectory {
     /// cannot slip an older version past the rollback check.
     applying: tokio::sync::Mutex<()>,
     last_refusal: Mutex<Option<String>>,
+    /// The hash of the bytes last refused: the same bytes are not checked, counted and logged
+    /// again at every reload.
+    last_refused: Mutex<Option<String>>,
     refusals: AtomicU64,
     applied: AtomicU64,
     changes: watch::Sender<u64>,
     /// Told the members of each version put in force, so that it closes the open connections
     /// of removed ones.
     revocation: std::sync::OnceLock<Arc<Revocation>>,
+    /// Where newer versions are fetched from (its URL, for messages), if not only from the file.
+    fetch: std::sync::OnceLock<(String, Fetch)>,
 }
 
 impl std::fmt::Debug for LiveDirectory {
@@ -133,10 +146,12 @@ impl LiveDirectory {
             version: Mutex::new(version),
             applying: tokio::sync::Mutex::new(()),
             last_refusal: Mutex::new(None),
+            last_refused: Mutex::new(None),
             refusals: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             changes: watch::channel(0).0,
             revocation: std::sync::OnceLock::new(),
+            fetch: std::sync::OnceLock::new(),
         }
     }
 
@@ -181,8 +196,16 @@ impl LiveDirectory {
     /// Tell `revocation` the members of the directory in force now and of every later version:
     /// open peer connections of a member that a new version removes are closed.
     pub fn enforce_membership(&self, revocation: Arc<Revocation>) {
-        revocation.set_members(&self.federation, self.current().members());
+        let current = self.current();
+        revocation.set_members(&self.federation, current.members());
+        apply_crls(&revocation, current.crls(), current.serial.unwrap_or(0));
         let _ = self.revocation.set(revocation);
+    }
+
+    /// Fetch newer versions with `fetch` (from `url`) instead of reading the file; each version put
+    /// in force is then also written to the file (atomically), for the next start and for tools.
+    pub fn fetch_from(&self, url: String, fetch: Fetch) {
+        let _ = self.fetch.set((url, fetch));
     }
 
     /// A receiver that wakes at every version put in force.
@@ -199,7 +222,10 @@ impl LiveDirectory {
             .clone();
         DirectoryStatus {
             signed: self.source.is_some(),
-            source: self.source.as_ref().map(|s| s.path.display().to_string()),
+            source: match self.fetch.get() {
+                Some((url, _)) => Some(url.clone()),
+                None => self.source.as_ref().map(|s| s.path.display().to_string()),
+            },
             serial: version.serial,
             hash: version.hash,
             expires: version.expires.and_then(|t| t.format(&Rfc3339).ok()),
@@ -262,17 +288,40 @@ impl LiveDirectory {
             return Ok(Applied::Unchanged);
         };
         let _applying = self.applying.lock().await;
+        let mut seen = None;
         let outcome = async {
-            let bytes = read(source)?;
+            let (bytes, fetched) = match self.fetch.get() {
+                Some((url, fetch)) => (
+                    fetch()
+                        .await
+                        .map_err(|problem| DirectoryError::Unreadable {
+                            from: url.clone(),
+                            problem,
+                        })?,
+                    true,
+                ),
+                None => (read(source)?, false),
+            };
             let in_force = self
                 .version
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            if in_force.hash.as_deref() == Some(signed::hash(&bytes).as_str()) {
+            let hash = signed::hash(&bytes);
+            let refused_before = self
+                .last_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_deref()
+                == Some(hash.as_str());
+            if in_force.hash.as_deref() == Some(hash.as_str()) || refused_before {
                 return Ok(None);
             }
-            let from = source.path.display().to_string();
+            seen = Some(hash);
+            let from = match self.fetch.get() {
+                Some((url, _)) => url.clone(),
+                None => source.path.display().to_string(),
+            };
             let published =
                 signed::open(&bytes, &source.operator, OffsetDateTime::now_utc(), &from)?;
             let in_force_serial = in_force.serial.unwrap_or(0);
@@ -296,12 +345,12 @@ impl LiveDirectory {
                     expected: self.federation.clone(),
                 });
             }
-            Ok(Some((published, in_force)))
+            Ok(Some((published, in_force, fetched.then_some(bytes))))
         }
         .await;
         match outcome {
             Ok(None) => Ok(Applied::Unchanged),
-            Ok(Some((published, in_force))) => {
+            Ok(Some((published, in_force, fetched))) => {
                 let previous = in_force.serial.zip(in_force.hash);
                 let serial = published.serial;
                 if let Err(e) = notarize(
@@ -319,9 +368,15 @@ impl LiveDirectory {
                     return Ok(Applied::Unchanged);
                 }
                 self.put_in_force(published);
+                if let Some(bytes) = fetched {
+                    if let Err(e) = write_atomically(&source.path, &bytes) {
+                        tracing::warn!(directory = %source.path.display(), error = %e, "the fetched directory is in force but could not be kept on disk; the next start reads the older copy");
+                    }
+                }
                 Ok(Applied::Replaced { serial })
             }
             Err(e) => {
+                *self.last_refused.lock().unwrap_or_else(|p| p.into_inner()) = seen;
                 self.refusals.fetch_add(1, Ordering::Relaxed);
                 *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Err(e)
@@ -335,10 +390,12 @@ impl LiveDirectory {
             expires: Some(published.expires),
             hash: Some(published.hash),
         };
-        let members = published.directory.members();
+        let (members, crls) = (published.directory.members(), published.directory.crls());
+        let serial = published.serial;
         self.current.store(Arc::new(published.directory));
         if let Some(revocation) = self.revocation.get() {
             revocation.set_members(&self.federation, members);
+            apply_crls(revocation, crls, serial);
         }
         *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.applied.fetch_add(1, Ordering::Relaxed);
@@ -381,6 +438,35 @@ impl LiveDirectory {
             warned_expired = expired;
         }
     }
+}
+
+/// Put the CRLs a directory carries in force (the revocation state checks the CA's signature and
+/// refuses an older list, keeping the one in force).
+fn apply_crls(
+    revocation: &Revocation,
+    crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+    serial: u64,
+) {
+    if crls.is_empty() {
+        return;
+    }
+    let from = format!("the CRL of directory serial {serial}");
+    match revocation.apply(crls, &from) {
+        Ok(crate::identity::revocation::Applied::Replaced { number, revoked }) => {
+            tracing::info!(serial, number = %number, revoked, "CRL from the directory applied")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "the directory's CRL was refused; the CRL in force stays")
+        }
+    }
+}
+
+/// Replace `path` with `bytes`: written beside it, then renamed over it.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("fetched");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn read(source: &DirectorySource) -> Result<Vec<u8>, DirectoryError> {
@@ -436,4 +522,134 @@ async fn notarize(
         .await
         .context("appending the directory-change entry")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_ledger::note::NoteSigner;
+    use causeway_ledger::LedgerOptions;
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+
+    const SOURCE: &str =
+        "federation = \"demo\"\n\n[[oversight]]\nid = \"audit\"\nname = \"Audit\"\n";
+
+    fn operator() -> NoteSigner {
+        NoteSigner::new("demo/directory", SigningKey::from_bytes(&[5; 32])).unwrap()
+    }
+
+    fn publish(serial: u64, extra: &str) -> String {
+        signed::publish(
+            &format!("{SOURCE}{extra}"),
+            &operator(),
+            serial,
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn ledger(dir: &std::path::Path) -> Ledger {
+        let signer = NoteSigner::new("demo/node", SigningKey::from_bytes(&[6; 32])).unwrap();
+        Ledger::open(&dir.join("ledger"), LedgerOptions::default(), signer).unwrap()
+    }
+
+    fn source(dir: &std::path::Path) -> DirectorySource {
+        DirectorySource {
+            path: dir.join("federation.toml"),
+            operator: operator().verifier(),
+            reload_every: Duration::from_secs(1),
+        }
+    }
+
+    fn changes(ledger: &Ledger) -> Vec<u64> {
+        let size = ledger.checkpoint().0;
+        let mut serials = Vec::new();
+        ledger
+            .read(|r| {
+                r.for_each_entry(0, size, |_, bytes| {
+                    let e = Entry::from_bytes(bytes).unwrap();
+                    if e.kind == Kind::DirectoryChange {
+                        serials.push(recorded_version(&e).unwrap().0);
+                    }
+                    Ok(())
+                })
+            })
+            .unwrap();
+        serials
+    }
+
+    #[tokio::test]
+    async fn newer_versions_are_notarized_then_applied_and_rollbacks_refused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("federation.toml");
+        let (v1, v2) = (
+            publish(1, ""),
+            publish(2, "\n[[oversight]]\nid = \"dpa\"\nname = \"DPA\"\n"),
+        );
+        std::fs::write(&file, &v1).unwrap();
+        let ledger = ledger(dir.path());
+        let live = LiveDirectory::load(&file, Some(source(dir.path()))).unwrap();
+        live.notarize_at_start(&ledger).await.unwrap();
+        live.notarize_at_start(&ledger).await.unwrap(); // the same version is recorded once
+        let wake = live.subscribe();
+
+        std::fs::write(&file, &v2).unwrap();
+        assert_eq!(
+            live.reload(&ledger, "reload").await.unwrap(),
+            Applied::Replaced { serial: 2 }
+        );
+        assert!(wake.has_changed().unwrap());
+        assert!(live
+            .current()
+            .oversight_node(&crate::identity::DeptId::new("dpa").unwrap())
+            .is_some());
+        assert_eq!(changes(&ledger), vec![1, 2]);
+
+        // The older, validly signed version is refused, once, and the newer one stays.
+        std::fs::write(&file, &v1).unwrap();
+        let e = live.reload(&ledger, "reload").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DirectoryError::Rollback {
+                    serial: 1,
+                    in_force: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            live.reload(&ledger, "reload").await.unwrap(),
+            Applied::Unchanged
+        );
+        let status = live.status();
+        assert_eq!(
+            (status.serial, status.refusals, status.ready()),
+            (Some(2), 1, false)
+        );
+        // The same serial with other contents is refused too.
+        std::fs::write(&file, publish(2, "# changed\n")).unwrap();
+        assert!(matches!(
+            live.reload(&ledger, "reload").await,
+            Err(DirectoryError::Conflict { .. })
+        ));
+        assert_eq!(
+            changes(&ledger),
+            vec![1, 2],
+            "refused versions leave no entry"
+        );
+
+        // After a restart the ledger remembers serial 2: the older file cannot come back.
+        drop(live);
+        std::fs::write(&file, &v1).unwrap();
+        let live = LiveDirectory::load(&file, Some(source(dir.path()))).unwrap();
+        let e = live.notarize_at_start(&ledger).await.unwrap_err();
+        assert!(
+            format!("{e:#}").contains("older than the one in force"),
+            "{e:#}"
+        );
+    }
 }

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use causeway_ledger::keys::{KeyHistory, KeyRefusal, RetiredKey};
 use causeway_ledger::note::NoteVerifier;
+use rustls_pki_types::CertificateRevocationListDer;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use x509_parser::prelude::FromDer;
 
 use crate::files::toml_error;
 use crate::identity::{parse_vkey, DeptId, PeerIdentity};
@@ -21,7 +23,7 @@ mod live;
 pub mod signed;
 pub mod source;
 
-pub use live::{Applied, DirectorySource, DirectoryStatus, LiveDirectory};
+pub use live::{Applied, DirectorySource, DirectoryStatus, Fetch, LiveDirectory};
 
 /// A peer transport: how a department's endpoints are reached, and what `[peer] prefer` names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -60,6 +62,7 @@ impl std::fmt::Display for Transport {
 struct DirectoryFile {
     serial: Option<u64>,
     expires: Option<String>,
+    crl: Option<String>,
     federation: String,
     #[serde(rename = "department", default)]
     departments: Vec<DepartmentEntry>,
@@ -211,6 +214,8 @@ pub struct Directory {
     pub serial: Option<u64>,
     /// When it stops being valid (`None`: an unsigned file).
     pub expires: Option<OffsetDateTime>,
+    /// The federation CA's CRLs (PEM) published with it, which every node puts in force.
+    pub crl: Option<String>,
     departments: BTreeMap<DeptId, Arc<Department>>,
     oversight: BTreeMap<DeptId, OversightNode>,
 }
@@ -284,10 +289,14 @@ impl Directory {
                 bail!("oversight node {} is listed twice", entry.id);
             }
         }
+        if let Some(pem) = &file.crl {
+            crls(pem).context("field `crl`")?;
+        }
         Ok(Directory {
             federation: file.federation,
             serial: file.serial,
             expires,
+            crl: file.crl,
             departments,
             oversight,
         })
@@ -309,6 +318,14 @@ impl Directory {
             PeerIdentity::Dept(id) => self.departments.contains_key(id),
             PeerIdentity::Oversight(id) => self.oversight.contains_key(id),
         }
+    }
+
+    /// The CRLs it carries (none without a `crl` field).
+    pub fn crls(&self) -> Vec<CertificateRevocationListDer<'static>> {
+        self.crl
+            .as_deref()
+            .and_then(|pem| crls(pem).ok())
+            .unwrap_or_default()
     }
 
     /// Every member's identity: the departments and the oversight nodes.
@@ -439,6 +456,21 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
         witness: first.witness,
         instances: checked,
     })
+}
+
+/// The CRLs of PEM text: at least one `X509 CRL` block, each well-formed (their signatures are
+/// checked by the revocation state that puts them in force).
+fn crls(pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("not PEM CRLs: {e:?}"))?;
+    anyhow::ensure!(!crls.is_empty(), "no \"-----BEGIN X509 CRL-----\" block");
+    for crl in &crls {
+        x509_parser::revocation_list::CertificateRevocationList::from_der(crl.as_ref())
+            .map_err(|e| anyhow::anyhow!("a CRL does not parse: {e}"))?;
+    }
+    Ok(crls)
 }
 
 /// `https://host:port` -> `host:port`.

@@ -186,25 +186,32 @@ pub fn open(
     })
 }
 
-/// Publish the operator's `source` directory: check it, set `serial` and `expires`, and sign it
-/// with `operator`. The source must not set `serial` or `expires` itself.
+/// Publish the operator's `source` directory: check it, set `serial` and `expires`, add the
+/// federation CA's `crl` (PEM) if given, and sign it with `operator`. The source must not set
+/// `serial`, `expires` or `crl` itself.
 pub fn publish(
     source: &str,
     operator: &NoteSigner,
     serial: u64,
     expires: OffsetDateTime,
+    crl: Option<&str>,
 ) -> anyhow::Result<String> {
     let source = body(source);
     let checked = Directory::parse(source)?;
     anyhow::ensure!(
-        checked.serial.is_none() && checked.expires.is_none(),
-        "the source directory sets `serial` or `expires`: remove them, `causeway federation publish` sets both"
+        checked.serial.is_none() && checked.expires.is_none() && checked.crl.is_none(),
+        "the source directory sets `serial`, `expires` or `crl`: remove them, `causeway federation publish` sets them"
     );
     let expires = expires.replace_nanosecond(0)?.format(&Rfc3339)?;
+    let crl = match crl {
+        Some(pem) => format!("crl = '''\n{}\n'''\n", pem.trim()),
+        None => String::new(),
+    };
     let text = format!(
-        "# Published by `causeway federation publish`; edit the source and publish again.\nserial = {serial}\nexpires = \"{expires}\"\n{}\n",
+        "# Published by `causeway federation publish`; edit the source and publish again.\nserial = {serial}\nexpires = \"{expires}\"\n{crl}{}\n",
         source.trim_end()
     );
+    Directory::parse(&text).map_err(|e| anyhow::anyhow!("the CRL cannot be published: {e:#}"))?;
     // Tabs and other control characters cannot be signed: say where they are.
     if let Some((n, _)) = text
         .lines()
@@ -221,12 +228,13 @@ pub fn publish(
 }
 
 /// Publish the source file `source` signed with the operator's key file `key`, valid for `valid`,
-/// to `out`: the serial is one above the one `out` holds now (1 for a first publication). The file
-/// is replaced atomically (written beside it, then renamed), so a gateway never reads half of it.
-/// Returns the serial.
+/// with the CRL file `crl` if given, to `out`: the serial is one above the one `out` holds now (1
+/// for a first publication). The file is replaced atomically (written beside it, then renamed), so
+/// a gateway never reads half of it. Returns the serial.
 pub fn publish_file(
     source: &std::path::Path,
     key: &std::path::Path,
+    crl: Option<&std::path::Path>,
     out: &std::path::Path,
     valid: time::Duration,
 ) -> anyhow::Result<u64> {
@@ -243,11 +251,17 @@ pub fn publish_file(
         Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
     };
     let serial = previous + 1;
+    let crl = crl
+        .map(|p| {
+            std::fs::read_to_string(p).with_context(|| format!("reading the CRL {}", p.display()))
+        })
+        .transpose()?;
     let published = publish(
         &text,
         operator.note_signer(),
         serial,
         OffsetDateTime::now_utc() + valid,
+        crl.as_deref(),
     )
     .with_context(|| format!("{}", source.display()))?;
     let tmp = out.with_extension("publishing");
@@ -280,6 +294,7 @@ mod tests {
             &operator(1),
             serial,
             now() + time::Duration::days(1),
+            None,
         )
         .unwrap()
     }
@@ -301,13 +316,27 @@ mod tests {
         let good = published(3);
         let err = |bytes: &[u8]| open(bytes, &key, now(), "f").unwrap_err().to_string();
         // Another key signed it.
-        let other = publish(SOURCE, &operator(2), 3, now() + time::Duration::days(1)).unwrap();
+        let other = publish(
+            SOURCE,
+            &operator(2),
+            3,
+            now() + time::Duration::days(1),
+            None,
+        )
+        .unwrap();
         assert!(err(other.as_bytes()).contains("not signed by the federation operator"));
         // One byte of the text changed after signing.
         let tampered = good.replace("name = \"Audit\"", "name = \"Audi7\"");
         assert!(err(tampered.as_bytes()).contains("not signed by the federation operator"));
         // Expired.
-        let old = publish(SOURCE, &operator(1), 3, now() - time::Duration::seconds(1)).unwrap();
+        let old = publish(
+            SOURCE,
+            &operator(1),
+            3,
+            now() - time::Duration::seconds(1),
+            None,
+        )
+        .unwrap();
         assert!(err(old.as_bytes()).contains("expired"));
         // Unsigned, malformed, oversized, not UTF-8.
         assert!(err(SOURCE.as_bytes()).contains("malformed"));
@@ -323,9 +352,9 @@ mod tests {
     #[test]
     fn the_source_may_not_set_what_publish_sets() {
         let with_serial = format!("serial = 9\n{SOURCE}");
-        assert!(publish(&with_serial, &operator(1), 1, now()).is_err());
+        assert!(publish(&with_serial, &operator(1), 1, now(), None).is_err());
         let with_tab = SOURCE.replace("name = ", "name =\t");
-        let e = publish(&with_tab, &operator(1), 1, now())
+        let e = publish(&with_tab, &operator(1), 1, now(), None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("tab"), "{e}");
@@ -335,8 +364,19 @@ mod tests {
             &operator(1),
             4,
             now() + time::Duration::days(1),
+            None,
         )
         .unwrap_err();
         assert!(again.to_string().contains("sets `serial`"), "{again}");
+        // A CRL that is not one is never published.
+        let crl = publish(
+            SOURCE,
+            &operator(1),
+            1,
+            now(),
+            Some("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"),
+        );
+        assert!(crl.unwrap_err().to_string().contains("CRL"));
+        assert!(publish(SOURCE, &operator(1), 1, now(), Some("not a crl")).is_err());
     }
 }

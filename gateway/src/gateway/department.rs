@@ -300,6 +300,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     identity
         .directory
         .enforce_membership(identity.tls.revocation().clone());
+    super::follow_directory_url(config, &identity.directory, &identity.tls)?;
     running.spawn(
         identity
             .directory

@@ -172,3 +172,33 @@ fn not_found(message: String) -> ProtocolResponse {
         &json!({"error": {"code": "not-found", "message": message}}),
     )
 }
+
+/// With `directory_url`, fetch newer directories from there: over mutual TLS with this node's
+/// certificate, the server verified against the federation CA and the CRL in force.
+fn follow_directory_url(
+    config: &GatewayConfig,
+    directory: &crate::directory::LiveDirectory,
+    tls: &crate::identity::tls::TlsMaterial,
+) -> Result<()> {
+    let Some(url) = &config.directory_url else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        config.directory_key.is_some(),
+        "directory_url = {url:?} needs directory_key: a fetched directory is only used if the federation operator signed it"
+    );
+    let fetcher = crate::transport::fetch::Fetcher::new(
+        url,
+        tls.application_client_config()?,
+        crate::directory::signed::MAX_DIRECTORY_BYTES + 1,
+    )
+    .context("directory_url")?;
+    directory.fetch_from(
+        fetcher.url(),
+        Arc::new(move || {
+            let fetcher = fetcher.clone();
+            Box::pin(async move { fetcher.fetch().await })
+        }),
+    );
+    Ok(())
+}

@@ -79,6 +79,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     // are pulled from the next round on.
     node.live_directory()
         .enforce_membership(tls.revocation().clone());
+    super::follow_directory_url(config, node.live_directory(), &tls)?;
     running.spawn(
         node.live_directory()
             .clone()

@@ -32,7 +32,7 @@ use super::report::esc;
 use super::{Asker, Oversight, OversightError};
 use crate::text::csv_cell;
 use crate::transport::server::Call;
-use causeway_ledger::entry::Side;
+use causeway_ledger::entry::{Entry, Side};
 
 /// The header an authenticating proxy sets to name the operator.
 pub const OPERATOR_HEADER: &str = "causeway-operator";
@@ -190,6 +190,13 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
         (&Method::GET, "/api/crosscheck") => match node.crosscheck(&api).await {
             Ok(findings) => json_body(200, &json!({"findings": findings})),
             Err(e) => failure(true, &e),
+        },
+        (&Method::GET, "/api/membership") => match node.membership_history(1000) {
+            Ok(history) => json_body(200, &json!({"versions": history})),
+            Err(e) => json_body(
+                503,
+                &json!({"error": {"code": "ledger", "message": e.to_string()}}),
+            ),
         },
         (&Method::GET, "/api/status") => match node.statuses().await {
             Ok(statuses) => json_body(200, &json!({"logs": statuses})),
@@ -489,9 +496,41 @@ async fn home(node: &Oversight) -> Response<Full<Bytes>> {
     body.push_str(&denials_section(&denials));
     body.push_str(&findings_section(&findings));
     body.push_str(&queries_section(&queries));
+    body.push_str(&membership_section(
+        &node.membership_history(10).unwrap_or_default(),
+    ));
     body.push_str(&search_form(node, &[]));
     body.push_str("</main>");
     html(200, page("Dashboard", &body))
+}
+
+/// The directory versions this node applied: who was a member from when.
+fn membership_section(history: &[Entry]) -> String {
+    let mut rows = String::new();
+    for e in history {
+        let d = e.detail.as_ref();
+        let list = |key: &str| {
+            d.and_then(|d| d.get(key))
+                .and_then(|v| v.as_array())
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{time}</td><td class=\"num\">{serial}</td><td>{depts}</td><td>{nodes}</td><td><code>{hash}</code></td></tr>",
+            time = esc(&e.time),
+            serial = d.and_then(|d| d.get("serial")).and_then(|s| s.as_u64()).unwrap_or(0),
+            depts = esc(&list("departments")),
+            nodes = esc(&list("oversight")),
+            hash = esc(d.and_then(|d| d.get("hash")).and_then(|h| h.as_str()).and_then(|h| h.get(..16)).unwrap_or("")),
+        );
+    }
+    format!("<section class=\"wide\" id=\"membership\"><h2>Membership history</h2><table><thead><tr><th>Applied</th><th>Directory serial</th><th>Departments</th><th>Oversight nodes</th><th>Hash</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Each signed directory version this node put in force, as notarized in its own log (newest first); every gateway records the same in its log.</p></section>")
 }
 
 fn status_section(statuses: &[super::LogStatus]) -> String {

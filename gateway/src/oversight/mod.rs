@@ -430,21 +430,28 @@ impl Oversight {
 
     /// The latest `n` oversight-query entries of this node's ledger, newest first.
     pub fn recent_queries(&self, n: u64) -> Result<Vec<Entry>, LedgerError> {
+        self.recent(Kind::OversightQuery, n, n.saturating_mul(4))
+    }
+
+    /// The membership history: the latest `n` `directory-change` entries of this node's ledger
+    /// (each directory version it applied, with its members), newest first.
+    pub fn membership_history(&self, n: u64) -> Result<Vec<Entry>, LedgerError> {
+        self.recent(Kind::DirectoryChange, n, u64::MAX)
+    }
+
+    /// The latest `n` entries of `kind` among the last `window` entries, newest first.
+    fn recent(&self, kind: Kind, n: u64, window: u64) -> Result<Vec<Entry>, LedgerError> {
         let size = self.ledger.checkpoint().0;
         let mut out = Vec::new();
         self.ledger.read(|r| {
-            r.for_each_entry(
-                size.saturating_sub(n.saturating_mul(4)),
-                size,
-                |_, bytes| {
-                    if let Ok(e) = Entry::from_bytes(bytes) {
-                        if e.kind == Kind::OversightQuery {
-                            out.push(e);
-                        }
+            r.for_each_entry(size.saturating_sub(window), size, |_, bytes| {
+                if let Ok(e) = Entry::from_bytes(bytes) {
+                    if e.kind == kind {
+                        out.push(e);
                     }
-                    Ok(())
-                },
-            )
+                }
+                Ok(())
+            })
         })?;
         out.reverse();
         out.truncate(n as usize);

@@ -9,6 +9,7 @@
 pub mod app_client;
 pub mod client;
 pub mod coalesce;
+pub mod fetch;
 pub mod frame;
 pub mod limits;
 pub mod observe;
