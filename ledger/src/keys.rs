@@ -81,6 +81,25 @@ pub enum KeyHistoryError {
     },
 }
 
+impl KeyHistoryError {
+    /// What is wrong, without the entry index (for callers that name the entry themselves).
+    pub fn problem(&self) -> String {
+        match self {
+            KeyHistoryError::BadRotation { problem, .. } => problem.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn at(self, index: u64) -> Self {
+        match self {
+            KeyHistoryError::BadRotation { problem, .. } => {
+                KeyHistoryError::BadRotation { index, problem }
+            }
+            other => other,
+        }
+    }
+}
+
 /// Why no key may check a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -191,7 +210,7 @@ impl KeyHistory {
                 index: *index,
                 problem,
             };
-            let (old, new) = rotation.verify().map_err(|e| bad(e.to_string()))?;
+            let (old, new) = rotation.verify().map_err(|e| e.at(*index))?;
             if let Some(expected) = expected_old.as_ref().filter(|e| **e != old) {
                 return Err(bad(format!(
                     "it hands over from {}, but the rotation before it handed over to {}",
@@ -325,7 +344,8 @@ impl Rotation {
     }
 
     /// The old and new keys, if the old key signed this hand-over to the new one, both are Ed25519
-    /// note keys, and both name the same log.
+    /// note keys, and both name the same log. (The error's index is 0: the caller knows the
+    /// entry's.)
     pub fn verify(&self) -> Result<(NoteVerifier, NoteVerifier), KeyHistoryError> {
         let bad = |problem: String| KeyHistoryError::BadRotation { index: 0, problem };
         let key = |vkey: &str| {

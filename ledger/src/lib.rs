@@ -467,7 +467,7 @@ fn last_rotation(
         .and_then(|e| Rotation::from_entry(&e))
         .transpose()
         .and_then(|r| r.map(|r| r.verify()).transpose())
-        .map_err(|e| LedgerError::Corrupt(format!("entry {index}: {e}")))?;
+        .map_err(|e| LedgerError::Corrupt(format!("entry {index}: {}", e.problem())))?;
     Ok(rotation)
 }
 

@@ -143,9 +143,9 @@ fn verify_rotations(reader: &Reader<'_>, keys: &KeyHistory) -> Option<VerifyFail
             None => fail(format!(
                 "the key history retires {old} here, but this is not a key-rotation entry"
             )),
-            Some(Err(e)) => fail(e.to_string()),
+            Some(Err(e)) => fail(e.problem()),
             Some(Ok(rotation)) => match rotation.verify() {
-                Err(e) => fail(e.to_string()),
+                Err(e) => fail(e.problem()),
                 Ok((o, n)) if (&o, &n) != (old, new) => fail(format!(
                     "it hands the log from {o} to {n}, but the key history says from {old} to {new}"
                 )),

@@ -198,21 +198,25 @@ async fn a_department_rotates_its_log_key_while_running_and_its_whole_history_ve
     assert_ne!(exchange(&fed, ROTATED, "civil-registry").await, 200);
 
     // The operator lists the new key, retiring the old one at the rotation's size, and publishes.
-    let source_path = fed.layout.directory_source();
-    let text = std::fs::read_to_string(&source_path).unwrap();
-    let text = source::rotate_key(
-        &text,
-        &source::KeyRotation {
-            id: DeptId::new(ROTATED).unwrap(),
-            instance: None,
-            new_vkey: new.vkey(),
-            until_size,
-            until_time: "2026-12-06T12:00:00Z".into(),
-            revoked_from: None,
-        },
-    )
-    .unwrap();
-    std::fs::write(&source_path, text).unwrap();
+    let source_path = fed.layout.directory_source().to_string_lossy().into_owned();
+    let new_vkey =
+        std::fs::read_to_string(fed.ledger_dir(ROTATED).join(causeway_ledger::VKEY_FILE)).unwrap();
+    let until = until_size.to_string();
+    assert_eq!(
+        cli(&[
+            "federation",
+            "rotate-key",
+            "--directory",
+            &source_path,
+            "--id",
+            ROTATED,
+            "--vkey",
+            new_vkey.trim(),
+            "--until-size",
+            &until,
+        ]),
+        ExitCode::SUCCESS
+    );
     fed.layout.publish_directory().unwrap();
 
     // Exchanges go on, both ways, once the peers have it.
