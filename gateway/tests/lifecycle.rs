@@ -183,6 +183,13 @@ async fn a_federation_changes_its_members_without_a_restart() {
     let certs = dir.join("certs");
     let source = layout.directory_source();
     let published = layout.directory.clone();
+    // The operator signs and publishes the source: the new serial.
+    let publish = |extra: &[&str]| -> u64 {
+        let mut args = vec!["federation", "publish", "--directory", s(&source)];
+        args.extend(["--ca", s(&certs), "--out", s(&published)]);
+        args.extend(extra);
+        causeway(&args).trim().parse().unwrap()
+    };
     causeway(&["certs", "crl", "--ca", s(&certs)]);
     std::fs::write(
         dir.join("civil-registry/policies/statistics.toml"),
@@ -250,19 +257,7 @@ async fn a_federation_changes_its_members_without_a_restart() {
         s(&certs.join(format!("{STATS}.pub.toml"))),
     ]);
     let before_stats = std::fs::read(&published).unwrap();
-    let serial: u64 = causeway(&[
-        "federation",
-        "publish",
-        "--directory",
-        s(&source),
-        "--ca",
-        s(&certs),
-        "--out",
-        s(&published),
-    ])
-    .trim()
-    .parse()
-    .unwrap();
+    let serial = publish(&[]);
     assert_eq!(serial, first + 1);
     let stats = layout::add_department(&layout, STATS, "Statistics Office", ports).unwrap();
     running.start(&stats.config);
@@ -342,16 +337,7 @@ async fn a_federation_changes_its_members_without_a_restart() {
         "--id",
         "tax-office",
     ]);
-    causeway(&[
-        "federation",
-        "publish",
-        "--directory",
-        s(&source),
-        "--ca",
-        s(&certs),
-        "--out",
-        s(&published),
-    ]);
+    publish(&[]);
     eventually(
         "the removed department's open connection is closed",
         || async move {
@@ -375,16 +361,7 @@ async fn a_federation_changes_its_members_without_a_restart() {
         "cessationOfOperation",
     ]);
     // The CRL travels with the directory: publishing is all it takes.
-    causeway(&[
-        "federation",
-        "publish",
-        "--directory",
-        s(&source),
-        "--ca",
-        s(&certs),
-        "--out",
-        s(&published),
-    ]);
+    publish(&[]);
     eventually(
         "the CRL revoking the tax office is in force",
         || async move { readyz(registry).await.1["revocation"]["revoked"] == 1 },
@@ -429,35 +406,12 @@ async fn a_federation_changes_its_members_without_a_restart() {
     )
     .await;
     // An expired one, validly signed with a higher serial.
-    causeway(&[
-        "federation",
-        "publish",
-        "--directory",
-        s(&source),
-        "--ca",
-        s(&certs),
-        "--out",
-        s(&published),
-        "--valid-days",
-        "0",
-    ]);
+    publish(&["--valid-days", "0"]);
     let expired = std::fs::read(&published).unwrap();
     refused("expired", expired).await;
     assert!(metric(registry, "causeway_directory_refusals_total").await >= 3.0);
     // The operator publishes a good one again: everyone is ready.
-    let last: u64 = causeway(&[
-        "federation",
-        "publish",
-        "--directory",
-        s(&source),
-        "--ca",
-        s(&certs),
-        "--out",
-        s(&published),
-    ])
-    .trim()
-    .parse()
-    .unwrap();
+    let last = publish(&[]);
     eventually("a good directory is in force again", || async move {
         let (status, ready) = readyz(registry).await;
         status == 200 && ready["directory"]["serial"] == last

@@ -455,6 +455,23 @@ impl ClientApi {
     }
 }
 
+/// Wait until `check` holds, polling every 100 ms for at most `within`; fail naming `what`
+/// otherwise. For what must happen within some reload intervals: nothing waits a fixed time.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still not so after {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// GET `path` over plain HTTP/1.1 (admin endpoints); status and body text.
 pub async fn get_text(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use causeway::identity::tls::{serial, TlsMaterial};
@@ -39,19 +39,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const RENEWED: &str = "tax-office";
 
 /// Wait until `check` holds, up to [`DEADLINE`]; fail naming `what` otherwise.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still not so after {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    causeway_tests::eventually(what, DEADLINE, check).await
 }
 
 fn certs(fed: &Federation) -> PathBuf {

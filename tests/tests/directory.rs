@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use causeway::directory::signed::publish_file;
@@ -15,7 +15,7 @@ use causeway::directory::source::{self, Listing, Member};
 use causeway::directory::Directory;
 use causeway::identity::tls::TlsMaterial;
 use causeway::identity::{pki, DeptId, PeerIdentity};
-use causeway_tests::{get_text, rewrite, Federation};
+use causeway_tests::{eventually, get_text, rewrite, Federation};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -125,14 +125,13 @@ async fn a_directory_fetched_over_https_is_applied_and_an_impostor_server_is_not
     // A newer version on the server only: the gateway fetches it, applies it, keeps it on disk.
     let second = publish_with(&fed, "dpa", &served);
     assert_eq!(second, first + 1);
-    let deadline = Instant::now() + DEADLINE;
-    while directory_status(registry.admin).await["serial"] != second {
-        assert!(
-            Instant::now() < deadline,
-            "the fetched directory was not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let admin = registry.admin;
+    eventually(
+        "the fetched directory is applied",
+        DEADLINE,
+        || async move { directory_status(admin).await["serial"] == second },
+    )
+    .await;
     let kept = Directory::load(&fed.layout.directory).unwrap();
     assert_eq!(
         kept.serial,
@@ -151,21 +150,17 @@ async fn a_directory_fetched_over_https_is_applied_and_an_impostor_server_is_not
     pki::init_federation("demo", other_ca.path()).unwrap();
     *tls.lock().unwrap() = server_tls(other_ca.path(), other_ca.path());
     let third = publish_with(&fed, "ombudsman", &served);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let status = directory_status(registry.admin).await;
-        let refusal = status["last_refusal"].as_str().unwrap_or("").to_owned();
-        if refusal.contains("TLS") {
-            assert_eq!(status["serial"], second, "{status}");
-            assert_eq!(status["ready"], false, "{status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the impostor was not refused: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the impostor is refused", DEADLINE, || async move {
+        let status = directory_status(admin).await;
+        status["last_refusal"]
+            .as_str()
+            .unwrap_or("")
+            .contains("TLS")
+    })
+    .await;
+    let status = directory_status(registry.admin).await;
+    assert_eq!(status["serial"], second, "{status}");
+    assert_eq!(status["ready"], false, "{status}");
     assert_eq!(
         Directory::load(&fed.layout.directory).unwrap().serial,
         Some(second)
@@ -173,13 +168,11 @@ async fn a_directory_fetched_over_https_is_applied_and_an_impostor_server_is_not
 
     // The genuine server is back: the newer version is applied.
     *tls.lock().unwrap() = genuine;
-    let deadline = Instant::now() + DEADLINE;
-    while directory_status(registry.admin).await["serial"] != third {
-        assert!(
-            Instant::now() < deadline,
-            "the genuine server's directory was not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the genuine server's directory is applied",
+        DEADLINE,
+        || async move { directory_status(admin).await["serial"] == third },
+    )
+    .await;
     fed.stop().await;
 }

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use causeway::identity::pki;
@@ -47,19 +47,12 @@ macro_rules! over_both_transports {
 over_both_transports!(a_revoked_department_is_cut_off_without_a_restart);
 
 /// Wait until `check` holds, up to [`DEADLINE`]; fail naming `what` otherwise.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still not so after {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    causeway_tests::eventually(what, DEADLINE, check).await
 }
 
 fn certs(fed: &Federation) -> PathBuf {
