@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use causeway::directory::source;
@@ -42,19 +42,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const ROTATED: &str = "tax-office";
 
 /// Wait until `check` holds, up to [`DEADLINE`]; fail naming `what` otherwise.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still not so after {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    causeway_tests::eventually(what, DEADLINE, check).await
 }
 
 /// The demo federation, every gateway reading its files again every second.
