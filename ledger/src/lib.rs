@@ -1433,25 +1433,25 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rotation_whose_commit_fails_leaves_the_old_key_in_force() {
         let dir = tempfile::tempdir().unwrap();
+        // Long gaps, so that the big entry and the rotation queued right behind it share a batch
+        // even on a loaded machine.
         let options = LedgerOptions {
             map_size_mib: 1,
             max_map_size_mib: 1,
+            batch_window: Duration::from_millis(500),
+            batch_gap: Duration::from_millis(50),
             ..LedgerOptions::default()
         };
         let ledger = Arc::new(Ledger::open(dir.path(), options, key(3)).unwrap());
         let (mut failed, mut rotated) = (0, 0);
         for round in 0..12u8 {
             let before = ledger.verifier();
-            let big = {
-                let ledger = ledger.clone();
-                tokio::spawn(async move {
-                    let mut entry = Entry::new(Kind::Exchange);
-                    entry.reason = Some("x".repeat(2 << 20));
-                    ledger.append(entry).await
-                })
-            };
-            let rotation = ledger.rotate_key(key(10 + round)).await;
-            assert!(big.await.unwrap().is_err(), "too big for the map");
+            let mut big = Entry::new(Kind::Exchange);
+            big.reason = Some("x".repeat(2 << 20));
+            // Polled in order: the big entry is queued first, the rotation right behind it.
+            let (big, rotation) =
+                tokio::join!(ledger.append(big), ledger.rotate_key(key(10 + round)));
+            assert!(big.is_err(), "too big for the map");
             match &rotation {
                 Ok(_) => rotated += 1,
                 Err(e) => {
