@@ -176,3 +176,67 @@ async fn a_directory_fetched_over_https_is_applied_and_an_impostor_server_is_not
     .await;
     fed.stop().await;
 }
+
+/// A TCP relay to `to` that counts the connections it carried.
+async fn relay(to: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let carried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = carried.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, carried)
+}
+
+/// social-welfare asks the civil registry for one resident: the status.
+async fn ask(fed: &Federation) -> u16 {
+    let params = serde_json::json!({"national_id": "D000001"});
+    fed.request(
+        "social-welfare",
+        "civil-registry",
+        "residents",
+        params,
+        "benefit-eligibility",
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+#[tokio::test]
+async fn a_moved_endpoint_is_used_from_the_next_request_although_the_old_one_still_answers() {
+    let mut fed = Federation::start().await.unwrap();
+    // social-welfare holds a pooled connection to the civil registry's address.
+    assert_eq!(ask(&fed).await, 200);
+    let old = fed.layout.dept("civil-registry").unwrap().peer;
+    // The civil registry moves behind a new address (a relay here); the old one still answers.
+    let (new, carried) = relay(old).await;
+    rewrite(
+        &fed.layout.directory_source(),
+        &format!("https://{old}\""),
+        &format!("https://{new}\""),
+    );
+    fed.layout.publish_directory().unwrap();
+    let admin = fed.layout.dept("social-welfare").unwrap().admin;
+    let serial = Directory::load(&fed.layout.directory).unwrap().serial;
+    eventually(
+        "social-welfare applies the new directory",
+        DEADLINE,
+        || async move { directory_status(admin).await["serial"].as_u64() == serial },
+    )
+    .await;
+    assert_eq!(ask(&fed).await, 200);
+    assert!(
+        carried.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the request went to the new endpoint, not over the pooled connection to the old one"
+    );
+    fed.stop().await;
+}

@@ -100,6 +100,8 @@ struct Connection {
     sender: SendRequest<Bytes>,
     /// Set when the task driving the connection ends (the peer closed it, or it failed).
     closed: Arc<AtomicBool>,
+    /// The endpoint it was made to: a directory that moves the peer elsewhere retires it.
+    endpoint: Arc<str>,
 }
 
 /// HTTP/2 settings as hyper's client had them: windows larger than the protocol's 64 KiB default,
@@ -160,14 +162,14 @@ impl PeerClient {
                 .insert(http::header::CONTENT_LENGTH, body.len().into());
         }
         // The slot hands out a clone of the connection's sender: it is this request's own.
-        let Connection { sender, closed } = self.connection(dept).await?;
+        let Connection { sender, closed, .. } = self.connection(dept).await?;
         let (mut sender, closed) = match sender.ready().await {
             Ok(sender) => (sender, closed),
             Err(_) => {
                 // Closed or gone away (the provider restarted, say) before anything of this
                 // request was sent: one fresh connection.
                 self.forget(&dept.id, &closed).await;
-                let Connection { sender, closed } = self.connection(dept).await?;
+                let Connection { sender, closed, .. } = self.connection(dept).await?;
                 let sender = sender.ready().await.map_err(|e| protocol(e.to_string()))?;
                 (sender, closed)
             }
@@ -221,7 +223,11 @@ impl PeerClient {
         let slot = self.slot(&dept.id);
         let mut slot = slot.lock().await;
         if let Some(connection) = slot.as_ref() {
-            if !connection.closed.load(Ordering::Acquire) {
+            // A connection to an endpoint the directory no longer names is left to close once
+            // its requests end (its last sender dropped).
+            if !connection.closed.load(Ordering::Acquire)
+                && dept.https.as_deref() == Some(&*connection.endpoint)
+            {
                 return Ok(connection.clone());
             }
             *slot = None;
@@ -294,7 +300,11 @@ impl PeerClient {
             }
             ended.store(true, Ordering::Release);
         });
-        let connection = Connection { sender, closed };
+        let connection = Connection {
+            sender,
+            closed,
+            endpoint: endpoint.as_str().into(),
+        };
         *slot = Some(connection.clone());
         Ok(connection)
     }

@@ -543,7 +543,8 @@ pub struct QuicClient {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     federation: String,
-    connections: Mutex<HashMap<DeptId, Connection>>,
+    /// One connection per provider, with the endpoint it was made to.
+    connections: Mutex<HashMap<DeptId, (String, Connection)>>,
     revocation: Option<Arc<Revocation>>,
 }
 
@@ -617,7 +618,7 @@ impl QuicClient {
         let mut connections = self.connections.lock().await;
         if connections
             .get(&dept.id)
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
+            .is_some_and(|(_, c)| c.stable_id() == conn.stable_id())
         {
             connections.remove(&dept.id);
         }
@@ -714,10 +715,12 @@ impl QuicClient {
         connect_timeout: Duration,
     ) -> Result<Connection, PeerError> {
         let mut connections = self.connections.lock().await;
-        if let Some(conn) = connections.get(&dept.id) {
-            if conn.close_reason().is_none() {
+        if let Some((made_to, conn)) = connections.get(&dept.id) {
+            if conn.close_reason().is_none() && dept.quic.as_deref() == Some(made_to.as_str()) {
                 return Ok(conn.clone());
             }
+            // Closed, or to an endpoint the directory no longer names: streams already open on
+            // it finish; new ones go to a new connection.
             connections.remove(&dept.id);
         }
         let endpoint = dept.quic.clone().ok_or_else(|| PeerError::NoEndpoint {
@@ -788,7 +791,7 @@ impl QuicClient {
                 }
             });
         }
-        connections.insert(dept.id.clone(), conn.clone());
+        connections.insert(dept.id.clone(), (endpoint, conn.clone()));
         Ok(conn)
     }
 }
