@@ -1,7 +1,8 @@
 //! A federation that changes without restarts (docs/OPERATIONS.md, "Running a federation"):
 //! real `causeway serve` processes for three departments and an oversight node, and the operator's
 //! and departments' commands run as a person would run them. A fourth department enrolls and
-//! exchanges within the reload interval; another renews its certificate; a department is removed from the directory (its open
+//! exchanges within the reload interval; another renews its certificate and rotates its signing
+//! key; a department is removed from the directory (its open
 //! connections are closed) and revoked (the CRL travels with the directory); a rolled-back, a tampered and an expired directory are
 //! refused while the last good one stays in force. No process restarts. Afterwards every log
 //! verifies against the directory, every gateway recorded each directory version it applied, and
@@ -324,6 +325,74 @@ async fn a_federation_changes_its_members_without_a_restart() {
         200
     );
 
+    // The same department rotates its signing key: the gateway takes the new key file over
+    //    (SIGHUP), its log hands itself over in a key-rotation entry signed by the old key, and
+    //    the operator lists the new key with the old one retired. Evidence made before the
+    //    rotation keeps verifying.
+    let welfare_ledger = welfare.dir.join("ledger");
+    let evidence_before = dir.join("before-rotation.tlog-proof");
+    std::fs::write(
+        &evidence_before,
+        causeway(&[
+            "log",
+            "proof",
+            "--ledger",
+            s(&welfare_ledger),
+            "--index",
+            "1",
+        ]),
+    )
+    .unwrap();
+    let old_vkey = std::fs::read_to_string(welfare_ledger.join("log.vkey")).unwrap();
+    let new_key = dir.join("new-signing-key");
+    causeway(&[
+        "certs",
+        "request",
+        "--dept",
+        "social-welfare",
+        "--ca",
+        s(&certs.join("ca.pem")),
+        "--out",
+        s(&new_key),
+    ]);
+    std::fs::rename(
+        new_key.join("social-welfare.signing.key"),
+        certs.join("social-welfare.signing.key"),
+    )
+    .unwrap();
+    running.hangup(process["social-welfare"]);
+    let vkey_file = welfare_ledger.join("log.vkey");
+    eventually("the log is handed over to the new key", || {
+        let (vkey_file, old_vkey) = (vkey_file.clone(), old_vkey.clone());
+        async move { std::fs::read_to_string(&vkey_file).unwrap() != old_vkey }
+    })
+    .await;
+    let new_vkey = std::fs::read_to_string(&vkey_file).unwrap();
+    let rotation = causeway(&["log", "show", "--ledger", s(&welfare_ledger), "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["kind"] == "key-rotation")
+        .expect("a key-rotation entry");
+    let until_size = (rotation["index"].as_u64().unwrap() + 1).to_string();
+    causeway(&[
+        "federation",
+        "rotate-key",
+        "--directory",
+        s(&source),
+        "--id",
+        "social-welfare",
+        "--vkey",
+        new_vkey.trim(),
+        "--until-size",
+        &until_size,
+    ]);
+    publish(&[]);
+    eventually("exchanges go on under the new key", || {
+        let layout = layout.clone();
+        async move { ask(&layout, "social-welfare", "benefit-eligibility").await == 200 }
+    })
+    .await;
+
     // 2. The tax office leaves: removed from the directory, its open connection to the civil
     //    registry is closed; then revoked, it cannot even handshake.
     assert_eq!(ask(&layout, "tax-office", "tax-assessment").await, 200);
@@ -370,7 +439,7 @@ async fn a_federation_changes_its_members_without_a_restart() {
     assert_ne!(ask(&layout, "tax-office", "tax-assessment").await, 200);
     let (_, ready) = readyz(registry).await;
     let good = ready["directory"]["serial"].as_u64().unwrap();
-    assert_eq!(good, first + 3, "{ready}");
+    assert_eq!(good, first + 4, "{ready}");
 
     // 3. Bad directories are refused by name; the last good one stays in force and serves.
     let good_bytes = std::fs::read(&published).unwrap();
@@ -481,7 +550,7 @@ async fn a_federation_changes_its_members_without_a_restart() {
         if dept.id.as_str() == "civil-registry" {
             assert_eq!(
                 serials,
-                vec![first, first + 1, first + 2, first + 3, last],
+                vec![first, first + 1, first + 2, first + 3, first + 4, last],
                 "only good versions are recorded"
             );
         }
@@ -507,6 +576,32 @@ async fn a_federation_changes_its_members_without_a_restart() {
             .is_some_and(|d| !d.iter().any(|x| x == "tax-office")),
         "{history:?}"
     );
+    // Evidence files from before and after the key rotation verify offline against the directory.
+    let welfare_size = causeway(&["log", "show", "--ledger", s(&welfare_ledger), "--json"])
+        .lines()
+        .count();
+    let evidence_after = dir.join("after-rotation.tlog-proof");
+    std::fs::write(
+        &evidence_after,
+        causeway(&[
+            "log",
+            "proof",
+            "--ledger",
+            s(&welfare_ledger),
+            "--index",
+            &(welfare_size - 1).to_string(),
+        ]),
+    )
+    .unwrap();
+    for evidence in [&evidence_before, &evidence_after] {
+        causeway(&[
+            "log",
+            "verify-proof",
+            s(evidence),
+            "--directory",
+            s(&published),
+        ]);
+    }
     let ledger: PathBuf = oversight.dir.join("ledger");
     causeway(&["log", "verify", "--ledger", s(&ledger)]);
 }
