@@ -63,18 +63,24 @@ pub struct AdminApi {
     pub ledger: Arc<Ledger>,
     /// The federation directory.
     pub directory: Arc<LiveDirectory>,
-    /// The active policy set and its last reload.
-    pub policies: Arc<LivePolicies>,
-    /// The shadow set, if configured.
-    pub shadow: Option<Arc<ShadowPolicies>>,
-    /// The datasets served.
-    pub catalog: Arc<Catalog>,
+    /// What a department gateway decides with and serves (none on an oversight node).
+    pub provider: Option<ProviderParts>,
     /// The gateway's certificate in force and its renewals.
     pub certificate: Arc<OwnCertificate>,
     /// The CRL in force and its reloads.
     pub revocation: Arc<Revocation>,
     /// The metrics served on `/metrics`.
     pub metrics: Arc<Metrics>,
+}
+
+/// A department gateway's policies and datasets, for its readiness and metrics.
+pub struct ProviderParts {
+    /// The active policy set and its last reload.
+    pub policies: Arc<LivePolicies>,
+    /// The shadow set, if configured.
+    pub shadow: Option<Arc<ShadowPolicies>>,
+    /// The datasets served.
+    pub catalog: Arc<Catalog>,
 }
 
 impl AdminApi {
@@ -159,53 +165,56 @@ impl AdminApi {
             &[],
             move || vec![(vec![], transport.stats().snapshot().2 as f64)],
         );
-        let (active, shadow) = (self.policies.clone(), self.shadow.clone());
-        m.collect(
-            "causeway_policy_reload_failures_total",
-            "Policy reloads that failed validation (the previous set stayed in force).",
-            Kind::Counter,
-            &["set"],
-            move || {
-                let mut samples = vec![(vec!["active".into()], active.reload_failures() as f64)];
-                if let Some(shadow) = &shadow {
-                    samples.push((
-                        vec!["shadow".into()],
-                        shadow.live().reload_failures() as f64,
-                    ));
-                }
-                samples
-            },
-        );
-        let active = self.policies.clone();
-        m.collect(
-            "causeway_policy_load_failed",
-            "1 while the policy files on disk do not load (the previous set decides), else 0.",
-            Kind::Gauge,
-            &[],
-            move || {
-                vec![(
-                    vec![],
-                    if active.last_error().is_some() {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                )]
-            },
-        );
-        let shadow = self.shadow.clone();
-        m.collect(
-            "causeway_policy_shadow_differences_total",
-            "Requests the shadow policy set decided differently from the active one.",
-            Kind::Counter,
-            &[],
-            move || {
-                shadow
-                    .as_ref()
-                    .map(|s| vec![(vec![], s.differences() as f64)])
-                    .unwrap_or_default()
-            },
-        );
+        if let Some(provider) = &self.provider {
+            let (active, shadow) = (provider.policies.clone(), provider.shadow.clone());
+            m.collect(
+                "causeway_policy_reload_failures_total",
+                "Policy reloads that failed validation (the previous set stayed in force).",
+                Kind::Counter,
+                &["set"],
+                move || {
+                    let mut samples =
+                        vec![(vec!["active".into()], active.reload_failures() as f64)];
+                    if let Some(shadow) = &shadow {
+                        samples.push((
+                            vec!["shadow".into()],
+                            shadow.live().reload_failures() as f64,
+                        ));
+                    }
+                    samples
+                },
+            );
+            let active = provider.policies.clone();
+            m.collect(
+                "causeway_policy_load_failed",
+                "1 while the policy files on disk do not load (the previous set decides), else 0.",
+                Kind::Gauge,
+                &[],
+                move || {
+                    vec![(
+                        vec![],
+                        if active.last_error().is_some() {
+                            1.0
+                        } else {
+                            0.0
+                        },
+                    )]
+                },
+            );
+            let shadow = provider.shadow.clone();
+            m.collect(
+                "causeway_policy_shadow_differences_total",
+                "Requests the shadow policy set decided differently from the active one.",
+                Kind::Counter,
+                &[],
+                move || {
+                    shadow
+                        .as_ref()
+                        .map(|s| vec![(vec![], s.differences() as f64)])
+                        .unwrap_or_default()
+                },
+            );
+        }
         let certificate = self.certificate.clone();
         m.collect(
             "causeway_certificate_expiry_seconds",
@@ -429,31 +438,22 @@ impl AdminApi {
         let ledger = self.ledger_check();
         let certificate = self.certificate_check();
         let directory = self.directory_check();
-        let policies = self.policies_check();
-        let datasets = self.datasets_check().await;
         let revocation = self.revocation_check();
-        let ready = [
-            &ledger,
-            &certificate,
-            &directory,
-            &policies,
-            &datasets,
-            &revocation,
-        ]
-        .iter()
-        .all(|check| check["ready"] == true);
-        (
-            ready,
-            json!({
-                "ready": ready,
-                "ledger": ledger,
-                "certificate": certificate,
-                "directory": directory,
-                "policies": policies,
-                "datasets": datasets,
-                "revocation": revocation,
-            }),
-        )
+        let mut checks = json!({
+            "ledger": ledger,
+            "certificate": certificate,
+            "directory": directory,
+            "revocation": revocation,
+        });
+        if let Some(provider) = &self.provider {
+            checks["policies"] = policies_check(provider);
+            checks["datasets"] = datasets_check(provider).await;
+        }
+        let ready = checks
+            .as_object()
+            .is_some_and(|c| c.values().all(|check| check["ready"] == true));
+        checks["ready"] = json!(ready);
+        (ready, checks)
     }
 
     fn ledger_check(&self) -> Value {
@@ -486,7 +486,8 @@ impl AdminApi {
 
     fn directory_check(&self) -> Value {
         let current = self.directory.current();
-        let listed = current.department(&self.me).is_some();
+        let listed =
+            current.department(&self.me).is_some() || current.oversight_node(&self.me).is_some();
         let status = self.directory.status();
         let mut check = json!(status);
         check["ready"] = json!(listed && status.ready());
@@ -495,34 +496,34 @@ impl AdminApi {
         check["departments"] = json!(current.departments().count());
         check
     }
+}
 
-    fn policies_check(&self) -> Value {
-        let mut status = policy_reload::status(&self.policies, self.shadow.as_deref());
-        status["ready"] = json!(self.policies.last_error().is_none());
-        status
-    }
+fn policies_check(provider: &ProviderParts) -> Value {
+    let mut status = policy_reload::status(&provider.policies, provider.shadow.as_deref());
+    status["ready"] = json!(provider.policies.last_error().is_none());
+    status
+}
 
-    async fn datasets_check(&self) -> Value {
-        let mut checks = tokio::task::JoinSet::new();
-        for dataset in self.catalog.datasets() {
-            let (catalog, name) = (self.catalog.clone(), dataset.name.clone());
-            checks.spawn(async move {
-                let result = catalog.check(&name, DATASET_CHECK_TIMEOUT).await;
-                (name, result.err().map(|e| e.code()))
-            });
-        }
-        let mut detail = serde_json::Map::new();
-        let mut ready = true;
-        while let Some(joined) = checks.join_next().await {
-            let (name, code) = match joined {
-                Ok(result) => result,
-                Err(_) => continue,
-            };
-            ready &= code.is_none();
-            detail.insert(name, json!(code.unwrap_or("ok")));
-        }
-        json!({"ready": ready, "datasets": detail})
+async fn datasets_check(provider: &ProviderParts) -> Value {
+    let mut checks = tokio::task::JoinSet::new();
+    for dataset in provider.catalog.datasets() {
+        let (catalog, name) = (provider.catalog.clone(), dataset.name.clone());
+        checks.spawn(async move {
+            let result = catalog.check(&name, DATASET_CHECK_TIMEOUT).await;
+            (name, result.err().map(|e| e.code()))
+        });
     }
+    let mut detail = serde_json::Map::new();
+    let mut ready = true;
+    while let Some(joined) = checks.join_next().await {
+        let (name, code) = match joined {
+            Ok(result) => result,
+            Err(_) => continue,
+        };
+        ready &= code.is_none();
+        detail.insert(name, json!(code.unwrap_or("ok")));
+    }
+    json!({"ready": ready, "datasets": detail})
 }
 
 /// The `certificate` readiness check: ready while `not_after` is at least [`CERT_MIN_REMAINING`]

@@ -487,6 +487,8 @@ pub struct OversightLayout {
     pub dashboard: SocketAddr,
     /// Where it serves its own log (mTLS).
     pub peer: SocketAddr,
+    /// Its admin listener (`/healthz`, `/readyz`, `/metrics`; loopback HTTP), if it has one.
+    pub admin: Option<SocketAddr>,
     /// Its directory (`DIR/oversight`).
     pub dir: PathBuf,
 }
@@ -534,7 +536,7 @@ pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
     };
     let dir = layout.dir.join("oversight");
     std::fs::create_dir_all(&dir)?;
-    let (dashboard, peer) = (free_port()?, free_port()?);
+    let (dashboard, peer, admin) = (free_port()?, free_port()?, free_port()?);
     let config = dir.join("causeway.toml");
     std::fs::write(
         &config,
@@ -568,6 +570,10 @@ listen = "{dashboard}"
 [peer]
 https = "{peer}"
 
+# Health, readiness and metrics (loopback HTTP), as on a department gateway.
+[admin]
+listen = "{admin}"
+
 [oversight]
 replica = "replica"
 pull_interval_ms = 2000
@@ -584,6 +590,7 @@ late_secs = 60
         config,
         dashboard,
         peer,
+        admin: Some(admin),
         dir,
     })
 }
@@ -600,6 +607,7 @@ pub fn open_oversight(layout: &Layout) -> Result<Option<OversightLayout>> {
         config: config_path,
         dashboard: config.client.listen,
         peer: config.peer.https,
+        admin: config.admin.as_ref().map(|a| a.listen),
         dir,
     }))
 }

@@ -505,6 +505,18 @@ async fn a_federation_changes_its_members_without_a_restart() {
                 .all(|l| l["state"]["size"].as_u64() > Some(0) && l["state"]["flag"].is_null())
     })
     .await;
+    // The oversight node is operable like a gateway: ready, and its metrics show each pull.
+    let oversight_admin = oversight.admin.unwrap();
+    let (status, ready) = readyz(oversight_admin).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["directory"]["serial"], last, "{ready}");
+    let pulled = metric(
+        oversight_admin,
+        "causeway_oversight_replicated_entries{department=\"statistics-office\"}",
+    )
+    .await;
+    assert!(pulled > 0.0, "the new department's log is pulled: {pulled}");
+    assert!(metric(oversight_admin, "causeway_directory_serial").await >= last as f64);
     let (status, membership) = get(dashboard, "/api/membership").await;
     assert_eq!(status, 200, "{membership}");
     let (status, page) = get(dashboard, "/").await;

@@ -21,7 +21,7 @@ use super::{
     admin_limits, bind, client_limits, not_found, peer_limits, Gateway, Running, MAX_CLIENT_BODY,
     MAX_PEER_BODY,
 };
-use crate::admin::AdminApi;
+use crate::admin::{AdminApi, ProviderParts};
 use crate::callers::Callers;
 use crate::config::GatewayConfig;
 use crate::directory::LiveDirectory;
@@ -244,9 +244,11 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         me: me.clone(),
         ledger: ledger.clone(),
         directory: identity.directory.clone(),
-        policies: policies.clone(),
-        shadow: shadow.clone(),
-        catalog: provider.catalog.clone(),
+        provider: Some(ProviderParts {
+            policies: policies.clone(),
+            shadow: shadow.clone(),
+            catalog: provider.catalog.clone(),
+        }),
         certificate: identity.tls.certificate().clone(),
         revocation: identity.tls.revocation().clone(),
         metrics: metrics.clone(),

@@ -8,11 +8,14 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::watch;
 
-use super::{bind, client_limits, not_found, peer_limits, Gateway, Running};
+use super::{admin_limits, bind, client_limits, not_found, peer_limits, Gateway, Running};
+use crate::admin::AdminApi;
 use crate::config::GatewayConfig;
 use crate::identity::GatewayKey;
 use crate::log_api::LogApi;
 use crate::oversight::{dashboard, Oversight};
+use crate::telemetry::metrics::Kind;
+use crate::telemetry::Metrics;
 use crate::transport::limits::Connections;
 use crate::transport::server::{serve, Call};
 use crate::transport::HTTPS_ALPN;
@@ -25,6 +28,14 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         tracing::warn!(listen = %config.client.listen, "the oversight dashboard has no authentication of its own: bind it on loopback behind your auth proxy");
     }
     let dashboard_listener = bind(config.client.listen, "[client] listen: the dashboard").await?;
+    let admin_listener = match &config.admin {
+        Some(admin) => Some(bind(admin.listen, "[admin] listen").await?),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
     let peer_listener = bind(config.peer.https, "[peer] https").await?;
     let dashboard_addr = dashboard_listener.local_addr()?;
     let peer_addr = peer_listener.local_addr()?;
@@ -38,6 +49,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         node.id().clone(),
         config.identity.witness_cosigner(&key)?,
     ));
+    let log_api_metrics = log_api.clone();
     let peer_handler = move |call: Call| {
         let log_api = log_api.clone();
         async move {
@@ -49,10 +61,12 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
             }
         }
     };
+    let peer_connections =
+        Connections::closing_refused_peers("peer", peer_limits(config), tls.revocation().clone());
     running.spawn(serve(
         peer_listener,
         Some(tls.server_config(HTTPS_ALPN)?),
-        Connections::closing_refused_peers("peer", peer_limits(config), tls.revocation().clone()),
+        peer_connections.clone(),
         peer_handler,
         running.stop_signal(),
     ));
@@ -69,6 +83,34 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         move |call: Call| dashboard::handle(dashboard_node.clone(), call),
         running.stop_signal(),
     ));
+
+    // The admin endpoints, as on a department gateway, with the pulls' state in the metrics.
+    let metrics = Arc::new(Metrics::new(None));
+    let admin = Arc::new(AdminApi {
+        me: node.id().clone(),
+        ledger: node.ledger().clone(),
+        directory: node.live_directory().clone(),
+        provider: None,
+        certificate: tls.certificate().clone(),
+        revocation: tls.revocation().clone(),
+        metrics: metrics.clone(),
+    });
+    admin.collect_metrics(&log_api_metrics, node.peers());
+    collect_pull_metrics(&metrics, &node);
+    if let (Some(listener), Some(section)) = (admin_listener, &config.admin) {
+        let connections = Connections::new("admin", admin_limits(section));
+        admin.collect_connections(vec![peer_connections, connections.clone()], None);
+        running.spawn(serve(
+            listener,
+            None,
+            connections,
+            move |call: Call| {
+                let admin = admin.clone();
+                async move { admin.route(&call).await }
+            },
+            running.stop_signal(),
+        ));
+    }
 
     // The CRL, and the certificate and key files, read again every crl_reload_secs and on
     // SIGHUP (as on a department gateway).
@@ -102,7 +144,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     Ok(Gateway {
         client_addr: dashboard_addr,
         peer_addr,
-        admin_addr: None,
+        admin_addr,
         quic_addr: None,
         peers: node.peers().clone(),
         department: node.id().clone(),
@@ -127,4 +169,68 @@ async fn pull_loop(node: Arc<Oversight>, interval: Duration, mut stop: watch::Re
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Per department, on `/metrics`: entries replicated and verified, seconds since the last
+/// successful pull began, whether the last pull failed and whether the log is flagged; and the
+/// cross-check's findings by kind.
+fn collect_pull_metrics(metrics: &Metrics, node: &Arc<Oversight>) {
+    type Value = fn(&crate::oversight::replica::LogState) -> f64;
+    let each = |value: Value| {
+        let node = node.clone();
+        move || {
+            node.replica()
+                .states()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(dept, state)| (vec![dept], value(&state)))
+                .collect()
+        }
+    };
+    metrics.collect(
+        "causeway_oversight_replicated_entries",
+        "Entries of each department's log replicated and verified here.",
+        Kind::Gauge,
+        &["department"],
+        each(|s| s.size as f64),
+    );
+    metrics.collect(
+        "causeway_oversight_pull_lag_seconds",
+        "Seconds since the last successful pull of each department's log began.",
+        Kind::Gauge,
+        &["department"],
+        each(|s| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            s.last_pull_started_ms
+                .map_or(f64::INFINITY, |at| (now - i128::from(at)) as f64 / 1000.0)
+        }),
+    );
+    metrics.collect(
+        "causeway_oversight_pull_failing",
+        "1 while the last pull of a department's log failed (unreachable, refused), else 0.",
+        Kind::Gauge,
+        &["department"],
+        each(|s| f64::from(u8::from(s.last_error.is_some()))),
+    );
+    metrics.collect(
+        "causeway_oversight_log_flagged",
+        "1 once a department served a log inconsistent with what this node held (evidence kept), else 0.",
+        Kind::Gauge,
+        &["department"],
+        each(|s| f64::from(u8::from(s.flag.is_some()))),
+    );
+    let findings = node.clone();
+    metrics.collect(
+        "causeway_oversight_findings",
+        "Cross-check findings of the last run, by kind.",
+        Kind::Gauge,
+        &["kind"],
+        move || {
+            let mut by_kind = std::collections::BTreeMap::<String, f64>::new();
+            for f in findings.findings().iter() {
+                *by_kind.entry(format!("{:?}", f.kind)).or_default() += 1.0;
+            }
+            by_kind.into_iter().map(|(k, n)| (vec![k], n)).collect()
+        },
+    );
 }
