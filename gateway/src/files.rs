@@ -71,3 +71,56 @@ impl Hangup {
         std::future::pending::<()>().await
     }
 }
+
+/// Why a reader looks at its files again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// Its poll interval came round (look only if the files changed).
+    Poll,
+    /// SIGHUP: look now.
+    Signal,
+}
+
+/// When a file reader (policies, CRL, certificate, signing key, directory) looks again: every
+/// `every`, and at once on SIGHUP, until the node stops.
+pub struct Rereads {
+    hangup: Hangup,
+    tick: tokio::time::Interval,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Rereads {
+    /// Rereads for `reader` (named in a warning if SIGHUP cannot be listened for), at least every
+    /// 100 ms, until `stop` turns true.
+    pub fn new(
+        reader: &str,
+        every: std::time::Duration,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Rereads {
+        let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Rereads {
+            hangup: Hangup::listen(reader),
+            tick,
+            stop,
+        }
+    }
+
+    /// The next time to look, or `None` once the node stops.
+    pub async fn next(&mut self) -> Option<Reread> {
+        loop {
+            let why = tokio::select! {
+                _ = self.stop.changed() => {
+                    if *self.stop.borrow() { return None; }
+                    continue;
+                }
+                _ = self.tick.tick() => Reread::Poll,
+                _ = self.hangup.recv() => Reread::Signal,
+            };
+            if *self.stop.borrow() {
+                return None;
+            }
+            return Some(why);
+        }
+    }
+}

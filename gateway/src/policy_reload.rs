@@ -418,27 +418,18 @@ impl PolicyWatch {
     }
 
     /// Poll every [`POLL_INTERVAL`] and listen for SIGHUP until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         let shadow_dir = self.shadow.as_ref().and_then(|s| s.live.dir());
         // Nothing seen yet: the first poll re-reads both directories once, which closes the window
         // between the start-up load and this task's first look (usually: unchanged, no entry).
         let unseen = || Some(Err("not yet read".to_owned()));
         let (mut active_seen, mut shadow_seen) = (unseen(), unseen());
-        let mut hangup = crate::files::Hangup::listen("policies");
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let trigger = tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() { return; }
-                    continue;
-                }
-                _ = tick.tick() => Trigger::FileChange,
-                _ = hangup.recv() => Trigger::Signal,
+        let mut rereads = crate::files::Rereads::new("policies", POLL_INTERVAL, stop);
+        while let Some(why) = rereads.next().await {
+            let trigger = match why {
+                crate::files::Reread::Poll => Trigger::FileChange,
+                crate::files::Reread::Signal => Trigger::Signal,
             };
-            if *stop.borrow() {
-                return;
-            }
             let active_now = fingerprint_of(self.active.dir()).await;
             if trigger == Trigger::Signal || active_now != active_seen {
                 active_seen = active_now;

@@ -455,6 +455,37 @@ impl ClientApi {
     }
 }
 
+/// One allowed exchange of the demo federation between `consumer` and `provider` (the pairs the
+/// sample policies grant): its status, with the answer printed when it is not 200.
+pub async fn exchange(fed: &Federation, consumer: &str, provider: &str) -> u16 {
+    let (dataset, params, purpose) = match (consumer, provider) {
+        ("tax-office", "civil-registry") => (
+            "residents",
+            serde_json::json!({"national_id": "D000042"}),
+            "tax-assessment",
+        ),
+        ("social-welfare", "civil-registry") => (
+            "residents",
+            serde_json::json!({"national_id": "D000042"}),
+            "benefit-eligibility",
+        ),
+        ("social-welfare", "tax-office") => (
+            "income",
+            serde_json::json!({"national_id": "D000042", "year": 2024}),
+            "benefit-eligibility",
+        ),
+        pair => panic!("no allowed exchange between {pair:?} in the demo federation"),
+    };
+    let (status, answer) = fed
+        .request(consumer, provider, dataset, params, purpose)
+        .await
+        .unwrap();
+    if status != 200 {
+        eprintln!("{consumer} -> {provider}: {status} {answer}");
+    }
+    status
+}
+
 /// Wait until `check` holds, polling every 100 ms for at most `within`; fail naming `what`
 /// otherwise. For what must happen within some reload intervals: nothing waits a fixed time.
 pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)

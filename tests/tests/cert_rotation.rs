@@ -24,12 +24,12 @@ use bytes::Bytes;
 use causeway::identity::tls::{serial, TlsMaterial};
 use causeway::identity::{pki, DeptId, PeerIdentity};
 use causeway::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN};
-use causeway_tests::{get_text, raw_quic_connect, rewrite, Federation};
+use causeway_tests::{exchange, get_text, raw_quic_connect, rewrite, Federation};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// How long anything here may take: many reload intervals of one second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -188,31 +188,6 @@ async fn checkpoint_over(sender: &mut hyper::client::conn::http2::SendRequest<Fu
         .expect("an answer")
         .status()
         .as_u16()
-}
-
-/// What `fed.request` gets for one allowed exchange of each pair used here.
-async fn exchange(fed: &Federation, consumer: &str, provider: &str) -> u16 {
-    let (dataset, params, purpose) = match (consumer, provider) {
-        ("tax-office", "civil-registry") => (
-            "residents",
-            json!({"national_id": "D000042"}),
-            "tax-assessment",
-        ),
-        ("social-welfare", "tax-office") => (
-            "income",
-            json!({"national_id": "D000042", "year": 2024}),
-            "benefit-eligibility",
-        ),
-        pair => panic!("no exchange between {pair:?} in these tests"),
-    };
-    let (status, answer) = fed
-        .request(consumer, provider, dataset, params, purpose)
-        .await
-        .unwrap();
-    if status != 200 {
-        eprintln!("{consumer} -> {provider}: {status} {answer}");
-    }
-    status
 }
 
 /// The readiness body of `dept`'s gateway and whether it said ready.

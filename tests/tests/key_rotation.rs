@@ -30,9 +30,8 @@ use causeway_ledger::entry::Kind;
 use causeway_ledger::merkle::MemoryTree;
 use causeway_ledger::tlog_proof::{verify_tlog_proof, verify_tlog_proof_under, TlogProof};
 use causeway_ledger::witness::AddCheckpointRequest;
-use causeway_tests::{rewrite, start_oversight, verify_ledger, Federation};
+use causeway_tests::{exchange, rewrite, start_oversight, verify_ledger, Federation};
 use ed25519_dalek::SigningKey;
-use serde_json::json;
 
 /// How long anything here may take: many reload intervals of one second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -77,31 +76,6 @@ fn signing_key_file(fed: &Federation, dept: &str) -> PathBuf {
         .path()
         .join("certs")
         .join(format!("{dept}.signing.key"))
-}
-
-/// One allowed exchange of each pair used here: its status.
-async fn exchange(fed: &Federation, consumer: &str, provider: &str) -> u16 {
-    let (dataset, params, purpose) = match (consumer, provider) {
-        ("tax-office", "civil-registry") => (
-            "residents",
-            json!({"national_id": "D000042"}),
-            "tax-assessment",
-        ),
-        ("social-welfare", "tax-office") => (
-            "income",
-            json!({"national_id": "D000042", "year": 2024}),
-            "benefit-eligibility",
-        ),
-        pair => panic!("no exchange between {pair:?} in these tests"),
-    };
-    let (status, answer) = fed
-        .request(consumer, provider, dataset, params, purpose)
-        .await
-        .unwrap();
-    if status != 200 {
-        eprintln!("{consumer} -> {provider}: {status} {answer}");
-    }
-    status
 }
 
 /// How far the oversight node has replicated `dept`'s log, if a pull of every log now verifies

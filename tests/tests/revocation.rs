@@ -20,11 +20,11 @@ use causeway::identity::pki;
 use causeway::identity::tls::TlsMaterial;
 use causeway::transport::frame::{self, RequestHeader, ResetCode};
 use causeway::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN};
-use causeway_tests::{get_text, raw_quic_connect, raw_quic_stream, rewrite, Federation};
+use causeway_tests::{exchange, get_text, raw_quic_connect, raw_quic_stream, rewrite, Federation};
 use causeway_tests::{raw_peer_post, StreamOutcome};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// How long anything here may take: many reload intervals of one second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -94,36 +94,6 @@ fn revoke(fed: &Federation, dept: &str) {
         time::Duration::days(30),
     )
     .unwrap();
-}
-
-/// What `fed.request` gets for one allowed exchange of each pair used here.
-async fn exchange(fed: &Federation, consumer: &str, provider: &str) -> u16 {
-    let (dataset, params, purpose) = match (consumer, provider) {
-        ("tax-office", "civil-registry") => (
-            "residents",
-            json!({"national_id": "D000042"}),
-            "tax-assessment",
-        ),
-        ("social-welfare", "civil-registry") => (
-            "residents",
-            json!({"national_id": "D000042"}),
-            "benefit-eligibility",
-        ),
-        ("social-welfare", "tax-office") => (
-            "income",
-            json!({"national_id": "D000042", "year": 2024}),
-            "benefit-eligibility",
-        ),
-        pair => panic!("no exchange between {pair:?} in these tests"),
-    };
-    let (status, answer) = fed
-        .request(consumer, provider, dataset, params, purpose)
-        .await
-        .unwrap();
-    if status != 200 {
-        eprintln!("{consumer} -> {provider}: {status} {answer}");
-    }
-    status
 }
 
 /// TLS material holding `dept`'s certificate and key, as the department itself (or whoever stole

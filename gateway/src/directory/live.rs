@@ -404,22 +404,16 @@ impl LiveDirectory {
 
     /// Read the source every `reload_every` and on SIGHUP, putting newer versions in force, until
     /// `stop` turns true. Does nothing for a fixed directory.
-    pub async fn run(self: Arc<Self>, ledger: Arc<Ledger>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, ledger: Arc<Ledger>, stop: watch::Receiver<bool>) {
         let Some(source) = self.source.clone() else {
             return;
         };
-        let mut hangup = crate::files::Hangup::listen("directory");
-        let mut tick = tokio::time::interval(source.reload_every.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rereads = crate::files::Rereads::new("directory", source.reload_every, stop);
         let mut warned_expired = false;
-        loop {
-            let trigger = tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() { return; }
-                    continue;
-                }
-                _ = tick.tick() => "reload",
-                _ = hangup.recv() => "sighup",
+        while let Some(why) = rereads.next().await {
+            let trigger = match why {
+                crate::files::Reread::Poll => "reload",
+                crate::files::Reread::Signal => "sighup",
             };
             match self.reload(&ledger, trigger).await {
                 Ok(Applied::Unchanged) => {}

@@ -91,22 +91,12 @@ impl SigningKeyWatch {
 
     /// Read the key file every `every` (when its bytes changed) and on SIGHUP, and rotate to a new
     /// key found there, until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut hangup = crate::files::Hangup::listen("signing key");
-        let mut tick = tokio::time::interval(self.every.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let mut rereads = crate::files::Rereads::new("signing key", self.every, stop);
         let mut last_read = std::fs::read(&self.path).ok();
-        loop {
-            let signalled = tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() { return; }
-                    continue;
-                }
-                _ = tick.tick() => false,
-                _ = hangup.recv() => true,
-            };
+        while let Some(why) = rereads.next().await {
             let now = std::fs::read(&self.path).ok();
-            if !signalled && now == last_read {
+            if why == crate::files::Reread::Poll && now == last_read {
                 continue;
             }
             last_read = now;

@@ -38,6 +38,8 @@ use tokio::sync::watch;
 use x509_parser::num_bigint::BigUint;
 use x509_parser::prelude::FromDer;
 
+use crate::files::{Reread, Rereads};
+
 /// How often the CRL file is read again by default (`[identity] crl_reload_secs`).
 pub const DEFAULT_RELOAD_SECS: u64 = 30;
 
@@ -660,24 +662,13 @@ impl Revocation {
     /// Read the CRL file again every `crl_reload_secs` and on SIGHUP, put a changed valid one in
     /// force (logging a refused one and keeping the last good), and note a CRL going stale, until
     /// `stop` turns true. Does nothing without a configured CRL.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let Some(path) = self.settings.crl.clone() else {
             return;
         };
-        let mut hangup = crate::files::Hangup::listen("CRL");
-        let mut tick =
-            tokio::time::interval(self.settings.reload_every.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let signalled = tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() { return; }
-                    continue;
-                }
-                _ = tick.tick() => false,
-                _ = hangup.recv() => true,
-            };
-            if signalled || self.file_changed(&path) {
+        let mut rereads = Rereads::new("CRL", self.settings.reload_every, stop);
+        while let Some(why) = rereads.next().await {
+            if why == Reread::Signal || self.file_changed(&path) {
                 match self.reload() {
                     Ok(Applied::Unchanged) => {}
                     Ok(Applied::Replaced { number, revoked }) => tracing::info!(

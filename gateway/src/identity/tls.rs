@@ -34,6 +34,7 @@ use x509_parser::extensions::GeneralName;
 
 use super::revocation::{LiveClientVerifier, LiveServerVerifier, Revocation, RevocationSettings};
 use super::PeerIdentity;
+use crate::files::{Reread, Rereads};
 
 /// The one crypto provider of the workspace (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -745,23 +746,13 @@ impl OwnCertificate {
     /// bytes changed) and on SIGHUP, and [`reload`](Self::reload) them, logging what was put in
     /// force or why not, until `stop` turns true. Does nothing for material that names no
     /// identity ([`TlsMaterial::load`]).
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         if self.expected.is_none() {
             return;
         }
-        let mut hangup = crate::files::Hangup::listen("certificate");
-        let mut tick = tokio::time::interval(self.reload_every.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let signalled = tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() { return; }
-                    continue;
-                }
-                _ = tick.tick() => false,
-                _ = hangup.recv() => true,
-            };
-            if !signalled && !self.files_changed() {
+        let mut rereads = Rereads::new("certificate", self.reload_every, stop);
+        while let Some(why) = rereads.next().await {
+            if why == Reread::Poll && !self.files_changed() {
                 continue;
             }
             match self.reload() {
