@@ -75,13 +75,17 @@ struct DirectoryFile {
 struct OversightEntry {
     id: DeptId,
     name: String,
+    https: Option<String>,
+    quic: Option<String>,
     vkey: Option<String>,
     witness: Option<String>,
     pulls: Option<Vec<DeptId>>,
+    #[serde(rename = "retired_key", default)]
+    retired_keys: Vec<RetiredKeyEntry>,
 }
 
 /// One oversight node as the directory lists it: the only certificates that may read full entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OversightNode {
     /// Its id (the certificate's `causeway://<federation>/oversight/<id>`).
     pub id: DeptId,
@@ -93,6 +97,9 @@ pub struct OversightNode {
     pub witness: Option<NoteVerifier>,
     /// The departments whose full entries it may pull; `None`: every department.
     pub pulls: Option<Vec<DeptId>>,
+    /// Its own log (the record of oversight queries), when the directory lists its `vkey` and
+    /// `https` endpoint: pulled, witnessed and verified like a department's.
+    pub log: Option<Arc<Department>>,
 }
 
 impl OversightNode {
@@ -191,6 +198,9 @@ pub struct Department {
     pub witness: Option<NoteVerifier>,
     /// Every instance, the first being the one above.
     pub instances: Vec<Instance>,
+    /// Whether this is an oversight node's log rather than a department's (its certificate is
+    /// `causeway://<federation>/oversight/<id>`).
+    pub oversight: bool,
 }
 
 impl Department {
@@ -202,6 +212,15 @@ impl Department {
     /// The origin line of its log's checkpoints (its note key name).
     pub fn origin(&self) -> &str {
         self.verifier.name()
+    }
+
+    /// The identity its certificate must carry.
+    pub fn identity(&self) -> PeerIdentity {
+        if self.oversight {
+            PeerIdentity::Oversight(self.id.clone())
+        } else {
+            PeerIdentity::Dept(self.id.clone())
+        }
     }
 }
 
@@ -267,12 +286,48 @@ impl Directory {
                     anyhow::anyhow!("oversight node {}: field `{field}`: {e}", entry.id)
                 })
             };
+            if departments.contains_key(&entry.id) {
+                bail!(
+                    "oversight node {} has the id of a department; every member needs its own id",
+                    entry.id
+                );
+            }
+            let log = match (&entry.vkey, &entry.https) {
+                (Some(_), Some(_)) => {
+                    let mut log = department(DepartmentEntry {
+                        id: entry.id.clone(),
+                        name: entry.name.clone(),
+                        https: entry.https.clone(),
+                        quic: entry.quic.clone(),
+                        vkey: entry.vkey.clone(),
+                        witness: entry.witness.clone(),
+                        retired_keys: entry.retired_keys.clone(),
+                        instances: Vec::new(),
+                    })
+                    .with_context(|| format!("oversight node {}", entry.id))?;
+                    log.oversight = true;
+                    if !origins.insert(log.origin().to_owned()) {
+                        bail!(
+                            "oversight node {}: log origin {:?} is listed twice; every log needs its own key",
+                            entry.id,
+                            log.origin()
+                        );
+                    }
+                    Some(Arc::new(log))
+                }
+                _ if !entry.retired_keys.is_empty() || entry.quic.is_some() => bail!(
+                    "oversight node {}: `retired_key` and `quic` describe its log, which needs `vkey` and `https` too",
+                    entry.id
+                ),
+                _ => None,
+            };
             let node = OversightNode {
                 id: entry.id.clone(),
                 verifier: key("vkey", &entry.vkey)?,
                 witness: key("witness", &entry.witness)?,
                 name: entry.name,
                 pulls: entry.pulls,
+                log,
             };
             if let Some(unknown) = node
                 .pulls
@@ -341,12 +396,13 @@ impl Directory {
             .collect()
     }
 
-    /// Every department's witness key.
+    /// Every witness key: each department's and each oversight node's.
     pub fn witnesses(&self) -> Vec<NoteVerifier> {
         self.departments
             .values()
             .flat_map(|d| &d.instances)
             .filter_map(|i| i.witness.clone())
+            .chain(self.oversight.values().filter_map(|o| o.witness.clone()))
             .collect()
     }
 
@@ -355,9 +411,24 @@ impl Directory {
         self.oversight.values()
     }
 
-    /// The department whose log has this origin.
+    /// The log with this origin: a department's or an oversight node's.
     pub fn by_origin(&self, origin: &str) -> Option<&Arc<Department>> {
-        self.departments.values().find(|d| d.origin() == origin)
+        self.logs().find(|d| d.origin() == origin)
+    }
+
+    /// Every log the directory lists: each department's, then each oversight node's that lists
+    /// its key and endpoint. Oversight nodes pull and witness them all; departments witness them.
+    pub fn logs(&self) -> impl Iterator<Item = &Arc<Department>> {
+        self.departments
+            .values()
+            .chain(self.oversight.values().filter_map(|o| o.log.as_ref()))
+    }
+
+    /// The log of the member `id`: a department's, or an oversight node's.
+    pub fn log(&self, id: &DeptId) -> Option<&Arc<Department>> {
+        self.departments
+            .get(id)
+            .or_else(|| self.oversight.get(id).and_then(|o| o.log.as_ref()))
     }
 
     /// Every department, by id.
@@ -455,6 +526,7 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
         keys: first.keys,
         witness: first.witness,
         instances: checked,
+        oversight: false,
     })
 }
 
