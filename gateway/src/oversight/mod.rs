@@ -15,6 +15,8 @@
 
 pub mod crosscheck;
 pub mod dashboard;
+pub mod investigation;
+mod pages;
 pub mod pull;
 pub mod replica;
 pub mod report;
