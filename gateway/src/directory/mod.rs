@@ -611,6 +611,83 @@ mod tests {
     }
 
     #[test]
+    fn an_oversight_log_is_a_log_of_the_directory() {
+        let vkey = |seed: u8, name: &str| {
+            crate::identity::GatewayKey::new(
+                name,
+                ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            )
+            .unwrap()
+            .vkey()
+        };
+        let dept = format!(
+            "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nhttps = \"https://127.0.0.1:1\"\nvkey = \"{}\"\n",
+            vkey(1, "demo/tax")
+        );
+        let node = |id: &str, rest: &str| {
+            format!("[[oversight]]\nid = \"{id}\"\nname = \"Audit\"\n{rest}")
+        };
+        let audit_vkey = vkey(2, "demo/oversight/audit");
+        let listed = format!(
+            "{dept}{}",
+            node(
+                "audit",
+                &format!(
+                    "https = \"https://127.0.0.1:2\"\nvkey = \"{audit_vkey}\"\nwitness = \"{}\"\n",
+                    vkey(3, "demo/oversight/audit/witness")
+                )
+            )
+        );
+        let directory = Directory::parse(&listed).unwrap();
+        let audit = DeptId::new("audit").unwrap();
+        let log = directory.log(&audit).expect("its log is listed");
+        assert!(log.oversight && log.identity() == PeerIdentity::Oversight(audit.clone()));
+        assert_eq!(log.https.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(
+            directory
+                .by_origin("demo/oversight/audit")
+                .map(|l| l.id.clone()),
+            Some(audit.clone())
+        );
+        assert_eq!(directory.logs().count(), 2);
+        assert_eq!(directory.witnesses().len(), 1, "its witness key counts");
+        assert!(
+            directory.department(&audit).is_none(),
+            "it is no department"
+        );
+
+        // Without an endpoint or key it is a member whose log nobody can pull.
+        let bare = Directory::parse(&format!("{dept}{}", node("audit", ""))).unwrap();
+        assert!(bare.log(&audit).is_none() && bare.lists(&PeerIdentity::Oversight(audit.clone())));
+
+        // Refused: an oversight node with a department's id, a log origin listed twice, and log
+        // details without the log.
+        for (bad, says) in [
+            (node("tax", ""), "the id of a department"),
+            (
+                node(
+                    "audit",
+                    &format!(
+                        "https = \"https://127.0.0.1:2\"\nvkey = \"{}\"\n",
+                        vkey(2, "demo/tax")
+                    ),
+                ),
+                "listed twice",
+            ),
+            (
+                node("audit", "quic = \"quic://127.0.0.1:3\"\n"),
+                "needs `vkey` and `https`",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                Directory::parse(&format!("{dept}{bad}")).unwrap_err()
+            );
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_vkey_names_the_department_and_field() {
         let text = "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nvkey = \"nope\"\n";
         let e = format!("{:#}", Directory::parse(text).unwrap_err());
