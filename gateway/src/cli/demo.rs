@@ -218,6 +218,10 @@ async fn start_oversight(layout: &Layout) -> Result<Gateway> {
         Some(o) => o,
         None => layout::create_oversight(layout, layout::DEMO_OVERSIGHT)?,
     };
+    let passwords = oversight.dir.join("staff-passwords.txt");
+    if !passwords.exists() {
+        layout::create_demo_staff(&oversight)?;
+    }
     let config = GatewayConfig::load(&oversight.config)?;
     let gateway = Gateway::start(&config)
         .await
@@ -244,13 +248,16 @@ async fn start_oversight(layout: &Layout) -> Result<Gateway> {
         }
     }
     println!(
-        "  cross-check findings: {}\n\n  Oversight dashboard: http://{}/  (loopback only; in production it sits behind your auth proxy)",
+        "  cross-check findings: {}\n\n  Oversight dashboard: http://{}/  (loopback only)\n  Sign in as viewer, investigator, officer or admin; their passwords are in {} (readable by you only)",
         node.findings().len(),
-        gateway.client_addr
+        gateway.client_addr,
+        passwords.display()
     );
     let config_path = oversight.config.display();
-    println!("  cargo run --release -- audit subject --id D000042 --config {config_path}");
-    println!("  cargo run --release -- audit crosscheck --config {config_path}");
+    println!("  cargo run --release -- audit subject --id D000042 --config {config_path} --staff officer");
+    println!(
+        "  cargo run --release -- audit crosscheck --config {config_path} --staff investigator"
+    );
     Ok(gateway)
 }
 

@@ -2,18 +2,24 @@
 //! scripts, nothing fetched from elsewhere), and JSON endpoints that `causeway audit` uses while
 //! the node runs.
 //!
-//! It has no authentication of its own: it listens on loopback and must sit behind the
-//! operator's authenticating proxy, which names the person in the `causeway-operator` header
-//! (recorded with every query in the oversight ledger). Pages:
+//! Every request first passes the [`gate`](super::gate): the `Host` must be allowed, the caller
+//! signed in as a staff member holding the route's role, and a `POST` must come from this origin
+//! with the session's CSRF token. Who asked, as recorded with every query in the oversight
+//! ledger, is that staff member. Pages:
 //!
-//! | request | answer |
-//! | --- | --- |
-//! | `GET /` | status per department, exchange matrix, allowed/denied chart, recent denials, findings, recent oversight queries, search form |
-//! | `POST /search` | form fields (a national id in `subject` is turned into its tag here) -> `303` to `GET /search?...` |
-//! | `GET /search?...` | matching entries (notarized) with CSV/JSON export links |
-//! | `GET /export.csv?...`, `GET /export.json?...` | the same search as a download (notarized) |
-//! | `GET /report?subject_tag=` | the citizen's report as a printable page (notarized) |
-//! | `GET /api/search?...`, `/api/subject?tag=`, `/api/crosscheck`, `/api/status` | JSON (notarized except status) |
+//! | request | role | answer |
+//! | --- | --- | --- |
+//! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
+//! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
+//! | `GET /` | any | status per department, exchange matrix, allowed/denied chart, recent denials, findings, recent oversight queries, search form |
+//! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
+//! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
+//! | `GET /search?...` | investigator; subject officer with `subject_tag` | matching entries (notarized) with CSV/JSON export links |
+//! | `GET /export.csv?...`, `GET /export.json?...` | as `/search` | the same search as a download (notarized) |
+//! | `GET /api/search?...` | as `/search` | JSON (notarized) |
+//! | `GET /api/crosscheck` | investigator | JSON (notarized) |
+//! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
+//! | `GET /staff` | administrator | the staff accounts (read-only) |
 //!
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
 //! never logged, stored or sent back; URLs carry only tags.
@@ -27,25 +33,21 @@ use http_body_util::Full;
 use serde_json::json;
 
 use super::crosscheck::Finding;
+use super::gate::{Admitted, Gate};
 use super::replica::{MinuteCount, PairCount, Query, Record, MAX_LIMIT};
 use super::report::esc;
-use super::{Asker, Oversight, OversightError};
+use super::{Oversight, OversightError};
 use crate::text::csv_cell;
 use crate::transport::server::Call;
 use causeway_ledger::entry::{Entry, Side};
 
-/// The header an authenticating proxy sets to name the operator.
-pub const OPERATOR_HEADER: &str = "causeway-operator";
 /// Largest form body.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    Response::builder()
+    super::gate::secured(Response::builder())
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-store")
-        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'")
-        .header("x-content-type-options", "nosniff")
         .body(Full::new(body.into()))
         .expect("a response from a valid status and static headers always builds")
 }
@@ -92,33 +94,39 @@ fn failure(api: bool, e: &OversightError) -> Response<Full<Bytes>> {
 }
 
 /// Answer one dashboard or API request (served by [`crate::transport::server::serve`], which
-/// bounds header, body and idle time and reads the body, at most [`MAX_FORM_BYTES`]).
-pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<Bytes>> {
+/// bounds header, body and idle time and reads the body, at most [`MAX_FORM_BYTES`]), once the
+/// gate let it through.
+pub(crate) async fn handle(
+    node: Arc<Oversight>,
+    gate: Arc<Gate>,
+    call: Call,
+) -> Response<Full<Bytes>> {
     let node = &*node;
     let Call { parts, body, .. } = call;
-    let operator = parts
-        .headers
-        .get(OPERATOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("local-operator")
-        .to_owned();
+    let who = match gate.admit(&parts, &body).await {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
+    };
     let query = parts.uri.query().unwrap_or("").to_owned();
     let params = parse_form(&query);
     let path = parts.uri.path();
-    let dashboard = Asker::new(&operator, "dashboard");
-    let api = Asker::new(&operator, "api");
+    let dashboard = who.asker("dashboard");
+    let api = who.asker("api");
     match (&parts.method, path) {
-        (&Method::GET, "/") => home(node).await,
+        (&Method::GET, "/") => home(node, &who).await,
         (&Method::GET, "/healthz") => json_body(200, &json!({"status": "alive"})),
         (&Method::POST, "/search") => {
             let form = parse_form(&String::from_utf8_lossy(&body));
-            html_redirect(&search_location(node, &form))
+            match search_location(node, &form, &dashboard).await {
+                Ok(location) => html_redirect(&location),
+                Err(e) => failure(false, &e),
+            }
         }
         (&Method::GET, "/search") => match to_query(&params) {
             Ok(q) => match node.search(&q, &dashboard, "search").await {
                 Ok(result) => html(
                     200,
-                    search_page(node, &q, &params, &result.records, result.truncated),
+                    search_page(node, &who, &q, &params, &result.records, result.truncated),
                 ),
                 Err(e) => failure(false, &e),
             },
@@ -238,18 +246,26 @@ fn are_subject_tags(tags: &str) -> bool {
     })
 }
 
-/// The GET URL of a search form: the national id in `subject`, if any, becomes `subject_tag`.
-fn search_location(node: &Oversight, form: &[(String, String)]) -> String {
+/// The GET URL of a search form: the national id in `subject`, if any, becomes `subject_tag`
+/// (a query of its own, notarized before the tags are given out). The CSRF token stays behind.
+async fn search_location(
+    node: &Oversight,
+    form: &[(String, String)],
+    asker: &super::Asker,
+) -> Result<String, OversightError> {
     let mut pairs: Vec<(String, String)> = form
         .iter()
-        .filter(|(k, v)| k != "subject" && !v.trim().is_empty())
+        .filter(|(k, v)| k != "subject" && k != "csrf" && !v.trim().is_empty())
         .cloned()
         .collect();
     if let Some(id) = param(form, "subject") {
         pairs.retain(|(k, _)| k != "subject_tag");
-        pairs.push(("subject_tag".into(), node.subject_tag(id)));
+        pairs.push((
+            "subject_tag".into(),
+            node.subject_tag_notarized(id, asker).await?,
+        ));
     }
-    format!("/search?{}", encode_form(&pairs))
+    Ok(format!("/search?{}", encode_form(&pairs)))
 }
 
 /// Decode `a=1&b=x+y%21`.
@@ -422,7 +438,7 @@ pub fn to_csv(records: &[Record]) -> String {
 const STYLE: &str = r#"
 *{box-sizing:border-box} body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1b1f24;background:#f4f6f9}
 header{background:#1d3557;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px} header p{margin:2px 0 0;opacity:.8}
-header a{color:#fff}
+header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
 section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:12px 16px;overflow-x:auto}
 section.wide{grid-column:1/-1}
@@ -450,16 +466,17 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn header_bar(node: &Oversight, subtitle: &str) -> String {
+fn header_bar(node: &Oversight, who: &Admitted, subtitle: &str) -> String {
     format!(
-        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p></header>",
+        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p>{}</header>",
         esc(&node.directory().federation),
         esc(node.id().as_str()),
-        subtitle
+        subtitle,
+        who.badge()
     )
 }
 
-async fn home(node: &Oversight) -> Response<Full<Bytes>> {
+async fn home(node: &Oversight, who: &Admitted) -> Response<Full<Bytes>> {
     let replica = node.replica().clone();
     let overview = super::pull::blocking(&replica, |r| {
         let pairs = r.pair_counts()?;
@@ -488,7 +505,7 @@ async fn home(node: &Oversight) -> Response<Full<Bytes>> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let mut body = header_bar(node, &format!("rendered {}", esc(&now)));
+    let mut body = header_bar(node, who, &format!("rendered {}", esc(&now)));
     body.push_str("<main>");
     body.push_str(&status_section(&statuses));
     body.push_str(&matrix_section(node, &pairs));
@@ -499,7 +516,7 @@ async fn home(node: &Oversight) -> Response<Full<Bytes>> {
     body.push_str(&membership_section(
         &node.membership_history(10).unwrap_or_default(),
     ));
-    body.push_str(&search_form(node, &[]));
+    body.push_str(&search_form(node, who, &[]));
     body.push_str("</main>");
     html(200, page("Dashboard", &body))
 }
@@ -812,7 +829,7 @@ fn queries_section(queries: &[causeway_ledger::entry::Entry]) -> String {
     format!("<section class=\"wide\" id=\"queries\"><h2>Who watches the watchers: recent oversight queries</h2><table><thead><tr><th>Entry</th><th>Time</th><th>Asked by</th><th>Via</th><th>Query</th><th>Filter</th><th>Results</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Every search, export, citizen's report and cross-check is notarized in this node's own signed log before it is answered; subjects appear only as keyed tags.</p></section>")
 }
 
-fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
+fn search_form(node: &Oversight, who: &Admitted, params: &[(String, String)]) -> String {
     let v = |k: &str| esc(param(params, k).unwrap_or(""));
     let mut options = String::from("<option value=\"\">any</option>");
     for d in node.directory().departments() {
@@ -836,7 +853,7 @@ fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
     };
     format!(
         r#"<section class="wide" id="search"><h2>Search the replicated logs</h2>
-<form class="search" method="post" action="/search">
+<form class="search" method="post" action="/search">{csrf}
 <label>Exchange id<input name="exchange" value="{exchange}"></label>
 <label>Department<select name="department">{options}</select></label>
 <label>Consumer<input name="consumer" value="{consumer}"></label>
@@ -858,6 +875,7 @@ fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
         from = v("from"),
         to = v("to"),
         tag = v("subject_tag"),
+        csrf = who.csrf_field(),
         da = decision("allow"),
         dd = decision("deny"),
     )
@@ -865,6 +883,7 @@ fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
 
 fn search_page(
     node: &Oversight,
+    who: &Admitted,
     query: &Query,
     params: &[(String, String)],
     records: &[Record],
@@ -877,7 +896,7 @@ fn search_page(
         .collect();
     let qs = encode_form(&keep);
     let filter = serde_json::to_string(query).unwrap_or_default();
-    let mut body = header_bar(node, "search");
+    let mut body = header_bar(node, who, "search");
     body.push_str("<main>");
     let _ = write!(
         body,
@@ -892,7 +911,7 @@ fn search_page(
         f = esc(&filter),
         table = records_table(records, "Nothing matched."),
     );
-    body.push_str(&search_form(node, params));
+    body.push_str(&search_form(node, who, params));
     body.push_str("</main>");
     page("Search", &body)
 }
