@@ -56,11 +56,12 @@ pub fn access(method: &Method, path: &str, params: &[(String, String)]) -> Acces
     match (method, path) {
         (&Method::GET, "/healthz") => Access::Open,
         (&Method::GET, "/" | "/api/status" | "/api/membership") => Access::SignedIn,
+        (&Method::GET, "/findings") => Access::Role(Role::Viewer),
         (&Method::POST, "/logout") => Access::SignedIn,
         (&Method::GET | &Method::POST, "/search") => search,
         (&Method::GET, "/export.csv" | "/export.json" | "/api/search") => search,
         (&Method::GET, "/report" | "/api/subject") => Access::Role(Role::SubjectOfficer),
-        (&Method::GET, "/api/crosscheck" | "/exchange" | "/evidence") => {
+        (&Method::GET, "/api/crosscheck" | "/exchange" | "/evidence" | "/queries") => {
             Access::Role(Role::Investigator)
         }
         (&Method::GET, "/staff") => Access::Role(Role::Administrator),
