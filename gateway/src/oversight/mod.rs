@@ -15,6 +15,7 @@
 
 pub mod crosscheck;
 pub mod dashboard;
+pub mod evidence;
 pub mod pull;
 pub mod replica;
 pub mod report;
