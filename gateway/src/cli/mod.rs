@@ -6,6 +6,7 @@ mod demo;
 mod federation;
 mod log;
 mod policy;
+mod report;
 mod request;
 mod tokens;
 
@@ -72,6 +73,8 @@ enum Command {
     /// Oversight: pull and verify every log, cross-check both sides, the citizen's report, search.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Verify a citizen's report bundle offline: every entry, proof, signature and row.
+    VerifyReport(report::VerifyReportArgs),
 }
 
 /// Run one command line in-process, `args` starting with the program name (tests use it to drive
@@ -172,6 +175,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Log(c) => log::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Audit(c) => audit::run(c).await,
+        Command::VerifyReport(args) => report::run(args),
     }
 }
 

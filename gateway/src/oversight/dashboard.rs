@@ -14,6 +14,7 @@
 //! | `GET /export.csv?...`, `GET /export.json?...` | the same search as a download (notarized) |
 //! | `GET /report?subject_tag=` | the citizen's report as a printable page (notarized) |
 //! | `GET /api/search?...`, `/api/subject?tag=`, `/api/crosscheck`, `/api/status` | JSON (notarized except status) |
+//! | `GET /api/bundle?tag=` | the citizen's report with evidence, `causeway-citizen-report/v1` (notarized) |
 //!
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
 //! never logged, stored or sent back; URLs carry only tags.
@@ -185,6 +186,25 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
                     &serde_json::to_value(&report).expect("reports serialize"),
                 ),
                 Err(e) => failure(path != "/report", &e),
+            }
+        }
+        (&Method::GET, "/api/bundle") => {
+            let Some(tag) = param(&params, "tag").filter(|t| are_subject_tags(t)) else {
+                return json_body(
+                    400,
+                    &json!({"error": {"code": "bad-query", "message": SUBJECT_TAGS_EXPECTED}}),
+                );
+            };
+            match node.citizen_bundle(tag, &api).await {
+                Ok(bundle) => json_body(
+                    200,
+                    &serde_json::to_value(&bundle).expect("bundles serialize"),
+                ),
+                Err(super::bundle::BundleError::Oversight(e)) => failure(true, &e),
+                Err(e) => json_body(
+                    503,
+                    &json!({"error": {"code": "evidence", "message": e.to_string()}}),
+                ),
             }
         }
         (&Method::GET, "/api/crosscheck") => match node.crosscheck(&api).await {

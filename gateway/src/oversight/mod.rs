@@ -13,12 +13,14 @@
 //! The node never learns a raw national id except for the moment it computes a tag from a
 //! dashboard form; it never stores, logs or echoes one.
 
+pub mod bundle;
 pub mod crosscheck;
 pub mod dashboard;
 pub mod evidence;
 pub mod pull;
 pub mod replica;
 pub mod report;
+pub mod seal;
 
 use std::sync::{Arc, RwLock};
 
@@ -36,7 +38,7 @@ use crate::identity::tls::TlsMaterial;
 use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey, TagRoot};
 use crate::transport::peer::PeerTransport;
 use causeway_ledger::entry::{Entry, Kind};
-use causeway_ledger::{Ledger, LedgerError};
+use causeway_ledger::{Appended, Ledger, LedgerError};
 
 pub use crate::config::OversightSection;
 
@@ -467,6 +469,19 @@ impl Oversight {
         filter: serde_json::Value,
         results: usize,
     ) -> Result<u64, OversightError> {
+        let appended = self.notarize_full(asker, query, filter, results).await?;
+        Ok(appended.entry.index)
+    }
+
+    /// [`Self::notarize`], returning the appended entry with its inclusion proof and checkpoint
+    /// (the evidence a citizen's bundle carries).
+    async fn notarize_full(
+        &self,
+        asker: &Asker,
+        query: &str,
+        filter: serde_json::Value,
+        results: usize,
+    ) -> Result<Appended, OversightError> {
         let mut entry = Entry::new(Kind::OversightQuery);
         entry.rows = Some(results as u64);
         entry.detail = Some(json!({
@@ -476,8 +491,7 @@ impl Oversight {
             "filter": filter,
             "results": results,
         }));
-        let appended = self.ledger.append(entry).await?;
-        Ok(appended.entry.index)
+        Ok(self.ledger.append(entry).await?)
     }
 
     /// Search the replica (notarized as `search`, or as `export` for downloads).
@@ -489,27 +503,52 @@ impl Oversight {
     ) -> Result<SearchResult, OversightError> {
         let q = query.clone();
         let result = blocking(&self.replica, move |r| r.search(&q)).await?;
-        let filter = serde_json::to_value(query).expect("a query always serializes");
+        let mut filter = serde_json::to_value(query).expect("a query always serializes");
+        // Departments can read this log and compute their own tags: the subject is notarized as
+        // a hiding commitment. Nobody needs to open a search's, so its salt is not kept.
+        if let Some(tags) = &query.subject_tag {
+            filter["subject"] = json!(bundle::subject_commitment(
+                &bundle::fresh_salt(),
+                &bundle::canonical_tags(tags)
+            ));
+            if let Some(f) = filter.as_object_mut() {
+                f.remove("subject_tag");
+            }
+        }
         self.notarize(asker, what, filter, result.records.len())
             .await?;
         Ok(result)
     }
 
-    /// The citizen's report for a subject tag (notarized with the tag only).
+    /// The citizen's report for a person's subject tags (comma-separated), leaving out the
+    /// exchanges under a seal in force. Notarized with the subject as a hiding commitment
+    /// ([`bundle::subject_commitment`]) whose salt the report carries (`subject_salt`), so that
+    /// only whoever holds the report can show the query was about this person.
     pub async fn subject_report(
         &self,
         subject_tag: &str,
         asker: &Asker,
     ) -> Result<SubjectReport, OversightError> {
-        let tag = subject_tag.to_owned();
-        let report = blocking(&self.replica, move |r| SubjectReport::build(r, &tag)).await?;
-        self.notarize(
-            asker,
-            "subject-report",
-            json!({"subject_tag": subject_tag}),
-            report.exchanges.len(),
-        )
-        .await?;
+        let tags = bundle::canonical_tags(subject_tag);
+        let seals = self.seals_in_force().await?;
+        let mut report = {
+            let tags = tags.clone();
+            blocking(&self.replica, move |r| {
+                SubjectReport::build(r, &tags, &seals)
+            })
+            .await?
+        };
+        let salt = bundle::fresh_salt();
+        let index = self
+            .notarize(
+                asker,
+                bundle::SUBJECT_REPORT_QUERY,
+                json!({"subject": bundle::subject_commitment(&salt, &tags)}),
+                report.exchanges.len(),
+            )
+            .await?;
+        report.subject_salt = Some(hex::encode(salt));
+        report.notarized = Some(index);
         Ok(report)
     }
 

@@ -1,0 +1,225 @@
+//! Sealed purposes: exchanges kept out of citizens' reports until a date (an investigation).
+//!
+//! Oversight staff seal a purpose, optionally for one consumer department only, until a date. The
+//! seal is a `seal` entry in the node's own ledger, so it is notarized like any query: who sealed
+//! what, until when, and why (a reason code). While a seal is in force, citizens' reports and
+//! bundles leave out the exchanges it covers, without saying that any were left out; oversight
+//! views show them at once, marked "sealed until DATE". From that date on they appear in citizens'
+//! reports like any other.
+//!
+//! Seals are read through [`Oversight::seals`] only: this node's ledger, and every other oversight
+//! node's log this node replicates.
+
+use serde::Serialize;
+use serde_json::json;
+use time::Date;
+
+use super::{Asker, Oversight, OversightError};
+use crate::identity::DeptId;
+use causeway_ledger::entry::{Entry, Kind};
+
+/// `until` dates are written like this (ISO 8601 calendar date).
+const DATE: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// One seal, as recorded in an oversight log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Seal {
+    /// The sealed purpose.
+    pub purpose: String,
+    /// Only this consumer department's exchanges, if set.
+    pub consumer: Option<String>,
+    /// In force until this date (exclusive: from it on, the exchanges are shown).
+    #[serde(serialize_with = "serialize_date")]
+    pub until: Date,
+    /// Why (a reason code).
+    pub reason: String,
+    /// The oversight log that holds the seal entry.
+    pub log: String,
+    /// Its index there.
+    pub index: u64,
+}
+
+fn serialize_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_date(*d))
+}
+
+/// A date as `YYYY-MM-DD`.
+pub fn format_date(d: Date) -> String {
+    d.format(DATE).unwrap_or_default()
+}
+
+/// Parse `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Option<Date> {
+    Date::parse(s.trim(), DATE).ok()
+}
+
+/// Today, UTC.
+pub fn today() -> Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+impl Seal {
+    /// Read a seal entry (`None` for any other entry, or one that does not parse).
+    pub fn from_entry(log: &str, e: &Entry) -> Option<Seal> {
+        if e.kind != Kind::Seal {
+            return None;
+        }
+        let detail = e.detail.as_ref()?;
+        Some(Seal {
+            purpose: e.purpose.clone()?,
+            consumer: e.consumer.clone(),
+            until: parse_date(detail["until"].as_str()?)?,
+            reason: e.reason.clone().unwrap_or_default(),
+            log: log.to_owned(),
+            index: e.index,
+        })
+    }
+
+    /// Whether the seal covers this entry's exchange.
+    pub fn covers(&self, e: &Entry) -> bool {
+        e.purpose.as_deref() == Some(self.purpose.as_str())
+            && self
+                .consumer
+                .as_ref()
+                .is_none_or(|c| e.consumer.as_deref() == Some(c.as_str()))
+    }
+
+    /// Whether it is in force on `day`.
+    pub fn in_force(&self, day: Date) -> bool {
+        day < self.until
+    }
+}
+
+/// Why a seal was not recorded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// It could not be notarized.
+    #[error(transparent)]
+    Oversight(#[from] OversightError),
+}
+
+impl Oversight {
+    /// Seal `purpose` (only `consumer`'s exchanges, if given) until `until`, for `reason_code`:
+    /// appends a `seal` entry to this node's ledger and returns its index.
+    pub async fn seal(
+        &self,
+        asker: &Asker,
+        purpose: &str,
+        consumer: Option<&str>,
+        until: Date,
+        reason_code: &str,
+    ) -> Result<u64, SealError> {
+        let invalid = |m: &str| Err(SealError::Invalid(m.to_owned()));
+        let purpose = purpose.trim();
+        if purpose.is_empty() || purpose.len() > 128 || purpose.chars().any(char::is_control) {
+            return invalid(
+                "the purpose must be 1 to 128 printable characters, as exchanges state it",
+            );
+        }
+        if let Some(c) = consumer {
+            if DeptId::new(c).is_err() {
+                return invalid(
+                    "--consumer must be a department id (lowercase letters, digits, '-')",
+                );
+            }
+        }
+        if until <= today() {
+            return invalid("the seal's end date must be in the future (YYYY-MM-DD)");
+        }
+        let reason_ok = !reason_code.is_empty()
+            && reason_code.len() <= 64
+            && reason_code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !reason_ok {
+            return invalid("the reason must be a code of 1 to 64 letters, digits, '-', '_' or '.' (a case or decision number, not free text)");
+        }
+        let mut entry = Entry::new(Kind::Seal);
+        entry.purpose = Some(purpose.to_owned());
+        entry.consumer = consumer.map(str::to_owned);
+        entry.reason = Some(reason_code.to_owned());
+        entry.detail = Some(json!({
+            "until": format_date(until),
+            "asked_by": asker.who,
+            "via": asker.via,
+        }));
+        let appended = self
+            .ledger
+            .append(entry)
+            .await
+            .map_err(OversightError::from)?;
+        Ok(appended.entry.index)
+    }
+
+    /// Every seal recorded: in this node's ledger, and in every other oversight node's log this
+    /// node replicates. The one place seals are read.
+    pub async fn seals(&self) -> Result<Vec<Seal>, OversightError> {
+        let mut seals = Vec::new();
+        let me = self.me.to_string();
+        let size = self.ledger.checkpoint().0;
+        self.ledger.read(|r| {
+            r.for_each_entry(0, size, |_, bytes| {
+                // Most entries are queries: look for the kind before parsing.
+                if memchr_seal(bytes) {
+                    if let Ok(e) = Entry::from_bytes(bytes) {
+                        seals.extend(Seal::from_entry(&me, &e));
+                    }
+                }
+                Ok(())
+            })
+        })?;
+        let others: Vec<String> = self
+            .directory()
+            .oversight_nodes()
+            .filter(|n| n.id != self.me)
+            .map(|n| n.id.to_string())
+            .collect();
+        let replicated = super::pull::blocking(&self.replica, move |r| {
+            let mut out = Vec::new();
+            for log in others {
+                let state = r.state(&log)?;
+                for index in 0..state.size {
+                    if let Some(bytes) = r.entry_bytes(&log, index)? {
+                        if memchr_seal(&bytes) {
+                            if let Ok(e) = Entry::from_bytes(&bytes) {
+                                out.extend(Seal::from_entry(&log, &e));
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        seals.extend(replicated);
+        Ok(seals)
+    }
+
+    /// The seals in force today.
+    pub async fn seals_in_force(&self) -> Result<Vec<Seal>, OversightError> {
+        let day = today();
+        let mut seals = self.seals().await?;
+        seals.retain(|s| s.in_force(day));
+        Ok(seals)
+    }
+
+    /// Until when `entry`'s exchange is sealed (the latest seal in force that covers it), for
+    /// oversight views.
+    pub fn sealed_until(seals: &[Seal], entry: &Entry) -> Option<Date> {
+        seals
+            .iter()
+            .filter(|s| s.covers(entry))
+            .map(|s| s.until)
+            .max()
+    }
+}
+
+fn memchr_seal(bytes: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"kind\":\"seal\"";
+    bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
