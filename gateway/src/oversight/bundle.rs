@@ -686,3 +686,90 @@ pub fn sealed_by<'a>(
 ) -> Option<&'a super::seal::Seal> {
     seals.iter().find(|s| s.covers(entry))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_commitment_is_the_documented_hash() {
+        // Known answer, computed independently (Python hashlib) from docs/CITIZEN-REPORT.md.
+        let tags = format!("1:{},1:{}", "a".repeat(64), "b".repeat(64));
+        assert_eq!(
+            subject_commitment(&[7; 32], &tags),
+            "c1:fd7290664ab1506846d585f9005d492a44e50c14570dce4ef9b8b0bcfa5a519d"
+        );
+        assert_ne!(
+            subject_commitment(&[8; 32], &tags),
+            subject_commitment(&[7; 32], &tags),
+            "another salt, another commitment"
+        );
+        assert_eq!(canonical_tags(" a,,b ,"), "a,b");
+    }
+
+    fn entry(side: Side, decision: &str, outcome: Option<&str>) -> Entry {
+        let mut e = Entry::new(Kind::Exchange);
+        e.side = Some(side);
+        e.id = Some("x1".into());
+        e.time = format!("2026-12-06T10:00:0{}Z", side as u8);
+        e.consumer = Some("tax-office".into());
+        e.provider = Some("civil-registry".into());
+        e.purpose = Some("tax-assessment".into());
+        e.decision = Some(decision.into());
+        e.outcome = outcome.map(str::to_owned);
+        e
+    }
+
+    #[test]
+    fn a_row_says_what_the_provider_decided_and_who_the_consumer_authenticated() {
+        let mut provider = entry(Side::Provider, "allow", Some("ok"));
+        provider.fields = vec!["name".into()];
+        provider.application = Some("provider-says".into());
+        let mut consumer = entry(Side::Consumer, "allow", None);
+        consumer.application = Some("tax-portal".into());
+        consumer.officer = Some("ab".repeat(32));
+        let row = CitizenRow::derive(&[&consumer, &provider]).unwrap();
+        assert_eq!(row.action, "data released");
+        assert_eq!(row.time, provider.time);
+        assert_eq!(row.fields, ["name"]);
+        assert_eq!(row.application.as_deref(), Some("tax-portal"));
+        assert_eq!(row.official, consumer.officer);
+        assert_eq!(row.recorded_by, ["provider", "consumer"]);
+        assert_eq!(row.receiver, "tax-office");
+
+        let failed = entry(Side::Provider, "allow", Some("adapter-error"));
+        assert_eq!(
+            CitizenRow::derive(&[&failed]).unwrap().action,
+            "release failed"
+        );
+        let denied = entry(Side::Consumer, "deny", None);
+        let row = CitizenRow::derive(&[&denied]).unwrap();
+        assert_eq!(
+            (row.action.as_str(), row.recorded_by.as_slice()),
+            ("request refused", &["consumer".to_owned()][..])
+        );
+        assert!(CitizenRow::derive(&[]).is_none());
+
+        let mut other = row.clone();
+        other.reason = "changed".into();
+        assert_eq!(row.first_difference(&other), Some("reason"));
+        assert_eq!(row.first_difference(&row), None);
+    }
+
+    #[test]
+    fn bundles_over_the_limits_are_refused_before_parsing() {
+        let huge = vec![b' '; MAX_BUNDLE_BYTES + 1];
+        assert_eq!(parse_bundle(&huge).unwrap_err().place, "bundle");
+        let unknown = br#"{"format":"causeway-citizen-report/v1","extra":1}"#;
+        assert!(parse_bundle(unknown).is_err());
+        let v2 = serde_json::json!({
+            "format": "causeway-citizen-report/v2", "federation": "demo", "generated_at": "",
+            "node": "audit", "subject": {"tags": ["a"], "salt": ""}, "exchanges": [],
+            "query": {"evidence": ""}
+        });
+        assert_eq!(
+            parse_bundle(v2.to_string().as_bytes()).unwrap_err().place,
+            "format"
+        );
+    }
+}

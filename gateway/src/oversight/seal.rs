@@ -223,3 +223,43 @@ fn memchr_seal(bytes: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"kind\":\"seal\"";
     bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_covers_its_purpose_and_consumer_until_its_date() {
+        let mut e = Entry::new(Kind::Seal);
+        e.index = 4;
+        e.purpose = Some("fraud".into());
+        e.consumer = Some("tax-office".into());
+        e.reason = Some("CASE-1".into());
+        e.detail = Some(json!({"until": "2027-06-30"}));
+        let seal = Seal::from_entry("audit", &e).unwrap();
+        assert_eq!(format_date(seal.until), "2027-06-30");
+        let day = |s| parse_date(s).unwrap();
+        assert!(seal.in_force(day("2027-06-29")));
+        assert!(!seal.in_force(day("2027-06-30")), "shown from the date on");
+
+        let mut x = Entry::new(Kind::Exchange);
+        x.purpose = Some("fraud".into());
+        x.consumer = Some("tax-office".into());
+        assert!(seal.covers(&x));
+        x.consumer = Some("social-welfare".into());
+        assert!(!seal.covers(&x), "only the named consumer");
+        let everyone = Seal {
+            consumer: None,
+            ..seal.clone()
+        };
+        assert!(everyone.covers(&x));
+        x.purpose = Some("other".into());
+        assert!(!everyone.covers(&x));
+        assert_eq!(Oversight::sealed_until(&[seal, everyone], &x), None);
+
+        let mut query = e.clone();
+        query.kind = Kind::OversightQuery;
+        assert!(Seal::from_entry("audit", &query).is_none());
+        assert!(parse_date("2027-6-30").is_none());
+    }
+}
