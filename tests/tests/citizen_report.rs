@@ -75,6 +75,27 @@ async fn verify_report(file: &Path, directory: &Path) -> ExitCode {
     .await
 }
 
+/// GET `path` from the oversight node's dashboard (loopback HTTP/1.1); status and body.
+async fn dashboard_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// The verifier's verdict on `bundle` (the same module the command runs), as text.
 fn verdict(bundle: &CitizenBundle, directory: &Path) -> Result<(), String> {
     let bytes = serde_json::to_vec_pretty(bundle).unwrap();
@@ -508,6 +529,23 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
         .find(|r| r.entry.id.as_deref() == Some(shown.as_str()))
         .unwrap();
     assert_eq!(Oversight::sealed_until(&seals, &open.entry), None);
+
+    // The dashboard's search marks it on the row, the JSON API names its date.
+    let qs = format!(
+        "subject_tag={}",
+        tag.replace(':', "%3A").replace(',', "%2C")
+    );
+    let (status, page) = dashboard_get(oversight.client_addr, &format!("/search?{qs}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&sealed) && page.contains(&format!("sealed until {until_text}")));
+    let (status, body) = dashboard_get(oversight.client_addr, &format!("/api/search?{qs}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!(
+            "\"sealed_until\":{{\"{sealed}\":\"{until_text}\"}}"
+        )),
+        "{body}"
+    );
 
     // From the date on, the citizen sees it.
     let mut later = n.seals().await.unwrap();

@@ -30,6 +30,7 @@ use serde_json::json;
 use super::crosscheck::Finding;
 use super::replica::{MinuteCount, PairCount, Query, Record, MAX_LIMIT};
 use super::report::esc;
+use super::seal::{format_date, Seal};
 use super::{Asker, Oversight, OversightError};
 use crate::text::csv_cell;
 use crate::transport::server::Call;
@@ -119,7 +120,14 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
             Ok(q) => match node.search(&q, &dashboard, "search").await {
                 Ok(result) => html(
                     200,
-                    search_page(node, &q, &params, &result.records, result.truncated),
+                    search_page(
+                        node,
+                        &q,
+                        &params,
+                        &result.records,
+                        result.truncated,
+                        &node.seals_in_force().await.unwrap_or_default(),
+                    ),
                 ),
                 Err(e) => failure(false, &e),
             },
@@ -154,7 +162,17 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
                     serde_json::to_vec_pretty(&json!({"query": q, "truncated": result.truncated, "records": result.records}))
                         .expect("records serialize"),
                 ),
-                Ok(result) => json_body(200, &json!({"query": q, "truncated": result.truncated, "records": result.records})),
+                Ok(result) => {
+                    // Oversight sees sealed exchanges at once, marked with the seal's date.
+                    let seals = node.seals_in_force().await.unwrap_or_default();
+                    let sealed: serde_json::Map<String, serde_json::Value> = result
+                        .records
+                        .iter()
+                        .filter_map(|r| Some((r.entry.id.clone()?, Oversight::sealed_until(&seals, &r.entry)?)))
+                        .map(|(id, d)| (id, json!(format_date(d))))
+                        .collect();
+                    json_body(200, &json!({"query": q, "truncated": result.truncated, "records": result.records, "sealed_until": sealed}))
+                }
                 Err(e) => failure(true, &e),
             }
         }
@@ -713,7 +731,7 @@ fn minute_label(minute: u64) -> String {
         .unwrap_or_default()
 }
 
-fn records_table(records: &[Record], empty: &str) -> String {
+fn records_table(records: &[Record], seals: &[Seal], empty: &str) -> String {
     if records.is_empty() {
         return format!("<p class=\"muted\">{}</p>", esc(empty));
     }
@@ -737,7 +755,7 @@ fn records_table(records: &[Record], empty: &str) -> String {
         let id = e.id.as_deref().unwrap_or("");
         let _ = write!(
             rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\"><td title=\"{time}\">{short_t}</td><td>{log} #{index}</td><td>{kind} {side}</td><td><a href=\"/search?{link}\"><code>{ide}</code></a></td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
+            "<tr class=\"record\" data-exchange=\"{ide}\"><td title=\"{time}\">{short_t}</td><td>{log} #{index}</td><td>{kind} {side}</td><td><a href=\"/search?{link}\"><code>{ide}</code></a></td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}{sealed}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
             ide = esc(id),
             time = esc(&e.time),
             short_t = esc(&short_time(&e.time)),
@@ -749,6 +767,10 @@ fn records_table(records: &[Record], empty: &str) -> String {
             p = esc(e.provider.as_deref().unwrap_or("")),
             ds = esc(e.dataset.as_deref().unwrap_or("")),
             pu = esc(e.purpose.as_deref().unwrap_or("")),
+            sealed = Oversight::sealed_until(seals, e).map_or(String::new(), |d| format!(
+                " <span class=\"bad sealed\">sealed until {}</span>",
+                format_date(d)
+            )),
             fields = esc(&e.fields.join(", ")),
             rows_n = e.rows.map(|n| n.to_string()).unwrap_or_default(),
             subjects = esc(&e.subjects.iter().map(|s| s.get(..12).unwrap_or(s)).collect::<Vec<_>>().join(" ")),
@@ -889,6 +911,7 @@ fn search_page(
     params: &[(String, String)],
     records: &[Record],
     truncated: bool,
+    seals: &[Seal],
 ) -> String {
     let keep: Vec<(String, String)> = params
         .iter()
@@ -910,7 +933,7 @@ fn search_page(
             None => String::new(),
         },
         f = esc(&filter),
-        table = records_table(records, "Nothing matched."),
+        table = records_table(records, seals, "Nothing matched."),
     );
     body.push_str(&search_form(node, params));
     body.push_str("</main>");
