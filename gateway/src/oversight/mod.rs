@@ -198,6 +198,8 @@ pub struct Oversight {
     /// When the findings were last computed.
     refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     rounds: tokio::sync::Mutex<()>,
+    /// Seals read so far from this node's ledger and replicated oversight logs.
+    seal_index: Arc<std::sync::Mutex<seal::SealIndex>>,
 }
 
 impl std::fmt::Debug for Oversight {
@@ -251,6 +253,7 @@ impl Oversight {
             crosscheck_state: Arc::default(),
             refreshed: std::sync::Mutex::new(None),
             rounds: tokio::sync::Mutex::new(()),
+            seal_index: Arc::default(),
         };
         Ok((oversight, tls))
     }

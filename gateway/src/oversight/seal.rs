@@ -157,46 +157,51 @@ impl Oversight {
     }
 
     /// Every seal recorded: in this node's ledger, and in every other oversight node's log this
-    /// node replicates. The one place seals are read.
+    /// node replicates. The one place seals are read. Each log is read once; later calls read
+    /// only the entries appended since.
     pub async fn seals(&self) -> Result<Vec<Seal>, OversightError> {
-        let mut seals = Vec::new();
         let me = self.me.to_string();
         let size = self.ledger.checkpoint().0;
-        self.ledger.read(|r| {
-            r.for_each_entry(0, size, |_, bytes| {
-                // Most entries are queries: look for the kind before parsing.
-                if memchr_seal(bytes) {
-                    if let Ok(e) = Entry::from_bytes(bytes) {
-                        seals.extend(Seal::from_entry(&me, &e));
-                    }
-                }
-                Ok(())
-            })
-        })?;
-        let others: Vec<String> = self
+        let mut logs: Vec<String> = self
             .directory()
             .oversight_nodes()
             .filter(|n| n.id != self.me)
             .map(|n| n.id.to_string())
             .collect();
-        let replicated = super::pull::blocking(&self.replica, move |r| {
-            let mut out = Vec::new();
-            for log in others {
-                let state = r.state(&log)?;
-                for index in 0..state.size {
-                    if let Some(bytes) = r.entry_bytes(&log, index)? {
-                        if memchr_seal(&bytes) {
-                            if let Ok(e) = Entry::from_bytes(&bytes) {
-                                out.extend(Seal::from_entry(&log, &e));
-                            }
-                        }
+        logs.sort();
+        let index = self.seal_index.clone();
+        // Own ledger first (a blocking LMDB read, like the other ledger reads here).
+        {
+            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+            let from = index.read.get(&me).copied().unwrap_or(0);
+            if from < size {
+                let mut found = Vec::new();
+                self.ledger.read(|r| {
+                    r.for_each_entry(from, size, |_, bytes| {
+                        found.extend(seal_in(&me, bytes));
+                        Ok(())
+                    })
+                })?;
+                index.seals.extend(found);
+                index.read.insert(me.clone(), size);
+            }
+        }
+        let seals = super::pull::blocking(&self.replica, move |r| {
+            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+            for log in logs {
+                let size = r.state(&log)?.size;
+                let from = index.read.get(&log).copied().unwrap_or(0);
+                for i in from..size {
+                    if let Some(bytes) = r.entry_bytes(&log, i)? {
+                        let found = seal_in(&log, &bytes);
+                        index.seals.extend(found);
                     }
                 }
+                index.read.insert(log, size.max(from));
             }
-            Ok(out)
+            Ok(index.seals.clone())
         })
         .await?;
-        seals.extend(replicated);
         Ok(seals)
     }
 
@@ -219,9 +224,21 @@ impl Oversight {
     }
 }
 
-fn memchr_seal(bytes: &[u8]) -> bool {
+/// The seal in one entry's bytes, if it is one (most entries are queries: the kind is looked for
+/// before the entry is parsed).
+fn seal_in(log: &str, bytes: &[u8]) -> Option<Seal> {
     const NEEDLE: &[u8] = b"\"kind\":\"seal\"";
-    bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    if !bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+        return None;
+    }
+    Seal::from_entry(log, &Entry::from_bytes(bytes).ok()?)
+}
+
+/// The seals read so far, and how far each log has been read.
+#[derive(Debug, Default)]
+pub(crate) struct SealIndex {
+    read: std::collections::HashMap<String, u64>,
+    seals: Vec<Seal>,
 }
 
 #[cfg(test)]
