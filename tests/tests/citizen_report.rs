@@ -166,7 +166,7 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
         )
         .await,
     ];
-    exchange(
+    let someone_else = exchange(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -322,6 +322,49 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
     let mut b = bundle.clone();
     b.subject.salt = one_byte_changed(&b.subject.salt, 3);
     cases.push(("the subject's salt", b, "commitment"));
+    // Whole parts moved rather than bytes changed: an exchange dropped, another person's
+    // exchange (with its genuine evidence) added, two exchanges' records swapped.
+    let mut b = bundle.clone();
+    b.exchanges.pop();
+    cases.push((
+        "a dropped exchange",
+        b,
+        "notarizes 3 result(s), the bundle carries 2",
+    ));
+    let mut b = bundle.clone();
+    let theirs = node(&oversight)
+        .replica()
+        .search(&Query {
+            exchange: Some(someone_else.clone()),
+            ..Query::default()
+        })
+        .unwrap()
+        .records
+        .into_iter()
+        .find(|r| r.log == "civil-registry")
+        .unwrap();
+    let mut padded = b.exchanges[0].clone();
+    padded.row.request_id = someone_else.clone();
+    padded.records = vec![causeway::oversight::bundle::BundleRecord {
+        side: "provider".into(),
+        log: "civil-registry".into(),
+        evidence: node(&oversight)
+            .evidence("civil-registry", theirs.index)
+            .await
+            .unwrap()
+            .to_text(),
+    }];
+    b.exchanges[0] = padded;
+    cases.push((
+        "another person's exchange",
+        b,
+        "names none of the bundle's subject tags",
+    ));
+    let mut b = bundle.clone();
+    let first = b.exchanges[0].records.clone();
+    b.exchanges[0].records = b.exchanges[1].records.clone();
+    b.exchanges[1].records = first;
+    cases.push(("swapped records", b, "the entry is of another request id"));
     for (what, changed, named) in &cases {
         let file = dir.join("changed.json");
         std::fs::write(&file, serde_json::to_vec_pretty(changed).unwrap()).unwrap();
