@@ -322,6 +322,9 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
     let mut b = bundle.clone();
     b.subject.salt = one_byte_changed(&b.subject.salt, 3);
     cases.push(("the subject's salt", b, "commitment"));
+    let mut b = bundle.clone();
+    b.federation = one_byte_changed(&b.federation, 3);
+    cases.push(("the federation's name", b, "federation"));
     // Whole parts moved rather than bytes changed: an exchange dropped, another person's
     // exchange (with its genuine evidence) added, two exchanges' records swapped.
     let mut b = bundle.clone();
