@@ -632,12 +632,17 @@ impl Oversight {
         });
 
         let salt = fresh_salt();
+        let touched =
+            super::touched(rows.iter().flat_map(|(_, row, _)| {
+                [Some(row.receiver.as_str()), Some(row.provider.as_str())]
+            }));
         let appended = self
             .notarize_full(
                 asker,
                 SUBJECT_REPORT_QUERY,
                 serde_json::json!({"subject": subject_commitment(&salt, &tags)}),
                 rows.len(),
+                touched,
             )
             .await?;
         let query = TlogProof {

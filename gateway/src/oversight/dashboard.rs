@@ -27,14 +27,14 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use super::crosscheck::Finding;
-use super::replica::{MinuteCount, PairCount, Query, Record, MAX_LIMIT};
+use super::pages::{self, page, search_page, Overview};
+use super::replica::{Query, Record, MAX_LIMIT};
 use super::report::esc;
-use super::seal::{format_date, Seal};
+use super::seal::format_date;
 use super::{Asker, Oversight, OversightError};
 use crate::text::csv_cell;
 use crate::transport::server::Call;
-use causeway_ledger::entry::{Entry, Side};
+use causeway_ledger::entry::Side;
 
 /// The header an authenticating proxy sets to name the operator.
 pub const OPERATOR_HEADER: &str = "causeway-operator";
@@ -117,28 +117,65 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
             html_redirect(&search_location(node, &form))
         }
         (&Method::GET, "/search") => match to_query(&params) {
-            Ok(q) => match node.search(&q, &dashboard, "search").await {
-                Ok(result) => html(
+            Ok(mut q) => {
+                q.limit = Some(q.limit.unwrap_or(PAGE_SIZE));
+                match node.search(&q, &dashboard, "search").await {
+                    Ok(result) => {
+                        let seals = node.seals_in_force().await.unwrap_or_default();
+                        html(200, search_page(node, &q, &params, &result, &seals))
+                    }
+                    Err(e) => failure(false, &e),
+                }
+            }
+            Err(problem) => bad_request("Bad search", &problem),
+        },
+        (&Method::GET, "/exchange") => {
+            let Some(id) = param(&params, "id") else {
+                return bad_request(
+                    "Bad exchange",
+                    "name the exchange: /exchange?id=EXCHANGE_ID",
+                );
+            };
+            match node.exchange(id, &dashboard).await {
+                Ok(view) => html(200, pages::exchange_page(node, &view)),
+                Err(e) => failure(false, &e),
+            }
+        }
+        (&Method::GET, "/evidence") => evidence(node, &params, &dashboard).await,
+        (&Method::GET, "/findings") => {
+            let (from_ms, to_ms) = match window(&params) {
+                Ok(w) => w,
+                Err(problem) => return bad_request("Bad window", &problem),
+            };
+            let page = match page_number(&params) {
+                Ok(p) => p,
+                Err(problem) => return bad_request("Bad page", &problem),
+            };
+            match node.findings_between(from_ms, to_ms, &dashboard).await {
+                Ok(findings) => html(
                     200,
-                    search_page(
-                        node,
-                        &q,
-                        &params,
-                        &result.records,
-                        result.truncated,
-                        &node.seals_in_force().await.unwrap_or_default(),
-                    ),
+                    pages::findings_page(node, &params, &findings, page, page_size(&params)),
                 ),
                 Err(e) => failure(false, &e),
-            },
-            Err(problem) => html(
-                400,
-                page(
-                    "Bad search",
-                    &format!("<p class=\"bad\">{}</p>", esc(&problem)),
-                ),
-            ),
-        },
+            }
+        }
+        (&Method::GET, "/queries") => {
+            let (from_ms, to_ms) = match window(&params) {
+                Ok(w) => w,
+                Err(problem) => return bad_request("Bad window", &problem),
+            };
+            let before = match param(&params, "before").map(str::parse::<u64>).transpose() {
+                Ok(b) => b,
+                Err(_) => return bad_request("Bad page", "before must be a ledger index"),
+            };
+            match node
+                .queries_page(before, from_ms, to_ms, page_size(&params), &dashboard)
+                .await
+            {
+                Ok(found) => html(200, pages::queries_page(node, &params, &found)),
+                Err(e) => failure(false, &e),
+            }
+        }
         (&Method::GET, "/export.csv" | "/export.json" | "/api/search") => {
             let q = match to_query(&params) {
                 Ok(q) => q,
@@ -250,6 +287,111 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
     }
 }
 
+/// The overview: aggregate counts (not notarized: they name no person and no single exchange),
+/// the latest denials and findings, and this node's own recent queries.
+async fn home(node: &Oversight) -> Response<Full<Bytes>> {
+    let replica = node.replica().clone();
+    let overview = super::pull::blocking(&replica, |r| {
+        let pairs = r.pair_counts()?;
+        let minutes = r.minute_counts()?;
+        let denials = r.search(&Query {
+            decision: Some("deny".into()),
+            side: Some(Side::Provider),
+            limit: Some(12),
+            ..Query::default()
+        })?;
+        Ok((pairs, minutes, denials.records))
+    })
+    .await;
+    let statuses = node.statuses().await;
+    let (Ok((pairs, minutes, denials)), Ok(statuses)) = (overview, statuses) else {
+        return html(
+            503,
+            page(
+                "Unavailable",
+                "<p class=\"bad\">The replica cannot be read right now.</p>",
+            ),
+        );
+    };
+    let overview = Overview {
+        statuses,
+        pairs,
+        minutes,
+        denials,
+        queries: node.recent_queries(15).unwrap_or_default(),
+        findings: node.findings(),
+        membership: node.membership_history(10).unwrap_or_default(),
+    };
+    html(200, pages::overview(node, &overview))
+}
+
+/// Rows on one page of a list unless `limit` says otherwise.
+pub const PAGE_SIZE: usize = 50;
+/// Most rows on one page of a list.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+fn bad_request(title: &str, problem: &str) -> Response<Full<Bytes>> {
+    html(
+        400,
+        page(title, &format!("<p class=\"bad\">{}</p>", esc(problem))),
+    )
+}
+
+/// `limit` as a page size (default [`PAGE_SIZE`]).
+fn page_size(params: &[(String, String)]) -> usize {
+    param(params, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE)
+}
+
+/// `page` (0 for the newest).
+fn page_number(params: &[(String, String)]) -> Result<usize, String> {
+    param(params, "page")
+        .map(|p| p.parse().map_err(|_| "page must be a number".to_owned()))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// The `from` and `to` parameters as Unix milliseconds.
+fn window(params: &[(String, String)]) -> Result<(Option<u64>, Option<u64>), String> {
+    Ok((
+        param(params, "from")
+            .map(|t| parse_time(t, false))
+            .transpose()?,
+        param(params, "to")
+            .map(|t| parse_time(t, true))
+            .transpose()?,
+    ))
+}
+
+/// `GET /evidence?log=&index=`: one entry's tlog-proof file, notarized as `evidence`.
+async fn evidence(
+    node: &Oversight,
+    params: &[(String, String)],
+    asker: &Asker,
+) -> Response<Full<Bytes>> {
+    let log = param(params, "log").and_then(|l| crate::identity::DeptId::new(l).ok());
+    let index = param(params, "index").and_then(|i| i.parse::<u64>().ok());
+    let (Some(log), Some(index)) = (log, index) else {
+        return bad_request(
+            "Bad evidence request",
+            "name the entry: /evidence?log=DEPARTMENT&index=N",
+        );
+    };
+    match node.evidence_file(&log, index, asker).await {
+        Ok(proof) => download(
+            "text/plain; charset=utf-8",
+            &format!(
+                "{log}-{index}.{}",
+                causeway_ledger::tlog_proof::FILE_EXTENSION
+            ),
+            proof.to_text().into_bytes(),
+        ),
+        Err(e) => failure(false, &e),
+    }
+}
+
 fn html_redirect(location: &str) -> Response<Full<Bytes>> {
     let mut r = html(303, format!("<a href=\"{}\">continue</a>", esc(location)));
     r.headers_mut().insert(
@@ -325,7 +467,7 @@ pub fn encode_form(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -411,6 +553,9 @@ pub fn to_query(params: &[(String, String)]) -> Result<Query, String> {
             .map(|t| parse_time(t, true))
             .transpose()?,
         limit,
+        reason: text("reason"),
+        before: param(params, "before").map(str::parse).transpose()?,
+        after: param(params, "after").map(str::parse).transpose()?,
     })
 }
 
@@ -455,489 +600,6 @@ pub fn to_csv(records: &[Record]) -> String {
         );
     }
     out
-}
-
-const STYLE: &str = r#"
-*{box-sizing:border-box} body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1b1f24;background:#f4f6f9}
-header{background:#1d3557;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px} header p{margin:2px 0 0;opacity:.8}
-header a{color:#fff}
-main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
-section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:12px 16px;overflow-x:auto}
-section.wide{grid-column:1/-1}
-h2{font-size:15px;margin:0 0 8px;color:#1d3557}
-table{border-collapse:collapse;width:100%} th,td{padding:4px 8px;border-bottom:1px solid #eceff4;text-align:left;vertical-align:top;font-size:13px}
-th{background:#f0f3f8;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#1a7f37;font-weight:600} .bad{color:#c62828;font-weight:600} .warn{color:#b26a00;font-weight:600}
-.muted{color:#6a737d} code{font-size:12px}
-.matrix td.cell{text-align:center;min-width:110px} .matrix td.cell a{text-decoration:none;color:inherit;display:block}
-.matrix .self{background:#f7f7f7;color:#bbb;text-align:center}
-.al{color:#1a7f37;font-weight:600} .de{color:#c62828;font-weight:600}
-form.search{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:8px 12px}
-form.search label{display:flex;flex-direction:column;font-size:12px;color:#444}
-form.search input,form.search select{padding:5px 6px;border:1px solid #c8ced8;border-radius:4px;font:inherit}
-form.search button{padding:7px 14px;background:#1d3557;color:#fff;border:0;border-radius:4px;font:inherit;cursor:pointer;align-self:end}
-.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
-a.btn{display:inline-block;padding:4px 10px;border:1px solid #1d3557;border-radius:4px;text-decoration:none;color:#1d3557;margin-right:6px}
-"#;
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} - Causeway oversight</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        t = esc(title)
-    )
-}
-
-fn header_bar(node: &Oversight, subtitle: &str) -> String {
-    format!(
-        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p></header>",
-        esc(&node.directory().federation),
-        esc(node.id().as_str()),
-        subtitle
-    )
-}
-
-async fn home(node: &Oversight) -> Response<Full<Bytes>> {
-    let replica = node.replica().clone();
-    let overview = super::pull::blocking(&replica, |r| {
-        let pairs = r.pair_counts()?;
-        let minutes = r.minute_counts()?;
-        let denials = r.search(&Query {
-            decision: Some("deny".into()),
-            side: Some(Side::Provider),
-            limit: Some(12),
-            ..Query::default()
-        })?;
-        Ok((pairs, minutes, denials.records))
-    })
-    .await;
-    let statuses = node.statuses().await;
-    let (Ok((pairs, minutes, denials)), Ok(statuses)) = (overview, statuses) else {
-        return html(
-            503,
-            page(
-                "Unavailable",
-                "<p class=\"bad\">The replica cannot be read right now.</p>",
-            ),
-        );
-    };
-    let queries = node.recent_queries(15).unwrap_or_default();
-    let findings = node.findings();
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let mut body = header_bar(node, &format!("rendered {}", esc(&now)));
-    body.push_str("<main>");
-    body.push_str(&status_section(&statuses));
-    body.push_str(&matrix_section(node, &pairs));
-    body.push_str(&chart_section(&minutes));
-    body.push_str(&denials_section(&denials));
-    body.push_str(&findings_section(&findings));
-    body.push_str(&queries_section(&queries));
-    body.push_str(&membership_section(
-        &node.membership_history(10).unwrap_or_default(),
-    ));
-    body.push_str(&search_form(node, &[]));
-    body.push_str("</main>");
-    html(200, page("Dashboard", &body))
-}
-
-/// The directory versions this node applied: who was a member from when.
-fn membership_section(history: &[Entry]) -> String {
-    let mut rows = String::new();
-    for e in history {
-        let d = e.detail.as_ref();
-        let list = |key: &str| {
-            d.and_then(|d| d.get(key))
-                .and_then(|v| v.as_array())
-                .map(|ids| {
-                    ids.iter()
-                        .filter_map(|i| i.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default()
-        };
-        let _ = write!(
-            rows,
-            "<tr><td>{time}</td><td class=\"num\">{serial}</td><td>{depts}</td><td>{nodes}</td><td><code>{hash}</code></td></tr>",
-            time = esc(&e.time),
-            serial = d.and_then(|d| d.get("serial")).and_then(|s| s.as_u64()).unwrap_or(0),
-            depts = esc(&list("departments")),
-            nodes = esc(&list("oversight")),
-            hash = esc(d.and_then(|d| d.get("hash")).and_then(|h| h.as_str()).and_then(|h| h.get(..16)).unwrap_or("")),
-        );
-    }
-    format!("<section class=\"wide\" id=\"membership\"><h2>Membership history</h2><table><thead><tr><th>Applied</th><th>Directory serial</th><th>Departments</th><th>Oversight nodes</th><th>Hash</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Each signed directory version this node put in force, as notarized in its own log (newest first); every gateway records the same in its log.</p></section>")
-}
-
-fn status_section(statuses: &[super::LogStatus]) -> String {
-    let mut rows = String::new();
-    for s in statuses {
-        let st = &s.state;
-        let (class, text) = match (&st.flag, &st.last_error, st.checkpoint.is_some()) {
-            (Some(flag), _, _) => (
-                "bad",
-                format!("FLAGGED: {} ({})", flag.reason, flag.message),
-            ),
-            (None, Some(e), _) => ("warn", format!("unreachable: {e}")),
-            (None, None, true) => ("ok", "verified".to_owned()),
-            (None, None, false) => ("muted", "not pulled yet".to_owned()),
-        };
-        let cp = st.checkpoint.as_ref();
-        let _ = write!(
-            rows,
-            "<tr data-department=\"{id}\" data-status=\"{class}\"><td><b>{id}</b><br><span class=\"muted\">{name}</span></td><td class=\"num\">{size}</td><td class=\"num\">{cps}</td><td><code>{root}</code></td><td class=\"num\">{w} of {kw}</td><td>{pull}</td><td class=\"{class}\">{text}</td></tr>",
-            id = esc(&s.department),
-            name = esc(&s.name),
-            size = st.size,
-            cps = cp.map_or("-".to_owned(), |c| c.size.to_string()),
-            root = esc(cp.map_or("", |c| c.root.get(..16).unwrap_or(""))),
-            w = st.witnesses.len(),
-            kw = s.known_witnesses,
-            pull = esc(st.last_pull.as_deref().unwrap_or("never")),
-            text = esc(&text),
-        );
-    }
-    format!("<section class=\"wide\" id=\"status\"><h2>Verification status per department</h2><table><thead><tr><th>Department</th><th>Entries replicated</th><th>Checkpoint size</th><th>Root</th><th>Witnesses</th><th>Last pull</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Every entry is re-hashed here; each checkpoint's signature, its witnesses' cosignatures and its consistency with the previous one are verified before anything is stored.</p></section>")
-}
-
-fn matrix_section(node: &Oversight, pairs: &[PairCount]) -> String {
-    let depts: Vec<String> = node
-        .directory()
-        .departments()
-        .map(|d| d.id.to_string())
-        .collect();
-    let mut head = String::from("<th>consumer \\ provider</th>");
-    for p in &depts {
-        let _ = write!(head, "<th>{}</th>", esc(p));
-    }
-    let max = pairs
-        .iter()
-        .map(|p| p.allowed + p.denied)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let mut rows = String::new();
-    for c in &depts {
-        let _ = write!(rows, "<tr><th>{}</th>", esc(c));
-        for p in &depts {
-            if c == p {
-                rows.push_str("<td class=\"self\">&mdash;</td>");
-                continue;
-            }
-            let count = pairs
-                .iter()
-                .find(|x| &x.consumer == c && &x.provider == p)
-                .cloned()
-                .unwrap_or_default();
-            let total = count.allowed + count.denied;
-            let alpha = if total == 0 {
-                0.0
-            } else {
-                0.08 + 0.5 * total as f64 / max as f64
-            };
-            let link = encode_form(&[
-                ("consumer".into(), c.clone()),
-                ("provider".into(), p.clone()),
-            ]);
-            let _ = write!(
-                rows,
-                "<td class=\"cell\" style=\"background:rgba(29,53,87,{alpha:.2})\" data-consumer=\"{ce}\" data-provider=\"{pe}\" data-allowed=\"{a}\" data-denied=\"{d}\"><a href=\"/search?{link}\" title=\"{ce} asked {pe}\"><span class=\"al\">{a}</span> allowed &middot; <span class=\"de\">{d}</span> denied</a></td>",
-                ce = esc(c),
-                pe = esc(p),
-                a = count.allowed,
-                d = count.denied,
-            );
-        }
-        rows.push_str("</tr>");
-    }
-    format!("<section id=\"matrix\"><h2>Exchanges per department pair</h2><table class=\"matrix\"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Counted from the providers' records. Click a cell to list its exchanges.</p></section>")
-}
-
-/// Allowed and denied exchanges over time as stacked bars, at most 48 buckets.
-fn chart_section(minutes: &[MinuteCount]) -> String {
-    let (w, h, pad) = (680.0_f64, 170.0_f64, 28.0_f64);
-    let mut svg = format!("<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"allowed and denied exchanges over time\">");
-    let (Some(first), Some(last)) = (minutes.first(), minutes.last()) else {
-        svg.push_str(
-            "<text x=\"20\" y=\"80\" fill=\"#6a737d\">No exchanges replicated yet.</text></svg>",
-        );
-        return format!(
-            "<section id=\"timeline\"><h2>Allowed and denied over time</h2>{svg}</section>"
-        );
-    };
-    let span = last.minute - first.minute + 1;
-    let width = span.div_ceil(48).max(1);
-    let buckets = span.div_ceil(width) as usize;
-    let mut counts = vec![(0u64, 0u64); buckets];
-    for m in minutes {
-        let i = ((m.minute - first.minute) / width) as usize;
-        counts[i].0 += m.allowed;
-        counts[i].1 += m.denied;
-    }
-    let max = counts.iter().map(|(a, d)| a + d).max().unwrap_or(1).max(1) as f64;
-    let bar_w = (w - 2.0 * pad) / buckets as f64;
-    let plot_h = h - 2.0 * pad;
-    let _ = write!(
-        svg,
-        "<line x1=\"{pad}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"#999\"/>",
-        y = h - pad,
-        x2 = w - pad
-    );
-    let _ = write!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#555\">{}</text>",
-        2, pad, max as u64
-    );
-    for (i, (a, d)) in counts.iter().enumerate() {
-        let x = pad + i as f64 * bar_w + bar_w * 0.1;
-        let bw = (bar_w * 0.8).clamp(1.0, 40.0);
-        let x = x + (bar_w * 0.8 - bw) / 2.0;
-        let ah = plot_h * *a as f64 / max;
-        let dh = plot_h * *d as f64 / max;
-        let base = h - pad;
-        let start = minute_label(first.minute + i as u64 * width);
-        let _ = write!(
-            svg,
-            "<g><title>{start} UTC: {a} allowed, {d} denied</title><rect class=\"allowed\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{ah:.1}\" fill=\"#2e7d32\"/><rect class=\"denied\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{dh:.1}\" fill=\"#c62828\"/></g>",
-            base - ah,
-            base - ah - dh,
-        );
-    }
-    let _ = write!(
-        svg,
-        "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#555\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#555\" text-anchor=\"end\">{}</text></svg>",
-        h - 8.0,
-        minute_label(first.minute),
-        w - pad,
-        h - 8.0,
-        minute_label(last.minute)
-    );
-    let total_a: u64 = counts.iter().map(|c| c.0).sum();
-    let total_d: u64 = counts.iter().map(|c| c.1).sum();
-    format!("<section id=\"timeline\"><h2>Allowed and denied over time</h2>{svg}<p class=\"legend muted\"><span style=\"background:#2e7d32\"></span>allowed ({total_a})<span style=\"background:#c62828\"></span>denied ({total_d}) &middot; {width} minute(s) per bar, UTC</p></section>")
-}
-
-fn minute_label(minute: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(minute as i64 * 60)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn records_table(records: &[Record], seals: &[Seal], empty: &str) -> String {
-    if records.is_empty() {
-        return format!("<p class=\"muted\">{}</p>", esc(empty));
-    }
-    let mut rows = String::new();
-    for r in records {
-        let e = &r.entry;
-        let decision = match e.decision.as_deref() {
-            Some("allow") => "<span class=\"ok\">allow</span>".to_owned(),
-            Some(d) => format!(
-                "<span class=\"bad\">{}</span> {}",
-                esc(d),
-                esc(e.reason.as_deref().unwrap_or(""))
-            ),
-            None => "-".into(),
-        };
-        let side = match e.side {
-            Some(Side::Provider) => "provider",
-            Some(Side::Consumer) => "consumer",
-            None => "",
-        };
-        let id = e.id.as_deref().unwrap_or("");
-        let _ = write!(
-            rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\"><td title=\"{time}\">{short_t}</td><td>{log} #{index}</td><td>{kind} {side}</td><td><a href=\"/search?{link}\"><code>{ide}</code></a></td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}{sealed}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
-            ide = esc(id),
-            time = esc(&e.time),
-            short_t = esc(&short_time(&e.time)),
-            log = esc(&r.log),
-            index = r.index,
-            kind = e.kind.as_str(),
-            link = encode_form(&[("exchange".into(), id.to_owned())]),
-            c = esc(e.consumer.as_deref().unwrap_or("")),
-            p = esc(e.provider.as_deref().unwrap_or("")),
-            ds = esc(e.dataset.as_deref().unwrap_or("")),
-            pu = esc(e.purpose.as_deref().unwrap_or("")),
-            sealed = Oversight::sealed_until(seals, e).map_or(String::new(), |d| format!(
-                " <span class=\"bad sealed\">sealed until {}</span>",
-                format_date(d)
-            )),
-            fields = esc(&e.fields.join(", ")),
-            rows_n = e.rows.map(|n| n.to_string()).unwrap_or_default(),
-            subjects = esc(&e.subjects.iter().map(|s| s.get(..12).unwrap_or(s)).collect::<Vec<_>>().join(" ")),
-        );
-    }
-    format!("<table class=\"records\"><thead><tr><th>Time (UTC)</th><th>Log</th><th>Kind</th><th>Exchange</th><th>Consumer &rarr; provider</th><th>Dataset</th><th>Purpose</th><th>Decision</th><th>Fields</th><th>Rows</th><th>Subject tags</th></tr></thead><tbody>{rows}</tbody></table>")
-}
-
-fn denials_section(denials: &[Record]) -> String {
-    let mut rows = String::new();
-    for r in denials {
-        let e = &r.entry;
-        let id = e.id.as_deref().unwrap_or("");
-        let _ = write!(
-            rows,
-            "<tr class=\"denial\"><td title=\"{tf}\">{t}</td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}</td><td class=\"bad\">{reason}</td><td><a href=\"/search?{link}\" title=\"{ide}\"><code>{short}</code></a></td></tr>",
-            tf = esc(&e.time),
-            t = esc(&short_time(&e.time)),
-            c = esc(e.consumer.as_deref().unwrap_or("")),
-            p = esc(e.provider.as_deref().unwrap_or("")),
-            ds = esc(e.dataset.as_deref().unwrap_or("")),
-            pu = esc(e.purpose.as_deref().unwrap_or("")),
-            reason = esc(e.reason.as_deref().unwrap_or("")),
-            link = encode_form(&[("exchange".into(), id.to_owned())]),
-            ide = esc(id),
-            short = esc(id.get(id.len().saturating_sub(12)..).unwrap_or(id)),
-        );
-    }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"6\" class=\"muted\">No denials.</td></tr>");
-    }
-    format!("<section id=\"denials\"><h2>Recent denials</h2><table><thead><tr><th>Time (UTC)</th><th>Consumer &rarr; provider</th><th>Dataset</th><th>Purpose</th><th>Reason</th><th>Exchange</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\"><a href=\"/search?decision=deny&amp;side=provider\">All denials</a></p></section>")
-}
-
-/// `2026-01-31T14:00:00.123Z` -> `2026-01-31 14:00:00`.
-fn short_time(t: &str) -> String {
-    t.get(..19).unwrap_or(t).replace('T', " ")
-}
-
-fn findings_section(findings: &[Finding]) -> String {
-    if findings.is_empty() {
-        return "<section id=\"findings\"><h2>Cross-check findings</h2><p class=\"ok\">Both sides of every exchange agree.</p></section>".into();
-    }
-    let mut rows = String::new();
-    for f in findings.iter().take(200) {
-        let _ = write!(
-            rows,
-            "<tr class=\"finding\" data-kind=\"{k}\"><td class=\"bad\">{k}</td><td><a href=\"/search?{link}\"><code>{x}</code></a></td><td>{c} &rarr; {p}</td><td>{t}</td><td>{d}</td></tr>",
-            k = f.kind,
-            link = encode_form(&[("exchange".into(), f.exchange.clone())]),
-            x = esc(&f.exchange),
-            c = esc(f.consumer.as_deref().unwrap_or("?")),
-            p = esc(f.provider.as_deref().unwrap_or("?")),
-            t = esc(&f.time),
-            d = esc(&f.detail),
-        );
-    }
-    format!("<section id=\"findings\"><h2>Cross-check findings ({})</h2><table><thead><tr><th>Kind</th><th>Exchange</th><th>Consumer &rarr; provider</th><th>Time</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table></section>", findings.len())
-}
-
-fn queries_section(queries: &[causeway_ledger::entry::Entry]) -> String {
-    let mut rows = String::new();
-    for q in queries {
-        let d = q.detail.clone().unwrap_or_default();
-        let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
-        let _ = write!(
-            rows,
-            "<tr class=\"oversight-query\"><td class=\"num\">#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td></tr>",
-            q.index,
-            esc(&q.time),
-            esc(&s("asked_by")),
-            esc(&s("via")),
-            esc(&s("query")),
-            esc(&d["filter"].to_string()),
-            q.rows.unwrap_or(0),
-        );
-    }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"7\" class=\"muted\">No queries yet.</td></tr>");
-    }
-    format!("<section class=\"wide\" id=\"queries\"><h2>Who watches the watchers: recent oversight queries</h2><table><thead><tr><th>Entry</th><th>Time</th><th>Asked by</th><th>Via</th><th>Query</th><th>Filter</th><th>Results</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Every search, export, citizen's report and cross-check is notarized in this node's own signed log before it is answered; subjects appear only as keyed tags.</p></section>")
-}
-
-fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
-    let v = |k: &str| esc(param(params, k).unwrap_or(""));
-    let mut options = String::from("<option value=\"\">any</option>");
-    for d in node.directory().departments() {
-        let selected = if param(params, "department") == Some(d.id.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(
-            options,
-            "<option value=\"{id}\"{selected}>{id}</option>",
-            id = esc(d.id.as_str())
-        );
-    }
-    let decision = |d: &str| {
-        if param(params, "decision") == Some(d) {
-            " selected"
-        } else {
-            ""
-        }
-    };
-    format!(
-        r#"<section class="wide" id="search"><h2>Search the replicated logs</h2>
-<form class="search" method="post" action="/search">
-<label>Exchange id<input name="exchange" value="{exchange}"></label>
-<label>Department<select name="department">{options}</select></label>
-<label>Consumer<input name="consumer" value="{consumer}"></label>
-<label>Provider<input name="provider" value="{provider}"></label>
-<label>Dataset<input name="dataset" value="{dataset}"></label>
-<label>Purpose<input name="purpose" value="{purpose}"></label>
-<label>Decision<select name="decision"><option value="">any</option><option value="allow"{da}>allow</option><option value="deny"{dd}>deny</option></select></label>
-<label>From (UTC)<input name="from" type="datetime-local" value="{from}"></label>
-<label>To (UTC)<input name="to" type="datetime-local" value="{to}"></label>
-<label>Subject national id (turned into its tag; never stored)<input name="subject" autocomplete="off"></label>
-<input type="hidden" name="subject_tag" value="{tag}">
-<button type="submit">Search</button>
-</form></section>"#,
-        exchange = v("exchange"),
-        consumer = v("consumer"),
-        provider = v("provider"),
-        dataset = v("dataset"),
-        purpose = v("purpose"),
-        from = v("from"),
-        to = v("to"),
-        tag = v("subject_tag"),
-        da = decision("allow"),
-        dd = decision("deny"),
-    )
-}
-
-fn search_page(
-    node: &Oversight,
-    query: &Query,
-    params: &[(String, String)],
-    records: &[Record],
-    truncated: bool,
-    seals: &[Seal],
-) -> String {
-    let keep: Vec<(String, String)> = params
-        .iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .cloned()
-        .collect();
-    let qs = encode_form(&keep);
-    let filter = serde_json::to_string(query).unwrap_or_default();
-    let mut body = header_bar(node, "search");
-    body.push_str("<main>");
-    let _ = write!(
-        body,
-        "<section class=\"wide\" id=\"results\"><h2>{n} matching entr{ies}{more}</h2><p><a class=\"btn\" id=\"export-csv\" href=\"/export.csv?{qs}\">Export CSV</a><a class=\"btn\" id=\"export-json\" href=\"/export.json?{qs}\">Export JSON</a>{report}<span class=\"muted\">filter <code>{f}</code> &middot; this search was notarized in the oversight ledger</span></p>{table}</section>",
-        n = records.len(),
-        ies = if records.len() == 1 { "y" } else { "ies" },
-        more = if truncated { " (more matched: narrow the search or raise limit)" } else { "" },
-        report = match &query.subject_tag {
-            Some(t) => format!("<a class=\"btn\" href=\"/report?{}\">Printable citizen's report</a>", encode_form(&[("subject_tag".into(), t.clone())])),
-            None => String::new(),
-        },
-        f = esc(&filter),
-        table = records_table(records, seals, "Nothing matched."),
-    );
-    body.push_str(&search_form(node, params));
-    body.push_str("</main>");
-    page("Search", &body)
 }
 
 #[cfg(test)]

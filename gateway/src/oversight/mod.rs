@@ -17,10 +17,13 @@ pub mod bundle;
 pub mod crosscheck;
 pub mod dashboard;
 pub mod evidence;
+pub mod investigation;
+mod pages;
 pub mod pull;
 pub mod replica;
 pub mod report;
 pub mod seal;
+pub mod watch;
 
 use std::sync::{Arc, RwLock};
 
@@ -87,6 +90,14 @@ impl Asker {
             .unwrap_or_else(|_| "operator".into());
         Asker::new(&format!("cli:{user}"), "cli")
     }
+}
+
+/// The departments whose exchanges a query's results touched, sorted, each once.
+pub type Touched = std::collections::BTreeSet<String>;
+
+/// The departments named in `names` (absent ones skipped).
+fn touched<'a>(names: impl Iterator<Item = Option<&'a str>>) -> Touched {
+    names.flatten().map(str::to_owned).collect()
 }
 
 /// Called with (department, entries verified, checkpoint size) as a pull goes.
@@ -299,7 +310,8 @@ impl Oversight {
         self.tags.of(&self.directory.current(), national_id.trim())
     }
 
-    /// Pull every department's log once, concurrently; then refresh the cross-check findings.
+    /// Pull every log once, concurrently (each department's and each other oversight node's);
+    /// then refresh the cross-check findings.
     /// `progress(dept, done, total)` is called as entries are verified.
     pub async fn pull_all(
         &self,
@@ -309,7 +321,9 @@ impl Oversight {
         let directory = self.directory.current();
         let witnesses = Arc::new(directory.witnesses());
         let mut tasks = tokio::task::JoinSet::new();
-        for dept in directory.departments().cloned() {
+        // Every log: each department's, and each other oversight node's (the record of its
+        // queries), verified alike.
+        for dept in directory.logs().filter(|d| d.id != self.me).cloned() {
             let (peers, replica, witnesses) =
                 (self.peers.clone(), self.replica.clone(), witnesses.clone());
             let progress = progress.clone();
@@ -416,7 +430,8 @@ impl Oversight {
         let states = blocking(&self.replica, |r| r.states()).await?;
         let directory = self.directory.current();
         Ok(directory
-            .departments()
+            .logs()
+            .filter(|d| d.id != self.me)
             .map(|d| LogStatus {
                 department: d.id.to_string(),
                 name: d.name.clone(),
@@ -427,7 +442,7 @@ impl Oversight {
                     .map(|(_, s)| s.clone())
                     .unwrap_or_default(),
                 known_witnesses: directory
-                    .departments()
+                    .logs()
                     .filter(|w| w.id != d.id && w.witness.is_some())
                     .count(),
             })
@@ -464,15 +479,19 @@ impl Oversight {
         Ok(out)
     }
 
-    /// Notarize one query: who asked, what, how many results.
+    /// Notarize one query: who asked, what, how many results, and which departments' exchanges
+    /// the results touched (so that each department can list the queries about its exchanges).
     async fn notarize(
         &self,
         asker: &Asker,
         query: &str,
         filter: serde_json::Value,
         results: usize,
+        touched: Touched,
     ) -> Result<u64, OversightError> {
-        let appended = self.notarize_full(asker, query, filter, results).await?;
+        let appended = self
+            .notarize_full(asker, query, filter, results, touched)
+            .await?;
         Ok(appended.entry.index)
     }
 
@@ -484,6 +503,7 @@ impl Oversight {
         query: &str,
         filter: serde_json::Value,
         results: usize,
+        touched: Touched,
     ) -> Result<Appended, OversightError> {
         let mut entry = Entry::new(Kind::OversightQuery);
         entry.rows = Some(results as u64);
@@ -493,6 +513,7 @@ impl Oversight {
             "query": query,
             "filter": filter,
             "results": results,
+            "departments": touched,
         }));
         Ok(self.ledger.append(entry).await?)
     }
@@ -518,7 +539,14 @@ impl Oversight {
                 f.remove("subject_tag");
             }
         }
-        self.notarize(asker, what, filter, result.records.len())
+        let touched = touched(result.records.iter().flat_map(|r| {
+            [
+                Some(r.log.as_str()),
+                r.entry.consumer.as_deref(),
+                r.entry.provider.as_deref(),
+            ]
+        }));
+        self.notarize(asker, what, filter, result.records.len(), touched)
             .await?;
         Ok(result)
     }
@@ -541,6 +569,12 @@ impl Oversight {
             })
             .await?
         };
+        let touched = touched(
+            report
+                .exchanges
+                .iter()
+                .flat_map(|x| [Some(x.consumer.as_str()), Some(x.provider.as_str())]),
+        );
         let salt = bundle::fresh_salt();
         let index = self
             .notarize(
@@ -548,6 +582,7 @@ impl Oversight {
                 bundle::SUBJECT_REPORT_QUERY,
                 json!({"subject": bundle::subject_commitment(&salt, &tags)}),
                 report.exchanges.len(),
+                touched,
             )
             .await?;
         report.subject_salt = Some(hex::encode(salt));
@@ -558,7 +593,12 @@ impl Oversight {
     /// Run the cross-check now (notarized).
     pub async fn crosscheck(&self, asker: &Asker) -> Result<Vec<Finding>, OversightError> {
         let findings = self.refresh_findings().await?;
-        self.notarize(asker, "crosscheck", json!({}), findings.len())
+        let touched = touched(
+            findings
+                .iter()
+                .flat_map(|f| [f.consumer.as_deref(), f.provider.as_deref()]),
+        );
+        self.notarize(asker, "crosscheck", json!({}), findings.len(), touched)
             .await?;
         Ok(findings.as_ref().clone())
     }

@@ -37,6 +37,7 @@ mod tag {
 
 /// LMDB cursor operations (lmdb.h `MDB_cursor_op`), which lmdb-rkv does not re-export.
 const MDB_LAST: u32 = 6;
+const MDB_NEXT: u32 = 8;
 const MDB_PREV: u32 = 12;
 const MDB_SET_RANGE: u32 = 17;
 
@@ -240,6 +241,17 @@ pub struct Record {
     pub entry: Entry,
 }
 
+impl Record {
+    /// Where this record sits in a search's order (the cursor of the page it ends).
+    pub fn position(&self) -> Position {
+        Position {
+            time_ms: entry_time_ms(&self.entry),
+            log: self.log.clone(),
+            index: self.index,
+        }
+    }
+}
+
 /// A search over the replica. Empty fields do not filter. Times are Unix milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Query {
@@ -277,9 +289,79 @@ pub struct Query {
     /// Up to this time (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_ms: Option<u64>,
+    /// The decision's reason code (not indexed: filters what an index walk finds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Most records to return (newest first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Only records strictly older than this one: the next page after a page whose last (oldest)
+    /// row was here. Costs one seek.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Position>,
+    /// Only records strictly newer than this one: the page before a page whose first (newest) row
+    /// was here. The records still come newest first: the `limit` oldest of the newer ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Position>,
+}
+
+/// Where a record sits in a search's order (time, then log, then index): the cursor of a page.
+/// Written `<time_ms>.<log>.<index>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The entry's time, Unix milliseconds (as indexed).
+    pub time_ms: u64,
+    /// The log that holds it.
+    pub log: String,
+    /// Its index in that log.
+    pub index: u64,
+}
+
+impl Position {
+    /// The index key of this position under `prefix`.
+    fn key(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(&self.time_ms.to_be_bytes());
+        k.extend_from_slice(&entry_key(&self.log, self.index));
+        k
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.time_ms, self.log, self.index)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a page position like 1767261600000.civil-registry.12");
+        let (time, rest) = s.split_once('.').ok_or_else(bad)?;
+        let (log, index) = rest.rsplit_once('.').ok_or_else(bad)?;
+        if log.is_empty() || log.contains('\0') {
+            return Err(bad());
+        }
+        Ok(Position {
+            time_ms: time.parse().map_err(|_| bad())?,
+            log: log.to_owned(),
+            index: index.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Default and largest number of records a search returns.
@@ -299,6 +381,7 @@ impl Query {
             && eq(&self.dataset, &e.dataset)
             && eq(&self.purpose, &e.purpose)
             && eq(&self.decision, &e.decision)
+            && eq(&self.reason, &e.reason)
             && self.side.is_none_or(|s| e.side == Some(s))
             && self.subject_tag.as_ref().is_none_or(|_| {
                 self.subject_tags()
@@ -376,8 +459,30 @@ fn pair(consumer: &str, provider: &str) -> String {
 pub struct SearchResult {
     /// Matching records, newest first.
     pub records: Vec<Record>,
-    /// True when more records matched than `limit`.
+    /// True when more records matched than `limit` in the direction walked: older ones, or with
+    /// [`Query::after`], newer ones.
     pub truncated: bool,
+}
+
+impl SearchResult {
+    /// Whether matching records older than this page exist (so an "older" link has a page).
+    pub fn has_older(&self, query: &Query) -> bool {
+        if query.after.is_some() {
+            // The page this one came back from.
+            true
+        } else {
+            self.truncated
+        }
+    }
+
+    /// Whether matching records newer than this page exist.
+    pub fn has_newer(&self, query: &Query) -> bool {
+        if query.after.is_some() {
+            self.truncated
+        } else {
+            query.before.is_some()
+        }
+    }
 }
 
 /// Exchanges per (consumer, provider), counted from provider-side entries.
@@ -663,13 +768,24 @@ impl Replica {
         let limit = query.limit();
         let txn = self.env.ro()?;
         let mut found = Vec::new();
+        let newer = query.after.is_some();
         for (t, value) in query.plans() {
-            found.extend(self.scan(&txn, &index_prefix(t, &value), query, limit + 1)?);
+            let prefix = index_prefix(t, &value);
+            found.extend(if newer {
+                self.scan_forward(&txn, &prefix, query, limit + 1)?
+            } else {
+                self.scan(&txn, &prefix, query, limit + 1)?
+            });
         }
         found.sort_by(|(ta, a), (tb, b)| (tb, &b.log, b.index).cmp(&(ta, &a.log, a.index)));
         found.dedup_by(|(_, a), (_, b)| a.log == b.log && a.index == b.index);
         let truncated = found.len() > limit;
-        found.truncate(limit);
+        if newer {
+            // The `limit` oldest of the newer records: the page just above the cursor.
+            found.drain(..found.len().saturating_sub(limit));
+        } else {
+            found.truncate(limit);
+        }
         Ok(SearchResult {
             records: found.into_iter().map(|(_, r)| r).collect(),
             truncated,
@@ -692,6 +808,10 @@ impl Replica {
         match to.checked_add(1) {
             Some(after) => seek.extend_from_slice(&after.to_be_bytes()),
             None => seek.extend_from_slice(&[0xff; 9]),
+        }
+        // A page cursor narrows the walk further: strictly before that record's own key.
+        if let Some(before) = &query.before {
+            seek = seek.min(before.key(prefix));
         }
         // Position on the last key before `seek`, then walk backwards: newest first.
         let mut current = match cursor.get(Some(&seek), None, MDB_SET_RANGE) {
@@ -725,6 +845,57 @@ impl Replica {
                 }
             }
             current = cursor.get(None, None, MDB_PREV);
+        }
+        Ok(records)
+    }
+
+    /// Up to `most` records under one index prefix that match `query` and are newer than its
+    /// `after` cursor, oldest first, with their times.
+    fn scan_forward(
+        &self,
+        txn: &lmdb::RoTransaction<'_>,
+        prefix: &[u8],
+        query: &Query,
+        most: usize,
+    ) -> Result<Vec<(u64, Record)>, ReplicaError> {
+        let to = query.to_ms.unwrap_or(u64::MAX);
+        let cursor = txn.open_ro_cursor(self.index)?;
+        let mut seek = prefix.to_vec();
+        seek.extend_from_slice(&query.from_ms.unwrap_or(0).to_be_bytes());
+        if let Some(after) = &query.after {
+            // No key extends another (entry keys have a fixed-length tail), so this sorts just
+            // after the cursor's own key and before every later one.
+            let mut past = after.key(prefix);
+            past.push(0);
+            seek = seek.max(past);
+        }
+        let mut current = cursor.get(Some(&seek), None, MDB_SET_RANGE);
+        let mut records = Vec::new();
+        loop {
+            let key = match current {
+                Ok((Some(k), _)) => k,
+                Ok((None, _)) | Err(lmdb::Error::NotFound) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if !key.starts_with(prefix) || key.len() < prefix.len() + 8 {
+                break;
+            }
+            let time = u64::from_be_bytes(
+                key[prefix.len()..prefix.len() + 8]
+                    .try_into()
+                    .expect("sliced 8 bytes"),
+            );
+            if time > to {
+                break;
+            }
+            let record = self.record(txn, &key[prefix.len() + 8..])?;
+            if query.matches(&record.log, &record.entry) {
+                records.push((time, record));
+                if records.len() == most {
+                    break;
+                }
+            }
+            current = cursor.get(None, None, MDB_NEXT);
         }
         Ok(records)
     }
@@ -917,6 +1088,129 @@ mod tests {
         replica
             .commit(&DeptId::new(dept).unwrap(), &batch, &state)
             .unwrap();
+    }
+
+    /// A log whose entries have the given minutes (several entries may share one).
+    fn fill_minutes(replica: &Replica, dept: &str, minutes: &[u32]) {
+        let mut follower = LogFollower::default();
+        let mut batch = Vec::new();
+        for (i, minute) in minutes.iter().enumerate() {
+            let prev = follower
+                .last_leaf
+                .map_or_else(|| GENESIS_PREV.to_owned(), hex::encode);
+            let id = format!("{dept}-{i}");
+            let mut e = entry(i as u64, &prev, &id, Side::Provider, *minute);
+            e.subjects = vec!["tag-shared".into(), format!("tag-{i}")];
+            let bytes = e.to_bytes();
+            let parsed = follower.follow(&bytes).unwrap();
+            batch.push((bytes, parsed));
+        }
+        let mut state = LogState::default();
+        state.advance(&follower);
+        replica
+            .commit(&DeptId::new(dept).unwrap(), &batch, &state)
+            .unwrap();
+    }
+
+    #[test]
+    fn pages_neither_skip_nor_repeat_entries_with_equal_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path(), 64).unwrap();
+        // Two logs, most entries in the same two minutes: ties on time across and within logs.
+        fill_minutes(&replica, "registry", &[1, 1, 1, 2, 2, 2, 2, 3]);
+        fill_minutes(&replica, "tax", &[1, 1, 2, 2, 2, 4]);
+        let key = |r: &Record| (r.log.clone(), r.index);
+        for base in [
+            Query::default(),
+            Query {
+                decision: Some("allow".into()),
+                ..Query::default()
+            },
+            // Two subject tags: two index walks merged.
+            Query {
+                subject_tag: Some("tag-shared,tag-3".into()),
+                ..Query::default()
+            },
+        ] {
+            let all: Vec<_> = replica
+                .search(&base)
+                .unwrap()
+                .records
+                .iter()
+                .map(key)
+                .collect();
+            assert_eq!(all.len(), 14);
+            for size in [1, 2, 3, 5] {
+                // Older and older pages, each from the last row of the one before.
+                let mut pages = Vec::new();
+                let mut query = Query {
+                    limit: Some(size),
+                    ..base.clone()
+                };
+                loop {
+                    let page = replica.search(&query).unwrap();
+                    assert!(page.records.len() <= size);
+                    pages.push(page.records.clone());
+                    if !page.has_older(&query) {
+                        break;
+                    }
+                    query.before = Some(page.records.last().unwrap().position());
+                    query.after = None;
+                }
+                let walked: Vec<_> = pages.iter().flatten().map(key).collect();
+                assert_eq!(walked, all, "older pages of {size}: no skip, no repeat");
+                // And back up: newer pages from the first row of each, the same pages in reverse.
+                let mut back = vec![pages.last().unwrap().clone()];
+                let mut query = Query {
+                    limit: Some(size),
+                    ..base.clone()
+                };
+                loop {
+                    query.after = Some(back.last().unwrap()[0].position());
+                    query.before = None;
+                    let page = replica.search(&query).unwrap();
+                    back.push(page.records.clone());
+                    if !page.has_newer(&query) {
+                        break;
+                    }
+                }
+                back.reverse();
+                let walked: Vec<_> = back.iter().flatten().map(key).collect();
+                assert_eq!(walked, all, "newer pages of {size}: no skip, no repeat");
+            }
+        }
+        // A cursor within a time window stays within it.
+        let base = time::macros::datetime!(2026-01-01 10:00 UTC).unix_timestamp() as u64 * 1000;
+        let first = replica
+            .search(&Query {
+                from_ms: Some(base + 2 * 60_000),
+                to_ms: Some(base + 2 * 60_000),
+                limit: Some(4),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(first.truncated);
+        let rest = replica
+            .search(&Query {
+                from_ms: Some(base + 2 * 60_000),
+                to_ms: Some(base + 2 * 60_000),
+                before: Some(first.records[3].position()),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(first.records.len() + rest.records.len(), 7);
+        assert!(rest
+            .records
+            .iter()
+            .all(|r| r.entry.time == "2026-01-01T10:02:00Z"));
+        // Positions round-trip through their text form (a log id may hold dots).
+        let p = Position {
+            time_ms: 17,
+            log: "a.b".into(),
+            index: 3,
+        };
+        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+        assert!("17.a".parse::<Position>().is_err() && "x.a.1".parse::<Position>().is_err());
     }
 
     #[test]
