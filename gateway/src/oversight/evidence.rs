@@ -72,13 +72,13 @@ struct InclusionAnswer {
     proof: Vec<String>,
 }
 
-/// The department that owns `log` (its id or its log origin). The one place an oversight node
-/// turns a log name into whom to ask; oversight nodes' own logs will be found here too once the
-/// directory lists them as pullable.
+/// The log named `log` (a member id or a log origin) and whom to ask for its proofs: a
+/// department's, or an oversight node's own log when the directory lists it as pullable. The one
+/// place an oversight node turns a log name into its owner.
 pub fn log_owner(directory: &Directory, log: &str) -> Option<Arc<Department>> {
     DeptId::new(log)
         .ok()
-        .and_then(|id| directory.department(&id).cloned())
+        .and_then(|id| directory.log(&id).cloned())
         .or_else(|| directory.by_origin(log).cloned())
 }
 
