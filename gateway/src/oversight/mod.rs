@@ -18,6 +18,7 @@ pub mod crosscheck;
 pub mod dashboard;
 pub mod evidence;
 pub mod investigation;
+pub mod oidc;
 mod pages;
 pub mod pull;
 pub mod replica;
