@@ -17,6 +17,8 @@ use causeway::oversight::replica::Query;
 use causeway::oversight::report::SubjectReport;
 use causeway::oversight::seal::{format_date, today};
 use causeway::oversight::{Asker, Oversight};
+use causeway_ledger::entry::Entry;
+use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{ledger_entries, start_oversight, Federation};
 use serde_json::{json, Value};
 
@@ -614,5 +616,92 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
         && e["detail"]["asked_by"]
             .as_str()
             .is_some_and(|a| a.starts_with("cli:"))));
+    fed.stop().await;
+}
+
+/// Rebuild `dept`'s ledger (its gateway stopped) by re-appending its entries with the same
+/// signing key, `edit` changing any of them: what a department that rewrites its log can do.
+async fn rewrite_log(fed: &Federation, dept: &str, edit: impl Fn(&mut Entry)) {
+    let dir = fed.ledger_dir(dept);
+    let entries = ledger_entries(&dir).unwrap();
+    let rebuilt = dir.with_file_name("ledger.rebuilt");
+    let ledger = Ledger::open(
+        &rebuilt,
+        LedgerOptions::default(),
+        fed.signing_key(dept).to_note_signer(),
+    )
+    .unwrap();
+    for value in entries {
+        let mut entry: Entry = serde_json::from_value(value).unwrap();
+        edit(&mut entry);
+        ledger.append(entry).await.unwrap();
+    }
+    ledger.close();
+    drop(ledger);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&rebuilt, &dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_department_that_rewrote_its_log_cannot_hand_oversight_a_proof_for_it() {
+    let mut fed = Federation::start().await.unwrap();
+    let rewritten = exchange(
+        &fed,
+        "tax-office",
+        "civil-registry",
+        "residents",
+        json!({"national_id": PERSON}),
+        "tax-assessment",
+    )
+    .await;
+    // Entries after it, so that the rewrite (through each entry's `prev`) changes the proof.
+    exchange(
+        &fed,
+        "social-welfare",
+        "civil-registry",
+        "residents",
+        json!({"national_id": "D000043"}),
+        "benefit-eligibility",
+    )
+    .await;
+    let (oversight, _) = start_oversight(&fed).await.unwrap();
+    pull(&oversight).await;
+    let index = node(&oversight)
+        .replica()
+        .search(&Query {
+            exchange: Some(rewritten.clone()),
+            ..Query::default()
+        })
+        .unwrap()
+        .records
+        .into_iter()
+        .find(|r| r.log == "civil-registry")
+        .unwrap()
+        .index;
+    node(&oversight)
+        .evidence("civil-registry", index)
+        .await
+        .expect("the honest log's proof verifies");
+
+    // The registry rewrites the entry (same key) and serves proofs from the new tree.
+    fed.stop_dept("civil-registry").await;
+    rewrite_log(&fed, "civil-registry", |e| {
+        if e.id.as_deref() == Some(rewritten.as_str()) {
+            e.purpose = Some("something-else".into());
+        }
+    })
+    .await;
+    fed.start_dept("civil-registry").await.unwrap();
+    let refused = node(&oversight).evidence("civil-registry", index).await;
+    assert!(
+        matches!(refused, Err(EvidenceError::BadProof { .. })),
+        "a proof that does not lead to the held checkpoint's root is refused: {refused:?}"
+    );
+    // And a bundle that would need it is not made.
+    let tag = node(&oversight).subject_tag(PERSON);
+    assert!(node(&oversight)
+        .citizen_bundle(&tag, &Asker::new("test", "cli"))
+        .await
+        .is_err());
     fed.stop().await;
 }
