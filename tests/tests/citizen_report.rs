@@ -242,8 +242,16 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
         !text.contains(PERSON),
         "the bundle names the person by tag only"
     );
+    let started = std::time::Instant::now();
     assert_eq!(verify_report(&out, &directory).await, ExitCode::SUCCESS);
     let bundle: CitizenBundle = serde_json::from_str(&text).unwrap();
+    // Measured, never asserted: the size of a bundle and the time to check it (debug build).
+    eprintln!(
+        "bundle: {} bytes for {} exchange(s); verify-report took {:?}",
+        text.len(),
+        bundle.exchanges.len(),
+        started.elapsed()
+    );
     assert_eq!(bundle.format, "causeway-citizen-report/v1");
     assert_eq!(bundle.subject.joined(), tag);
     let mut got: Vec<String> = bundle
