@@ -19,7 +19,9 @@ use causeway::oversight::seal::{format_date, today};
 use causeway::oversight::{Asker, Oversight};
 use causeway_ledger::entry::Entry;
 use causeway_ledger::{Ledger, LedgerOptions};
-use causeway_tests::{ledger_entries, start_oversight, Federation};
+use causeway_tests::{
+    ledger_entries, sign_in, staff_get, start_oversight, Federation, STAFF_PASSWORD,
+};
 use serde_json::{json, Value};
 
 const PERSON: &str = "D000042";
@@ -59,6 +61,8 @@ async fn exchange(
 
 /// Run `causeway ARGS...` in-process, off the test's runtime (which keeps serving meanwhile).
 async fn causeway_cli(args: &[&str]) -> ExitCode {
+    // `--staff NAME` signs in with this password (every test account has the same one).
+    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
     let mut argv = vec!["causeway".to_owned()];
     argv.extend(args.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
@@ -75,27 +79,6 @@ async fn verify_report(file: &Path, directory: &Path) -> ExitCode {
         &directory.display().to_string(),
     ])
     .await
-}
-
-/// GET `path` from the oversight node's dashboard (loopback HTTP/1.1); status and body.
-async fn dashboard_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// The verifier's verdict on `bundle` (the same module the command runs), as text.
@@ -234,6 +217,8 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
         &layout.config.display().to_string(),
         "--bundle",
         &out.display().to_string(),
+        "--staff",
+        "officer",
     ])
     .await;
     assert_eq!(code, ExitCode::SUCCESS);
@@ -539,7 +524,7 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
     pull(&oversight).await;
     let n = node(&oversight);
     let tag = n.subject_tag(PERSON);
-    let asker = Asker::new("test", "cli");
+    let asker = Asker::new("test", "subject-officer", "cli");
 
     // The citizen sees only the exchange under no seal, and nothing says one was left out.
     let report = n.subject_report(&tag, &asker).await.unwrap();
@@ -591,10 +576,17 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
         "subject_tag={}",
         tag.replace(':', "%3A").replace(',', "%2C")
     );
-    let (status, page) = dashboard_get(oversight.client_addr, &format!("/search?{qs}")).await;
+    let cookie = sign_in(oversight.client_addr, "officer", STAFF_PASSWORD)
+        .await
+        .unwrap();
+    let (status, page) = staff_get(oversight.client_addr, &cookie, &format!("/search?{qs}"))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert!(page.contains(&sealed) && page.contains(&format!("sealed until {until_text}")));
-    let (status, body) = dashboard_get(oversight.client_addr, &format!("/api/search?{qs}")).await;
+    let (status, body) = staff_get(oversight.client_addr, &cookie, &format!("/api/search?{qs}"))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert!(
         body.contains(&format!(
@@ -712,7 +704,7 @@ async fn a_department_that_rewrote_its_log_cannot_hand_oversight_a_proof_for_it(
     // And a bundle that would need it is not made.
     let tag = node(&oversight).subject_tag(PERSON);
     assert!(node(&oversight)
-        .citizen_bundle(&tag, &Asker::new("test", "cli"))
+        .citizen_bundle(&tag, &Asker::new("test", "subject-officer", "cli"))
         .await
         .is_err());
     fed.stop().await;

@@ -5,6 +5,7 @@ mod certs;
 mod demo;
 mod federation;
 mod log;
+mod oversight;
 mod policy;
 mod report;
 mod request;
@@ -76,6 +77,9 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Verify a citizen's report bundle offline: every entry, proof, signature and row.
     VerifyReport(report::VerifyReportArgs),
+    /// The oversight node's staff accounts (dashboard and query API sign-in).
+    #[command(subcommand)]
+    Oversight(oversight::OversightCommand),
 }
 
 /// Run one command line in-process, `args` starting with the program name (tests use it to drive
@@ -178,6 +182,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Policy(c) => policy::run(c),
         Command::Audit(c) => audit::run(c).await,
         Command::VerifyReport(args) => report::run(args),
+        Command::Oversight(c) => oversight::run(c),
     }
 }
 
@@ -186,7 +191,7 @@ async fn serve(config: PathBuf) -> Result<ExitCode> {
     let gateway = crate::gateway::Gateway::start(&config).await?;
     if gateway.oversight().is_some() {
         eprintln!(
-            "causeway: oversight node {} serving: dashboard http://{}/ (loopback; put your auth proxy in front)  own log https://{}",
+            "causeway: oversight node {} serving: dashboard http://{}/ (staff sign in; accounts: `causeway oversight staff`)  own log https://{}",
             config.department, gateway.client_addr, gateway.peer_addr
         );
     } else {

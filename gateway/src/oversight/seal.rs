@@ -146,6 +146,7 @@ impl Oversight {
         entry.detail = Some(json!({
             "until": format_date(until),
             "asked_by": asker.who,
+            "role": asker.role,
             "via": asker.via,
         }));
         let appended = self
