@@ -322,8 +322,8 @@ impl Oversight {
     }
 
     /// The keyed tags of a national id typed into the dashboard, notarized first as a
-    /// `subject-tag` query (with the tags, never the id): the tags alone let the asker find the
-    /// person's entries.
+    /// `subject-tag` query (never with the id, and the tags only as a commitment whose salt is not
+    /// kept, like a search's): the tags alone let the asker find the person's entries.
     pub async fn subject_tag_notarized(
         &self,
         national_id: &str,
@@ -333,7 +333,7 @@ impl Oversight {
         self.notarize(
             asker,
             "subject-tag",
-            json!({"subject_tag": tags}),
+            json!({"subject": bundle::subject_commitment(&bundle::fresh_salt(), &tags)}),
             1,
             Touched::new(),
         )
