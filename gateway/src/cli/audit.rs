@@ -96,7 +96,7 @@ pub(crate) enum AuditCommand {
     /// Seal a purpose until a date: its exchanges stay out of citizens' reports until then
     /// (oversight still sees them). The seal is notarized in the oversight ledger.
     #[command(
-        after_help = "Examples:\n  causeway audit seal --purpose fraud-investigation --until 2027-06-30 --reason CASE-2026-114 --config causeway-demo/oversight/causeway.toml\n  causeway audit seal --purpose benefit-eligibility --consumer social-welfare --until 2027-01-31 --reason DPA-88 --config FILE"
+        after_help = "Examples:\n  causeway audit seal --purpose fraud-investigation --until 2027-06-30 --reason CASE-2026-114 --config causeway-demo/oversight/causeway.toml --staff investigator\n  causeway audit seal --purpose benefit-eligibility --consumer social-welfare --until 2027-01-31 --reason DPA-88 --config FILE"
     )]
     Seal {
         /// The purpose to seal, as exchanges state it.
@@ -114,6 +114,10 @@ pub(crate) enum AuditCommand {
         /// The oversight node's causeway.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Sign in to the running node as this staff member, an investigator or administrator
+        /// (password from CAUSEWAY_STAFF_PASSWORD, or asked for).
+        #[arg(long)]
+        staff: Option<String>,
     },
     /// Search the replicated logs.
     #[command(
@@ -311,6 +315,49 @@ async fn api_get(remote: &Remote, path: &str) -> Result<Value> {
     Ok(value)
 }
 
+/// POST `form` to `path` of the running node's query API, signed in, with the session's CSRF
+/// token (read from the overview's forms, as a browser would).
+async fn api_post_form(
+    remote: &Remote,
+    path: &str,
+    mut form: Vec<(String, String)>,
+) -> Result<Value> {
+    let request = http::Request::get("/")
+        .header(http::header::HOST, remote.addr.to_string())
+        .header(http::header::COOKIE, &remote.cookie)
+        .body(Full::new(Bytes::new()))?;
+    let (_, _, page) = exchange(remote.addr, request).await?;
+    let page = String::from_utf8_lossy(&page);
+    const FIELD: &str = "name=\"csrf\" value=\"";
+    let csrf = page
+        .find(FIELD)
+        .map(|at| &page[at + FIELD.len()..])
+        .and_then(|rest| rest.split('"').next())
+        .context("the oversight node's overview carries no CSRF token for this session")?;
+    form.push(("csrf".to_owned(), csrf.to_owned()));
+    let request = http::Request::post(path)
+        .header(http::header::HOST, remote.addr.to_string())
+        .header(http::header::COOKIE, &remote.cookie)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(Full::new(Bytes::from(encode_form(&form))))?;
+    let (status, _, bytes) = exchange(remote.addr, request).await?;
+    let value: Value = serde_json::from_slice(&bytes).with_context(|| {
+        format!("the oversight node answered {status} with something that is not JSON")
+    })?;
+    if status != 200 {
+        bail!(
+            "the oversight node refused ({status}): {}",
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    Ok(value)
+}
+
 fn close(target: Target) {
     if let Target::Local(node) = target {
         node.close();
@@ -346,9 +393,11 @@ pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
             until,
             reason,
             config,
+            staff,
         } => {
             seal(
                 &load(&config)?,
+                staff.as_deref(),
                 &purpose,
                 consumer.as_deref(),
                 &until,
@@ -663,6 +712,7 @@ async fn subject_bundle(
 /// `audit seal`.
 async fn seal(
     config: &GatewayConfig,
+    staff: Option<&str>,
     purpose: &str,
     consumer: Option<&str>,
     until: &str,
@@ -670,18 +720,27 @@ async fn seal(
 ) -> Result<ExitCode> {
     let until = parse_date(until)
         .with_context(|| format!("--until {until:?}: give a date as YYYY-MM-DD"))?;
-    if node_running(config.client.listen).await {
-        bail!(
-            "the oversight node is running (http://{}); seals are recorded through its signed-in API once staff sign-in is enabled: for now stop the node and run this again",
-            config.client.listen
-        );
-    }
-    let (node, _) = Oversight::open(config)?;
-    let sealed = node
-        .seal(&Asker::cli(), purpose, consumer, until, reason)
-        .await;
-    node.close();
-    let index = sealed?;
+    let index = match target(config, staff).await? {
+        Target::Node(remote) => {
+            let mut form = vec![
+                ("purpose".to_owned(), purpose.to_owned()),
+                ("until".to_owned(), format_date(until)),
+                ("reason".to_owned(), reason.to_owned()),
+            ];
+            form.extend(consumer.map(|c| ("consumer".to_owned(), c.to_owned())));
+            let v = api_post_form(&remote, "/api/seal", form).await?;
+            v["index"]
+                .as_u64()
+                .context("the node recorded the seal but did not say where")?
+        }
+        Target::Local(node) => {
+            let sealed = node
+                .seal(&Asker::cli(), purpose, consumer, until, reason)
+                .await;
+            node.close();
+            sealed?
+        }
+    };
     println!(
         "sealed {}{} until {} (reason {}): notarized as entry {index} of the oversight ledger",
         visible(purpose),

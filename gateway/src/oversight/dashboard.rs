@@ -22,6 +22,7 @@
 //! | `GET /api/crosscheck` | investigator | JSON (notarized) |
 //! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
 //! | `GET /staff` | administrator | the staff accounts (read-only) |
+//! | `POST /api/seal` (form: `purpose`, `consumer`, `until`, `reason`, `csrf`) | investigator or administrator | records a seal in the oversight ledger |
 //! | `GET /api/bundle?tag=` | subject officer | the citizen's report with evidence, `causeway-citizen-report/v1` (notarized) |
 //!
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
@@ -251,6 +252,33 @@ pub(crate) async fn handle(
                     &serde_json::to_value(&report).expect("reports serialize"),
                 ),
                 Err(e) => failure(path != "/report", &e),
+            }
+        }
+        (&Method::POST, "/api/seal") => {
+            let form = parse_form(&String::from_utf8_lossy(&body));
+            let field = |k: &str| param(&form, k).map(str::trim).filter(|v| !v.is_empty());
+            let Some(until) = field("until").and_then(super::seal::parse_date) else {
+                return json_body(
+                    400,
+                    &json!({"error": {"code": "bad-query", "message": "until: give the seal's end date as YYYY-MM-DD"}}),
+                );
+            };
+            let sealed = node
+                .seal(
+                    &api,
+                    field("purpose").unwrap_or(""),
+                    field("consumer"),
+                    until,
+                    field("reason").unwrap_or(""),
+                )
+                .await;
+            match sealed {
+                Ok(index) => json_body(200, &json!({"sealed": true, "index": index, "until": format_date(until)})),
+                Err(super::seal::SealError::Invalid(m)) => json_body(
+                    400,
+                    &json!({"error": {"code": "bad-query", "message": m}}),
+                ),
+                Err(super::seal::SealError::Oversight(e)) => failure(true, &e),
             }
         }
         (&Method::GET, "/api/bundle") => {

@@ -38,6 +38,8 @@ pub enum Access {
     SignedIn,
     /// A signed-in staff member with this role.
     Role(Role),
+    /// A signed-in staff member with one of these roles (the first they have grants it).
+    AnyRole(&'static [Role]),
     /// No such route.
     NotFound,
 }
@@ -67,6 +69,7 @@ pub fn access(method: &Method, path: &str, params: &[(String, String)]) -> Acces
             Access::Role(Role::Investigator)
         }
         (&Method::GET, "/staff") => Access::Role(Role::Administrator),
+        (&Method::POST, "/api/seal") => Access::AnyRole(&[Role::Investigator, Role::Administrator]),
         _ => Access::NotFound,
     }
 }
@@ -231,6 +234,24 @@ impl Gate {
             Access::NotFound => return Err(not_found(api)),
             Access::SignedIn => staff.roles.first().copied().unwrap_or(Role::Viewer),
             Access::Role(role) if staff.has(role) => role,
+            Access::AnyRole(roles) if roles.iter().any(|r| staff.has(*r)) => roles
+                .iter()
+                .copied()
+                .find(|r| staff.has(*r))
+                .expect("checked just above"),
+            Access::AnyRole(roles) => {
+                let names: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+                return Err(refuse(
+                    api,
+                    403,
+                    "forbidden",
+                    &format!(
+                        "this needs one of the roles {}, which {} does not have (an administrator grants roles with `causeway oversight staff`)",
+                        names.join(", "),
+                        staff.name
+                    ),
+                ));
+            }
             Access::Role(role) => {
                 return Err(refuse(
                     api,
