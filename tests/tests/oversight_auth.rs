@@ -591,6 +591,18 @@ async fn a_disabled_account_or_a_new_password_ends_open_sessions() {
             .collect();
         tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
     };
+    // `causeway audit` reaches the running node only signed in.
+    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
+    let anonymous = cli(vec!["audit", "status", "--config", &config])
+        .await
+        .unwrap();
+    assert_eq!(anonymous, std::process::ExitCode::FAILURE);
+    let signed_in = cli(vec![
+        "audit", "status", "--config", &config, "--staff", "viewer",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(signed_in, std::process::ExitCode::SUCCESS);
     let code = cli(vec![
         "oversight",
         "staff",
