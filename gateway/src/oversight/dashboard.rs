@@ -11,14 +11,12 @@
 //! | --- | --- | --- |
 //! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
 //! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
-//! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped recent denials, findings, recent oversight queries, membership, search form (aggregates: not notarized) |
+//! | `GET /` | any | status per department, exchange matrix, allowed/denied chart, recent denials, findings, recent oversight queries, search form |
 //! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
-//! | `GET /findings?from=&to=&page=` | viewer | cross-check findings in a window (notarized) |
 //! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
 //! | `GET /search?...` | investigator; subject officer with `subject_tag` | matching entries (notarized) with CSV/JSON export links |
-//! | `GET /export.csv?...`, `GET /export.json?...`, `GET /api/search?...` | as `/search` | the same search as a download or JSON (notarized) |
-//! | `GET /exchange?id=`, `GET /evidence?log=&index=` | investigator | both sides of one exchange; one entry's tlog-proof file (notarized) |
-//! | `GET /queries?...` | investigator | this node's oversight queries, paged (notarized) |
+//! | `GET /export.csv?...`, `GET /export.json?...` | as `/search` | the same search as a download (notarized) |
+//! | `GET /api/search?...` | as `/search` | JSON (notarized) |
 //! | `GET /api/crosscheck` | investigator | JSON (notarized) |
 //! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
 //! | `GET /staff` | administrator | the staff accounts (read-only) |
@@ -114,8 +112,8 @@ pub(crate) async fn handle(
     let path = parts.uri.path();
     let dashboard = who.asker("dashboard");
     let api = who.asker("api");
-    match (&parts.method, path) {
-        (&Method::GET, "/") => home(node, &who).await,
+    let response = async { match (&parts.method, path) {
+        (&Method::GET, "/") => home(node).await,
         (&Method::GET, "/healthz") => json_body(200, &json!({"status": "alive"})),
         (&Method::POST, "/search") => {
             let form = parse_form(&String::from_utf8_lossy(&body));
@@ -128,7 +126,7 @@ pub(crate) async fn handle(
             Ok(mut q) => {
                 q.limit = Some(q.limit.unwrap_or(PAGE_SIZE));
                 match node.search(&q, &dashboard, "search").await {
-                    Ok(result) => html(200, search_page(node, &who, &q, &params, &result)),
+                    Ok(result) => html(200, search_page(node, &q, &params, &result)),
                     Err(e) => failure(false, &e),
                 }
             }
@@ -142,7 +140,7 @@ pub(crate) async fn handle(
                 );
             };
             match node.exchange(id, &dashboard).await {
-                Ok(view) => html(200, pages::exchange_page(node, &who, &view)),
+                Ok(view) => html(200, pages::exchange_page(node, &view)),
                 Err(e) => failure(false, &e),
             }
         }
@@ -159,7 +157,7 @@ pub(crate) async fn handle(
             match node.findings_between(from_ms, to_ms, &dashboard).await {
                 Ok(findings) => html(
                     200,
-                    pages::findings_page(node, &who, &params, &findings, page, page_size(&params)),
+                    pages::findings_page(node, &params, &findings, page, page_size(&params)),
                 ),
                 Err(e) => failure(false, &e),
             }
@@ -177,7 +175,7 @@ pub(crate) async fn handle(
                 .queries_page(before, from_ms, to_ms, page_size(&params), &dashboard)
                 .await
             {
-                Ok(found) => html(200, pages::queries_page(node, &who, &params, &found)),
+                Ok(found) => html(200, pages::queries_page(node, &params, &found)),
                 Err(e) => failure(false, &e),
             }
         }
@@ -260,12 +258,34 @@ pub(crate) async fn handle(
                 "<p>No such page. <a href=\"/\">Back to the dashboard</a>.</p>",
             ),
         ),
+    } }
+    .await;
+    signed_in_parts(response, &who).await
+}
+
+/// Fill in the parts of an HTML page that belong to the signed-in staff member: the header's
+/// "signed in as ... [Sign out]" and the CSRF token of every form that posts (the pages mark
+/// where, [`pages::SIGNED_IN`] and [`pages::CSRF`]).
+async fn signed_in_parts(response: Response<Full<Bytes>>, who: &Admitted) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !is_html {
+        return response;
     }
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await;
+    let text = String::from_utf8_lossy(&collected.to_bytes())
+        .replace(pages::SIGNED_IN, &who.badge())
+        .replace(pages::CSRF, &who.csrf_field());
+    Response::from_parts(parts, Full::new(Bytes::from(text)))
 }
 
 /// The overview: aggregate counts (not notarized: they name no person and no single exchange),
 /// the latest denials and findings, and this node's own recent queries.
-async fn home(node: &Oversight, who: &Admitted) -> Response<Full<Bytes>> {
+async fn home(node: &Oversight) -> Response<Full<Bytes>> {
     let replica = node.replica().clone();
     let overview = super::pull::blocking(&replica, |r| {
         let pairs = r.pair_counts()?;
@@ -298,7 +318,7 @@ async fn home(node: &Oversight, who: &Admitted) -> Response<Full<Bytes>> {
         findings: node.findings(),
         membership: node.membership_history(10).unwrap_or_default(),
     };
-    html(200, pages::overview(node, who, &overview))
+    html(200, pages::overview(node, &overview))
 }
 
 /// Rows on one page of a list unless `limit` says otherwise.
@@ -399,7 +419,7 @@ fn are_subject_tags(tags: &str) -> bool {
 async fn search_location(
     node: &Oversight,
     form: &[(String, String)],
-    asker: &Asker,
+    asker: &super::Asker,
 ) -> Result<String, OversightError> {
     let mut pairs: Vec<(String, String)> = form
         .iter()

@@ -17,6 +17,7 @@ pub mod crosscheck;
 pub mod dashboard;
 pub mod gate;
 pub mod investigation;
+pub mod oidc;
 mod pages;
 pub mod pull;
 pub mod replica;

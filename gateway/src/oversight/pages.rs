@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use super::crosscheck::Finding;
 use super::dashboard::{encode_form, param};
-use super::gate::Admitted;
 use super::investigation::{ExchangeView, QueryPage, VerifiedRecord};
 use super::replica::{entry_time_ms, MinuteCount, PairCount, Query, Record, SearchResult};
 use super::report::esc;
@@ -21,7 +20,7 @@ use causeway_ledger::entry::{Entry, Side};
 const STYLE: &str = r#"
 *{box-sizing:border-box} body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1b1f24;background:#f4f6f9}
 header{background:#1d3557;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px;overflow-wrap:anywhere} header p{margin:2px 0 0;opacity:.85}
-header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9;overflow-wrap:anywhere} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
+header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(min(520px,100%),1fr));gap:16px}
 main>*{min-width:0}
 section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:12px 16px;overflow-x:auto}
@@ -70,13 +69,17 @@ fn page_with(title: &str, body: &str, head: &str) -> String {
     )
 }
 
-fn header_bar(node: &Oversight, who: &Admitted, subtitle: &str) -> String {
+/// Where a page shows who is signed in (filled in per request by the dashboard).
+pub(super) const SIGNED_IN: &str = "<!--causeway:signed-in-->";
+/// Where a form that posts carries the session's CSRF token (filled in per request).
+pub(super) const CSRF: &str = "<!--causeway:csrf-->";
+
+fn header_bar(node: &Oversight, subtitle: &str) -> String {
     format!(
-        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p>{}</header>",
+        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p>{SIGNED_IN}</header>",
         esc(&node.directory().federation),
         esc(node.id().as_str()),
-        subtitle,
-        who.badge()
+        subtitle
     )
 }
 
@@ -249,11 +252,10 @@ pub(super) struct Overview {
 }
 
 /// The overview page (`GET /`).
-pub(super) fn overview(node: &Oversight, who: &Admitted, o: &Overview) -> String {
+pub(super) fn overview(node: &Oversight, o: &Overview) -> String {
     let now = time::OffsetDateTime::now_utc();
     let mut body = header_bar(
         node,
-        who,
         &format!(
             "rendered {} &middot; <span id=\"refresh\">this page reloads itself every {REFRESH_SECS} s</span>",
             now.format(HUMAN_TIME).unwrap_or_default()
@@ -267,7 +269,7 @@ pub(super) fn overview(node: &Oversight, who: &Admitted, o: &Overview) -> String
     body.push_str(&findings_section(&o.findings));
     body.push_str(&queries_section(&o.queries));
     body.push_str(&membership_section(&o.membership));
-    body.push_str(&search_form(node, who, &[]));
+    body.push_str(&search_form(node, &[]));
     body.push_str("</main>");
     page_with(
         "Dashboard",
@@ -700,7 +702,7 @@ fn queries_section(queries: &[Entry]) -> String {
     format!("<section class=\"wide\" id=\"queries\"><h2>Who watches the watchers: recent oversight queries</h2>{}<p class=\"muted\">Every search, export, exchange page, evidence file, citizen's report and cross-check is notarized in this node's own signed log before it is answered; subjects appear only as keyed tags. <a id=\"all-queries\" href=\"/queries\">All oversight queries, by time window</a>.</p></section>", query_rows(queries))
 }
 
-fn search_form(node: &Oversight, who: &Admitted, params: &[(String, String)]) -> String {
+fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
     let v = |k: &str| esc(param(params, k).unwrap_or(""));
     let mut options = String::from("<option value=\"\">any</option>");
     for d in node.directory().departments() {
@@ -724,7 +726,7 @@ fn search_form(node: &Oversight, who: &Admitted, params: &[(String, String)]) ->
     };
     format!(
         r#"<section class="wide" id="search"><h2>Search the replicated logs</h2>
-<form class="search" method="post" action="/search">{csrf}
+<form class="search" method="post" action="/search">{CSRF}
 <label>Exchange id<input name="exchange" value="{exchange}"></label>
 <label>Department<select name="department">{options}</select></label>
 <label>Consumer<input name="consumer" value="{consumer}"></label>
@@ -750,7 +752,6 @@ fn search_form(node: &Oversight, who: &Admitted, params: &[(String, String)]) ->
         from = v("from"),
         to = v("to"),
         tag = v("subject_tag"),
-        csrf = who.csrf_field(),
         da = decision("allow"),
         dd = decision("deny"),
     )
@@ -760,7 +761,6 @@ fn search_form(node: &Oversight, who: &Admitted, params: &[(String, String)]) ->
 /// "newer"/"older" links whose cursors are the first and last rows shown.
 pub(super) fn search_page(
     node: &Oversight,
-    who: &Admitted,
     query: &Query,
     params: &[(String, String)],
     result: &SearchResult,
@@ -786,7 +786,7 @@ pub(super) fn search_page(
         .map(|r| cursor("before", r));
     let at_newest = query.before.is_none() && query.after.is_none();
     let nav = pager("/search", newer, older, filters.clone(), at_newest);
-    let mut body = header_bar(node, who, "search");
+    let mut body = header_bar(node, "search");
     body.push_str("<main>");
     let _ = write!(
         body,
@@ -802,7 +802,7 @@ pub(super) fn search_page(
         f = esc(&filter),
         table = records_table(records, "Nothing matched."),
     );
-    body.push_str(&search_form(node, who, params));
+    body.push_str(&search_form(node, params));
     body.push_str("</main>");
     page("Search", &body)
 }
@@ -963,8 +963,8 @@ fn verification(v: &VerifiedRecord) -> String {
 
 /// The exchange page (`GET /exchange?id=`): both sides' entries with every field, how each is
 /// verified, a download of each one's evidence, and the cross-check's findings.
-pub(super) fn exchange_page(node: &Oversight, who: &Admitted, view: &ExchangeView) -> String {
-    let mut body = header_bar(node, who, "exchange");
+pub(super) fn exchange_page(node: &Oversight, view: &ExchangeView) -> String {
+    let mut body = header_bar(node, "exchange");
     body.push_str("<main>");
     let first = view.entries.first().map(|v| &v.record.entry);
     let sides: Vec<&str> = view
@@ -1027,7 +1027,6 @@ pub(super) fn exchange_page(node: &Oversight, who: &Admitted, view: &ExchangeVie
 /// `GET /findings`: the cross-check's findings in a time window, newest first, a page at a time.
 pub(super) fn findings_page(
     node: &Oversight,
-    who: &Admitted,
     params: &[(String, String)],
     findings: &[Finding],
     page_no: usize,
@@ -1051,7 +1050,7 @@ pub(super) fn findings_page(
         base.clone(),
         page_no == 0,
     );
-    let mut body = header_bar(node, who, "findings");
+    let mut body = header_bar(node, "findings");
     let _ = write!(
         body,
         "<main><section class=\"wide\" id=\"findings\"><h2>Cross-check findings: {shown} of {total} in this window (newest first)</h2>{window}{form}{nav}{table}{nav}<p class=\"muted\">Notarized in the oversight ledger as a <code>findings</code> query.</p></section></main>",
@@ -1071,7 +1070,6 @@ pub(super) fn findings_page(
 /// `GET /queries`: this node's own oversight queries in a time window, newest first.
 pub(super) fn queries_page(
     node: &Oversight,
-    who: &Admitted,
     params: &[(String, String)],
     found: &QueryPage,
 ) -> String {
@@ -1085,7 +1083,7 @@ pub(super) fn queries_page(
     let at_newest = param(params, "before").is_none();
     // Going back up is the browser's back button or the newest page: ledger indexes only grow.
     let nav = pager("/queries", None, older, base.clone(), at_newest);
-    let mut body = header_bar(node, who, "oversight queries");
+    let mut body = header_bar(node, "oversight queries");
     let _ = write!(
         body,
         "<main><section class=\"wide\" id=\"queries\"><h2>Oversight queries: {n} on this page (newest first)</h2>{window}{form}{nav}{table}{nav}<p class=\"muted\">This node's own signed log; reading it is notarized too (as <code>oversight-queries</code>).</p></section></main>",
