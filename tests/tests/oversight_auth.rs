@@ -229,7 +229,24 @@ async fn cross_site_form_posts_and_a_foreign_host_are_refused() {
             !answer.contains(&exchange) || answer.contains("CSRF") || answer.contains("origin")
         );
     }
-    // The same form from the dashboard itself goes through.
+    // The same form from the dashboard itself goes through: with its own origin, or, as a
+    // browser sends it under the pages' `referrer-policy: no-referrer`, `Origin: null` with
+    // `Sec-Fetch-Site: same-origin`.
+    let (status, ..) = call(
+        addr,
+        "POST",
+        "/search",
+        &[
+            ("cookie", &cookie),
+            FORM,
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        &form(&csrf),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 303);
     let (status, h, _) = call(
         addr,
         "POST",
