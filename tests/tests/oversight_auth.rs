@@ -109,6 +109,7 @@ async fn anonymous_requests_to_every_route_get_a_sign_in_and_never_data() {
     let api_routes = [
         format!("/api/search?exchange={exchange}"),
         format!("/api/subject?tag={tag}"),
+        format!("/api/bundle?tag={tag}"),
         "/api/crosscheck".to_owned(),
         "/api/status".to_owned(),
         "/api/membership".to_owned(),
@@ -490,6 +491,7 @@ async fn wrong_passwords_lock_the_account_and_roles_limit_what_each_sees() {
         format!("/report?subject_tag={tag}"),
         format!("/api/subject?tag={tag}"),
         format!("/api/search?subject_tag={tag}"),
+        format!("/api/bundle?tag={tag}"),
     ];
     for path in investigator_routes
         .iter()

@@ -11,15 +11,18 @@
 //! | --- | --- | --- |
 //! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
 //! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
-//! | `GET /` | any | status per department, exchange matrix, allowed/denied chart, recent denials, findings, recent oversight queries, search form |
+//! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped recent denials, findings, recent oversight queries, membership, search form (aggregates: not notarized) |
 //! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
+//! | `GET /findings?from=&to=&page=` | viewer | cross-check findings in a window (notarized) |
 //! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
 //! | `GET /search?...` | investigator; subject officer with `subject_tag` | matching entries (notarized) with CSV/JSON export links |
-//! | `GET /export.csv?...`, `GET /export.json?...` | as `/search` | the same search as a download (notarized) |
-//! | `GET /api/search?...` | as `/search` | JSON (notarized) |
+//! | `GET /export.csv?...`, `GET /export.json?...`, `GET /api/search?...` | as `/search` | the same search as a download or JSON (notarized) |
+//! | `GET /exchange?id=`, `GET /evidence?log=&index=` | investigator | both sides of one exchange; one entry's tlog-proof file (notarized) |
+//! | `GET /queries?...` | investigator | this node's oversight queries, paged (notarized) |
 //! | `GET /api/crosscheck` | investigator | JSON (notarized) |
 //! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
 //! | `GET /staff` | administrator | the staff accounts (read-only) |
+//! | `GET /api/bundle?tag=` | subject officer | the citizen's report with evidence, `causeway-citizen-report/v1` (notarized) |
 //!
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
 //! never logged, stored or sent back; URLs carry only tags.
@@ -36,6 +39,7 @@ use super::gate::{Admitted, Gate};
 use super::pages::{self, page, search_page, Overview};
 use super::replica::{Query, Record, MAX_LIMIT};
 use super::report::esc;
+use super::seal::format_date;
 use super::{Asker, Oversight, OversightError};
 use crate::text::csv_cell;
 use crate::transport::server::Call;
@@ -126,7 +130,10 @@ pub(crate) async fn handle(
             Ok(mut q) => {
                 q.limit = Some(q.limit.unwrap_or(PAGE_SIZE));
                 match node.search(&q, &dashboard, "search").await {
-                    Ok(result) => html(200, search_page(node, &q, &params, &result)),
+                    Ok(result) => {
+                        let seals = node.seals_in_force().await.unwrap_or_default();
+                        html(200, search_page(node, &q, &params, &result, &seals))
+                    }
                     Err(e) => failure(false, &e),
                 }
             }
@@ -202,7 +209,17 @@ pub(crate) async fn handle(
                     serde_json::to_vec_pretty(&json!({"query": q, "truncated": result.truncated, "records": result.records}))
                         .expect("records serialize"),
                 ),
-                Ok(result) => json_body(200, &json!({"query": q, "truncated": result.truncated, "records": result.records})),
+                Ok(result) => {
+                    // Oversight sees sealed exchanges at once, marked with the seal's date.
+                    let seals = node.seals_in_force().await.unwrap_or_default();
+                    let sealed: serde_json::Map<String, serde_json::Value> = result
+                        .records
+                        .iter()
+                        .filter_map(|r| Some((r.entry.id.clone()?, Oversight::sealed_until(&seals, &r.entry)?)))
+                        .map(|(id, d)| (id, json!(format_date(d))))
+                        .collect();
+                    json_body(200, &json!({"query": q, "truncated": result.truncated, "records": result.records, "sealed_until": sealed}))
+                }
                 Err(e) => failure(true, &e),
             }
         }
@@ -234,6 +251,25 @@ pub(crate) async fn handle(
                     &serde_json::to_value(&report).expect("reports serialize"),
                 ),
                 Err(e) => failure(path != "/report", &e),
+            }
+        }
+        (&Method::GET, "/api/bundle") => {
+            let Some(tag) = param(&params, "tag").filter(|t| are_subject_tags(t)) else {
+                return json_body(
+                    400,
+                    &json!({"error": {"code": "bad-query", "message": SUBJECT_TAGS_EXPECTED}}),
+                );
+            };
+            match node.citizen_bundle(tag, &api).await {
+                Ok(bundle) => json_body(
+                    200,
+                    &serde_json::to_value(&bundle).expect("bundles serialize"),
+                ),
+                Err(super::bundle::BundleError::Oversight(e)) => failure(true, &e),
+                Err(e) => json_body(
+                    503,
+                    &json!({"error": {"code": "evidence", "message": e.to_string()}}),
+                ),
             }
         }
         (&Method::GET, "/api/crosscheck") => match node.crosscheck(&api).await {

@@ -14,13 +14,15 @@ use super::dashboard::{encode_form, param};
 use super::investigation::{ExchangeView, QueryPage, VerifiedRecord};
 use super::replica::{entry_time_ms, MinuteCount, PairCount, Query, Record, SearchResult};
 use super::report::esc;
+use super::seal::format_date;
+use super::seal::Seal;
 use super::{LogStatus, Oversight};
 use causeway_ledger::entry::{Entry, Side};
 
 const STYLE: &str = r#"
 *{box-sizing:border-box} body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1b1f24;background:#f4f6f9}
 header{background:#1d3557;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px;overflow-wrap:anywhere} header p{margin:2px 0 0;opacity:.85}
-header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
+header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9;overflow-wrap:anywhere} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(min(520px,100%),1fr));gap:16px}
 main>*{min-width:0}
 section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:12px 16px;overflow-x:auto}
@@ -475,7 +477,7 @@ fn side_name(side: Option<Side>) -> &'static str {
     }
 }
 
-fn records_table(records: &[Record], empty: &str) -> String {
+fn records_table(records: &[Record], seals: &[Seal], empty: &str) -> String {
     if records.is_empty() {
         return format!("<p class=\"muted\">{}</p>", esc(empty));
     }
@@ -495,7 +497,7 @@ fn records_table(records: &[Record], empty: &str) -> String {
         let id = e.id.as_deref().unwrap_or("");
         let _ = write!(
             rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td>{time}</td><td>{log} #{index}</td><td>{kind} {side}</td><td>{x}</td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
+            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td>{time}</td><td>{log} #{index}</td><td>{kind} {side}</td><td>{x}</td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}{sealed}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
             ide = esc(id),
             pos = esc(&r.position().to_string()),
             time = when_at(&e.time, now),
@@ -508,6 +510,10 @@ fn records_table(records: &[Record], empty: &str) -> String {
             p = esc(e.provider.as_deref().unwrap_or("")),
             ds = esc(e.dataset.as_deref().unwrap_or("")),
             pu = esc(e.purpose.as_deref().unwrap_or("")),
+            sealed = Oversight::sealed_until(seals, e).map_or(String::new(), |d| format!(
+                " <span class=\"bad sealed\">sealed until {}</span>",
+                format_date(d)
+            )),
             fields = esc(&e.fields.join(", ")),
             rows_n = e.rows.map(|n| n.to_string()).unwrap_or_default(),
             subjects = esc(&e.subjects.iter().map(|s| s.get(..12).unwrap_or(s)).collect::<Vec<_>>().join(" ")),
@@ -764,6 +770,7 @@ pub(super) fn search_page(
     query: &Query,
     params: &[(String, String)],
     result: &SearchResult,
+    seals: &[Seal],
 ) -> String {
     let now = time::OffsetDateTime::now_utc();
     let records = &result.records;
@@ -800,7 +807,7 @@ pub(super) fn search_page(
             None => String::new(),
         },
         f = esc(&filter),
-        table = records_table(records, "Nothing matched."),
+        table = records_table(records, seals, "Nothing matched."),
     );
     body.push_str(&search_form(node, params));
     body.push_str("</main>");
