@@ -109,6 +109,7 @@ async fn anonymous_requests_to_every_route_get_a_sign_in_and_never_data() {
     let api_routes = [
         format!("/api/search?exchange={exchange}"),
         format!("/api/subject?tag={tag}"),
+        format!("/api/bundle?tag={tag}"),
         "/api/crosscheck".to_owned(),
         "/api/status".to_owned(),
         "/api/membership".to_owned(),
@@ -229,7 +230,24 @@ async fn cross_site_form_posts_and_a_foreign_host_are_refused() {
             !answer.contains(&exchange) || answer.contains("CSRF") || answer.contains("origin")
         );
     }
-    // The same form from the dashboard itself goes through.
+    // The same form from the dashboard itself goes through: with its own origin, or, as a
+    // browser sends it under the pages' `referrer-policy: no-referrer`, `Origin: null` with
+    // `Sec-Fetch-Site: same-origin`.
+    let (status, ..) = call(
+        addr,
+        "POST",
+        "/search",
+        &[
+            ("cookie", &cookie),
+            FORM,
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        &form(&csrf),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 303);
     let (status, h, _) = call(
         addr,
         "POST",
@@ -473,6 +491,7 @@ async fn wrong_passwords_lock_the_account_and_roles_limit_what_each_sees() {
         format!("/report?subject_tag={tag}"),
         format!("/api/subject?tag={tag}"),
         format!("/api/search?subject_tag={tag}"),
+        format!("/api/bundle?tag={tag}"),
     ];
     for path in investigator_routes
         .iter()
@@ -591,6 +610,18 @@ async fn a_disabled_account_or_a_new_password_ends_open_sessions() {
             .collect();
         tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
     };
+    // `causeway audit` reaches the running node only signed in.
+    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
+    let anonymous = cli(vec!["audit", "status", "--config", &config])
+        .await
+        .unwrap();
+    assert_eq!(anonymous, std::process::ExitCode::FAILURE);
+    let signed_in = cli(vec![
+        "audit", "status", "--config", &config, "--staff", "viewer",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(signed_in, std::process::ExitCode::SUCCESS);
     let code = cli(vec![
         "oversight",
         "staff",

@@ -521,15 +521,21 @@ fn session_cookie(token: &str) -> String {
 /// A `POST` must come from this dashboard: `Sec-Fetch-Site` (if sent) `same-origin` or `none`,
 /// and `Origin` (if sent) this very origin.
 fn same_origin(parts: &Parts, host: &str) -> Result<(), &'static str> {
-    if let Some(site) = parts.headers.get("sec-fetch-site") {
-        let site = site.to_str().unwrap_or("cross-site");
-        if site != "same-origin" && site != "none" {
-            return Err("refused: this request came from another site (Sec-Fetch-Site)");
-        }
+    let site = parts
+        .headers
+        .get("sec-fetch-site")
+        .map(|s| s.to_str().unwrap_or("cross-site"));
+    if site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return Err("refused: this request came from another site (Sec-Fetch-Site)");
     }
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        if !origin.eq_ignore_ascii_case(&format!("http://{host}")) {
+        // Our own pages send `referrer-policy: no-referrer`, under which a browser's same-origin
+        // form post says `Origin: null` (Fetch, "serializing a request origin"); it is taken as
+        // this origin only when the browser also says `Sec-Fetch-Site: same-origin`.
+        let ours = origin.eq_ignore_ascii_case(&format!("http://{host}"))
+            || (origin == "null" && site == Some("same-origin"));
+        if !ours {
             return Err("refused: this request came from another origin (Origin)");
         }
     }

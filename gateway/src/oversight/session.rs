@@ -182,10 +182,14 @@ impl Sessions {
                 Err(o) => *o,
             })
             .or_default() += 1;
+        // Only account names are logged: what someone typed as a name may be a password or a
+        // national id typed into the wrong field.
+        let known = self.staff.current(false).get(name).is_some();
+        let shown = if known { name } else { "(not an account)" };
         match &outcome {
-            Ok(_) => tracing::info!(staff = %name, "oversight sign-in"),
+            Ok(_) => tracing::info!(staff = %shown, "oversight sign-in"),
             Err(o) => {
-                tracing::warn!(staff = %crate::text::visible(name.get(..64).unwrap_or(name)), outcome = o.as_str(), "oversight sign-in refused")
+                tracing::warn!(staff = %shown, outcome = o.as_str(), "oversight sign-in refused")
             }
         }
         outcome
