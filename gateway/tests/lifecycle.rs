@@ -562,9 +562,14 @@ async fn a_federation_changes_its_members_without_a_restart() {
     .await;
     // The oversight node is operable like a gateway: ready, and its metrics show each pull.
     let oversight_admin = oversight.admin.unwrap();
-    let (status, ready) = readyz(oversight_admin).await;
-    assert_eq!(status, 200, "{ready}");
-    assert_eq!(ready["directory"]["serial"], last, "{ready}");
+    eventually(
+        "the oversight node applied the last directory and is ready",
+        || async move {
+            let (status, ready) = readyz(oversight_admin).await;
+            status == 200 && ready["directory"]["serial"] == last
+        },
+    )
+    .await;
     let pulled = metric(
         oversight_admin,
         "causeway_oversight_replicated_entries{department=\"statistics-office\"}",
