@@ -30,7 +30,7 @@ table{border-collapse:collapse;width:100%} th,td{padding:4px 8px;border-bottom:1
 th{background:#f0f3f8;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#1a7f37;font-weight:600} .bad{color:#c62828;font-weight:600} .warn{color:#b26a00;font-weight:600}
-.muted{color:#6a737d} code{font-size:12px;overflow-wrap:anywhere} .ago{color:#6a737d;font-size:12px;white-space:nowrap}
+.muted{color:#6a737d} code{font-size:12px} dd code,p code,h2 code{overflow-wrap:anywhere} .ago{color:#6a737d;font-size:12px;white-space:nowrap}
 td time{white-space:nowrap}
 .matrix td.cell{text-align:center;min-width:110px} .matrix td.cell a{text-decoration:none;color:inherit;display:block}
 .matrix .self{background:#f7f7f7;color:#bbb;text-align:center}
@@ -53,6 +53,11 @@ pre.detail{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}
  main{padding:8px;gap:10px}
  section{padding:10px}
  dl.fields{grid-template-columns:minmax(0,1fr)} dl.fields dt{font-weight:600;margin-top:6px}
+ table.records thead{display:none}
+ table.records tr{display:block;border-bottom:2px solid #dde2ea;padding:4px 0}
+ table.records td{display:grid;grid-template-columns:7.5em minmax(0,1fr);gap:8px;border:0;padding:2px 0}
+ table.records td::before{content:attr(data-label);color:#555;font-size:12px}
+ table.records td code{overflow-wrap:anywhere}
 }
 "#;
 
@@ -326,7 +331,7 @@ fn status_section(statuses: &[LogStatus]) -> String {
             root = esc(cp.map_or("", |c| c.root.get(..16).unwrap_or(""))),
             w = st.witnesses.len(),
             kw = s.known_witnesses,
-            pull = esc(st.last_pull.as_deref().unwrap_or("never")),
+            pull = st.last_pull.as_deref().map_or("never".to_owned(), when),
             text = esc(&text),
         );
     }
@@ -490,7 +495,7 @@ fn records_table(records: &[Record], empty: &str) -> String {
         let id = e.id.as_deref().unwrap_or("");
         let _ = write!(
             rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td>{time}</td><td>{log} #{index}</td><td>{kind} {side}</td><td>{x}</td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
+            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td data-label=\"Time\">{time}</td><td data-label=\"Log\">{log} #{index}</td><td data-label=\"Kind\">{kind} {side}</td><td data-label=\"Exchange\">{x}</td><td data-label=\"Consumer &rarr; provider\">{c} &rarr; {p}</td><td data-label=\"Dataset\">{ds}</td><td data-label=\"Purpose\">{pu}</td><td data-label=\"Decision\">{decision}</td><td data-label=\"Fields\">{fields}</td><td data-label=\"Rows\" class=\"num\">{rows_n}</td><td data-label=\"Subject tags\"><code>{subjects}</code></td></tr>",
             ide = esc(id),
             pos = esc(&r.position().to_string()),
             time = when_at(&e.time, now),
@@ -622,7 +627,7 @@ fn denials_section(denials: &[Record], now: time::OffsetDateTime) -> String {
         ("side".to_owned(), "provider".to_owned()),
     ];
     format!(
-        "<section id=\"denials\"><h2>Repeated denials</h2><table><thead><tr><th>Count</th><th>Consumer &rarr; provider</th><th>Dataset</th><th>Purpose</th><th>Reason</th><th>First</th><th>Last (latest exchange)</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">The latest {DENIALS_GROUPED} denials (providers' records), grouped by consumer, provider, dataset, purpose and reason; {shown} of {total} groups shown, most recent first. A count lists its denials.</p>{nav}</section>",
+        "<section class=\"wide\" id=\"denials\"><h2>Repeated denials</h2><table><thead><tr><th>Count</th><th>Consumer &rarr; provider</th><th>Dataset</th><th>Purpose</th><th>Reason</th><th>First</th><th>Last (latest exchange)</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">The latest {DENIALS_GROUPED} denials (providers' records), grouped by consumer, provider, dataset, purpose and reason; {shown} of {total} groups shown, most recent first. A count lists its denials.</p>{nav}</section>",
         shown = groups.len().min(DENIAL_GROUPS_SHOWN),
         total = groups.len(),
         nav = window_nav("/search", &all, now).replace("Window (UTC):", "All denials (UTC):"),
@@ -788,7 +793,11 @@ pub(super) fn search_page(
         "<section class=\"wide\" id=\"results\"><h2>{n} matching entr{ies}{page}</h2>{window}<p><a class=\"btn\" id=\"export-csv\" href=\"/export.csv?{export}\">Export CSV</a><a class=\"btn\" id=\"export-json\" href=\"/export.json?{export}\">Export JSON</a>{report}</p>{nav}{table}{nav}<p class=\"muted\">filter <code>{f}</code> &middot; this search was notarized in the oversight ledger</p></section>",
         n = records.len(),
         ies = if records.len() == 1 { "y" } else { "ies" },
-        page = if at_newest { " (newest first)" } else { " (one page, newest first)" },
+        page = if at_newest && !result.truncated {
+            " (newest first)"
+        } else {
+            " on this page (newest first)"
+        },
         window = window_nav("/search", params, now),
         report = match &query.subject_tag {
             Some(t) => format!("<a class=\"btn\" href=\"/report?{}\">Printable citizen's report</a>", encode_form(&[("subject_tag".into(), t.clone())])),
