@@ -177,10 +177,12 @@ pub fn create_with(
     }
     // The demo's oversight node is a member from the start, so that departments answer it
     // (docs/OVERSIGHT.md); `create_oversight` lays it out.
-    write!(
-        directory,
-        "\n[[oversight]]\nid = \"{DEMO_OVERSIGHT}\"\nname = \"Audit Office\"\n"
-    )?;
+    for (id, name) in DEMO_OVERSIGHT_NODES {
+        write!(
+            directory,
+            "\n[[oversight]]\nid = \"{id}\"\nname = \"{name}\"\n"
+        )?;
+    }
     let layout = Layout {
         dir: dir.to_owned(),
         directory: dir.join("federation.toml"),
@@ -475,8 +477,25 @@ pub fn open(dir: &Path) -> Result<Layout> {
     })
 }
 
-/// The demo's oversight node id.
+/// The demo's (first) oversight node id.
 pub const DEMO_OVERSIGHT: &str = "audit-office";
+
+/// The demo's oversight nodes: two centres, each replicating every department and the other's
+/// log, and witnessing the other (docs/OVERSIGHT.md, "Several oversight centres").
+pub const DEMO_OVERSIGHT_NODES: [(&str, &str); 2] = [
+    (DEMO_OVERSIGHT, "Audit Office"),
+    ("data-protection", "Data Protection Authority"),
+];
+
+/// The directory of oversight node `id` in a layout: `DIR/oversight` for the demo's first node,
+/// `DIR/oversight-<id>` for any other.
+pub fn oversight_dir(layout: &Layout, id: &str) -> PathBuf {
+    if id == DEMO_OVERSIGHT {
+        layout.dir.join("oversight")
+    } else {
+        layout.dir.join(format!("oversight-{id}"))
+    }
+}
 
 /// An oversight node's files and addresses.
 #[derive(Debug, Clone)]
@@ -493,8 +512,9 @@ pub struct OversightLayout {
     pub dir: PathBuf,
 }
 
-/// Issue an oversight certificate for `id` from the layout's CA and write `DIR/oversight/causeway.toml`
-/// (dashboard and own-log ports on loopback, replica and ledger beside the config).
+/// Issue an oversight certificate for `id` from the layout's CA and write its `causeway.toml` in
+/// [`oversight_dir`] (dashboard and own-log ports on loopback, replica and ledger beside the
+/// config), and list it in the directory with its log's key, endpoint and witness key.
 pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
     let certs = layout.dir.join("certs");
     let oversight = DeptId::new(id)?;
@@ -516,10 +536,11 @@ pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
         }
         None => id.to_owned(),
     };
+    let (dashboard, peer, admin) = (free_port()?, free_port()?, free_port()?);
     let listing = source::Listing {
         id: oversight,
         name,
-        https: None,
+        https: Some(format!("https://{peer}")),
         quic: None,
         vkey: issued.vkey.clone(),
         witness: Some(issued.witness_vkey.clone()),
@@ -534,9 +555,8 @@ pub fn create_oversight(layout: &Layout, id: &str) -> Result<OversightLayout> {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let dir = layout.dir.join("oversight");
+    let dir = oversight_dir(layout, id);
     std::fs::create_dir_all(&dir)?;
-    let (dashboard, peer, admin) = (free_port()?, free_port()?, free_port()?);
     let config = dir.join("causeway.toml");
     std::fs::write(
         &config,
@@ -595,9 +615,14 @@ late_secs = 60
     })
 }
 
-/// The oversight node of an existing layout, if it has one.
+/// The (first) oversight node of an existing layout, if it has one.
 pub fn open_oversight(layout: &Layout) -> Result<Option<OversightLayout>> {
-    let dir = layout.dir.join("oversight");
+    open_oversight_node(layout, DEMO_OVERSIGHT)
+}
+
+/// Oversight node `id` of an existing layout, if it has been laid out.
+pub fn open_oversight_node(layout: &Layout, id: &str) -> Result<Option<OversightLayout>> {
+    let dir = oversight_dir(layout, id);
     let config_path = dir.join("causeway.toml");
     if !config_path.exists() {
         return Ok(None);

@@ -1,12 +1,13 @@
 //! The log half of the peer API: checkpoints, proofs, entries, and the witness endpoint; and the
 //! task that collects peers' cosignatures on this gateway's own checkpoints.
 //!
-//! Only members are answered: departments see checkpoints and proofs, and full entries go only to
-//! the oversight nodes the directory lists. Every
-//! department witnesses every other (C2SP tlog-witness `add-checkpoint`): it cosigns a checkpoint
-//! only if it is consistent with the last one it cosigned for that log, and a log caught signing
-//! two different trees of one size is reported as a fork, with both checkpoints kept as evidence in
-//! this gateway's own ledger.
+//! Only members are answered: departments see checkpoints and proofs, and a department's full
+//! entries go only to the oversight nodes the directory lists (an oversight node's own log, the
+//! record of oversight queries, goes to every member). Every member witnesses every other log the
+//! directory lists, departments' and oversight nodes' alike (C2SP tlog-witness `add-checkpoint`):
+//! it cosigns a checkpoint only if it is consistent with the last one it cosigned for that log,
+//! and a log caught signing two different trees of one size is reported as a fork, with both
+//! checkpoints kept as evidence in this gateway's own ledger.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,9 @@ pub struct LogApi {
     witness_lock: tokio::sync::Mutex<()>,
     /// Forks detected so far.
     pub forks: AtomicU64,
+    /// Serve full entries to every member, not only to the oversight nodes whose `pulls` name
+    /// this log: an oversight node's log, which departments and other oversight nodes verify.
+    entries_for_members: bool,
 }
 
 fn text(status: u16, body: String) -> ProtocolResponse {
@@ -128,7 +132,15 @@ impl LogApi {
             cosigner,
             witness_lock: tokio::sync::Mutex::new(()),
             forks: AtomicU64::new(0),
+            entries_for_members: false,
         }
+    }
+
+    /// Serve full entries to every member the directory lists (an oversight node's own log: the
+    /// record of oversight queries is for everyone in the federation to check).
+    pub fn entries_for_members(mut self) -> Self {
+        self.entries_for_members = true;
+        self
     }
 
     /// Answer a log request, or `None` if the call is not for a log endpoint. Only members are
@@ -225,6 +237,9 @@ impl LogApi {
     }
 
     fn entries(&self, query: Option<&str>, reader: &PeerIdentity) -> ProtocolResponse {
+        if self.entries_for_members {
+            return self.entries_from(query);
+        }
         let PeerIdentity::Oversight(node) = reader else {
             return problem(403, "oversight-only", "full entries are served to the oversight nodes the directory lists; departments may fetch checkpoints and proofs");
         };
@@ -243,6 +258,10 @@ impl LogApi {
                 ),
             );
         }
+        self.entries_from(query)
+    }
+
+    fn entries_from(&self, query: Option<&str>) -> ProtocolResponse {
         let [start, end] = match query_u64(query, ["start", "end"]) {
             Ok(v) => v,
             Err(r) => return r,
@@ -367,10 +386,7 @@ pub async fn collect_cosignatures(
         }
         let mut lines = String::new();
         let current = directory.current();
-        for dept in current
-            .departments()
-            .filter(|d| d.id != me && d.https.is_some())
-        {
+        for dept in current.logs().filter(|d| d.id != me && d.https.is_some()) {
             for _attempt in 0..2 {
                 let old = known
                     .get(&dept.id)

@@ -198,8 +198,37 @@ fn demo_once_then_log_verify_catches_a_changed_byte_and_names_its_index() {
         "{shown}"
     );
 
-    let ledger = fed.join("civil-registry/ledger");
+    // Two oversight centres: each pulled and verified the other's log.
+    for (node, other) in [
+        ("audit-office", "data-protection"),
+        ("data-protection", "audit-office"),
+    ] {
+        let section = shown
+            .split(&format!("Oversight node {node} pulled"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{node} did not report its pull: {shown}"));
+        assert!(
+            section
+                .lines()
+                .any(|l| l.trim_start().starts_with(other) && l.contains("entries verified")),
+            "{node} verified {other}'s log: {shown}"
+        );
+    }
     let directory = fed.join("federation.toml");
+    for node in ["oversight", "oversight-data-protection"] {
+        let ledger = fed.join(node).join("ledger");
+        let verified = causeway(&[
+            "log",
+            "verify",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--directory",
+            directory.to_str().unwrap(),
+        ]);
+        assert!(verified.status.success(), "{}", text(&verified));
+    }
+
+    let ledger = fed.join("civil-registry/ledger");
     let args = [
         "log",
         "verify",

@@ -233,10 +233,18 @@ impl Federation {
 /// Lay out (once) and start the oversight node of `fed`, reporting a missing side at once (grace 0)
 /// and pulling only when told to (tests drive every pull themselves).
 pub async fn start_oversight(fed: &Federation) -> Result<(Gateway, layout::OversightLayout)> {
-    let layout = match layout::open_oversight(&fed.layout)? {
+    start_oversight_node(fed, layout::DEMO_OVERSIGHT).await
+}
+
+/// Lay out (once) and start oversight node `id` of `fed`, as [`start_oversight`] does.
+pub async fn start_oversight_node(
+    fed: &Federation,
+    id: &str,
+) -> Result<(Gateway, layout::OversightLayout)> {
+    let layout = match layout::open_oversight_node(&fed.layout, id)? {
         Some(l) => l,
         None => {
-            let l = layout::create_oversight(&fed.layout, "audit-office")?;
+            let l = layout::create_oversight(&fed.layout, id)?;
             let text = std::fs::read_to_string(&l.config)?
                 .replace("grace_secs = 30", "grace_secs = 0")
                 .replace("pull_interval_ms = 2000", "pull_interval_ms = 3600000");

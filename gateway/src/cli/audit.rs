@@ -273,7 +273,7 @@ async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
     )
     .expect("a valid progress template");
     let mut by_dept = std::collections::HashMap::new();
-    for d in node.directory().departments() {
+    for d in node.directory().logs().filter(|d| &d.id != node.id()) {
         let bar = bars.add(indicatif::ProgressBar::new(0));
         bar.set_style(style.clone());
         bar.set_prefix(d.id.to_string());

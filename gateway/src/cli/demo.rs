@@ -193,8 +193,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     }
     match start_oversight(&layout).await {
-        Ok(node) => gateways.insert(0, node),
-        Err(e) => eprintln!("could not start the oversight node: {e:#}"),
+        Ok(nodes) => {
+            for (i, node) in nodes.into_iter().enumerate() {
+                gateways.insert(i, node);
+            }
+        }
+        Err(e) => eprintln!("could not start the oversight nodes: {e:#}"),
     }
     print_tour(&layout);
     if let Err(e) = result {
@@ -211,47 +215,55 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Start the oversight node (laid out on first run), have it pull and verify every log once, and
-/// say where its dashboard is.
-async fn start_oversight(layout: &Layout) -> Result<Gateway> {
-    let oversight = match layout::open_oversight(layout)? {
-        Some(o) => o,
-        None => layout::create_oversight(layout, layout::DEMO_OVERSIGHT)?,
-    };
-    let config = GatewayConfig::load(&oversight.config)?;
-    let gateway = Gateway::start(&config)
-        .await
-        .context("starting the oversight node")?;
-    let node = gateway
-        .oversight()
-        .context("an oversight config starts an oversight node")?;
-    let reports = node.pull_all(std::sync::Arc::new(|_: &str, _, _| {})).await;
-    println!(
-        "\nOversight node {} pulled and verified every department's log:",
-        config.department
-    );
-    for (dept, report) in reports {
-        match report {
-            Ok(r) => println!(
-                "  {dept:<15} {:>4} entries verified, checkpoint cosigned by {} witness(es){}",
-                r.to,
-                r.witnesses,
-                r.flag
-                    .map(|f| format!("  FLAGGED: {}", f.message))
-                    .unwrap_or_default()
-            ),
-            Err(e) => println!("  {dept:<15} not pulled: {e}"),
-        }
+/// Start the oversight nodes (laid out on first run: two centres, each pulling every department
+/// and the other's log), have each pull and verify every log once, and say where their
+/// dashboards are.
+async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
+    let mut laid_out = Vec::new();
+    for (id, _) in layout::DEMO_OVERSIGHT_NODES {
+        laid_out.push(match layout::open_oversight_node(layout, id)? {
+            Some(o) => o,
+            None => layout::create_oversight(layout, id)?,
+        });
     }
-    println!(
-        "  cross-check findings: {}\n\n  Oversight dashboard: http://{}/  (loopback only; in production it sits behind your auth proxy)",
-        node.findings().len(),
-        gateway.client_addr
-    );
-    let config_path = oversight.config.display();
-    println!("  cargo run --release -- audit subject --id D000042 --config {config_path}");
-    println!("  cargo run --release -- audit crosscheck --config {config_path}");
-    Ok(gateway)
+    let mut nodes = Vec::new();
+    for oversight in &laid_out {
+        let config = GatewayConfig::load(&oversight.config)?;
+        let gateway = Gateway::start(&config)
+            .await
+            .with_context(|| format!("starting oversight node {}", config.department))?;
+        nodes.push((gateway, oversight));
+    }
+    for (gateway, oversight) in &nodes {
+        let node = gateway
+            .oversight()
+            .context("an oversight config starts an oversight node")?;
+        let reports = node.pull_all(std::sync::Arc::new(|_: &str, _, _| {})).await;
+        println!(
+            "\nOversight node {} pulled and verified every department's log and the other centre's:",
+            node.id()
+        );
+        for (dept, report) in reports {
+            match report {
+                Ok(r) => println!(
+                    "  {dept:<15} {:>4} entries verified, checkpoint cosigned by {} witness(es){}",
+                    r.to,
+                    r.witnesses,
+                    r.flag
+                        .map(|f| format!("  FLAGGED: {}", f.message))
+                        .unwrap_or_default()
+                ),
+                Err(e) => println!("  {dept:<15} not pulled: {e}"),
+            }
+        }
+        println!(
+            "  cross-check findings: {}\n  dashboard: http://{}/  (loopback only)\n  cargo run --release -- audit subject --id D000042 --config {}",
+            node.findings().len(),
+            gateway.client_addr,
+            oversight.config.display()
+        );
+    }
+    Ok(nodes.into_iter().map(|(g, _)| g).collect())
 }
 
 async fn send_traffic(layout: &Layout) -> Result<()> {

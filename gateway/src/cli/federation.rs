@@ -31,7 +31,7 @@ pub(crate) enum FederationCommand {
   causeway federation add --directory certs/federation.source.toml --id tax-office --name \"Tax Office\" \\
       --https https://tax.gw.example:7443 --keys tax-office.pub.toml
   causeway federation add --directory certs/federation.source.toml --id audit-office --name \"Audit Office\" \\
-      --oversight --keys audit-office.pub.toml
+      --oversight --https https://audit.example:7601 --keys oversight-audit-office.pub.toml
 
 Then publish: causeway federation publish ...")]
     Add {
@@ -47,10 +47,11 @@ Then publish: causeway federation publish ...")]
         /// It is an oversight node, not a department.
         #[arg(long)]
         oversight: bool,
-        /// Its HTTPS peer endpoint, https://host:port (departments).
+        /// Its HTTPS peer endpoint, https://host:port: a department's peer API, or the port where
+        /// an oversight node serves its own log (`[peer] https`), which members pull and witness.
         #[arg(long)]
         https: Option<String>,
-        /// Its QUIC peer endpoint, quic://host:port (departments).
+        /// Its QUIC peer endpoint, quic://host:port.
         #[arg(long)]
         quic: Option<String>,
         /// The public keys file `causeway certs request` wrote (<id>.pub.toml: vkey and witness).

@@ -72,6 +72,9 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         answer: PathBuf,
     },
+    /// Pull and verify every oversight node's own log (the record of oversight queries) and list
+    /// the queries whose results touched this department.
+    Oversight(super::watch::OversightLogArgs),
     /// Print entries.
     #[command(
         after_help = "Examples:\n  causeway log show --ledger causeway-demo/civil-registry/ledger\n  causeway log show --ledger DIR --json --from 100 --limit 10"
@@ -184,12 +187,12 @@ fn log_keys(
     };
     let dir = Directory::load(directory)?;
     let (dept, listed) = dir
-        .departments()
+        .logs()
         .flat_map(|d| d.instances.iter().map(move |i| (d, i)))
         .find(|(_, i)| i.verifier.name() == own.name())
         .with_context(|| {
             format!(
-                "{}: no department has log origin {:?}",
+                "{}: no department or oversight node has log origin {:?}",
                 directory.display(),
                 own.name()
             )
@@ -277,7 +280,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                 .with_context(|| format!("{}: the checkpoint has no origin", file.display()))?;
             let log = dir.by_origin(&origin).with_context(|| {
                 format!(
-                    "{}: no department has log origin {origin:?}",
+                    "{}: no department or oversight node has log origin {origin:?}",
                     directory.display()
                 )
             })?;
@@ -317,6 +320,9 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        LogCommand::Oversight(_) => {
+            anyhow::bail!("`log oversight` runs on the async runtime: cli::run dispatches it")
         }
         LogCommand::Show {
             ledger,

@@ -8,6 +8,7 @@ mod log;
 mod policy;
 mod request;
 mod tokens;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -169,6 +170,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Federation(c) => federation::run(c),
         Command::Request(args) => request::run(args).await,
         Command::Tokens(c) => tokens::run(c),
+        Command::Log(log::LogCommand::Oversight(args)) => watch::run(args).await,
         Command::Log(c) => log::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Audit(c) => audit::run(c).await,

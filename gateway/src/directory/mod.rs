@@ -75,13 +75,17 @@ struct DirectoryFile {
 struct OversightEntry {
     id: DeptId,
     name: String,
+    https: Option<String>,
+    quic: Option<String>,
     vkey: Option<String>,
     witness: Option<String>,
     pulls: Option<Vec<DeptId>>,
+    #[serde(rename = "retired_key", default)]
+    retired_keys: Vec<RetiredKeyEntry>,
 }
 
 /// One oversight node as the directory lists it: the only certificates that may read full entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OversightNode {
     /// Its id (the certificate's `causeway://<federation>/oversight/<id>`).
     pub id: DeptId,
@@ -93,6 +97,9 @@ pub struct OversightNode {
     pub witness: Option<NoteVerifier>,
     /// The departments whose full entries it may pull; `None`: every department.
     pub pulls: Option<Vec<DeptId>>,
+    /// Its own log (the record of oversight queries), when the directory lists its `vkey` and
+    /// `https` endpoint: pulled, witnessed and verified like a department's.
+    pub log: Option<Arc<Department>>,
 }
 
 impl OversightNode {
@@ -191,6 +198,9 @@ pub struct Department {
     pub witness: Option<NoteVerifier>,
     /// Every instance, the first being the one above.
     pub instances: Vec<Instance>,
+    /// Whether this is an oversight node's log rather than a department's (its certificate is
+    /// `causeway://<federation>/oversight/<id>`).
+    pub oversight: bool,
 }
 
 impl Department {
@@ -202,6 +212,15 @@ impl Department {
     /// The origin line of its log's checkpoints (its note key name).
     pub fn origin(&self) -> &str {
         self.verifier.name()
+    }
+
+    /// The identity its certificate must carry.
+    pub fn identity(&self) -> PeerIdentity {
+        if self.oversight {
+            PeerIdentity::Oversight(self.id.clone())
+        } else {
+            PeerIdentity::Dept(self.id.clone())
+        }
     }
 }
 
@@ -267,12 +286,48 @@ impl Directory {
                     anyhow::anyhow!("oversight node {}: field `{field}`: {e}", entry.id)
                 })
             };
+            if departments.contains_key(&entry.id) {
+                bail!(
+                    "oversight node {} has the id of a department; every member needs its own id",
+                    entry.id
+                );
+            }
+            let log = match (&entry.vkey, &entry.https) {
+                (Some(_), Some(_)) => {
+                    let mut log = department(DepartmentEntry {
+                        id: entry.id.clone(),
+                        name: entry.name.clone(),
+                        https: entry.https.clone(),
+                        quic: entry.quic.clone(),
+                        vkey: entry.vkey.clone(),
+                        witness: entry.witness.clone(),
+                        retired_keys: entry.retired_keys.clone(),
+                        instances: Vec::new(),
+                    })
+                    .with_context(|| format!("oversight node {}", entry.id))?;
+                    log.oversight = true;
+                    if !origins.insert(log.origin().to_owned()) {
+                        bail!(
+                            "oversight node {}: log origin {:?} is listed twice; every log needs its own key",
+                            entry.id,
+                            log.origin()
+                        );
+                    }
+                    Some(Arc::new(log))
+                }
+                _ if !entry.retired_keys.is_empty() || entry.quic.is_some() => bail!(
+                    "oversight node {}: `retired_key` and `quic` describe its log, which needs `vkey` and `https` too",
+                    entry.id
+                ),
+                _ => None,
+            };
             let node = OversightNode {
                 id: entry.id.clone(),
                 verifier: key("vkey", &entry.vkey)?,
                 witness: key("witness", &entry.witness)?,
                 name: entry.name,
                 pulls: entry.pulls,
+                log,
             };
             if let Some(unknown) = node
                 .pulls
@@ -341,12 +396,13 @@ impl Directory {
             .collect()
     }
 
-    /// Every department's witness key.
+    /// Every witness key: each department's and each oversight node's.
     pub fn witnesses(&self) -> Vec<NoteVerifier> {
         self.departments
             .values()
             .flat_map(|d| &d.instances)
             .filter_map(|i| i.witness.clone())
+            .chain(self.oversight.values().filter_map(|o| o.witness.clone()))
             .collect()
     }
 
@@ -355,9 +411,24 @@ impl Directory {
         self.oversight.values()
     }
 
-    /// The department whose log has this origin.
+    /// The log with this origin: a department's or an oversight node's.
     pub fn by_origin(&self, origin: &str) -> Option<&Arc<Department>> {
-        self.departments.values().find(|d| d.origin() == origin)
+        self.logs().find(|d| d.origin() == origin)
+    }
+
+    /// Every log the directory lists: each department's, then each oversight node's that lists
+    /// its key and endpoint. Oversight nodes pull and witness them all; departments witness them.
+    pub fn logs(&self) -> impl Iterator<Item = &Arc<Department>> {
+        self.departments
+            .values()
+            .chain(self.oversight.values().filter_map(|o| o.log.as_ref()))
+    }
+
+    /// The log of the member `id`: a department's, or an oversight node's.
+    pub fn log(&self, id: &DeptId) -> Option<&Arc<Department>> {
+        self.departments
+            .get(id)
+            .or_else(|| self.oversight.get(id).and_then(|o| o.log.as_ref()))
     }
 
     /// Every department, by id.
@@ -455,6 +526,7 @@ fn department(entry: DepartmentEntry) -> Result<Department> {
         keys: first.keys,
         witness: first.witness,
         instances: checked,
+        oversight: false,
     })
 }
 
@@ -536,6 +608,83 @@ mod tests {
             Directory::parse(&text.replace("quic://", "udp://")).unwrap_err()
         );
         assert!(e.contains("department tax") && e.contains("quic"), "{e}");
+    }
+
+    #[test]
+    fn an_oversight_log_is_a_log_of_the_directory() {
+        let vkey = |seed: u8, name: &str| {
+            crate::identity::GatewayKey::new(
+                name,
+                ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            )
+            .unwrap()
+            .vkey()
+        };
+        let dept = format!(
+            "federation = \"demo\"\n[[department]]\nid = \"tax\"\nname = \"Tax\"\nhttps = \"https://127.0.0.1:1\"\nvkey = \"{}\"\n",
+            vkey(1, "demo/tax")
+        );
+        let node = |id: &str, rest: &str| {
+            format!("[[oversight]]\nid = \"{id}\"\nname = \"Audit\"\n{rest}")
+        };
+        let audit_vkey = vkey(2, "demo/oversight/audit");
+        let listed = format!(
+            "{dept}{}",
+            node(
+                "audit",
+                &format!(
+                    "https = \"https://127.0.0.1:2\"\nvkey = \"{audit_vkey}\"\nwitness = \"{}\"\n",
+                    vkey(3, "demo/oversight/audit/witness")
+                )
+            )
+        );
+        let directory = Directory::parse(&listed).unwrap();
+        let audit = DeptId::new("audit").unwrap();
+        let log = directory.log(&audit).expect("its log is listed");
+        assert!(log.oversight && log.identity() == PeerIdentity::Oversight(audit.clone()));
+        assert_eq!(log.https.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(
+            directory
+                .by_origin("demo/oversight/audit")
+                .map(|l| l.id.clone()),
+            Some(audit.clone())
+        );
+        assert_eq!(directory.logs().count(), 2);
+        assert_eq!(directory.witnesses().len(), 1, "its witness key counts");
+        assert!(
+            directory.department(&audit).is_none(),
+            "it is no department"
+        );
+
+        // Without an endpoint or key it is a member whose log nobody can pull.
+        let bare = Directory::parse(&format!("{dept}{}", node("audit", ""))).unwrap();
+        assert!(bare.log(&audit).is_none() && bare.lists(&PeerIdentity::Oversight(audit.clone())));
+
+        // Refused: an oversight node with a department's id, a log origin listed twice, and log
+        // details without the log.
+        for (bad, says) in [
+            (node("tax", ""), "the id of a department"),
+            (
+                node(
+                    "audit",
+                    &format!(
+                        "https = \"https://127.0.0.1:2\"\nvkey = \"{}\"\n",
+                        vkey(2, "demo/tax")
+                    ),
+                ),
+                "listed twice",
+            ),
+            (
+                node("audit", "quic = \"quic://127.0.0.1:3\"\n"),
+                "needs `vkey` and `https`",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                Directory::parse(&format!("{dept}{bad}")).unwrap_err()
+            );
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -16,9 +16,9 @@ pub struct Listing {
     pub id: DeptId,
     /// Display name.
     pub name: String,
-    /// `https://host:port` (departments).
+    /// `https://host:port`: a department's peer API, an oversight node's own log.
     pub https: Option<String>,
-    /// `quic://host:port` (departments).
+    /// `quic://host:port`.
     pub quic: Option<String>,
     /// Its note verifier key (its log's key).
     pub vkey: String,
@@ -69,13 +69,11 @@ pub fn add(source: &str, kind: Member, listing: &Listing) -> Result<String> {
     let mut table = Table::new();
     table["id"] = value(listing.id.as_str());
     table["name"] = value(&listing.name);
-    if kind == Member::Department {
-        if let Some(https) = &listing.https {
-            table["https"] = value(https);
-        }
-        if let Some(quic) = &listing.quic {
-            table["quic"] = value(quic);
-        }
+    if let Some(https) = &listing.https {
+        table["https"] = value(https);
+    }
+    if let Some(quic) = &listing.quic {
+        table["quic"] = value(quic);
     }
     table["vkey"] = value(&listing.vkey);
     if let Some(witness) = &listing.witness {

@@ -1,6 +1,7 @@
 //! The oversight node's composition root: the pull loop, the dashboard on `[client] listen`
-//! (loopback HTTP), and this node's own log on `[peer] https` (mTLS: checkpoints and proofs, so that
-//! anyone in the federation can check the record of oversight queries).
+//! (loopback HTTP), and this node's own log on `[peer] https` (mTLS: checkpoints, proofs and
+//! entries to every member, so that anyone in the federation can check the record of oversight
+//! queries), witnessed by the other members.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +44,15 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
 
     // The peer API: this node's own log, nothing else.
     let key = GatewayKey::load(&config.identity.signing_key)?;
-    let log_api = Arc::new(LogApi::new(
-        node.ledger().clone(),
-        node.live_directory().clone(),
-        node.id().clone(),
-        config.identity.witness_cosigner(&key)?,
-    ));
+    let log_api = Arc::new(
+        LogApi::new(
+            node.ledger().clone(),
+            node.live_directory().clone(),
+            node.id().clone(),
+            config.identity.witness_cosigner(&key)?,
+        )
+        .entries_for_members(),
+    );
     let log_api_metrics = log_api.clone();
     let peer_handler = move |call: Call| {
         let log_api = log_api.clone();
@@ -127,6 +131,17 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
             .clone()
             .run(node.ledger().clone(), running.stop_signal()),
     );
+
+    // This node's checkpoints go to every other member to witness, like a department's: a
+    // rewritten or truncated record of oversight queries is then caught by departments and by
+    // the other oversight centres.
+    running.spawn(crate::log_api::collect_cosignatures(
+        node.ledger().clone(),
+        node.live_directory().clone(),
+        node.id().clone(),
+        node.peers().https_client(),
+        running.stop_signal(),
+    ));
 
     // The pull loop.
     running.spawn(pull_loop(

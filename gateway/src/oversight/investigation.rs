@@ -8,7 +8,7 @@ use serde_json::json;
 use super::crosscheck::Finding;
 use super::pull::blocking;
 use super::replica::{entry_time_ms, Flag, HeldCheckpoint, Record};
-use super::{Asker, Oversight, OversightError};
+use super::{touched, Asker, Oversight, OversightError, Touched};
 use causeway_ledger::entry::{Entry, Kind};
 
 /// Most entries one exchange page lists (an exchange has two; more means duplicates).
@@ -97,8 +97,21 @@ impl Oversight {
             .filter(|f| f.exchange == id)
             .cloned()
             .collect();
-        self.notarize(asker, "exchange", json!({"exchange": id}), entries.len())
-            .await?;
+        let parties = touched(entries.iter().flat_map(|v| {
+            [
+                Some(v.record.log.as_str()),
+                v.record.entry.consumer.as_deref(),
+                v.record.entry.provider.as_deref(),
+            ]
+        }));
+        self.notarize(
+            asker,
+            "exchange",
+            json!({"exchange": id}),
+            entries.len(),
+            parties,
+        )
+        .await?;
         Ok(ExchangeView {
             id: id.to_owned(),
             entries,
@@ -130,6 +143,11 @@ impl Oversight {
             "findings",
             json!({"from_ms": from_ms, "to_ms": to_ms}),
             findings.len(),
+            touched(
+                findings
+                    .iter()
+                    .flat_map(|f| [f.consumer.as_deref(), f.provider.as_deref()]),
+            ),
         )
         .await?;
         Ok(findings)
@@ -190,6 +208,7 @@ impl Oversight {
             "oversight-queries",
             json!({"before": before, "from_ms": from_ms, "to_ms": to_ms}),
             queries.len(),
+            Touched::new(),
         )
         .await?;
         Ok(QueryPage { queries, older })

@@ -20,6 +20,7 @@ mod pages;
 pub mod pull;
 pub mod replica;
 pub mod report;
+pub mod watch;
 
 use std::sync::{Arc, RwLock};
 
@@ -86,6 +87,14 @@ impl Asker {
             .unwrap_or_else(|_| "operator".into());
         Asker::new(&format!("cli:{user}"), "cli")
     }
+}
+
+/// The departments whose exchanges a query's results touched, sorted, each once.
+pub type Touched = std::collections::BTreeSet<String>;
+
+/// The departments named in `names` (absent ones skipped).
+fn touched<'a>(names: impl Iterator<Item = Option<&'a str>>) -> Touched {
+    names.flatten().map(str::to_owned).collect()
 }
 
 /// Called with (department, entries verified, checkpoint size) as a pull goes.
@@ -295,7 +304,8 @@ impl Oversight {
         self.tags.of(&self.directory.current(), national_id.trim())
     }
 
-    /// Pull every department's log once, concurrently; then refresh the cross-check findings.
+    /// Pull every log once, concurrently (each department's and each other oversight node's);
+    /// then refresh the cross-check findings.
     /// `progress(dept, done, total)` is called as entries are verified.
     pub async fn pull_all(
         &self,
@@ -305,7 +315,9 @@ impl Oversight {
         let directory = self.directory.current();
         let witnesses = Arc::new(directory.witnesses());
         let mut tasks = tokio::task::JoinSet::new();
-        for dept in directory.departments().cloned() {
+        // Every log: each department's, and each other oversight node's (the record of its
+        // queries), verified alike.
+        for dept in directory.logs().filter(|d| d.id != self.me).cloned() {
             let (peers, replica, witnesses) =
                 (self.peers.clone(), self.replica.clone(), witnesses.clone());
             let progress = progress.clone();
@@ -412,7 +424,8 @@ impl Oversight {
         let states = blocking(&self.replica, |r| r.states()).await?;
         let directory = self.directory.current();
         Ok(directory
-            .departments()
+            .logs()
+            .filter(|d| d.id != self.me)
             .map(|d| LogStatus {
                 department: d.id.to_string(),
                 name: d.name.clone(),
@@ -423,7 +436,7 @@ impl Oversight {
                     .map(|(_, s)| s.clone())
                     .unwrap_or_default(),
                 known_witnesses: directory
-                    .departments()
+                    .logs()
                     .filter(|w| w.id != d.id && w.witness.is_some())
                     .count(),
             })
@@ -460,13 +473,15 @@ impl Oversight {
         Ok(out)
     }
 
-    /// Notarize one query: who asked, what, how many results.
+    /// Notarize one query: who asked, what, how many results, and which departments' exchanges
+    /// the results touched (so that each department can list the queries about its exchanges).
     async fn notarize(
         &self,
         asker: &Asker,
         query: &str,
         filter: serde_json::Value,
         results: usize,
+        touched: Touched,
     ) -> Result<u64, OversightError> {
         let mut entry = Entry::new(Kind::OversightQuery);
         entry.rows = Some(results as u64);
@@ -476,6 +491,7 @@ impl Oversight {
             "query": query,
             "filter": filter,
             "results": results,
+            "departments": touched,
         }));
         let appended = self.ledger.append(entry).await?;
         Ok(appended.entry.index)
@@ -491,7 +507,14 @@ impl Oversight {
         let q = query.clone();
         let result = blocking(&self.replica, move |r| r.search(&q)).await?;
         let filter = serde_json::to_value(query).expect("a query always serializes");
-        self.notarize(asker, what, filter, result.records.len())
+        let touched = touched(result.records.iter().flat_map(|r| {
+            [
+                Some(r.log.as_str()),
+                r.entry.consumer.as_deref(),
+                r.entry.provider.as_deref(),
+            ]
+        }));
+        self.notarize(asker, what, filter, result.records.len(), touched)
             .await?;
         Ok(result)
     }
@@ -504,11 +527,18 @@ impl Oversight {
     ) -> Result<SubjectReport, OversightError> {
         let tag = subject_tag.to_owned();
         let report = blocking(&self.replica, move |r| SubjectReport::build(r, &tag)).await?;
+        let touched = touched(
+            report
+                .exchanges
+                .iter()
+                .flat_map(|x| [Some(x.consumer.as_str()), Some(x.provider.as_str())]),
+        );
         self.notarize(
             asker,
             "subject-report",
             json!({"subject_tag": subject_tag}),
             report.exchanges.len(),
+            touched,
         )
         .await?;
         Ok(report)
@@ -517,7 +547,12 @@ impl Oversight {
     /// Run the cross-check now (notarized).
     pub async fn crosscheck(&self, asker: &Asker) -> Result<Vec<Finding>, OversightError> {
         let findings = self.refresh_findings().await?;
-        self.notarize(asker, "crosscheck", json!({}), findings.len())
+        let touched = touched(
+            findings
+                .iter()
+                .flat_map(|f| [f.consumer.as_deref(), f.provider.as_deref()]),
+        );
+        self.notarize(asker, "crosscheck", json!({}), findings.len(), touched)
             .await?;
         Ok(findings.as_ref().clone())
     }

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use super::MAX_RESPONSE_BYTES;
 use crate::directory::Department;
 use crate::identity::revocation::{refused, Revocation};
-use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
+use crate::identity::{identity_from_cert, DeptId};
 
 /// Why a peer could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +268,7 @@ impl PeerClient {
             .and_then(|c| c.first())
             .ok_or_else(|| wrong("it presented no certificate".into()))?;
         match identity_from_cert(cert, &self.federation) {
-            Ok(PeerIdentity::Dept(id)) if id == dept.id => {}
+            Ok(identity) if identity == dept.identity() => {}
             Ok(other) => {
                 return Err(wrong(format!(
                     "its certificate says {}",

@@ -37,7 +37,7 @@ use super::SIGNATURE_HEADER;
 use super::{Transport, QUIC_ALPN};
 use crate::directory::Department;
 use crate::identity::revocation::{refused, Revocation};
-use crate::identity::{identity_from_cert, DeptId, PeerIdentity};
+use crate::identity::{identity_from_cert, DeptId};
 
 /// How long shutdown waits for in-flight streams before closing connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -764,7 +764,7 @@ impl QuicClient {
         };
         let cert = peer_leaf(&conn).ok_or_else(|| wrong("it presented no certificate".into()))?;
         match identity_from_cert(&cert, &self.federation) {
-            Ok(PeerIdentity::Dept(id)) if id == dept.id => {}
+            Ok(identity) if identity == dept.identity() => {}
             Ok(other) => {
                 conn.close(code(ResetCode::Refused), b"wrong peer");
                 return Err(wrong(format!(

@@ -1,0 +1,279 @@
+//! Two oversight centres watch each other, and departments watch both: each centre replicates
+//! every department and the other's log and witnesses it; departments witness the centres' logs
+//! and can pull and verify them, and list the oversight queries that touched their exchanges. A
+//! centre that rewrites one byte of its record of queries, or drops its tail, is caught by the
+//! other centre and by departments.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway::config::GatewayConfig;
+use causeway::gateway::Gateway;
+use causeway::identity::{DeptId, GatewayKey};
+use causeway::layout::OversightLayout;
+use causeway::oversight::replica::Query;
+use causeway::oversight::watch::{watch_oversight_logs, WatchOptions};
+use causeway::oversight::{Asker, Oversight};
+use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::{Ledger, LedgerOptions};
+use causeway_tests::{eventually, exchange, ledger_entries, start_oversight_node, Federation};
+use serde_json::Value;
+
+fn node(gateway: &Gateway) -> &Arc<Oversight> {
+    gateway.oversight().expect("an oversight node")
+}
+
+/// Run `causeway ARGS...` in-process (off the test's runtime, which keeps serving meanwhile).
+async fn causeway_cli(args: &[&str]) -> ExitCode {
+    let mut argv = vec!["causeway".to_owned()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
+        .await
+        .expect("the CLI thread does not panic")
+}
+
+/// Rebuild an oversight node's ledger (the node stopped) with its own signing key: what an
+/// operator holding the node's key could do to rewrite the record of their queries.
+async fn rewrite_ledger(layout: &OversightLayout, edit: impl Fn(&mut Entry) -> bool) {
+    let config = GatewayConfig::load(&layout.config).unwrap();
+    let key = GatewayKey::load(&config.identity.signing_key).unwrap();
+    let dir = config.ledger.dir.clone();
+    let entries = ledger_entries(&dir).unwrap();
+    let rebuilt = dir.with_file_name("ledger.rebuilt");
+    let ledger = Ledger::open(&rebuilt, LedgerOptions::default(), key.to_note_signer()).unwrap();
+    for value in entries {
+        let mut entry: Entry = serde_json::from_value(value).unwrap();
+        if edit(&mut entry) {
+            ledger.append(entry).await.unwrap();
+        }
+    }
+    ledger.close();
+    drop(ledger);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&rebuilt, &dir).unwrap();
+}
+
+async fn watch(fed: &Federation, dept: &str) -> (bool, Value) {
+    let config = GatewayConfig::load(&fed.layout.dept(dept).unwrap().config).unwrap();
+    watch_oversight_logs(&config, &WatchOptions::default())
+        .await
+        .unwrap()
+}
+
+fn status_of<'a>(report: &'a Value, node: &str) -> &'a Value {
+    report["oversight_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == node)
+        .unwrap_or_else(|| panic!("{node} is not in {report:#}"))
+}
+
+async fn pull_state(gateway: &Gateway, log: &str) -> causeway::oversight::LogStatus {
+    node(gateway).pull_all(Arc::new(|_: &str, _, _| {})).await;
+    node(gateway)
+        .statuses()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.department == log)
+        .unwrap_or_else(|| panic!("{log} is not among the logs the node pulls"))
+}
+
+#[tokio::test]
+async fn two_centres_watch_each_other_and_departments_watch_both() {
+    let mut fed = Federation::start().await.unwrap();
+    assert_eq!(
+        exchange(&fed, "social-welfare", "civil-registry").await,
+        200
+    );
+    assert_eq!(exchange(&fed, "tax-office", "civil-registry").await, 200);
+    let (a, a_layout) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    let (b, _) = start_oversight_node(&fed, "data-protection").await.unwrap();
+    let within = Duration::from_secs(20);
+    eventually(
+        "the audit office follows the directory that lists the second centre's log",
+        within,
+        || async {
+            node(&a)
+                .directory()
+                .log(&DeptId::new("data-protection").unwrap())
+                .is_some()
+        },
+    )
+    .await;
+
+    // A query at the audit office, notarized in its log before it is answered.
+    let asker = Asker::new("alice", "api");
+    let found = node(&a)
+        .search(
+            &Query {
+                provider: Some("civil-registry".into()),
+                ..Query::default()
+            },
+            &asker,
+            "search",
+        )
+        .await
+        .unwrap();
+    assert!(!found.records.is_empty());
+    let a_size = node(&a).ledger().checkpoint().0;
+
+    // The other centre replicates and verifies it, every department too.
+    let held = pull_state(&b, "audit-office").await;
+    assert!(held.state.flag.is_none(), "{:?}", held.state.flag);
+    assert_eq!(
+        held.state.size, a_size,
+        "the data protection authority holds the whole log"
+    );
+    let back = pull_state(&a, "data-protection").await;
+    assert!(back.state.flag.is_none() && back.state.checkpoint.is_some());
+
+    // Witnessed: departments and the other centre cosign the audit office's checkpoints.
+    let directory_now = node(&a).directory();
+    let cosigner = |id: &str| {
+        let origin = directory_now
+            .log(&DeptId::new(id).unwrap())
+            .unwrap()
+            .origin()
+            .to_owned();
+        format!("\u{2014} {origin}/witness ")
+    };
+    let (from_b, from_registry) = (cosigner("data-protection"), cosigner("civil-registry"));
+    eventually(
+        "departments and the other centre cosign the audit office's log",
+        within,
+        || async {
+            node(&a)
+                .ledger()
+                .cosigned_checkpoint()
+                .is_some_and(|(size, note)| {
+                    size == a_size && note.contains(&from_b) && note.contains(&from_registry)
+                })
+        },
+    )
+    .await;
+
+    // `log verify --directory` checks the oversight log against the key the directory lists.
+    let directory = fed.layout.directory.display().to_string();
+    let a_ledger = a_layout.dir.join("ledger").display().to_string();
+
+    // A department lists the oversight queries that touched its exchanges.
+    let (ok, report) = watch(&fed, "civil-registry").await;
+    assert!(ok, "{report:#}");
+    let audit = status_of(&report, "audit-office");
+    assert_eq!(audit["status"], "verified", "{report:#}");
+    let queries = audit["queries"].as_array().unwrap();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q["asked_by"] == "alice" && q["query"] == "search"),
+        "the civil registry sees the query about its exchanges: {report:#}"
+    );
+    let (_, report) = watch(&fed, "social-welfare").await;
+    assert!(status_of(&report, "audit-office")["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["asked_by"] == "alice"));
+
+    // Attack 1: the audit office's operator, who holds its key, rewrites one byte of the record
+    // of their own query and re-signs the log.
+    a.shutdown().await;
+    assert_eq!(
+        causeway_cli(&[
+            "log",
+            "verify",
+            "--ledger",
+            &a_ledger,
+            "--directory",
+            &directory
+        ])
+        .await,
+        ExitCode::SUCCESS,
+        "the untouched oversight log verifies against the directory"
+    );
+    rewrite_ledger(&a_layout, |e| {
+        if e.kind == Kind::OversightQuery {
+            if let Some(d) = e.detail.as_mut() {
+                d["asked_by"] = "alicf".into();
+            }
+        }
+        true
+    })
+    .await;
+    let (a, _) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    let flagged = pull_state(&b, "audit-office").await;
+    let flag = flagged
+        .state
+        .flag
+        .expect("the other centre flags the rewritten log");
+    assert!(
+        ["fork", "inconsistent", "entries-mismatch"].contains(&flag.reason.as_str()),
+        "{flag:?}"
+    );
+    let (ok, report) = watch(&fed, "civil-registry").await;
+    assert!(!ok, "the department's check fails: {report:#}");
+    assert_eq!(status_of(&report, "audit-office")["status"], "flagged");
+    // The departments that had cosigned the old tree record the fork as witnesses.
+    eventually(
+        "a department witness records the rewritten oversight log as a fork",
+        within,
+        || async {
+            ["civil-registry", "tax-office", "social-welfare"]
+                .iter()
+                .any(|d| {
+                    ledger_entries(&fed.ledger_dir(d))
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|e| e["kind"] == "fork" && e["provider"] == "audit-office")
+                })
+        },
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    fed.stop().await;
+}
+
+#[tokio::test]
+async fn a_truncated_oversight_log_is_caught_by_the_other_centre_and_by_departments() {
+    let mut fed = Federation::start().await.unwrap();
+    assert_eq!(
+        exchange(&fed, "social-welfare", "civil-registry").await,
+        200
+    );
+    let (a, a_layout) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    let (b, _) = start_oversight_node(&fed, "data-protection").await.unwrap();
+    let asker = Asker::new("bob", "api");
+    for _ in 0..3 {
+        node(&a)
+            .search(&Query::default(), &asker, "search")
+            .await
+            .unwrap();
+    }
+    let a_size = node(&a).ledger().checkpoint().0;
+    assert_eq!(pull_state(&b, "audit-office").await.state.size, a_size);
+    let (ok, report) = watch(&fed, "civil-registry").await;
+    assert!(ok, "{report:#}");
+
+    // Attack 2: the audit office drops the tail of its log (its last two queries).
+    a.shutdown().await;
+    let cut = a_size - 2;
+    rewrite_ledger(&a_layout, |e| e.index < cut).await;
+    let (a, _) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    let flagged = pull_state(&b, "audit-office").await;
+    let flag = flagged
+        .state
+        .flag
+        .expect("the other centre flags the shrunk log");
+    assert_eq!(flag.reason, "shrunk", "{flag:?}");
+    let (ok, report) = watch(&fed, "civil-registry").await;
+    assert!(!ok, "{report:#}");
+    let status = &status_of(&report, "audit-office")["status"];
+    assert!(status == "flagged" || status == "withheld", "{report:#}");
+    a.shutdown().await;
+    b.shutdown().await;
+    fed.stop().await;
+}
