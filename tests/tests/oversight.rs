@@ -1206,6 +1206,32 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
         dom.matches("class=\"oversight-query\"").count() >= 5,
         "the queries list shows this test's reads: {dom}"
     );
+    // Two queries a page: older, then newer again (the views notarized meanwhile stay above).
+    within(
+        "queries, two a page",
+        client.goto(&format!("{base}/queries?limit=2")),
+    )
+    .await;
+    let indexes = |client: &fantoccini::Client| {
+        let client = client.clone();
+        async move {
+            let mut out = Vec::new();
+            for row in css_all(&client, "tr.oversight-query").await {
+                out.push(attr(&row, "data-index").await.parse::<u64>().unwrap());
+            }
+            out
+        }
+    };
+    let newest = indexes(&client).await;
+    assert_eq!(newest.len(), 2);
+    css(&client, "#older").await.click().await.unwrap();
+    let older = indexes(&client).await;
+    assert!(
+        older.len() == 2 && older[0] < newest[1],
+        "{older:?} below {newest:?}"
+    );
+    css(&client, "#newer").await.click().await.unwrap();
+    assert_eq!(indexes(&client).await, newest);
 
     // The exports download the same search as CSV and JSON.
     let (status, headers, csv) = http_request(

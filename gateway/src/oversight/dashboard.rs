@@ -8,9 +8,12 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /` | status per department, exchange matrix, allowed/denied chart, recent denials, findings, recent oversight queries, search form |
+//! | `GET /` | status per department, exchange matrix, allowed/denied chart, repeated denials, findings, recent oversight queries, search form; reloads itself every 30 s |
 //! | `POST /search` | form fields (a national id in `subject` is turned into its tag here) -> `303` to `GET /search?...` |
-//! | `GET /search?...` | matching entries (notarized) with CSV/JSON export links |
+//! | `GET /search?...` | one page of matching entries (notarized) with window, "older"/"newer" cursors and CSV/JSON export links |
+//! | `GET /exchange?id=` | both sides' entries with every field and how each is verified (notarized as `exchange`) |
+//! | `GET /evidence?log=&index=` | one entry's tlog-proof file (notarized as `evidence`) |
+//! | `GET /findings?...`, `GET /queries?...` | the cross-check's findings and this node's own queries, by window and page (notarized) |
 //! | `GET /export.csv?...`, `GET /export.json?...` | the same search as a download (notarized) |
 //! | `GET /report?subject_tag=` | the citizen's report as a printable page (notarized) |
 //! | `GET /api/search?...`, `/api/subject?tag=`, `/api/crosscheck`, `/api/status` | JSON (notarized except status) |
@@ -26,6 +29,7 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use super::investigation::QueryCursor;
 use super::pages::{self, page, search_page, Overview};
 use super::replica::{Query, Record, MAX_LIMIT};
 use super::report::esc;
@@ -159,12 +163,13 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
                 Ok(w) => w,
                 Err(problem) => return bad_request("Bad window", &problem),
             };
-            let before = match param(&params, "before").map(str::parse::<u64>).transpose() {
-                Ok(b) => b,
-                Err(_) => return bad_request("Bad page", "before must be a ledger index"),
+            let index = |name: &str| param(&params, name).map(str::parse::<u64>).transpose();
+            let cursor = match (index("before"), index("after")) {
+                (Ok(before), Ok(after)) => QueryCursor { before, after },
+                _ => return bad_request("Bad page", "before and after must be ledger indexes"),
             };
             match node
-                .queries_page(before, from_ms, to_ms, page_size(&params), &dashboard)
+                .queries_page(cursor, from_ms, to_ms, page_size(&params), &dashboard)
                 .await
             {
                 Ok(found) => html(200, pages::queries_page(node, &params, &found)),

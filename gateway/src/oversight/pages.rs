@@ -681,7 +681,8 @@ fn query_rows(queries: &[Entry]) -> String {
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
         let _ = write!(
             rows,
-            "<tr class=\"oversight-query\"><td class=\"num\">#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code>{}</td><td class=\"num\">{}</td></tr>",
+            "<tr class=\"oversight-query\" data-index=\"{}\"><td class=\"num\">#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code>{}</td><td class=\"num\">{}</td></tr>",
+            q.index,
             q.index,
             when_at(&q.time, now),
             esc(&s("asked_by")),
@@ -1079,14 +1080,21 @@ pub(super) fn queries_page(
 ) -> String {
     let now = time::OffsetDateTime::now_utc();
     let base = keep(params, PAGING);
-    let older = found.older.map(|i| {
-        let mut pairs = base.clone();
-        pairs.push(("before".into(), i.to_string()));
-        pairs
-    });
-    let at_newest = param(params, "before").is_none();
-    // Going back up is the browser's back button or the newest page: ledger indexes only grow.
-    let nav = pager("/queries", None, older, base.clone(), at_newest);
+    let at = |name: &str, index: Option<u64>| {
+        index.map(|i| {
+            let mut pairs = base.clone();
+            pairs.push((name.to_owned(), i.to_string()));
+            pairs
+        })
+    };
+    let at_newest = param(params, "before").is_none() && param(params, "after").is_none();
+    let nav = pager(
+        "/queries",
+        at("after", found.newer),
+        at("before", found.older),
+        base.clone(),
+        at_newest,
+    );
     let mut body = header_bar(node, "oversight queries");
     let _ = write!(
         body,
