@@ -55,8 +55,8 @@ pre.detail{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}
  dl.fields{grid-template-columns:minmax(0,1fr)} dl.fields dt{font-weight:600;margin-top:6px}
  table.records thead{display:none}
  table.records tr{display:block;border-bottom:2px solid #dde2ea;padding:4px 0}
- table.records td{display:grid;grid-template-columns:7.5em minmax(0,1fr);gap:8px;border:0;padding:2px 0}
- table.records td::before{content:attr(data-label);color:#555;font-size:12px}
+ table.records td{display:block;position:relative;border:0;padding:2px 0 2px 8em;text-align:left;min-height:1.6em}
+ table.records td::before{content:attr(data-label);position:absolute;left:0;width:7.5em;color:#555;font-size:12px}
  table.records td code{overflow-wrap:anywhere}
 }
 "#;
@@ -657,7 +657,7 @@ fn findings_rows(findings: &[Finding]) -> String {
 
 fn findings_section(findings: &[Finding]) -> String {
     if findings.is_empty() {
-        return "<section id=\"findings\"><h2>Cross-check findings</h2><p class=\"ok\">Both sides of every exchange agree.</p></section>".into();
+        return "<section class=\"wide\" id=\"findings\"><h2>Cross-check findings</h2><p class=\"ok\">Both sides of every exchange agree.</p></section>".into();
     }
     let newest: Vec<Finding> = findings
         .iter()
@@ -666,7 +666,7 @@ fn findings_section(findings: &[Finding]) -> String {
         .cloned()
         .collect();
     format!(
-        "<section id=\"findings\"><h2>Cross-check findings ({})</h2>{}<p class=\"muted\"><a id=\"all-findings\" href=\"/findings\">All findings, by time window</a> (newest {} shown here)</p></section>",
+        "<section class=\"wide\" id=\"findings\"><h2>Cross-check findings ({})</h2>{}<p class=\"muted\"><a id=\"all-findings\" href=\"/findings\">All findings, by time window</a> (newest {} shown here)</p></section>",
         findings.len(),
         findings_rows(&newest),
         newest.len(),
