@@ -1406,6 +1406,7 @@ async fn hostile_text_in_a_replicated_log_is_neutralized_in_exports_and_escaped_
     let tag = node(&oversight).subject_tag(PERSON);
     for path in [
         format!("/search?exchange={id}"),
+        format!("/exchange?id={id}"),
         format!("/report?subject_tag={tag}"),
     ] {
         let (status, page) = http_get(addr, &path).await.unwrap();
@@ -1416,6 +1417,30 @@ async fn hostile_text_in_a_replicated_log_is_neutralized_in_exports_and_escaped_
             "{path}: {page}"
         );
     }
+
+    // An exchange id or log name from a URL is escaped, or refused before it reaches a header.
+    let (status, page) = http_get(addr, "/exchange?id=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("<script>") && page.contains("&lt;script&gt;"),
+        "{page}"
+    );
+    let (status, headers, _) = http_request(
+        addr,
+        http::Request::get("/evidence?log=a%22%0D%0Ax-injected:%201&index=0")
+            .header(http::header::HOST, addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        headers.get(http::header::CONTENT_DISPOSITION).is_none()
+            && headers.get("x-injected").is_none()
+    );
 
     // The citizen's report as text on the requester's terminal.
     let report = node(&oversight)

@@ -495,7 +495,7 @@ fn records_table(records: &[Record], empty: &str) -> String {
         let id = e.id.as_deref().unwrap_or("");
         let _ = write!(
             rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td data-label=\"Time\">{time}</td><td data-label=\"Log\">{log} #{index}</td><td data-label=\"Kind\">{kind} {side}</td><td data-label=\"Exchange\">{x}</td><td data-label=\"Consumer &rarr; provider\">{c} &rarr; {p}</td><td data-label=\"Dataset\">{ds}</td><td data-label=\"Purpose\">{pu}</td><td data-label=\"Decision\">{decision}</td><td data-label=\"Fields\">{fields}</td><td data-label=\"Rows\" class=\"num\">{rows_n}</td><td data-label=\"Subject tags\"><code>{subjects}</code></td></tr>",
+            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td data-label=\"Time\">{time}</td><td data-label=\"Log\">{log} #{index}</td><td data-label=\"Kind\">{kind} {side}</td><td data-label=\"Exchange\">{x}</td><td data-label=\"Parties\">{c} &rarr; {p}</td><td data-label=\"Dataset\">{ds}</td><td data-label=\"Purpose\">{pu}</td><td data-label=\"Decision\">{decision}</td><td data-label=\"Fields\">{fields}</td><td data-label=\"Rows\" class=\"num\">{rows_n}</td><td data-label=\"Subject tags\"><code>{subjects}</code></td></tr>",
             ide = esc(id),
             pos = esc(&r.position().to_string()),
             time = when_at(&e.time, now),
