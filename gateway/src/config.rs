@@ -392,6 +392,52 @@ pub struct OversightSection {
     /// department's tag key rotates: docs/OPERATIONS.md, "Tag keys").
     #[serde(default = "default_tag_key_versions")]
     pub tag_key_versions: u32,
+    /// Staff sign-in through the oversight body's own identity provider (OpenID Connect), beside
+    /// or instead of local staff accounts.
+    #[serde(default)]
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[oversight.oidc]`: the identity provider staff sign in with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The provider's issuer (`iss` of its ID tokens).
+    pub issuer: String,
+    /// Its authorization endpoint (where browsers are sent).
+    pub authorization_endpoint: String,
+    /// Its token endpoint (asked by this node directly).
+    pub token_endpoint: String,
+    /// Its published signing keys (a JWKS file, RFC 7517).
+    pub jwks: PathBuf,
+    /// This node's client id at the provider.
+    pub client_id: String,
+    /// A file holding this node's client secret (0600), for a confidential client; without it
+    /// the node is a public client and PKCE alone protects the code.
+    pub client_secret_file: Option<PathBuf>,
+    /// Where the provider sends the browser back: this dashboard's `/login/oidc/callback`, as the
+    /// browser reaches it.
+    pub redirect_uri: String,
+    /// The CA bundle (PEM) of the provider's TLS certificate. `http://` endpoints are accepted
+    /// only on loopback (a provider on the same machine).
+    pub ca: Option<PathBuf>,
+    /// The claim naming the staff member.
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    /// The claim listing their roles (an array, or a space-separated string); values that are
+    /// oversight roles (`viewer`, `investigator`, `subject-officer`, `administrator`) count.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Scopes asked for.
+    #[serde(default = "default_scopes")]
+    pub scopes: String,
+}
+
+fn default_name_claim() -> String {
+    "preferred_username".into()
+}
+fn default_scopes() -> String {
+    "openid profile".into()
 }
 
 fn default_tag_key_versions() -> u32 {
@@ -422,6 +468,7 @@ impl Default for OversightSection {
             grace_secs: default_grace_secs(),
             late_secs: default_late_secs(),
             tag_key_versions: default_tag_key_versions(),
+            oidc: None,
         }
     }
 }
@@ -496,7 +543,14 @@ impl GatewayConfig {
             resolve(&mut officers.jwks);
         }
         match (config.role, config.oversight.as_mut()) {
-            (Role::Oversight, Some(section)) => resolve(&mut section.replica),
+            (Role::Oversight, Some(section)) => {
+                resolve(&mut section.replica);
+                if let Some(oidc) = section.oidc.as_mut() {
+                    resolve(&mut oidc.jwks);
+                    oidc.client_secret_file.as_mut().map(resolve);
+                    oidc.ca.as_mut().map(resolve);
+                }
+            }
             (Role::Oversight, None) => {
                 let mut section = OversightSection::default();
                 resolve(&mut section.replica);

@@ -16,6 +16,7 @@
 pub mod crosscheck;
 pub mod dashboard;
 pub mod investigation;
+pub mod oidc;
 mod pages;
 pub mod pull;
 pub mod replica;

@@ -1,0 +1,437 @@
+//! Staff sign-in through the oversight body's own identity provider: OpenID Connect, authorization
+//! code flow with PKCE (RFC 7636, S256), `state` bound to the browser by a cookie, and a `nonce`
+//! in the ID token.
+//!
+//! The ID token is verified offline against the provider's published keys (a JWKS file, as for
+//! officers' tokens: [`crate::callers::tokens`]): signature under a published key with that key's
+//! algorithm, issuer, audience (our client id), expiry, and the nonce of this sign-in. The staff
+//! member's name is the configured claim; their roles are the values of the roles claim that are
+//! oversight roles. Nothing a browser sends is taken as an identity: only the ID token the provider
+//! hands us on the back channel, in exchange for a one-time code and the PKCE verifier.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rand::RngCore;
+use rustls_pki_types::{pem::PemObject, CertificateDer, ServerName};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::callers::tokens::OfficerTokens;
+use crate::config::OfficersSection;
+pub use crate::config::OidcSection;
+
+/// How long a started sign-in may take at the identity provider.
+const PENDING_FOR: Duration = Duration::from_secs(600);
+/// Most sign-ins pending at once (older ones are dropped first).
+const MAX_PENDING: usize = 10_000;
+/// Largest token endpoint answer read.
+const MAX_TOKEN_ANSWER: usize = 64 * 1024;
+/// How long the token endpoint may take.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The oversight roles a provider's roles claim may grant.
+pub const STAFF_ROLES: [&str; 4] = ["viewer", "investigator", "subject-officer", "administrator"];
+/// The cookie binding a sign-in's `state` to the browser that started it. `SameSite=Lax`: it must
+/// come back on the provider's top-level redirect to the callback, which `Strict` would drop.
+pub const STATE_COOKIE: &str = "causeway_oidc_state";
+
+/// Why a sign-in through the identity provider failed. Messages name no secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OidcError {
+    /// The callback's state is unknown, expired, or not this browser's.
+    #[error("this sign-in is unknown, expired or was started in another browser: sign in again")]
+    State,
+    /// The provider reported an error instead of a code.
+    #[error("the identity provider refused the sign-in ({0})")]
+    Refused(String),
+    /// The token endpoint could not be asked or answered badly.
+    #[error("the identity provider's token endpoint failed: {0}")]
+    TokenEndpoint(String),
+    /// The ID token did not verify.
+    #[error("the identity provider's ID token was refused: {0}")]
+    IdToken(String),
+    /// The provider grants this person no oversight role.
+    #[error("the identity provider grants {0} no oversight role (viewer, investigator, subject-officer, administrator)")]
+    NoRole(String),
+}
+
+/// A staff member the identity provider vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcIdentity {
+    /// Their name (the configured claim), qualified by the provider's host: `alice@idp.example`.
+    pub name: String,
+    /// Their oversight roles.
+    pub roles: Vec<String>,
+}
+
+struct Pending {
+    verifier: String,
+    nonce: String,
+    next: String,
+    started: Instant,
+}
+
+/// The oversight node's OpenID Connect client.
+pub struct Oidc {
+    section: OidcSection,
+    secret: Option<String>,
+    tokens: OfficerTokens,
+    tls: Option<tokio_rustls::TlsConnector>,
+    issuer_host: String,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("issuer", &self.section.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether `uri` may be used: `https://`, or `http://` on a loopback host.
+fn usable(uri: &http::Uri) -> bool {
+    match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => uri.host().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
+}
+
+impl Oidc {
+    /// Load what `[oversight.oidc]` names: the JWKS, the client secret, the CA.
+    pub fn load(section: &OidcSection) -> Result<Oidc> {
+        for (field, value) in [
+            ("authorization_endpoint", &section.authorization_endpoint),
+            ("token_endpoint", &section.token_endpoint),
+            ("redirect_uri", &section.redirect_uri),
+        ] {
+            let uri: http::Uri = value
+                .parse()
+                .with_context(|| format!("[oversight.oidc] {field}: {value:?} is not a URL"))?;
+            anyhow::ensure!(
+                usable(&uri),
+                "[oversight.oidc] {field} must be an https:// URL (http:// only on loopback), not {value:?}"
+            );
+        }
+        let tokens = OfficerTokens::load(&OfficersSection {
+            issuer: section.issuer.clone(),
+            audience: section.client_id.clone(),
+            jwks: section.jwks.clone(),
+            claim: section.name_claim.clone(),
+            roles_claim: section.roles_claim.clone(),
+            max_skew_secs: 60,
+            purpose_roles: Default::default(),
+        })
+        .context("[oversight.oidc] jwks")?;
+        let secret = section
+            .client_secret_file
+            .as_deref()
+            .map(|path| {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .permissions()
+                        .mode();
+                    anyhow::ensure!(
+                        mode & 0o077 == 0,
+                        "{}: the client secret is readable by others (mode {:o}): chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    );
+                }
+                Ok::<_, anyhow::Error>(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                )
+            })
+            .transpose()?;
+        let tls = match &section.ca {
+            None => None,
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for der in CertificateDer::pem_file_iter(ca)
+                    .with_context(|| format!("[oversight.oidc] ca: reading {}", ca.display()))?
+                {
+                    roots
+                        .add(der.with_context(|| format!("{}: not PEM", ca.display()))?)
+                        .with_context(|| {
+                            format!("{}: not a usable CA certificate", ca.display())
+                        })?;
+                }
+                let mut config =
+                    rustls::ClientConfig::builder_with_provider(crate::identity::tls::provider())
+                        .with_safe_default_protocol_versions()?
+                        .with_root_certificates(roots)
+                        .with_no_client_auth();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            }
+        };
+        let issuer_host = section
+            .issuer
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned))
+            .unwrap_or_else(|| section.issuer.clone());
+        Ok(Oidc {
+            section: section.clone(),
+            secret,
+            tokens,
+            tls,
+            issuer_host,
+            pending: Mutex::default(),
+        })
+    }
+
+    /// Start a sign-in that returns to `next`: the provider URL to send the browser to, and the
+    /// value of the [`STATE_COOKIE`] to set with it.
+    pub fn begin(&self, next: &str) -> (String, String) {
+        let (state, verifier, nonce) = (random_token(), random_token(), random_token());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes()));
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|_, p| p.started.elapsed() < PENDING_FOR);
+        if pending.len() >= MAX_PENDING {
+            pending.clear();
+        }
+        pending.insert(
+            state.clone(),
+            Pending {
+                verifier,
+                nonce: nonce.clone(),
+                next: next.to_owned(),
+                started: Instant::now(),
+            },
+        );
+        let query = super::dashboard::encode_form(&[
+            ("response_type".into(), "code".into()),
+            ("client_id".into(), self.section.client_id.clone()),
+            ("redirect_uri".into(), self.section.redirect_uri.clone()),
+            ("scope".into(), self.section.scopes.clone()),
+            ("state".into(), state.clone()),
+            ("nonce".into(), nonce),
+            ("code_challenge".into(), challenge),
+            ("code_challenge_method".into(), "S256".into()),
+        ]);
+        let separator = if self.section.authorization_endpoint.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        (
+            format!("{}{separator}{query}", self.section.authorization_endpoint),
+            state,
+        )
+    }
+
+    /// Finish a sign-in from the callback's parameters and the browser's state cookie: the staff
+    /// member and where to send them.
+    pub async fn finish(
+        &self,
+        params: &[(String, String)],
+        state_cookie: Option<&str>,
+    ) -> Result<(OidcIdentity, String), OidcError> {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let state = get("state").ok_or(OidcError::State)?;
+        // One use only: taken out whatever happens next.
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(state)
+            .filter(|p| p.started.elapsed() < PENDING_FOR)
+            .ok_or(OidcError::State)?;
+        if state_cookie != Some(state) {
+            return Err(OidcError::State);
+        }
+        if let Some(error) = get("error") {
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            return Err(OidcError::Refused(error));
+        }
+        let code = get("code").ok_or_else(|| OidcError::Refused("no code".into()))?;
+        let id_token = self.redeem(code, &pending.verifier).await?;
+        let officer = self
+            .tokens
+            .verify(&id_token)
+            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+        // The signature verified: the payload is the provider's word. Its nonce must be ours.
+        let nonce = id_token
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+            .and_then(|claims| {
+                claims
+                    .get("nonce")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_owned)
+            });
+        if nonce.as_deref() != Some(pending.nonce.as_str()) {
+            return Err(OidcError::IdToken(
+                "its nonce is not this sign-in's (a replayed token)".into(),
+            ));
+        }
+        let name = format!("{}@{}", officer.id, self.issuer_host);
+        let roles: Vec<String> = officer
+            .roles
+            .iter()
+            .filter(|r| STAFF_ROLES.contains(&r.as_str()))
+            .cloned()
+            .collect();
+        if roles.is_empty() {
+            return Err(OidcError::NoRole(name));
+        }
+        Ok((OidcIdentity { name, roles }, pending.next))
+    }
+
+    /// Exchange the code (with the PKCE verifier) for the ID token, at the token endpoint.
+    async fn redeem(&self, code: &str, verifier: &str) -> Result<String, OidcError> {
+        let mut form = vec![
+            ("grant_type".to_owned(), "authorization_code".to_owned()),
+            ("code".into(), code.to_owned()),
+            ("redirect_uri".into(), self.section.redirect_uri.clone()),
+            ("client_id".into(), self.section.client_id.clone()),
+            ("code_verifier".into(), verifier.to_owned()),
+        ];
+        if let Some(secret) = &self.secret {
+            form.push(("client_secret".into(), secret.clone()));
+        }
+        let body = super::dashboard::encode_form(&form);
+        let answer = tokio::time::timeout(TOKEN_TIMEOUT, self.post(body))
+            .await
+            .map_err(|_| OidcError::TokenEndpoint(format!("no answer within {TOKEN_TIMEOUT:?}")))?
+            .map_err(OidcError::TokenEndpoint)?;
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            id_token: Option<String>,
+            error: Option<String>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&answer)
+            .map_err(|_| OidcError::TokenEndpoint("the answer is not JSON".into()))?;
+        match (answer.id_token, answer.error) {
+            (Some(token), _) => Ok(token),
+            (None, Some(error)) => Err(OidcError::TokenEndpoint(
+                error.chars().take(64).collect::<String>(),
+            )),
+            (None, None) => Err(OidcError::TokenEndpoint("no id_token in the answer".into())),
+        }
+    }
+
+    /// POST a form to the token endpoint; the answer's body on 200.
+    async fn post(&self, form: String) -> Result<Bytes, String> {
+        let uri: http::Uri = self
+            .section
+            .token_endpoint
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().ok_or("no host")?.to_owned();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let request = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(
+                http::header::HOST,
+                uri.authority().map_or(host.clone(), |a| a.to_string()),
+            )
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect((bare.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot connect to {host}: {e}"))?;
+        let response = if https {
+            let tls = self
+                .tls
+                .as_ref()
+                .ok_or("an https:// token endpoint needs [oversight.oidc] ca")?;
+            let name = ServerName::try_from(bare).map_err(|e| e.to_string())?;
+            let stream = tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            send(stream, request).await?
+        } else {
+            send(tcp, request).await?
+        };
+        Ok(response)
+    }
+}
+
+async fn send<IO>(io: IO, request: http::Request<Full<Bytes>>) -> Result<Bytes, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_TOKEN_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    if status.is_success() {
+        Ok(body)
+    } else {
+        // Its error code, never its whole body (it could echo what we sent).
+        let code = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        Err(format!(
+            "answered {status} {}",
+            code.chars().take(64).collect::<String>()
+        ))
+    }
+}
