@@ -200,6 +200,10 @@ fn pager(
     newest: Vec<(String, String)>,
     at_newest: bool,
 ) -> String {
+    if newer.is_none() && older.is_none() && at_newest {
+        // One page holds everything: nothing to page through.
+        return String::new();
+    }
     let mut out = String::from("<nav class=\"pager\" aria-label=\"pages\">");
     if !at_newest {
         let _ = write!(
