@@ -392,6 +392,20 @@ pub struct OversightSection {
     /// department's tag key rotates: docs/OPERATIONS.md, "Tag keys").
     #[serde(default = "default_tag_key_versions")]
     pub tag_key_versions: u32,
+    /// The staff accounts that may sign in to the dashboard and API (`causeway oversight staff`
+    /// manages the file; docs/OVERSIGHT.md, "Staff and roles").
+    #[serde(default = "default_staff")]
+    pub staff: PathBuf,
+    /// Wrong passwords in a row that lock an account (unknown names count the same way).
+    #[serde(default = "default_lockout_failures")]
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked, in seconds (even the right password is refused).
+    #[serde(default = "default_lockout_secs")]
+    pub lockout_secs: u64,
+    /// The `Host` values the dashboard answers (`ip:port` or `name:port`); empty means the listen
+    /// address's `ip:port` and `localhost:port`. Anything else is refused (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Staff sign-in through the oversight body's own identity provider (OpenID Connect), beside
     /// or instead of local staff accounts.
     #[serde(default)]
@@ -440,6 +454,16 @@ fn default_scopes() -> String {
     "openid profile".into()
 }
 
+fn default_staff() -> PathBuf {
+    PathBuf::from("staff.toml")
+}
+fn default_lockout_failures() -> u32 {
+    5
+}
+fn default_lockout_secs() -> u64 {
+    15 * 60
+}
+
 fn default_tag_key_versions() -> u32 {
     1
 }
@@ -469,6 +493,10 @@ impl Default for OversightSection {
             late_secs: default_late_secs(),
             tag_key_versions: default_tag_key_versions(),
             oidc: None,
+            staff: default_staff(),
+            lockout_failures: default_lockout_failures(),
+            lockout_secs: default_lockout_secs(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -550,10 +578,12 @@ impl GatewayConfig {
                     oidc.client_secret_file.as_mut().map(resolve);
                     oidc.ca.as_mut().map(resolve);
                 }
+                resolve(&mut section.staff);
             }
             (Role::Oversight, None) => {
                 let mut section = OversightSection::default();
                 resolve(&mut section.replica);
+                resolve(&mut section.staff);
                 config.oversight = Some(section);
             }
             (Role::Department, Some(_)) => bail!(

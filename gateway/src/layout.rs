@@ -13,6 +13,7 @@ use crate::callers::tokens::DemoIssuer;
 use crate::directory::signed::publish_file;
 use crate::directory::{source, Directory};
 use crate::identity::{pki, AppId, DeptId, PeerIdentity};
+use crate::oversight::staff::{Role, StaffFile};
 use crate::transport::Transport;
 
 /// The demo departments' datasets files, by department (their policy files are
@@ -582,7 +583,8 @@ tag_root = "../certs/tag-root.key"
 [ledger]
 dir = "ledger"
 
-# The dashboard and query API: plain HTTP, loopback only, behind the operator's auth proxy.
+# The dashboard and query API: plain HTTP, loopback only; staff sign in (accounts in
+# staff.toml: `causeway oversight staff add|disable|enable|passwd|list --config THIS_FILE`).
 [client]
 listen = "{dashboard}"
 
@@ -596,6 +598,7 @@ listen = "{admin}"
 
 [oversight]
 replica = "replica"
+staff = "staff.toml"
 pull_interval_ms = 2000
 grace_secs = 30
 late_secs = 60
@@ -613,6 +616,67 @@ late_secs = 60
         admin: Some(admin),
         dir,
     })
+}
+
+/// The demo's staff accounts: sign-in name and roles (docs/OVERSIGHT.md, "Staff and roles").
+pub const DEMO_STAFF: &[(&str, &[Role])] = &[
+    ("viewer", &[Role::Viewer]),
+    ("investigator", &[Role::Investigator]),
+    ("officer", &[Role::Investigator, Role::SubjectOfficer]),
+    (
+        "admin",
+        &[
+            Role::Viewer,
+            Role::Investigator,
+            Role::SubjectOfficer,
+            Role::Administrator,
+        ],
+    ),
+];
+
+/// Write the staff file `config` names with these accounts (name, roles, password), replacing
+/// any there was.
+pub fn write_staff(config: &Path, accounts: &[(&str, &[Role], &str)]) -> Result<PathBuf> {
+    let path = crate::config::GatewayConfig::load(config)?
+        .oversight
+        .unwrap_or_default()
+        .staff;
+    let mut file = StaffFile::default();
+    for (name, roles, password) in accounts {
+        file.add(name, roles, password)?;
+    }
+    file.save(&path)?;
+    Ok(path)
+}
+
+/// Give the demo's oversight node the [`DEMO_STAFF`] accounts, each with a random password,
+/// written to `staff-passwords.txt` in the node's directory (0600), whose path is returned.
+pub fn create_demo_staff(oversight: &OversightLayout) -> Result<PathBuf> {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let passwords: Vec<String> = DEMO_STAFF
+        .iter()
+        .map(|_| {
+            let mut bytes = [0u8; 15];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        })
+        .collect();
+    let accounts: Vec<(&str, &[Role], &str)> = DEMO_STAFF
+        .iter()
+        .zip(&passwords)
+        .map(|((name, roles), password)| (*name, *roles, password.as_str()))
+        .collect();
+    write_staff(&oversight.config, &accounts)?;
+    let mut text = String::from("# The demo's oversight staff accounts (name, roles, password). Sign in at the dashboard,\n# or give the name to `causeway audit ... --staff NAME` (CAUSEWAY_STAFF_PASSWORD or a prompt).\n");
+    for (name, roles, password) in &accounts {
+        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let _ = writeln!(text, "{name:<14} {:<58} {password}", roles.join(","));
+    }
+    let path = oversight.dir.join("staff-passwords.txt");
+    crate::identity::write_secret(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// The (first) oversight node of an existing layout, if it has one.

@@ -108,23 +108,67 @@ where
 
 /// GET `path` over plain HTTP/1.1 (the admin listener, the oversight dashboard): status and body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http(addr, &format!("GET {path} HTTP/1.1\r\n"), "").await;
+    (status, body)
+}
+
+/// GET `path` from the oversight dashboard, signed in with the session `cookie`.
+async fn staff_get(addr: SocketAddr, cookie: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\ncookie: {cookie}\r\n"),
+        "",
+    )
+    .await;
+    (status, body)
+}
+
+/// The password of the oversight node's one staff account (`viewer`).
+const STAFF_PASSWORD: &str = "lifecycle viewer passphrase";
+
+/// Sign in to the oversight dashboard as `viewer`: the `causeway_session=...` cookie.
+async fn sign_in(addr: SocketAddr) -> String {
+    let body = json!({"name": "viewer", "password": STAFF_PASSWORD}).to_string();
+    let (status, head, answer) = http(
+        addr,
+        &format!(
+            "POST /api/login HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.trim().split(';').next())
+        .find(|c| c.starts_with("causeway_session="))
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// One HTTP/1.1 exchange: `start` is the request line and any headers (each ending in CRLF).
+async fn http(addr: SocketAddr, start: &str, body: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+        .write_all(format!("{start}host: {addr}\r\nconnection: close\r\n\r\n{body}").as_bytes())
         .await
         .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     let status = answer[9..12].parse().unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let (head, body) = (head.to_owned(), body.to_owned());
+    (status, head.clone(), dechunk(&head, &body))
+}
+
+fn dechunk(head: &str, body: &str) -> String {
     if !head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return (status, body.to_owned());
+        return body.to_owned();
     }
     // Chunked: hex size line, chunk, CRLF; until the empty chunk.
     let (mut rest, mut out) = (body, String::new());
@@ -136,7 +180,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         out.push_str(&after[..size]);
         rest = after[size..].trim_start_matches("\r\n");
     }
-    (status, out)
+    out
 }
 
 async fn readyz(admin: SocketAddr) -> (u16, Value) {
@@ -198,6 +242,15 @@ async fn a_federation_changes_its_members_without_a_restart() {
     )
     .unwrap();
     let oversight = layout::create_oversight(&layout, DEMO_OVERSIGHT).unwrap();
+    layout::write_staff(
+        &oversight.config,
+        &[(
+            "viewer",
+            &[causeway::oversight::staff::Role::Viewer],
+            STAFF_PASSWORD,
+        )],
+    )
+    .unwrap();
     let mut running = Processes::default();
     let mut process = std::collections::HashMap::new();
     for dept in &layout.departments {
@@ -489,8 +542,10 @@ async fn a_federation_changes_its_members_without_a_restart() {
 
     // The oversight node verified every log, the new department's included.
     let dashboard = oversight.dashboard;
+    let cookie = sign_in(dashboard).await;
+    let session = cookie.as_str();
     eventually("the oversight node verified every log", || async move {
-        let (status, body) = get(dashboard, "/api/status").await;
+        let (status, body) = staff_get(dashboard, session, "/api/status").await;
         let Ok(statuses) = serde_json::from_str::<Value>(&body) else {
             return false;
         };
@@ -517,9 +572,9 @@ async fn a_federation_changes_its_members_without_a_restart() {
     .await;
     assert!(pulled > 0.0, "the new department's log is pulled: {pulled}");
     assert!(metric(oversight_admin, "causeway_directory_serial").await >= last as f64);
-    let (status, membership) = get(dashboard, "/api/membership").await;
+    let (status, membership) = staff_get(dashboard, &cookie, "/api/membership").await;
     assert_eq!(status, 200, "{membership}");
-    let (status, page) = get(dashboard, "/").await;
+    let (status, page) = staff_get(dashboard, &cookie, "/").await;
     assert!(status == 200 && page.contains("Membership history") && page.contains(STATS));
     running.stop();
 

@@ -249,6 +249,12 @@ pub async fn start_oversight_node(
                 .replace("grace_secs = 30", "grace_secs = 0")
                 .replace("pull_interval_ms = 2000", "pull_interval_ms = 3600000");
             std::fs::write(&l.config, text)?;
+            let accounts: Vec<(&str, &[causeway::oversight::staff::Role], &str)> =
+                layout::DEMO_STAFF
+                    .iter()
+                    .map(|(name, roles)| (*name, *roles, STAFF_PASSWORD))
+                    .collect();
+            layout::write_staff(&l.config, &accounts)?;
             l
         }
     };
@@ -272,6 +278,68 @@ pub async fn start_oversight_node(
         }
     }
     Ok((gateway, layout))
+}
+
+/// The password of every staff account [`start_oversight`] creates: `viewer`, `investigator`,
+/// `officer` (investigator and subject officer) and `admin` (every role), as in
+/// [`layout::DEMO_STAFF`].
+pub const STAFF_PASSWORD: &str = "correct horse battery staple";
+
+/// Sign in to the oversight dashboard at `addr` as `name` (`POST /api/login`); the
+/// `causeway_session=...` pair to send as the `Cookie` header.
+pub async fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Result<String> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::post("/api/login")
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(
+            &json!({"name": name, "password": password}),
+        )?)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|v| v.starts_with("causeway_session="))
+        .map(str::to_owned);
+    let body = response.into_body().collect().await?.to_bytes();
+    match cookie {
+        Some(c) if status == 200 => Ok(c),
+        _ => anyhow::bail!(
+            "sign-in of {name} refused ({status}): {}",
+            String::from_utf8_lossy(&body)
+        ),
+    }
+}
+
+/// GET `path` from the oversight dashboard at `addr` with the session `cookie`; status and body.
+pub async fn staff_get(addr: SocketAddr, cookie: &str, path: &str) -> Result<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::COOKIE, cookie)
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// The CSRF token of the session `cookie`, as the dashboard's forms carry it.
+pub async fn staff_csrf(addr: SocketAddr, cookie: &str) -> Result<String> {
+    let (_, page) = staff_get(addr, cookie, "/").await?;
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .context("the overview has no form with a CSRF token")?;
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    Ok(rest[..rest.find('"').unwrap_or(0)].to_owned())
 }
 
 /// A peer client with the certificate of `dept` from the CA in `certs`.

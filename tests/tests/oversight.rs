@@ -18,7 +18,9 @@ use causeway::oversight::{Asker, Oversight};
 use causeway_ledger::checkpoint::open_checkpoint;
 use causeway_ledger::entry::{Entry, Kind};
 use causeway_ledger::{Ledger, LedgerOptions};
-use causeway_tests::{ledger_entries, start_oversight, tls_client, Federation};
+use causeway_tests::{
+    ledger_entries, sign_in, start_oversight, tls_client, Federation, STAFF_PASSWORD,
+};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -92,6 +94,8 @@ async fn rebuild_ledger(
 
 /// Run `causeway ARGS...` in-process (off the test's runtime, which keeps serving meanwhile).
 async fn causeway_cli(args: Vec<String>) -> ExitCode {
+    // `--staff NAME` signs in with this password (every test account has the same one).
+    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
     let mut argv = vec!["causeway".to_owned()];
     argv.extend(args);
     tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
@@ -198,7 +202,7 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         assert!(report.to > 0, "{dept}: nothing pulled");
     }
     let findings = node(&oversight)
-        .crosscheck(&Asker::new("test", "cli"))
+        .crosscheck(&Asker::new("test", "administrator", "cli"))
         .await
         .unwrap();
     assert!(
@@ -234,6 +238,8 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         "crosscheck".into(),
         "--config".into(),
         config.clone(),
+        "--staff".into(),
+        "investigator".into(),
         "--json".into(),
     ])
     .await;
@@ -247,11 +253,10 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         queries.iter().any(
             |q| q.detail.as_ref().is_some_and(|d| d["query"] == "crosscheck"
                 && d["via"] == "api"
-                && d["asked_by"]
-                    .as_str()
-                    .is_some_and(|w| w.starts_with("cli:")))
+                && d["asked_by"] == "investigator"
+                && d["role"] == "investigator")
         ),
-        "the CLI's cross-check was notarized as asked by the local operator: {queries:#?}"
+        "the CLI's cross-check was notarized as asked by the staff member it signed in as: {queries:#?}"
     );
     oversight.shutdown().await;
     fed.stop().await;
@@ -478,7 +483,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
 
     let tag = node(&oversight).subject_tag(PERSON);
     let report = node(&oversight)
-        .subject_report(&tag, &Asker::new("test", "cli"))
+        .subject_report(&tag, &Asker::new("test", "administrator", "cli"))
         .await
         .unwrap();
     let mut got: Vec<String> = report
@@ -555,6 +560,8 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
         PERSON.into(),
         "--config".into(),
         layout.config.display().to_string(),
+        "--staff".into(),
+        "officer".into(),
         "--html".into(),
         html.display().to_string(),
     ])
@@ -757,10 +764,16 @@ async fn the_pull_verifies_what_it_stores_and_continues_incrementally() {
 
 // ---- The dashboard in a real headless Chromium, driven through WebDriver ----
 
+/// One request to the dashboard at `addr`, signed in as `admin` (every role): the session
+/// cookie is added, and the CSRF token of that session to a form body.
 async fn http_request(
     addr: std::net::SocketAddr,
-    request: http::Request<Full<Bytes>>,
+    mut request: http::Request<Full<Bytes>>,
 ) -> Result<(u16, http::HeaderMap, Bytes)> {
+    let (cookie, _) = admin_session(addr).await?;
+    request
+        .headers_mut()
+        .insert(http::header::COOKIE, cookie.parse()?);
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -771,6 +784,22 @@ async fn http_request(
         parts.headers,
         body.collect().await?.to_bytes(),
     ))
+}
+
+/// The `admin` session (cookie, CSRF token) of the dashboard at `addr`, signed in once.
+async fn admin_session(addr: std::net::SocketAddr) -> Result<(String, String)> {
+    static SESSIONS: std::sync::Mutex<Vec<(std::net::SocketAddr, String, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    if let Some((_, c, t)) = SESSIONS.lock().unwrap().iter().find(|(a, ..)| *a == addr) {
+        return Ok((c.clone(), t.clone()));
+    }
+    let cookie = sign_in(addr, "admin", STAFF_PASSWORD).await?;
+    let csrf = causeway_tests::staff_csrf(addr, &cookie).await?;
+    SESSIONS
+        .lock()
+        .unwrap()
+        .push((addr, cookie.clone(), csrf.clone()));
+    Ok((cookie, csrf))
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
@@ -786,13 +815,14 @@ async fn http_post_form(
     path: &str,
     form: &str,
 ) -> Result<(u16, String, String)> {
+    let (_, csrf) = admin_session(addr).await?;
     let request = http::Request::post(path)
         .header(http::header::HOST, addr.to_string())
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .body(Full::new(Bytes::from(form.to_owned())))?;
+        .body(Full::new(Bytes::from(format!("{form}&csrf={csrf}"))))?;
     let (status, headers, body) = http_request(addr, request).await?;
     let location = headers
         .get(http::header::LOCATION)
@@ -1018,9 +1048,38 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
     let profile = tempfile::tempdir().unwrap();
     let (_driver, client) = browser(downloads.path(), profile.path()).await;
 
+    // The dashboard sends an anonymous browser to its sign-in form; an investigator signs in.
+    within("opening the overview", client.goto(&format!("{base}/"))).await;
+    let url = within("the sign-in address", client.current_url()).await;
+    assert_eq!(
+        url.path(),
+        "/login",
+        "an anonymous browser is asked to sign in"
+    );
+    within(
+        "typing the name",
+        css(&client, "input[name=\"name\"]")
+            .await
+            .send_keys("investigator"),
+    )
+    .await;
+    within(
+        "typing the password",
+        css(&client, "input[name=\"password\"]")
+            .await
+            .send_keys(STAFF_PASSWORD),
+    )
+    .await;
+    css(&client, "form[action=\"/login\"] button[type=\"submit\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let url = within("the address after sign-in", client.current_url()).await;
+    assert_eq!(url.path(), "/", "signed in, back at the overview");
+
     // The overview: the matrix per pair (from the providers' records), the chart, the grouped
     // denials, the verified logs; it reloads itself without a script.
-    within("opening the overview", client.goto(&format!("{base}/"))).await;
     let dom = page_source(&client).await;
     for (consumer, provider, allowed, denied) in [
         ("social-welfare", "civil-registry", 7, 0),
@@ -1285,6 +1344,13 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
     ] {
         assert!(kinds.contains(&kind.to_owned()), "{kind} in {kinds:?}");
     }
+    assert!(
+        queries
+            .iter()
+            .all(|q| q.detail.as_ref().unwrap()["asked_by"] == "investigator"
+                || q.detail.as_ref().unwrap()["via"] != "dashboard"),
+        "the browser's queries are notarized as the investigator who signed in: {queries:#?}"
+    );
     let evidence = queries
         .iter()
         .find(|q| q.detail.as_ref().unwrap()["query"] == "evidence")

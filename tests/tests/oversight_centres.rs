@@ -105,7 +105,7 @@ async fn two_centres_watch_each_other_and_departments_watch_both() {
     .await;
 
     // A query at the audit office, notarized in its log before it is answered.
-    let asker = Asker::new("alice", "api");
+    let asker = Asker::new("alice", "investigator", "api");
     let found = node(&a)
         .search(
             &Query {
@@ -246,7 +246,7 @@ async fn a_truncated_oversight_log_is_caught_by_the_other_centre_and_by_departme
     );
     let (a, a_layout) = start_oversight_node(&fed, "audit-office").await.unwrap();
     let (b, _) = start_oversight_node(&fed, "data-protection").await.unwrap();
-    let asker = Asker::new("bob", "api");
+    let asker = Asker::new("bob", "investigator", "api");
     for _ in 0..3 {
         node(&a)
             .search(&Query::default(), &asker, "search")

@@ -1,10 +1,12 @@
 //! `causeway audit`: the oversight node's work from the command line.
 //!
 //! Every command reads an oversight node's `causeway.toml`. While the node runs, queries go to its
-//! query API on `[client] listen` (it notarizes them); when it is stopped, the command opens the
-//! replica and the oversight ledger itself and notarizes there. Either way every query is recorded
-//! as an `oversight-query` entry naming `cli:<user>`. A national id typed for `audit subject` is
-//! turned into its keyed tag here and goes nowhere else; only this terminal sees it.
+//! query API on `[client] listen`, signed in as a staff member (`--staff NAME`, the password from
+//! `CAUSEWAY_STAFF_PASSWORD` or a prompt), and the node notarizes them under that name. When it is
+//! stopped, the command opens the replica and the oversight ledger itself and notarizes there as
+//! `cli:<user>`: whoever can read the node's files is its administrator. A national id typed for
+//! `audit subject` is turned into its keyed tag here and goes nowhere else; only this terminal
+//! sees it.
 //!
 //! The logs hold other departments' text, so every table shows control and bidi characters as
 //! escapes ([`crate::text::visible`]), JSON writes them as `\uXXXX`, and CSV cells a spreadsheet
@@ -20,13 +22,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Subcommand;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::config::{GatewayConfig, Role};
 use crate::oversight::crosscheck::Finding;
-use crate::oversight::dashboard::{encode_form, to_query, OPERATOR_HEADER};
+use crate::oversight::dashboard::{encode_form, to_query};
+use crate::oversight::gate::SESSION_COOKIE;
 use crate::oversight::replica::{Query, Record};
 use crate::oversight::report::SubjectReport;
 use crate::oversight::{Asker, LogStatus, Oversight, SubjectTags};
@@ -48,19 +51,23 @@ pub(crate) enum AuditCommand {
     },
     /// Check that both sides of every exchange recorded it alike; exits 1 if anything disagrees.
     #[command(
-        after_help = "Examples:\n  causeway audit crosscheck --config causeway-demo/oversight/causeway.toml\n  causeway audit crosscheck --config FILE --json | jq '.[] | .kind'"
+        after_help = "Examples:\n  causeway audit crosscheck --config causeway-demo/oversight/causeway.toml --staff alice\n  causeway audit crosscheck --config FILE --json | jq '.[] | .kind'"
     )]
     Crosscheck {
         /// The oversight node's causeway.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Sign in to the running node as this staff member (password from
+        /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
+        #[arg(long)]
+        staff: Option<String>,
         /// Print the findings as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The citizen's report: every exchange that touched one person.
     #[command(
-        after_help = "Examples:\n  causeway audit subject --id D000042 --config causeway-demo/oversight/causeway.toml\n  causeway audit subject --config FILE --html report.html      # asks for the id on stdin\n\nThe id is shown only on this terminal: JSON and HTML name the person by keyed tag."
+        after_help = "Examples:\n  causeway audit subject --id D000042 --config causeway-demo/oversight/causeway.toml --staff officer\n  causeway audit subject --config FILE --html report.html      # asks for the id on stdin\n\nThe id is shown only on this terminal: JSON and HTML name the person by keyed tag."
     )]
     Subject {
         /// The person's national id (omit it to type it on stdin, out of the shell history).
@@ -69,6 +76,10 @@ pub(crate) enum AuditCommand {
         /// The oversight node's causeway.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Sign in to the running node as this staff member (password from
+        /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
+        #[arg(long)]
+        staff: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long, conflicts_with = "html")]
         json: bool,
@@ -78,12 +89,16 @@ pub(crate) enum AuditCommand {
     },
     /// Search the replicated logs.
     #[command(
-        after_help = "Examples:\n  causeway audit search --config FILE --exchange 0190f0c4-...\n  causeway audit search --config FILE --consumer tax-office --provider civil-registry --from 2026-01-01 --format csv"
+        after_help = "Examples:\n  CAUSEWAY_STAFF_PASSWORD=... causeway audit search --config FILE --staff alice --exchange 0190f0c4-...\n  causeway audit search --config FILE --consumer tax-office --provider civil-registry --from 2026-01-01 --format csv"
     )]
     Search {
         /// The oversight node's causeway.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Sign in to the running node as this staff member (password from
+        /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
+        #[arg(long)]
+        staff: Option<String>,
         /// Exchange id.
         #[arg(long)]
         exchange: Option<String>,
@@ -120,12 +135,16 @@ pub(crate) enum AuditCommand {
     },
     /// Verification status of every department's log.
     #[command(
-        after_help = "Example:\n  causeway audit status --config causeway-demo/oversight/causeway.toml"
+        after_help = "Examples:\n  causeway audit status --config causeway-demo/oversight/causeway.toml --staff viewer   # node running\n  causeway audit status --config causeway-demo/oversight/causeway.toml                  # node stopped"
     )]
     Status {
         /// The oversight node's causeway.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Sign in to the running node as this staff member (password from
+        /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
+        #[arg(long)]
+        staff: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -143,11 +162,21 @@ pub(crate) enum Format {
     Csv,
 }
 
-/// Where queries go: the running node, or the files directly.
+/// Where queries go: the running node (signed in), or the files directly.
 enum Target {
-    Node(SocketAddr),
+    Node(Remote),
     Local(Box<Oversight>),
 }
+
+/// The running node's query API, signed in.
+struct Remote {
+    addr: SocketAddr,
+    /// `causeway_session=...`, as the node set it.
+    cookie: String,
+}
+
+/// The environment variable `--staff` reads the password from (else it asks on the terminal).
+pub(crate) const STAFF_PASSWORD_ENV: &str = "CAUSEWAY_STAFF_PASSWORD";
 
 fn load(config: &Path) -> Result<GatewayConfig> {
     let config = GatewayConfig::load(config)?;
@@ -168,28 +197,78 @@ async fn node_running(addr: SocketAddr) -> bool {
     )
 }
 
-async fn target(config: &GatewayConfig) -> Result<Target> {
-    if node_running(config.client.listen).await {
-        return Ok(Target::Node(config.client.listen));
+async fn target(config: &GatewayConfig, staff: Option<&str>) -> Result<Target> {
+    let addr = config.client.listen;
+    if node_running(addr).await {
+        let Some(name) = staff else {
+            bail!("the oversight node is running (http://{addr}): sign in as a staff member with --staff NAME (password from {STAFF_PASSWORD_ENV} or asked for), or stop the node to query its files directly");
+        };
+        let password = match std::env::var(STAFF_PASSWORD_ENV) {
+            Ok(p) => p,
+            Err(_) => rpassword::prompt_password(format!("Password for {name}: "))
+                .context("reading the staff password from the terminal")?,
+        };
+        let cookie = sign_in(addr, name, &password).await?;
+        return Ok(Target::Node(Remote { addr, cookie }));
     }
     let (node, _) = Oversight::open(config)?;
     Ok(Target::Local(Box::new(node)))
 }
 
-/// GET `path` from the running node's query API as the local operator.
-async fn api_get(addr: SocketAddr, path: &str) -> Result<Value> {
+/// Send one request to the node; status, `Set-Cookie` values and body.
+async fn exchange(
+    addr: SocketAddr,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(u16, Vec<String>, Bytes)> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot reach the oversight node at {addr}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, addr.to_string())
-        .header(OPERATOR_HEADER, Asker::cli().who)
-        .body(Empty::<Bytes>::new())?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
+    let cookies = response
+        .headers()
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
     let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, cookies, bytes))
+}
+
+/// Sign in through `POST /api/login`; the session cookie to send with every query.
+async fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Result<String> {
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "password": password}))?;
+    let request = http::Request::post("/api/login")
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let (status, cookies, bytes) = exchange(addr, request).await?;
+    if status != 200 {
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        bail!(
+            "the oversight node refused the sign-in of {name} ({status}): {}",
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .find(|c| c.starts_with(&format!("{SESSION_COOKIE}=")))
+        .map(str::to_owned)
+        .context("the oversight node signed in but set no session cookie")
+}
+
+/// GET `path` from the running node's query API, signed in.
+async fn api_get(remote: &Remote, path: &str) -> Result<Value> {
+    let request = http::Request::get(path)
+        .header(http::header::HOST, remote.addr.to_string())
+        .header(http::header::COOKIE, &remote.cookie)
+        .body(Full::new(Bytes::new()))?;
+    let (status, _, bytes) = exchange(remote.addr, request).await?;
     let value: Value = serde_json::from_slice(&bytes).with_context(|| {
         format!("the oversight node answered {status} with something that is not JSON")
     })?;
@@ -213,15 +292,21 @@ fn close(target: Target) {
 pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
     match command {
         AuditCommand::Pull { config, json } => pull(&load(&config)?, json).await,
-        AuditCommand::Crosscheck { config, json } => crosscheck(&load(&config)?, json).await,
+        AuditCommand::Crosscheck {
+            config,
+            staff,
+            json,
+        } => crosscheck(&load(&config)?, staff.as_deref(), json).await,
         AuditCommand::Subject {
             id,
             config,
+            staff,
             json,
             html,
-        } => subject(&load(&config)?, id, json, html).await,
+        } => subject(&load(&config)?, staff.as_deref(), id, json, html).await,
         AuditCommand::Search {
             config,
+            staff,
             exchange,
             department,
             consumer,
@@ -249,9 +334,13 @@ pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
             .collect();
-            search(&load(&config)?, &params, format).await
+            search(&load(&config)?, staff.as_deref(), &params, format).await
         }
-        AuditCommand::Status { config, json } => status(&load(&config)?, json).await,
+        AuditCommand::Status {
+            config,
+            staff,
+            json,
+        } => status(&load(&config)?, staff.as_deref(), json).await,
     }
 }
 
@@ -358,11 +447,11 @@ async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
     })
 }
 
-async fn crosscheck(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
-    let target = target(config).await?;
+async fn crosscheck(config: &GatewayConfig, staff: Option<&str>, json: bool) -> Result<ExitCode> {
+    let target = target(config, staff).await?;
     let findings: Vec<Value> = match &target {
-        Target::Node(addr) => {
-            let v = api_get(*addr, "/api/crosscheck").await?;
+        Target::Node(remote) => {
+            let v = api_get(remote, "/api/crosscheck").await?;
             v["findings"].as_array().cloned().unwrap_or_default()
         }
         Target::Local(node) => node
@@ -404,6 +493,7 @@ async fn crosscheck(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
 
 async fn subject(
     config: &GatewayConfig,
+    staff: Option<&str>,
     id: Option<String>,
     json: bool,
     html: Option<PathBuf>,
@@ -426,11 +516,11 @@ async fn subject(
         bail!("give the person's national id with --id, or type it on stdin");
     }
     let tag = SubjectTags::load(config)?.of(&config.live_directory()?.current(), &id);
-    let target = target(config).await?;
+    let target = target(config, staff).await?;
     let report: SubjectReport = match &target {
-        Target::Node(addr) => {
+        Target::Node(remote) => {
             let v = api_get(
-                *addr,
+                remote,
                 &format!(
                     "/api/subject?{}",
                     encode_form(&[("tag".into(), tag.clone())])
@@ -460,14 +550,15 @@ async fn subject(
 
 async fn search(
     config: &GatewayConfig,
+    staff: Option<&str>,
     params: &[(String, String)],
     format: Format,
 ) -> Result<ExitCode> {
     let query: Query = to_query(params).map_err(|e| anyhow::anyhow!(e))?;
-    let target = target(config).await?;
+    let target = target(config, staff).await?;
     let (records, truncated): (Vec<Value>, bool) = match &target {
-        Target::Node(addr) => {
-            let v = api_get(*addr, &format!("/api/search?{}", encode_form(params))).await?;
+        Target::Node(remote) => {
+            let v = api_get(remote, &format!("/api/search?{}", encode_form(params))).await?;
             (
                 v["records"].as_array().cloned().unwrap_or_default(),
                 v["truncated"].as_bool().unwrap_or(false),
@@ -546,10 +637,10 @@ async fn search(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
-    let target = target(config).await?;
+async fn status(config: &GatewayConfig, staff: Option<&str>, json: bool) -> Result<ExitCode> {
+    let target = target(config, staff).await?;
     let statuses: Vec<Value> = match &target {
-        Target::Node(addr) => api_get(*addr, "/api/status").await?["logs"]
+        Target::Node(remote) => api_get(remote, "/api/status").await?["logs"]
             .as_array()
             .cloned()
             .unwrap_or_default(),

@@ -228,6 +228,10 @@ async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
     }
     let mut nodes = Vec::new();
     for oversight in &laid_out {
+        let passwords = oversight.dir.join("staff-passwords.txt");
+        if !passwords.exists() {
+            layout::create_demo_staff(oversight)?;
+        }
         let config = GatewayConfig::load(&oversight.config)?;
         let gateway = Gateway::start(&config)
             .await
@@ -256,12 +260,14 @@ async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
                 Err(e) => println!("  {dept:<15} not pulled: {e}"),
             }
         }
+        let config_path = oversight.config.display();
         println!(
-            "  cross-check findings: {}\n  dashboard: http://{}/  (loopback only)\n  cargo run --release -- audit subject --id D000042 --config {}",
+            "  cross-check findings: {}\n  dashboard: http://{}/  (loopback only)\n  Sign in as viewer, investigator, officer or admin; their passwords are in {} (readable by you only)",
             node.findings().len(),
             gateway.client_addr,
-            oversight.config.display()
+            oversight.dir.join("staff-passwords.txt").display()
         );
+        println!("  cargo run --release -- audit subject --id D000042 --config {config_path} --staff officer");
     }
     Ok(nodes.into_iter().map(|(g, _)| g).collect())
 }

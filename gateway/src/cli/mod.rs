@@ -5,6 +5,7 @@ mod certs;
 mod demo;
 mod federation;
 mod log;
+mod oversight;
 mod policy;
 mod request;
 mod tokens;
@@ -73,6 +74,9 @@ enum Command {
     /// Oversight: pull and verify every log, cross-check both sides, the citizen's report, search.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The oversight node's staff accounts (dashboard and query API sign-in).
+    #[command(subcommand)]
+    Oversight(oversight::OversightCommand),
 }
 
 /// Run one command line in-process, `args` starting with the program name (tests use it to drive
@@ -174,6 +178,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Log(c) => log::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Audit(c) => audit::run(c).await,
+        Command::Oversight(c) => oversight::run(c),
     }
 }
 
@@ -182,7 +187,7 @@ async fn serve(config: PathBuf) -> Result<ExitCode> {
     let gateway = crate::gateway::Gateway::start(&config).await?;
     if gateway.oversight().is_some() {
         eprintln!(
-            "causeway: oversight node {} serving: dashboard http://{}/ (loopback; put your auth proxy in front)  own log https://{}",
+            "causeway: oversight node {} serving: dashboard http://{}/ (staff sign in; accounts: `causeway oversight staff`)  own log https://{}",
             config.department, gateway.client_addr, gateway.peer_addr
         );
     } else {

@@ -14,6 +14,7 @@ use crate::admin::AdminApi;
 use crate::config::GatewayConfig;
 use crate::identity::GatewayKey;
 use crate::log_api::LogApi;
+use crate::oversight::gate::Gate;
 use crate::oversight::{dashboard, Oversight};
 use crate::telemetry::metrics::Kind;
 use crate::telemetry::Metrics;
@@ -26,7 +27,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     let (node, tls) = Oversight::open(config)?;
     let node = Arc::new(node);
     if !config.client.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.client.listen, "the oversight dashboard has no authentication of its own: bind it on loopback behind your auth proxy");
+        tracing::warn!(listen = %config.client.listen, "the oversight dashboard speaks plain HTTP: bind it on loopback and put a TLS-terminating proxy in front for remote staff");
     }
     let dashboard_listener = bind(config.client.listen, "[client] listen: the dashboard").await?;
     let admin_listener = match &config.admin {
@@ -75,8 +76,10 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         running.stop_signal(),
     ));
 
-    // The dashboard.
+    // The dashboard, behind its gate (Host allow-list, staff sign-in, roles, CSRF).
+    let gate = Arc::new(Gate::new(node.settings(), dashboard_addr));
     let dashboard_node = node.clone();
+    let dashboard_gate = gate.clone();
     running.spawn(serve(
         dashboard_listener,
         None,
@@ -84,7 +87,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
             "dashboard",
             client_limits(config, dashboard::MAX_FORM_BYTES),
         ),
-        move |call: Call| dashboard::handle(dashboard_node.clone(), call),
+        move |call: Call| dashboard::handle(dashboard_node.clone(), dashboard_gate.clone(), call),
         running.stop_signal(),
     ));
 
@@ -101,6 +104,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     });
     admin.collect_metrics(&log_api_metrics, node.peers());
     collect_pull_metrics(&metrics, &node);
+    collect_staff_metrics(&metrics, &node, &gate);
     if let (Some(listener), Some(section)) = (admin_listener, &config.admin) {
         let connections = Connections::new("admin", admin_limits(section));
         admin.collect_connections(vec![peer_connections, connections.clone()], None);
@@ -246,6 +250,39 @@ fn collect_pull_metrics(metrics: &Metrics, node: &Arc<Oversight>) {
                 *by_kind.entry(format!("{:?}", f.kind)).or_default() += 1.0;
             }
             by_kind.into_iter().map(|(k, n)| (vec![k], n)).collect()
+        },
+    );
+}
+
+/// Notarized queries by the role they were allowed under and by kind, and sign-ins by outcome.
+fn collect_staff_metrics(metrics: &Metrics, node: &Arc<Oversight>, gate: &Arc<Gate>) {
+    let queries = node.clone();
+    metrics.collect(
+        "causeway_oversight_queries_total",
+        "Oversight queries notarized and answered, by the asker's role and the kind of query.",
+        Kind::Counter,
+        &["role", "query"],
+        move || {
+            queries
+                .query_counts()
+                .into_iter()
+                .map(|((role, query), n)| (vec![role, query], n as f64))
+                .collect()
+        },
+    );
+    let sign_ins = gate.clone();
+    metrics.collect(
+        "causeway_oversight_sign_ins_total",
+        "Staff sign-ins to the dashboard and API, by outcome (success, wrong-password, locked, disabled).",
+        Kind::Counter,
+        &["outcome"],
+        move || {
+            sign_ins
+                .sessions()
+                .outcomes()
+                .into_iter()
+                .map(|(outcome, n)| (vec![outcome.as_str().to_owned()], n as f64))
+                .collect()
         },
     );
 }

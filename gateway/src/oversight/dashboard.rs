@@ -2,21 +2,27 @@
 //! scripts, nothing fetched from elsewhere), and JSON endpoints that `causeway audit` uses while
 //! the node runs.
 //!
-//! It has no authentication of its own: it listens on loopback and must sit behind the
-//! operator's authenticating proxy, which names the person in the `causeway-operator` header
-//! (recorded with every query in the oversight ledger). Pages:
+//! Every request first passes the [`gate`](super::gate): the `Host` must be allowed, the caller
+//! signed in as a staff member holding the route's role, and a `POST` must come from this origin
+//! with the session's CSRF token. Who asked, as recorded with every query in the oversight
+//! ledger, is that staff member. Pages:
 //!
-//! | request | answer |
-//! | --- | --- |
-//! | `GET /` | status per department, exchange matrix, allowed/denied chart, repeated denials, findings, recent oversight queries, search form; reloads itself every 30 s |
-//! | `POST /search` | form fields (a national id in `subject` is turned into its tag here) -> `303` to `GET /search?...` |
-//! | `GET /search?...` | one page of matching entries (notarized) with window, "older"/"newer" cursors and CSV/JSON export links |
-//! | `GET /exchange?id=` | both sides' entries with every field and how each is verified (notarized as `exchange`) |
-//! | `GET /evidence?log=&index=` | one entry's tlog-proof file (notarized as `evidence`) |
-//! | `GET /findings?...`, `GET /queries?...` | the cross-check's findings and this node's own queries, by window and page (notarized) |
-//! | `GET /export.csv?...`, `GET /export.json?...` | the same search as a download (notarized) |
-//! | `GET /report?subject_tag=` | the citizen's report as a printable page (notarized) |
-//! | `GET /api/search?...`, `/api/subject?tag=`, `/api/crosscheck`, `/api/status` | JSON (notarized except status) |
+//! | request | role | answer |
+//! | --- | --- | --- |
+//! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
+//! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
+//! | `GET /` | any | status per department, exchange matrix, allowed/denied chart, repeated denials, newest findings, recent oversight queries, search form; reloads itself every 30 s |
+//! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
+//! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
+//! | `GET /search?...` | investigator; subject officer with `subject_tag` | one page of matching entries (notarized) with window, "older"/"newer" cursors and CSV/JSON export links |
+//! | `GET /export.csv?...`, `GET /export.json?...` | as `/search` | the same search as a download (notarized) |
+//! | `GET /api/search?...` | as `/search` | JSON (notarized) |
+//! | `GET /exchange?id=` | investigator | both sides' entries with every field and how each is verified (notarized as `exchange`) |
+//! | `GET /evidence?log=&index=` | investigator | one entry's tlog-proof file (notarized as `evidence`) |
+//! | `GET /findings?...`, `GET /queries?...` | investigator | the cross-check's findings and this node's own queries, by window and page (notarized) |
+//! | `GET /api/crosscheck` | investigator | JSON (notarized) |
+//! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
+//! | `GET /staff` | administrator | the staff accounts (read-only) |
 //!
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
 //! never logged, stored or sent back; URLs carry only tags.
@@ -29,6 +35,7 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use super::gate::{Admitted, Gate};
 use super::investigation::QueryCursor;
 use super::pages::{self, page, search_page, Overview};
 use super::replica::{Query, Record, MAX_LIMIT};
@@ -38,18 +45,13 @@ use crate::text::csv_cell;
 use crate::transport::server::Call;
 use causeway_ledger::entry::Side;
 
-/// The header an authenticating proxy sets to name the operator.
-pub const OPERATOR_HEADER: &str = "causeway-operator";
 /// Largest form body.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    Response::builder()
+    super::gate::secured(Response::builder())
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-store")
-        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'")
-        .header("x-content-type-options", "nosniff")
         .body(Full::new(body.into()))
         .expect("a response from a valid status and static headers always builds")
 }
@@ -96,27 +98,33 @@ fn failure(api: bool, e: &OversightError) -> Response<Full<Bytes>> {
 }
 
 /// Answer one dashboard or API request (served by [`crate::transport::server::serve`], which
-/// bounds header, body and idle time and reads the body, at most [`MAX_FORM_BYTES`]).
-pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<Bytes>> {
+/// bounds header, body and idle time and reads the body, at most [`MAX_FORM_BYTES`]), once the
+/// gate let it through.
+pub(crate) async fn handle(
+    node: Arc<Oversight>,
+    gate: Arc<Gate>,
+    call: Call,
+) -> Response<Full<Bytes>> {
     let node = &*node;
     let Call { parts, body, .. } = call;
-    let operator = parts
-        .headers
-        .get(OPERATOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("local-operator")
-        .to_owned();
+    let who = match gate.admit(&parts, &body).await {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
+    };
     let query = parts.uri.query().unwrap_or("").to_owned();
     let params = parse_form(&query);
     let path = parts.uri.path();
-    let dashboard = Asker::new(&operator, "dashboard");
-    let api = Asker::new(&operator, "api");
-    match (&parts.method, path) {
+    let dashboard = who.asker("dashboard");
+    let api = who.asker("api");
+    let response = async { match (&parts.method, path) {
         (&Method::GET, "/") => home(node).await,
         (&Method::GET, "/healthz") => json_body(200, &json!({"status": "alive"})),
         (&Method::POST, "/search") => {
             let form = parse_form(&String::from_utf8_lossy(&body));
-            html_redirect(&search_location(node, &form))
+            match search_location(node, &form, &dashboard).await {
+                Ok(location) => html_redirect(&location),
+                Err(e) => failure(false, &e),
+            }
         }
         (&Method::GET, "/search") => match to_query(&params) {
             Ok(mut q) => {
@@ -255,7 +263,29 @@ pub(crate) async fn handle(node: Arc<Oversight>, call: Call) -> Response<Full<By
                 "<p>No such page. <a href=\"/\">Back to the dashboard</a>.</p>",
             ),
         ),
+    } }
+    .await;
+    signed_in_parts(response, &who).await
+}
+
+/// Fill in the parts of an HTML page that belong to the signed-in staff member: the header's
+/// "signed in as ... [Sign out]" and the CSRF token of every form that posts (the pages mark
+/// where, [`pages::SIGNED_IN`] and [`pages::CSRF`]).
+async fn signed_in_parts(response: Response<Full<Bytes>>, who: &Admitted) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !is_html {
+        return response;
     }
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await;
+    let text = String::from_utf8_lossy(&collected.to_bytes())
+        .replace(pages::SIGNED_IN, &who.badge())
+        .replace(pages::CSRF, &who.csrf_field());
+    Response::from_parts(parts, Full::new(Bytes::from(text)))
 }
 
 /// The overview: aggregate counts (not notarized: they name no person and no single exchange),
@@ -389,18 +419,26 @@ fn are_subject_tags(tags: &str) -> bool {
     })
 }
 
-/// The GET URL of a search form: the national id in `subject`, if any, becomes `subject_tag`.
-fn search_location(node: &Oversight, form: &[(String, String)]) -> String {
+/// The GET URL of a search form: the national id in `subject`, if any, becomes `subject_tag`
+/// (a query of its own, notarized before the tags are given out). The CSRF token stays behind.
+async fn search_location(
+    node: &Oversight,
+    form: &[(String, String)],
+    asker: &super::Asker,
+) -> Result<String, OversightError> {
     let mut pairs: Vec<(String, String)> = form
         .iter()
-        .filter(|(k, v)| k != "subject" && !v.trim().is_empty())
+        .filter(|(k, v)| k != "subject" && k != "csrf" && !v.trim().is_empty())
         .cloned()
         .collect();
     if let Some(id) = param(form, "subject") {
         pairs.retain(|(k, _)| k != "subject_tag");
-        pairs.push(("subject_tag".into(), node.subject_tag(id)));
+        pairs.push((
+            "subject_tag".into(),
+            node.subject_tag_notarized(id, asker).await?,
+        ));
     }
-    format!("/search?{}", encode_form(&pairs))
+    Ok(format!("/search?{}", encode_form(&pairs)))
 }
 
 /// Decode `a=1&b=x+y%21`.

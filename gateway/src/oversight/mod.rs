@@ -15,12 +15,15 @@
 
 pub mod crosscheck;
 pub mod dashboard;
+pub mod gate;
 pub mod investigation;
 pub mod oidc;
 mod pages;
 pub mod pull;
 pub mod replica;
 pub mod report;
+pub mod session;
+pub mod staff;
 pub mod watch;
 
 use std::sync::{Arc, RwLock};
@@ -60,16 +63,19 @@ pub enum OversightError {
 /// Who asked an oversight query, as the oversight ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Asker {
-    /// The person or system: the operator name the auth proxy vouches for, a certificate
-    /// identity, or `cli:<user>` for the local command line.
+    /// The signed-in staff member's account name, or `cli:<user>` for the local command line
+    /// (whoever can read the node's files is its administrator).
     pub who: String,
+    /// The role the query was allowed under (`viewer`, `investigator`, `subject-officer`,
+    /// `administrator`).
+    pub role: String,
     /// `dashboard`, `api` or `cli`.
     pub via: &'static str,
 }
 
 impl Asker {
     /// An asker whose name is cut to 128 printable characters (it is stored in the ledger).
-    pub fn new(who: &str, via: &'static str) -> Self {
+    pub fn new(who: &str, role: &str, via: &'static str) -> Self {
         let who: String = who.chars().filter(|c| !c.is_control()).take(128).collect();
         Asker {
             who: if who.is_empty() {
@@ -77,16 +83,17 @@ impl Asker {
             } else {
                 who
             },
+            role: role.chars().filter(|c| !c.is_control()).take(32).collect(),
             via,
         }
     }
 
-    /// The local operator running the command line.
+    /// The local operator running the command line on the node's files (the node is stopped).
     pub fn cli() -> Self {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "operator".into());
-        Asker::new(&format!("cli:{user}"), "cli")
+        Asker::new(&format!("cli:{user}"), "administrator", "cli")
     }
 }
 
@@ -207,6 +214,8 @@ pub struct Oversight {
     /// When the findings were last computed.
     refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     rounds: tokio::sync::Mutex<()>,
+    /// Notarized queries so far, by (role, query): `causeway_oversight_queries_total`.
+    queries: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl std::fmt::Debug for Oversight {
@@ -260,6 +269,7 @@ impl Oversight {
             crosscheck_state: Arc::default(),
             refreshed: std::sync::Mutex::new(None),
             rounds: tokio::sync::Mutex::new(()),
+            queries: std::sync::Mutex::default(),
         };
         Ok((oversight, tls))
     }
@@ -303,6 +313,36 @@ impl Oversight {
     /// `subject_tag` query takes). The id itself goes nowhere.
     pub fn subject_tag(&self, national_id: &str) -> String {
         self.tags.of(&self.directory.current(), national_id.trim())
+    }
+
+    /// The keyed tags of a national id typed into the dashboard, notarized first as a
+    /// `subject-tag` query (with the tags, never the id): the tags alone let the asker find the
+    /// person's entries.
+    pub async fn subject_tag_notarized(
+        &self,
+        national_id: &str,
+        asker: &Asker,
+    ) -> Result<String, OversightError> {
+        let tags = self.subject_tag(national_id);
+        self.notarize(
+            asker,
+            "subject-tag",
+            json!({"subject_tag": tags}),
+            1,
+            Touched::new(),
+        )
+        .await?;
+        Ok(tags)
+    }
+
+    /// Notarized queries so far, by (role, query).
+    pub fn query_counts(&self) -> Vec<((String, String), u64)> {
+        self.queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// Pull every log once, concurrently (each department's and each other oversight node's);
@@ -488,6 +528,7 @@ impl Oversight {
         entry.rows = Some(results as u64);
         entry.detail = Some(json!({
             "asked_by": asker.who,
+            "role": asker.role,
             "via": asker.via,
             "query": query,
             "filter": filter,
@@ -495,6 +536,12 @@ impl Oversight {
             "departments": touched,
         }));
         let appended = self.ledger.append(entry).await?;
+        *self
+            .queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((asker.role.clone(), query.to_owned()))
+            .or_default() += 1;
         Ok(appended.entry.index)
     }
 

@@ -20,7 +20,7 @@ use causeway_ledger::entry::{Entry, Side};
 const STYLE: &str = r#"
 *{box-sizing:border-box} body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1b1f24;background:#f4f6f9}
 header{background:#1d3557;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px;overflow-wrap:anywhere} header p{margin:2px 0 0;opacity:.85}
-header a{color:#fff}
+header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(min(520px,100%),1fr));gap:16px}
 main>*{min-width:0}
 section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:12px 16px;overflow-x:auto}
@@ -74,9 +74,14 @@ fn page_with(title: &str, body: &str, head: &str) -> String {
     )
 }
 
+/// Where a page shows who is signed in (filled in per request by the dashboard).
+pub(super) const SIGNED_IN: &str = "<!--causeway:signed-in-->";
+/// Where a form that posts carries the session's CSRF token (filled in per request).
+pub(super) const CSRF: &str = "<!--causeway:csrf-->";
+
 fn header_bar(node: &Oversight, subtitle: &str) -> String {
     format!(
-        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p></header>",
+        "<header><h1><a href=\"/\" style=\"text-decoration:none\">Causeway oversight</a> &middot; federation {}</h1><p>node {} &middot; {}</p>{SIGNED_IN}</header>",
         esc(&node.directory().federation),
         esc(node.id().as_str()),
         subtitle
@@ -731,7 +736,7 @@ fn search_form(node: &Oversight, params: &[(String, String)]) -> String {
     };
     format!(
         r#"<section class="wide" id="search"><h2>Search the replicated logs</h2>
-<form class="search" method="post" action="/search">
+<form class="search" method="post" action="/search">{CSRF}
 <label>Exchange id<input name="exchange" value="{exchange}"></label>
 <label>Department<select name="department">{options}</select></label>
 <label>Consumer<input name="consumer" value="{consumer}"></label>
