@@ -231,6 +231,37 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         "the untouched exchange has no finding: {findings:#?}"
     );
 
+    // The dashboard lists them, each linked to its exchange page, which shows the finding beside
+    // the side that is there.
+    let addr = oversight.client_addr;
+    let (status, page) = http_get(addr, "/findings").await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page.matches("class=\"finding\"").count(),
+        findings.len(),
+        "{page}"
+    );
+    for f in findings.iter() {
+        assert!(
+            page.contains(&format!("href=\"/exchange?id={}\"", f.exchange)),
+            "{page}"
+        );
+    }
+    let (status, page) = http_get(addr, &format!("/exchange?id={deleted}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("data-findings=\"1\"") && page.contains("provider-only"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<section class=\"entry\" data-side=\"provider\"")
+            .count(),
+        1
+    );
+    assert_eq!(page.matches("data-side=\"consumer\"").count(), 0, "{page}");
+
     // The command line says the same, with a failing exit status, through the running node.
     let config = layout.config.display().to_string();
     let code = causeway_cli(vec![
