@@ -618,6 +618,9 @@ late_secs = 60
     })
 }
 
+/// The file beside a demo oversight node's config that holds its staff accounts' passwords.
+pub const DEMO_STAFF_PASSWORDS: &str = "staff-passwords.txt";
+
 /// The demo's staff accounts: sign-in name and roles (docs/OVERSIGHT.md, "Staff and roles").
 pub const DEMO_STAFF: &[(&str, &[Role])] = &[
     ("viewer", &[Role::Viewer]),
@@ -650,7 +653,7 @@ pub fn write_staff(config: &Path, accounts: &[(&str, &[Role], &str)]) -> Result<
 }
 
 /// Give the demo's oversight node the [`DEMO_STAFF`] accounts, each with a random password,
-/// written to `staff-passwords.txt` in the node's directory (0600), whose path is returned.
+/// written to [`DEMO_STAFF_PASSWORDS`] beside its config (0600), whose path is returned.
 pub fn create_demo_staff(oversight: &OversightLayout) -> Result<PathBuf> {
     use base64::Engine as _;
     use rand::RngCore as _;
@@ -673,7 +676,7 @@ pub fn create_demo_staff(oversight: &OversightLayout) -> Result<PathBuf> {
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         let _ = writeln!(text, "{name:<14} {:<58} {password}", roles.join(","));
     }
-    let path = oversight.dir.join("staff-passwords.txt");
+    let path = oversight.dir.join(DEMO_STAFF_PASSWORDS);
     crate::identity::write_secret(&path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

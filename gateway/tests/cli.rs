@@ -214,6 +214,30 @@ fn demo_once_then_log_verify_catches_a_changed_byte_and_names_its_index() {
             "{node} verified {other}'s log: {shown}"
         );
     }
+    // Each centre has staff accounts whose passwords the demo wrote for the operator alone.
+    for node in ["oversight", "oversight-data-protection"] {
+        let passwords = fed.join(node).join("staff-passwords.txt");
+        #[cfg(unix)]
+        assert_eq!(mode(&passwords), 0o600, "{}", passwords.display());
+        assert!(shown.contains(passwords.to_str().unwrap()), "{shown}");
+        let config = fed.join(node).join("causeway.toml");
+        let list = causeway(&[
+            "oversight",
+            "staff",
+            "list",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let listed = text(&list);
+        assert!(list.status.success(), "{listed}");
+        for name in ["viewer", "investigator", "officer", "admin"] {
+            assert!(listed.contains(name), "{listed}");
+        }
+        assert!(
+            listed.contains("4 account(s)") && !listed.contains("$argon2"),
+            "{listed}"
+        );
+    }
     let directory = fed.join("federation.toml");
     for node in ["oversight", "oversight-data-protection"] {
         let ledger = fed.join(node).join("ledger");
@@ -392,6 +416,12 @@ fn every_subcommand_has_help_with_an_example() {
         vec!["log", "verify", "--help"],
         vec!["log", "show", "--help"],
         vec!["policy", "check", "--help"],
+        vec!["oversight", "staff", "add", "--help"],
+        vec!["oversight", "staff", "passwd", "--help"],
+        vec!["oversight", "staff", "disable", "--help"],
+        vec!["oversight", "staff", "enable", "--help"],
+        vec!["oversight", "staff", "list", "--help"],
+        vec!["audit", "search", "--help"],
     ] {
         let out = causeway(&args);
         assert!(out.status.success(), "{args:?}");
@@ -527,5 +557,139 @@ async fn log_show_prints_control_and_bidi_characters_as_visible_escapes() {
     assert_eq!(
         (decoded.legal_basis, decoded.reason),
         (entry.legal_basis, entry.reason)
+    );
+}
+
+/// `causeway oversight staff`: accounts added and changed with a password from stdin, kept in a
+/// 0600 file as Argon2id hashes; short passwords, unknown roles and department configs refused.
+#[test]
+fn oversight_staff_commands_keep_hashed_accounts_in_a_private_file() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(
+        &config,
+        "department = \"audit-office\"\nrole = \"oversight\"\ndirectory = \"federation.toml\"\n\n[identity]\nca = \"ca.pem\"\ncert = \"o.pem\"\nkey = \"o.key\"\nsigning_key = \"o.signing.key\"\n\n[ledger]\ndir = \"ledger\"\n\n[client]\nlisten = \"127.0.0.1:1\"\n\n[peer]\nhttps = \"127.0.0.1:2\"\n\n[oversight]\nstaff = \"people/staff.toml\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("people")).unwrap();
+    let config = config.to_str().unwrap();
+    let with_stdin = |args: &[&str], input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let add = |name: &str, role: &str, password: &str| {
+        with_stdin(
+            &[
+                "oversight",
+                "staff",
+                "add",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "--config",
+                config,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let short = add("alice", "investigator", "too short");
+    assert!(
+        !short.status.success() && text(&short).contains("at least 12"),
+        "{}",
+        text(&short)
+    );
+    let bad_role = add("alice", "chief", "a long enough passphrase");
+    assert!(
+        !bad_role.status.success() && text(&bad_role).contains("subject-officer"),
+        "{}",
+        text(&bad_role)
+    );
+    let added = add("alice", "investigator", "a long enough passphrase");
+    assert!(added.status.success(), "{}", text(&added));
+    let again = add("alice", "viewer", "another long passphrase");
+    assert!(!again.status.success() && text(&again).contains("exists already"));
+    let staff = dir.path().join("people/staff.toml");
+    #[cfg(unix)]
+    assert_eq!(mode(&staff), 0o600);
+    let before = std::fs::read_to_string(&staff).unwrap();
+    assert!(
+        before.contains("$argon2id$") && !before.contains("long enough"),
+        "{before}"
+    );
+    let passwd = with_stdin(
+        &[
+            "oversight",
+            "staff",
+            "passwd",
+            "alice",
+            "--password-stdin",
+            "--config",
+            config,
+        ],
+        "a different passphrase\n",
+    );
+    assert!(passwd.status.success(), "{}", text(&passwd));
+    let after = std::fs::read_to_string(&staff).unwrap();
+    assert_ne!(before, after, "a new hash");
+    let file = causeway::oversight::staff::StaffFile::load(&staff).unwrap();
+    let alice = file.get("alice").unwrap();
+    assert!(causeway::oversight::staff::verify_password(
+        &alice.password,
+        "a different passphrase"
+    ));
+    assert!(!causeway::oversight::staff::verify_password(
+        &alice.password,
+        "a long enough passphrase"
+    ));
+    let disable = causeway(&["oversight", "staff", "disable", "alice", "--config", config]);
+    assert!(disable.status.success(), "{}", text(&disable));
+    let list = causeway(&["oversight", "staff", "list", "--config", config]);
+    let listed = text(&list);
+    assert!(
+        listed.contains("alice") && listed.contains("investigator") && listed.contains("disabled"),
+        "{listed}"
+    );
+    assert!(!listed.contains("$argon2"), "{listed}");
+    let enable = causeway(&["oversight", "staff", "enable", "alice", "--config", config]);
+    assert!(enable.status.success());
+    assert!(text(&causeway(&[
+        "oversight",
+        "staff",
+        "list",
+        "--config",
+        config
+    ]))
+    .contains("active"));
+    // Without a terminal and without --password-stdin, nothing is asked and nothing changes.
+    let no_tty = with_stdin(
+        &["oversight", "staff", "passwd", "alice", "--config", config],
+        "",
+    );
+    assert!(
+        !no_tty.status.success() && text(&no_tty).contains("--password-stdin"),
+        "{}",
+        text(&no_tty)
+    );
+    assert_eq!(
+        causeway::oversight::staff::StaffFile::load(&staff)
+            .unwrap()
+            .get("alice")
+            .unwrap()
+            .password,
+        alice.password
     );
 }

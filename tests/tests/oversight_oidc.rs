@@ -352,3 +352,100 @@ async fn staff_sign_in_through_a_real_identity_provider_with_pkce_state_and_nonc
     assert!(e.contains("chmod 600"), "{e}");
     drop(provider);
 }
+
+#[tokio::test]
+async fn the_dashboard_signs_staff_in_through_the_identity_provider() {
+    use causeway_tests::{ledger_entries, start_oversight, Federation};
+    let mut fed = Federation::start().await.unwrap();
+    let layout = causeway::layout::create_oversight(&fed.layout, "audit-office").unwrap();
+    let dashboard = format!("http://{}", layout.dashboard);
+    let redirect = format!("{dashboard}/login/oidc/callback");
+    let provider = start_provider(&redirect).await;
+    let mut browser = Browser::default();
+    let keys = browser
+        .request("GET", &format!("{}/jwks", provider.issuer), None)
+        .await;
+    std::fs::write(layout.dir.join("idp-jwks.json"), keys.body).unwrap();
+    causeway::identity::write_secret(
+        &layout.dir.join("oidc-client.secret"),
+        b"test-client-secret",
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(&layout.config).unwrap();
+    config.push_str(&format!(
+        "\n[oversight.oidc]\nissuer = \"{i}\"\nauthorization_endpoint = \"{i}/auth\"\ntoken_endpoint = \"{i}/token\"\njwks = \"idp-jwks.json\"\nclient_id = \"causeway-oversight\"\nclient_secret_file = \"oidc-client.secret\"\nredirect_uri = \"{redirect}\"\n",
+        i = provider.issuer
+    ));
+    std::fs::write(&layout.config, config).unwrap();
+    let (node, layout) = start_oversight(&fed).await.unwrap();
+
+    // The sign-in page offers the provider; following it ends signed in, on the page asked for.
+    let login = browser
+        .request(
+            "GET",
+            &format!("{dashboard}/login?next=%2Fsearch%3Fprovider%3Dcivil-registry"),
+            None,
+        )
+        .await;
+    assert!(login.body.contains("/login/oidc?next="), "{}", login.body);
+    let start = browser
+        .request(
+            "GET",
+            &format!("{dashboard}/login/oidc?next=%2Fsearch%3Fprovider%3Dcivil-registry"),
+            None,
+        )
+        .await;
+    let callback = sign_in_at_provider(
+        &mut browser,
+        start.location.unwrap(),
+        &provider.issuer,
+        "alice",
+        &redirect,
+    )
+    .await;
+
+    // The callback URL carried to another browser (no state cookie) signs nobody in.
+    let stolen = Browser::default().request("GET", &callback, None).await;
+    assert_eq!(stolen.status, 401, "{}", stolen.body);
+    assert!(stolen.body.contains("another browser") && !stolen.body.contains("signed in as"));
+
+    let back = browser.request("GET", &callback, None).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert!(
+        back.body.contains("url=/search?provider=civil-registry"),
+        "{}",
+        back.body
+    );
+    let page = browser
+        .request(
+            "GET",
+            &format!("{dashboard}/search?provider=civil-registry"),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("signed in as <b>alice@127.0.0.1</b>"),
+        "{}",
+        page.body
+    );
+    // The search was notarized under the name the provider vouched for, with its role.
+    let entries = ledger_entries(&layout.dir.join("ledger")).unwrap();
+    assert!(
+        entries.iter().any(|e| e["kind"] == "oversight-query"
+            && e["detail"]["asked_by"] == "alice@127.0.0.1"
+            && e["detail"]["role"] == "investigator"),
+        "{entries:#?}"
+    );
+    // An investigator is still no subject officer.
+    let report = browser
+        .request(
+            "GET",
+            &format!("{dashboard}/report?subject_tag={}", "ab".repeat(32)),
+            None,
+        )
+        .await;
+    assert_eq!(report.status, 403, "{}", report.body);
+    node.shutdown().await;
+    fed.stop().await;
+}

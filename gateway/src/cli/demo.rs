@@ -228,8 +228,7 @@ async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
     }
     let mut nodes = Vec::new();
     for oversight in &laid_out {
-        let passwords = oversight.dir.join("staff-passwords.txt");
-        if !passwords.exists() {
+        if !oversight.dir.join(layout::DEMO_STAFF_PASSWORDS).exists() {
             layout::create_demo_staff(oversight)?;
         }
         let config = GatewayConfig::load(&oversight.config)?;
@@ -260,14 +259,13 @@ async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
                 Err(e) => println!("  {dept:<15} not pulled: {e}"),
             }
         }
-        let config_path = oversight.config.display();
         println!(
-            "  cross-check findings: {}\n  dashboard: http://{}/  (loopback only)\n  Sign in as viewer, investigator, officer or admin; their passwords are in {} (readable by you only)",
+            "  cross-check findings: {}\n  dashboard: http://{}/  (loopback only; sign in as viewer, investigator, officer or admin:\n    their passwords are in {}, readable by you only)\n  cargo run --release -- audit subject --id D000042 --config {} --staff officer",
             node.findings().len(),
             gateway.client_addr,
-            oversight.dir.join("staff-passwords.txt").display()
+            oversight.dir.join(layout::DEMO_STAFF_PASSWORDS).display(),
+            oversight.config.display()
         );
-        println!("  cargo run --release -- audit subject --id D000042 --config {config_path} --staff officer");
     }
     Ok(nodes.into_iter().map(|(g, _)| g).collect())
 }

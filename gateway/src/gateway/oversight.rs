@@ -77,7 +77,11 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     ));
 
     // The dashboard, behind its gate (Host allow-list, staff sign-in, roles, CSRF).
-    let gate = Arc::new(Gate::new(node.settings(), dashboard_addr));
+    let mut gate = Gate::new(node.settings(), dashboard_addr);
+    if let Some(oidc) = &node.settings().oidc {
+        gate = gate.with_oidc(crate::oversight::oidc::Oidc::load(oidc)?);
+    }
+    let gate = Arc::new(gate);
     let dashboard_node = node.clone();
     let dashboard_gate = gate.clone();
     running.spawn(serve(

@@ -11,15 +11,15 @@
 //! | --- | --- | --- |
 //! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
 //! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
-//! | `GET /` | any | status per department, exchange matrix, allowed/denied chart, repeated denials, newest findings, recent oversight queries, search form; reloads itself every 30 s |
+//! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped repeated denials, newest findings, recent oversight queries, membership, search form (aggregates: not notarized); reloads itself every 30 s |
 //! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
+//! | `GET /findings?from=&to=&page=` | viewer | cross-check findings in a window (notarized) |
 //! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
 //! | `GET /search?...` | investigator; subject officer with `subject_tag` | one page of matching entries (notarized) with window, "older"/"newer" cursors and CSV/JSON export links |
-//! | `GET /export.csv?...`, `GET /export.json?...` | as `/search` | the same search as a download (notarized) |
-//! | `GET /api/search?...` | as `/search` | JSON (notarized) |
+//! | `GET /export.csv?...`, `GET /export.json?...`, `GET /api/search?...` | as `/search` | the same search as a download or JSON (notarized) |
 //! | `GET /exchange?id=` | investigator | both sides' entries with every field and how each is verified (notarized as `exchange`) |
 //! | `GET /evidence?log=&index=` | investigator | one entry's tlog-proof file (notarized as `evidence`) |
-//! | `GET /findings?...`, `GET /queries?...` | investigator | the cross-check's findings and this node's own queries, by window and page (notarized) |
+//! | `GET /queries?...` | investigator | this node's oversight queries, by window and page (notarized) |
 //! | `GET /api/crosscheck` | investigator | JSON (notarized) |
 //! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
 //! | `GET /staff` | administrator | the staff accounts (read-only) |

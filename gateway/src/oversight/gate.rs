@@ -18,6 +18,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use super::dashboard::parse_form;
+use super::oidc::{Oidc, STATE_COOKIE};
 use super::report::esc;
 use super::session::{same_secret, Outcome, Sessions, SignedIn, ABSOLUTE_TIMEOUT};
 use super::staff::{Role, Staff, MAX_PASSWORD_BYTES};
@@ -55,14 +56,14 @@ pub fn access(method: &Method, path: &str, params: &[(String, String)]) -> Acces
     match (method, path) {
         (&Method::GET, "/healthz") => Access::Open,
         (&Method::GET, "/" | "/api/status" | "/api/membership") => Access::SignedIn,
+        (&Method::GET, "/findings") => Access::Role(Role::Viewer),
         (&Method::POST, "/logout") => Access::SignedIn,
         (&Method::GET | &Method::POST, "/search") => search,
         (&Method::GET, "/export.csv" | "/export.json" | "/api/search") => search,
         (&Method::GET, "/report" | "/api/subject") => Access::Role(Role::SubjectOfficer),
-        (
-            &Method::GET,
-            "/api/crosscheck" | "/exchange" | "/evidence" | "/findings" | "/queries",
-        ) => Access::Role(Role::Investigator),
+        (&Method::GET, "/api/crosscheck" | "/exchange" | "/evidence" | "/queries") => {
+            Access::Role(Role::Investigator)
+        }
         (&Method::GET, "/staff") => Access::Role(Role::Administrator),
         _ => Access::NotFound,
     }
@@ -109,6 +110,8 @@ impl Admitted {
 pub struct Gate {
     hosts: Vec<String>,
     sessions: Sessions,
+    /// Sign-in through the oversight body's identity provider, if `[oversight.oidc]` names one.
+    oidc: Option<Oidc>,
 }
 
 impl Gate {
@@ -128,7 +131,14 @@ impl Gate {
                 settings.lockout_failures,
                 Duration::from_secs(settings.lockout_secs),
             ),
+            oidc: None,
         }
+    }
+
+    /// Offer sign-in through the identity provider `oidc` too (`/login/oidc`).
+    pub fn with_oidc(mut self, oidc: Oidc) -> Gate {
+        self.oidc = Some(oidc);
+        self
     }
 
     /// The sessions (and sign-in counts).
@@ -172,6 +182,8 @@ impl Gate {
             (&Method::GET, "/login") => return Err(self.login_page(parts, None)),
             (&Method::POST, "/login") => return Err(self.login_form(parts, body).await),
             (&Method::POST, "/api/login") => return Err(self.login_api(parts, body).await),
+            (&Method::GET, "/login/oidc") => return Err(self.oidc_begin(parts)),
+            (&Method::GET, "/login/oidc/callback") => return Err(self.oidc_callback(parts).await),
             _ => {}
         }
         let query = parts.uri.query().unwrap_or("");
@@ -263,6 +275,68 @@ impl Gate {
         }
     }
 
+    /// Send the browser to the identity provider, binding the sign-in's state to it by a cookie.
+    fn oidc_begin(&self, parts: &Parts) -> Response<Full<Bytes>> {
+        let Some(oidc) = &self.oidc else {
+            return not_found(false);
+        };
+        let params = parse_form(parts.uri.query().unwrap_or(""));
+        let next = safe_next(
+            params
+                .iter()
+                .find(|(k, _)| k == "next")
+                .map(|(_, v)| v.as_str()),
+        );
+        let (location, state) = oidc.begin(&next);
+        let mut r = redirect(&location);
+        // Lax, not Strict: it must come back on the provider's redirect to the callback.
+        set_cookie(
+            &mut r,
+            &format!(
+                "{STATE_COOKIE}={state}; Secure; HttpOnly; SameSite=Lax; Path=/login/oidc; Max-Age=600"
+            ),
+        );
+        r
+    }
+
+    /// The provider sent the browser back: redeem the code, verify the ID token, open a session.
+    async fn oidc_callback(&self, parts: &Parts) -> Response<Full<Bytes>> {
+        let Some(oidc) = &self.oidc else {
+            return not_found(false);
+        };
+        let params = parse_form(parts.uri.query().unwrap_or(""));
+        match oidc
+            .finish(&params, cookie(parts, STATE_COOKIE).as_deref())
+            .await
+        {
+            Ok((who, next)) => {
+                let roles: Vec<Role> = who.roles.iter().filter_map(|r| r.parse().ok()).collect();
+                let (token, _) = self.sessions.open_for_idp(&who.name, roles);
+                // A page that moves on by itself: the session cookie is SameSite=Strict, so the
+                // browser sends it on a navigation this site starts, not on the provider's redirect.
+                let mut r = html(
+                    200,
+                    "Signed in",
+                    &format!(
+                        "<meta http-equiv=\"refresh\" content=\"0;url={next}\"><main class=\"login\"><p>Signed in as <b>{name}</b>. <a href=\"{next}\">Continue</a>.</p></main>",
+                        next = esc(&next),
+                        name = esc(&who.name)
+                    ),
+                );
+                set_cookie(&mut r, &session_cookie(&token));
+                set_cookie(
+                    &mut r,
+                    &format!("{STATE_COOKIE}=; Max-Age=0; Secure; HttpOnly; SameSite=Lax; Path=/login/oidc"),
+                );
+                r
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "oversight sign-in through the identity provider refused");
+                self.login_page(parts, Some(&e.to_string()))
+            }
+        }
+    }
+
     fn login_page(&self, parts: &Parts, problem: Option<&str>) -> Response<Full<Bytes>> {
         let params = parse_form(parts.uri.query().unwrap_or(""));
         let next = safe_next(
@@ -279,7 +353,15 @@ impl Gate {
                 base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
             });
         let body = format!(
-            r#"<main class="login"><h1>Causeway oversight</h1><p>Sign in with your staff account. Every query you make is recorded in this node's signed log under your name.</p>{problem}<form method="post" action="/login"><label>Name<input name="name" autocomplete="username" required autofocus></label><label>Password<input name="password" type="password" autocomplete="current-password" required></label><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="{next}"><button type="submit">Sign in</button></form></main>"#,
+            r#"<main class="login"><h1>Causeway oversight</h1><p>Sign in with your staff account. Every query you make is recorded in this node's signed log under your name.</p>{problem}<form method="post" action="/login"><label>Name<input name="name" autocomplete="username" required autofocus></label><label>Password<input name="password" type="password" autocomplete="current-password" required></label><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="{next}"><button type="submit">Sign in</button></form>{idp}</main>"#,
+            idp = if self.oidc.is_some() {
+                format!(
+                    "<p><a class=\"btn\" id=\"oidc\" href=\"/login/oidc?{}\">Sign in with your organisation's identity provider</a></p>",
+                    esc(&super::dashboard::encode_form(&[("next".into(), next.clone())]))
+                )
+            } else {
+                String::new()
+            },
             problem = problem.map_or(String::new(), |p| format!(
                 "<p class=\"bad\" id=\"problem\">{}</p>",
                 esc(p)

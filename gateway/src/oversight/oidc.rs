@@ -262,7 +262,12 @@ impl Oidc {
                 .map(|(_, v)| v.as_str())
         };
         let state = get("state").ok_or(OidcError::State)?;
-        // One use only: taken out whatever happens next.
+        // Only the browser that started the sign-in may finish it (so a callback URL carried
+        // elsewhere neither signs anyone in nor spends the sign-in)...
+        if state_cookie != Some(state) {
+            return Err(OidcError::State);
+        }
+        // ... and only once: taken out whatever happens next.
         let pending = self
             .pending
             .lock()
@@ -270,9 +275,6 @@ impl Oidc {
             .remove(state)
             .filter(|p| p.started.elapsed() < PENDING_FOR)
             .ok_or(OidcError::State)?;
-        if state_cookie != Some(state) {
-            return Err(OidcError::State);
-        }
         if let Some(error) = get("error") {
             let error: String = error
                 .chars()

@@ -20,7 +20,7 @@ use causeway_ledger::entry::{Entry, Side};
 const STYLE: &str = r#"
 *{box-sizing:border-box} body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1b1f24;background:#f4f6f9}
 header{background:#1d3557;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px;overflow-wrap:anywhere} header p{margin:2px 0 0;opacity:.85}
-header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
+header a{color:#fff} header form.signout{margin:4px 0 0;opacity:.9;overflow-wrap:anywhere} header form.signout button{margin-left:8px;padding:1px 8px;font:inherit}
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(min(520px,100%),1fr));gap:16px}
 main>*{min-width:0}
 section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:12px 16px;overflow-x:auto}

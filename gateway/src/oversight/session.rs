@@ -78,6 +78,9 @@ struct Session {
     name: String,
     /// The account's password hash at sign-in: a new password ends the session.
     password: String,
+    /// For a staff member the identity provider vouched for (no account in the staff file): the
+    /// roles it granted at sign-in.
+    idp_roles: Option<Vec<Role>>,
     csrf: String,
     started: Instant,
     last_used: Instant,
@@ -212,21 +215,13 @@ impl Sessions {
         let token = random_token();
         let csrf = random_token();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|_, s| Self::alive(s, now));
-        if open.len() >= MAX_SESSIONS {
-            if let Some(oldest) = open
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| *k)
-            {
-                open.remove(&oldest);
-            }
-        }
+        Self::make_room(&mut open, now);
         open.insert(
             digest(&token),
             Session {
                 name: account.name.clone(),
                 password: account.password.clone(),
+                idp_roles: None,
                 csrf: csrf.clone(),
                 started: now,
                 last_used: now,
@@ -280,6 +275,20 @@ impl Sessions {
         }
     }
 
+    /// Drop ended sessions, and the least recently used one if as many as [`MAX_SESSIONS`] stay.
+    fn make_room(open: &mut HashMap<[u8; 32], Session>, now: Instant) {
+        open.retain(|_, s| Self::alive(s, now));
+        if open.len() >= MAX_SESSIONS {
+            if let Some(oldest) = open
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| *k)
+            {
+                open.remove(&oldest);
+            }
+        }
+    }
+
     fn alive(s: &Session, now: Instant) -> bool {
         now.duration_since(s.last_used) < IDLE_TIMEOUT
             && now.duration_since(s.started) < ABSOLUTE_TIMEOUT
@@ -294,6 +303,18 @@ impl Sessions {
         let staff = self.staff.current(false);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let session = open.get_mut(&key)?;
+        if let Some(roles) = &session.idp_roles {
+            if !Self::alive(session, now) {
+                open.remove(&key);
+                return None;
+            }
+            session.last_used = now;
+            return Some(SignedIn {
+                name: session.name.clone(),
+                roles: roles.clone(),
+                csrf: session.csrf.clone(),
+            });
+        }
         let account = staff
             .get(&session.name)
             .filter(|a| !a.disabled && a.password == session.password && Self::alive(session, now));
@@ -307,6 +328,41 @@ impl Sessions {
             roles: account.roles.clone(),
             csrf: session.csrf.clone(),
         })
+    }
+
+    /// Open a session for `name`, whom the oversight body's identity provider vouched for with
+    /// `roles` (`oidc`): the session's token (for the cookie) and who signed in.
+    pub fn open_for_idp(&self, name: &str, roles: Vec<Role>) -> (String, SignedIn) {
+        *self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(Outcome::Success)
+            .or_default() += 1;
+        tracing::info!(staff = %name, "oversight sign-in through the identity provider");
+        let now = Instant::now();
+        let (token, csrf) = (random_token(), random_token());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        Self::make_room(&mut open, now);
+        open.insert(
+            digest(&token),
+            Session {
+                name: name.to_owned(),
+                password: String::new(),
+                idp_roles: Some(roles.clone()),
+                csrf: csrf.clone(),
+                started: now,
+                last_used: now,
+            },
+        );
+        (
+            token,
+            SignedIn {
+                name: name.to_owned(),
+                roles,
+                csrf,
+            },
+        )
     }
 
     /// End the session `token` names.
