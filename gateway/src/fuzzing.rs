@@ -180,3 +180,39 @@ pub fn directory(data: &[u8]) {
         }
     }
 }
+
+/// The directory [`citizen_bundle`] verifies against: one department and one oversight node,
+/// both with the key the smoke test's tlog-proof seed is signed with (`demo/civil-registry`,
+/// secret key bytes all 1), so that seed gets as far as the entry checks.
+fn bundle_directory() -> crate::directory::Directory {
+    let key = causeway_ledger::note::NoteSigner::new(
+        "demo/civil-registry",
+        ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+    )
+    .expect("a valid key name")
+    .verifier()
+    .to_vkey();
+    crate::directory::Directory::parse(&format!(
+        "federation = \"demo\"\n\n[[department]]\nid = \"civil-registry\"\nname = \"Civil Registry\"\nhttps = \"https://127.0.0.1:7443\"\nvkey = \"{key}\"\n\n[[oversight]]\nid = \"audit\"\nname = \"Audit\"\nvkey = \"{key}\"\n"
+    ))
+    .expect("the fixed directory parses")
+}
+
+/// Citizen's report bundles (causeway-citizen-report/v1), as `causeway verify-report` reads them:
+/// parsing never panics and keeps to its limits, a parsed bundle prints back to one that parses
+/// the same, and verifying it against a directory never panics.
+pub fn citizen_bundle(data: &[u8]) {
+    use crate::oversight::bundle::{parse_bundle, verify_bundle, MAX_EXCHANGES, MAX_TAGS};
+    static DIRECTORY: std::sync::OnceLock<crate::directory::Directory> = std::sync::OnceLock::new();
+    let directory = DIRECTORY.get_or_init(bundle_directory);
+    if let Ok(bundle) = parse_bundle(data) {
+        assert!(bundle.exchanges.len() <= MAX_EXCHANGES);
+        assert!(!bundle.subject.tags.is_empty() && bundle.subject.tags.len() <= MAX_TAGS);
+        let again = serde_json::to_vec(&bundle).expect("bundles serialize");
+        assert_eq!(
+            parse_bundle(&again).expect("a parsed bundle re-parses"),
+            bundle
+        );
+        let _ = verify_bundle(&bundle, directory);
+    }
+}

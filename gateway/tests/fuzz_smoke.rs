@@ -116,10 +116,30 @@ fn seeds() -> Vec<Vec<u8>> {
         .expect("the seed directory opens, so mutations start from a valid one");
         published
     };
+    // A citizen's bundle whose evidence is the tlog-proof above (it verifies up to the entry).
+    let bundle = serde_json::json!({
+        "format": "causeway-citizen-report/v1",
+        "federation": "demo",
+        "generated_at": "2026-12-06T12:00:00Z",
+        "node": "audit",
+        "subject": {"tags": ["1:".to_owned() + &"ab".repeat(32)], "salt": "00".repeat(32)},
+        "exchanges": [{
+            "row": {"time": "2026-12-06T11:00:00Z", "action": "data released", "receiver": "tax-office",
+                "request_id": "0193a3c2-7f00-7000-8000-000000000001", "purpose": "tax-assessment",
+                "legal_basis": "x", "provider": "civil-registry", "dataset": "residents",
+                "fields": ["name"], "decision": "allow", "reason": "granted", "recorded_by": ["provider"]},
+            "records": [{"side": "provider", "log": "civil-registry", "evidence": proof}]
+        }],
+        "query": {"evidence": proof}
+    })
+    .to_string();
+    causeway::oversight::bundle::parse_bundle(bundle.as_bytes())
+        .expect("the bundle seed parses, so mutations start from a valid one");
     [
         cp.to_text(),
         note,
-        proof,
+        proof.clone(),
+        bundle,
         directory,
         request,
         log.verifier().to_vkey(),
@@ -181,6 +201,7 @@ fn fuzz_bodies_hold_on_seeds_and_their_mutations() {
             fuzzing::datasets(input);
             fuzzing::directory(input);
             fuzzing::peer_answer(input);
+            fuzzing::citizen_bundle(input);
             runs += 1;
         }
     }

@@ -34,6 +34,10 @@ pub enum Kind {
     DirectoryChange,
     /// Evidence of two inconsistent checkpoints for one log.
     Fork,
+    /// Oversight sealed a purpose (optionally for one consumer, `consumer`) until a date: its
+    /// exchanges stay out of citizens' reports until then. `purpose`, `reason` (a code) and
+    /// `detail.until` (`YYYY-MM-DD`) say what and until when.
+    Seal,
 }
 
 impl Kind {
@@ -48,6 +52,7 @@ impl Kind {
             Kind::KeyRotation => "key-rotation",
             Kind::DirectoryChange => "directory-change",
             Kind::Fork => "fork",
+            Kind::Seal => "seal",
         }
     }
 }
@@ -230,5 +235,21 @@ mod tests {
             !text.contains("peer_receipt"),
             "absent fields are omitted: {text}"
         );
+    }
+
+    #[test]
+    fn kinds_keep_their_wire_names() {
+        // Adding a kind must not change how the others are written or read.
+        for (kind, name) in [
+            (Kind::Exchange, "exchange"),
+            (Kind::OversightQuery, "oversight-query"),
+            (Kind::Fork, "fork"),
+            (Kind::Seal, "seal"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            let back: Kind = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(back, kind);
+        }
     }
 }

@@ -27,11 +27,13 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::config::{GatewayConfig, Role};
+use crate::oversight::bundle::CitizenBundle;
 use crate::oversight::crosscheck::Finding;
 use crate::oversight::dashboard::{encode_form, to_query};
 use crate::oversight::gate::SESSION_COOKIE;
 use crate::oversight::replica::{Query, Record};
 use crate::oversight::report::SubjectReport;
+use crate::oversight::seal::{format_date, parse_date};
 use crate::oversight::{Asker, LogStatus, Oversight, SubjectTags};
 use crate::text::{self, visible};
 
@@ -86,6 +88,32 @@ pub(crate) enum AuditCommand {
         /// Write a printable HTML page to this file.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Write the report with every entry's evidence and the notarized query to this file
+        /// (causeway-citizen-report/v1), for `causeway verify-report`.
+        #[arg(long, conflicts_with_all = ["json", "html"])]
+        bundle: Option<PathBuf>,
+    },
+    /// Seal a purpose until a date: its exchanges stay out of citizens' reports until then
+    /// (oversight still sees them). The seal is notarized in the oversight ledger.
+    #[command(
+        after_help = "Examples:\n  causeway audit seal --purpose fraud-investigation --until 2027-06-30 --reason CASE-2026-114 --config causeway-demo/oversight/causeway.toml\n  causeway audit seal --purpose benefit-eligibility --consumer social-welfare --until 2027-01-31 --reason DPA-88 --config FILE"
+    )]
+    Seal {
+        /// The purpose to seal, as exchanges state it.
+        #[arg(long)]
+        purpose: String,
+        /// Only this consumer department's exchanges for that purpose.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Sealed until this date (YYYY-MM-DD, UTC): from it on, citizens see the exchanges.
+        #[arg(long)]
+        until: String,
+        /// Why: a reason code (case or decision number), not free text.
+        #[arg(long)]
+        reason: String,
+        /// The oversight node's causeway.toml.
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Search the replicated logs.
     #[command(
@@ -301,9 +329,33 @@ pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
             id,
             config,
             staff,
+            bundle: Some(out),
+            ..
+        } => subject_bundle(&load(&config)?, staff.as_deref(), id, &out).await,
+        AuditCommand::Subject {
+            id,
+            config,
+            staff,
             json,
             html,
+            bundle: None,
         } => subject(&load(&config)?, staff.as_deref(), id, json, html).await,
+        AuditCommand::Seal {
+            purpose,
+            consumer,
+            until,
+            reason,
+            config,
+        } => {
+            seal(
+                &load(&config)?,
+                &purpose,
+                consumer.as_deref(),
+                &until,
+                &reason,
+            )
+            .await
+        }
         AuditCommand::Search {
             config,
             staff,
@@ -545,6 +597,98 @@ async fn subject(
     } else {
         print!("{}", report.to_table(&id));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The national id from `--id` or stdin, trimmed.
+fn national_id(id: Option<String>) -> Result<String> {
+    let id = match id {
+        Some(id) => id,
+        None => {
+            eprint!("National id: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the national id from stdin")?;
+            line
+        }
+    };
+    let id = id.trim().to_owned();
+    if id.is_empty() {
+        bail!("give the person's national id with --id, or type it on stdin");
+    }
+    Ok(id)
+}
+
+/// `audit subject --bundle`: the citizen's report with its evidence, as one verifiable file.
+async fn subject_bundle(
+    config: &GatewayConfig,
+    staff: Option<&str>,
+    id: Option<String>,
+    out: &Path,
+) -> Result<ExitCode> {
+    let id = national_id(id)?;
+    let tag = SubjectTags::load(config)?.of(&config.live_directory()?.current(), &id);
+    let target = target(config, staff).await?;
+    let bundle: CitizenBundle = match &target {
+        Target::Node(remote) => {
+            let v = api_get(
+                remote,
+                &format!("/api/bundle?{}", encode_form(&[("tag".into(), tag)])),
+            )
+            .await?;
+            serde_json::from_value(v).context(
+                "the node's bundle is not in the documented form (causeway-citizen-report/v1)",
+            )?
+        }
+        Target::Local(node) => {
+            let made = node.citizen_bundle(&tag, &Asker::cli()).await;
+            node.close();
+            made?
+        }
+    };
+    let json = serde_json::to_vec_pretty(&bundle).context("encoding the bundle")?;
+    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{} exchange(s); report with evidence written to {} (it names the person by keyed tags only; check it with `causeway verify-report {} --directory federation.toml`)",
+        bundle.exchanges.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit seal`.
+async fn seal(
+    config: &GatewayConfig,
+    purpose: &str,
+    consumer: Option<&str>,
+    until: &str,
+    reason: &str,
+) -> Result<ExitCode> {
+    let until = parse_date(until)
+        .with_context(|| format!("--until {until:?}: give a date as YYYY-MM-DD"))?;
+    if node_running(config.client.listen).await {
+        bail!(
+            "the oversight node is running (http://{}); seals are recorded through its signed-in API once staff sign-in is enabled: for now stop the node and run this again",
+            config.client.listen
+        );
+    }
+    let (node, _) = Oversight::open(config)?;
+    let sealed = node
+        .seal(&Asker::cli(), purpose, consumer, until, reason)
+        .await;
+    node.close();
+    let index = sealed?;
+    println!(
+        "sealed {}{} until {} (reason {}): notarized as entry {index} of the oversight ledger",
+        visible(purpose),
+        consumer.map_or(String::new(), |c| format!(" for {}", visible(c))),
+        format_date(until),
+        visible(reason)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,7 @@ mod federation;
 mod log;
 mod oversight;
 mod policy;
+mod report;
 mod request;
 mod tokens;
 mod watch;
@@ -74,6 +75,8 @@ enum Command {
     /// Oversight: pull and verify every log, cross-check both sides, the citizen's report, search.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Verify a citizen's report bundle offline: every entry, proof, signature and row.
+    VerifyReport(report::VerifyReportArgs),
     /// The oversight node's staff accounts (dashboard and query API sign-in).
     #[command(subcommand)]
     Oversight(oversight::OversightCommand),
@@ -178,6 +181,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Log(c) => log::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Audit(c) => audit::run(c).await,
+        Command::VerifyReport(args) => report::run(args),
         Command::Oversight(c) => oversight::run(c),
     }
 }

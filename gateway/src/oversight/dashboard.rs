@@ -23,6 +23,7 @@
 //! | `GET /api/crosscheck` | investigator | JSON (notarized) |
 //! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
 //! | `GET /staff` | administrator | the staff accounts (read-only) |
+//! | `GET /api/bundle?tag=` | subject officer | the citizen's report with evidence, `causeway-citizen-report/v1` (notarized) |
 //!
 //! A raw national id only ever arrives in a `POST` body, is turned into its tag at once, and is
 //! never logged, stored or sent back; URLs carry only tags.
@@ -35,11 +36,13 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use super::evidence::EvidenceError;
 use super::gate::{Admitted, Gate};
-use super::investigation::QueryCursor;
+use super::investigation::{EvidenceFileError, QueryCursor};
 use super::pages::{self, page, search_page, Overview};
 use super::replica::{Query, Record, MAX_LIMIT};
 use super::report::esc;
+use super::seal::format_date;
 use super::{Asker, Oversight, OversightError};
 use crate::text::csv_cell;
 use crate::transport::server::Call;
@@ -130,7 +133,10 @@ pub(crate) async fn handle(
             Ok(mut q) => {
                 q.limit = Some(q.limit.unwrap_or(PAGE_SIZE));
                 match node.search(&q, &dashboard, "search").await {
-                    Ok(result) => html(200, search_page(node, &q, &params, &result)),
+                    Ok(result) => {
+                        let seals = node.seals_in_force().await.unwrap_or_default();
+                        html(200, search_page(node, &q, &params, &result, &seals))
+                    }
                     Err(e) => failure(false, &e),
                 }
             }
@@ -207,7 +213,17 @@ pub(crate) async fn handle(
                     serde_json::to_vec_pretty(&json!({"query": q, "truncated": result.truncated, "records": result.records}))
                         .expect("records serialize"),
                 ),
-                Ok(result) => json_body(200, &json!({"query": q, "truncated": result.truncated, "records": result.records})),
+                Ok(result) => {
+                    // Oversight sees sealed exchanges at once, marked with the seal's date.
+                    let seals = node.seals_in_force().await.unwrap_or_default();
+                    let sealed: serde_json::Map<String, serde_json::Value> = result
+                        .records
+                        .iter()
+                        .filter_map(|r| Some((r.entry.id.clone()?, Oversight::sealed_until(&seals, &r.entry)?)))
+                        .map(|(id, d)| (id, json!(format_date(d))))
+                        .collect();
+                    json_body(200, &json!({"query": q, "truncated": result.truncated, "records": result.records, "sealed_until": sealed}))
+                }
                 Err(e) => failure(true, &e),
             }
         }
@@ -239,6 +255,25 @@ pub(crate) async fn handle(
                     &serde_json::to_value(&report).expect("reports serialize"),
                 ),
                 Err(e) => failure(path != "/report", &e),
+            }
+        }
+        (&Method::GET, "/api/bundle") => {
+            let Some(tag) = param(&params, "tag").filter(|t| are_subject_tags(t)) else {
+                return json_body(
+                    400,
+                    &json!({"error": {"code": "bad-query", "message": SUBJECT_TAGS_EXPECTED}}),
+                );
+            };
+            match node.citizen_bundle(tag, &api).await {
+                Ok(bundle) => json_body(
+                    200,
+                    &serde_json::to_value(&bundle).expect("bundles serialize"),
+                ),
+                Err(super::bundle::BundleError::Oversight(e)) => failure(true, &e),
+                Err(e) => json_body(
+                    503,
+                    &json!({"error": {"code": "evidence", "message": e.to_string()}}),
+                ),
             }
         }
         (&Method::GET, "/api/crosscheck") => match node.crosscheck(&api).await {
@@ -389,7 +424,26 @@ async fn evidence(
             ),
             proof.to_text().into_bytes(),
         ),
-        Err(e) => failure(false, &e),
+        Err(EvidenceFileError::Evidence(
+            e @ (EvidenceError::UnknownLog { .. } | EvidenceError::NotReplicated { .. }),
+        )) => html(
+            404,
+            page(
+                "No evidence",
+                &format!("<p class=\"bad\">{}</p>", esc(&e.to_string())),
+            ),
+        ),
+        Err(EvidenceFileError::Evidence(e)) => {
+            tracing::warn!(error = %e, "no evidence file");
+            html(
+                503,
+                page(
+                    "Unavailable",
+                    &format!("<p class=\"bad\">{}</p>", esc(&e.to_string())),
+                ),
+            )
+        }
+        Err(EvidenceFileError::Query(e)) => failure(false, &e),
     }
 }
 

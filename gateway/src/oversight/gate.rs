@@ -60,7 +60,9 @@ pub fn access(method: &Method, path: &str, params: &[(String, String)]) -> Acces
         (&Method::POST, "/logout") => Access::SignedIn,
         (&Method::GET | &Method::POST, "/search") => search,
         (&Method::GET, "/export.csv" | "/export.json" | "/api/search") => search,
-        (&Method::GET, "/report" | "/api/subject") => Access::Role(Role::SubjectOfficer),
+        (&Method::GET, "/report" | "/api/subject" | "/api/bundle") => {
+            Access::Role(Role::SubjectOfficer)
+        }
         (&Method::GET, "/api/crosscheck" | "/exchange" | "/evidence" | "/queries") => {
             Access::Role(Role::Investigator)
         }

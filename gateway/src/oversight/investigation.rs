@@ -309,20 +309,47 @@ fn time_ms(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Why an evidence file was not answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceFileError {
+    /// The evidence could not be made (unknown log, entry not replicated, owner unreachable...).
+    #[error(transparent)]
+    Evidence(#[from] super::evidence::EvidenceError),
+    /// It could not be notarized, so it is not answered.
+    #[error(transparent)]
+    Query(#[from] OversightError),
+}
+
 impl Oversight {
-    /// The tlog-proof file of entry `index` of `log`'s replicated log (notarized as `evidence`).
+    /// The tlog-proof file of entry `index` of `log`'s replicated log (notarized as `evidence`,
+    /// after it was made and before it is answered).
     pub async fn evidence_file(
         &self,
         log: &crate::identity::DeptId,
         index: u64,
         asker: &Asker,
-    ) -> Result<causeway_ledger::tlog_proof::TlogProof, OversightError> {
-        // TODO(ui): wire to Oversight::evidence once the bundle helper's evidence.rs lands.
-        let _ = (log, index, asker);
-        Err(OversightError::Replica(
-            super::replica::ReplicaError::Storage(
-                "evidence files are not built by this node yet".into(),
+    ) -> Result<causeway_ledger::tlog_proof::TlogProof, EvidenceFileError> {
+        let proof = self.evidence(log.as_str(), index).await?;
+        let entry = proof
+            .extra
+            .as_deref()
+            .and_then(|b| Entry::from_bytes(b).ok());
+        let parties = touched(
+            [Some(log.as_str())].into_iter().chain(
+                entry
+                    .iter()
+                    .flat_map(|e| [e.consumer.as_deref(), e.provider.as_deref()]),
             ),
-        ))
+        );
+        self.notarize(
+            asker,
+            "evidence",
+            json!({"log": log.as_str(), "index": index}),
+            1,
+            parties,
+        )
+        .await?;
+        Ok(proof)
     }
 }

@@ -13,8 +13,10 @@
 //! The node never learns a raw national id except for the moment it computes a tag from a
 //! dashboard form; it never stores, logs or echoes one.
 
+pub mod bundle;
 pub mod crosscheck;
 pub mod dashboard;
+pub mod evidence;
 pub mod gate;
 pub mod investigation;
 pub mod oidc;
@@ -22,6 +24,7 @@ mod pages;
 pub mod pull;
 pub mod replica;
 pub mod report;
+pub mod seal;
 pub mod session;
 pub mod staff;
 pub mod watch;
@@ -42,7 +45,7 @@ use crate::identity::tls::TlsMaterial;
 use crate::identity::{DeptId, GatewayKey, PeerIdentity, TagKey, TagRoot};
 use crate::transport::peer::PeerTransport;
 use causeway_ledger::entry::{Entry, Kind};
-use causeway_ledger::{Ledger, LedgerError};
+use causeway_ledger::{Appended, Ledger, LedgerError};
 
 pub use crate::config::OversightSection;
 
@@ -214,6 +217,8 @@ pub struct Oversight {
     /// When the findings were last computed.
     refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     rounds: tokio::sync::Mutex<()>,
+    /// Seals read so far from this node's ledger and replicated oversight logs.
+    seal_index: Arc<std::sync::Mutex<seal::SealIndex>>,
     /// Notarized queries so far, by (role, query): `causeway_oversight_queries_total`.
     queries: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
@@ -269,6 +274,7 @@ impl Oversight {
             crosscheck_state: Arc::default(),
             refreshed: std::sync::Mutex::new(None),
             rounds: tokio::sync::Mutex::new(()),
+            seal_index: Arc::default(),
             queries: std::sync::Mutex::default(),
         };
         Ok((oversight, tls))
@@ -316,8 +322,8 @@ impl Oversight {
     }
 
     /// The keyed tags of a national id typed into the dashboard, notarized first as a
-    /// `subject-tag` query (with the tags, never the id): the tags alone let the asker find the
-    /// person's entries.
+    /// `subject-tag` query (never with the id, and the tags only as a commitment whose salt is not
+    /// kept, like a search's): the tags alone let the asker find the person's entries.
     pub async fn subject_tag_notarized(
         &self,
         national_id: &str,
@@ -327,7 +333,7 @@ impl Oversight {
         self.notarize(
             asker,
             "subject-tag",
-            json!({"subject_tag": tags}),
+            json!({"subject": bundle::subject_commitment(&bundle::fresh_salt(), &tags)}),
             1,
             Touched::new(),
         )
@@ -524,6 +530,22 @@ impl Oversight {
         results: usize,
         touched: Touched,
     ) -> Result<u64, OversightError> {
+        let appended = self
+            .notarize_full(asker, query, filter, results, touched)
+            .await?;
+        Ok(appended.entry.index)
+    }
+
+    /// [`Self::notarize`], returning the appended entry with its inclusion proof and checkpoint
+    /// (the evidence a citizen's bundle carries).
+    async fn notarize_full(
+        &self,
+        asker: &Asker,
+        query: &str,
+        filter: serde_json::Value,
+        results: usize,
+        touched: Touched,
+    ) -> Result<Appended, OversightError> {
         let mut entry = Entry::new(Kind::OversightQuery);
         entry.rows = Some(results as u64);
         entry.detail = Some(json!({
@@ -542,7 +564,7 @@ impl Oversight {
             .unwrap_or_else(|p| p.into_inner())
             .entry((asker.role.clone(), query.to_owned()))
             .or_default() += 1;
-        Ok(appended.entry.index)
+        Ok(appended)
     }
 
     /// Search the replica (notarized as `search`, or as `export` for downloads).
@@ -554,7 +576,18 @@ impl Oversight {
     ) -> Result<SearchResult, OversightError> {
         let q = query.clone();
         let result = blocking(&self.replica, move |r| r.search(&q)).await?;
-        let filter = serde_json::to_value(query).expect("a query always serializes");
+        let mut filter = serde_json::to_value(query).expect("a query always serializes");
+        // Departments can read this log and compute their own tags: the subject is notarized as
+        // a hiding commitment. Nobody needs to open a search's, so its salt is not kept.
+        if let Some(tags) = &query.subject_tag {
+            filter["subject"] = json!(bundle::subject_commitment(
+                &bundle::fresh_salt(),
+                &bundle::canonical_tags(tags)
+            ));
+            if let Some(f) = filter.as_object_mut() {
+                f.remove("subject_tag");
+            }
+        }
         let touched = touched(result.records.iter().flat_map(|r| {
             [
                 Some(r.log.as_str()),
@@ -567,28 +600,42 @@ impl Oversight {
         Ok(result)
     }
 
-    /// The citizen's report for a subject tag (notarized with the tag only).
+    /// The citizen's report for a person's subject tags (comma-separated), leaving out the
+    /// exchanges under a seal in force. Notarized with the subject as a hiding commitment
+    /// ([`bundle::subject_commitment`]) whose salt the report carries (`subject_salt`), so that
+    /// only whoever holds the report can show the query was about this person.
     pub async fn subject_report(
         &self,
         subject_tag: &str,
         asker: &Asker,
     ) -> Result<SubjectReport, OversightError> {
-        let tag = subject_tag.to_owned();
-        let report = blocking(&self.replica, move |r| SubjectReport::build(r, &tag)).await?;
+        let tags = bundle::canonical_tags(subject_tag);
+        let seals = self.seals_in_force().await?;
+        let mut report = {
+            let tags = tags.clone();
+            blocking(&self.replica, move |r| {
+                SubjectReport::build(r, &tags, &seals)
+            })
+            .await?
+        };
         let touched = touched(
             report
                 .exchanges
                 .iter()
                 .flat_map(|x| [Some(x.consumer.as_str()), Some(x.provider.as_str())]),
         );
-        self.notarize(
-            asker,
-            "subject-report",
-            json!({"subject_tag": subject_tag}),
-            report.exchanges.len(),
-            touched,
-        )
-        .await?;
+        let salt = bundle::fresh_salt();
+        let index = self
+            .notarize(
+                asker,
+                bundle::SUBJECT_REPORT_QUERY,
+                json!({"subject": bundle::subject_commitment(&salt, &tags)}),
+                report.exchanges.len(),
+                touched,
+            )
+            .await?;
+        report.subject_salt = Some(hex::encode(salt));
+        report.notarized = Some(index);
         Ok(report)
     }
 

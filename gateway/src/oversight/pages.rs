@@ -14,6 +14,8 @@ use super::dashboard::{encode_form, param};
 use super::investigation::{ExchangeView, QueryPage, VerifiedRecord};
 use super::replica::{entry_time_ms, MinuteCount, PairCount, Query, Record, SearchResult};
 use super::report::esc;
+use super::seal::format_date;
+use super::seal::Seal;
 use super::{LogStatus, Oversight};
 use causeway_ledger::entry::{Entry, Side};
 
@@ -484,7 +486,7 @@ fn side_name(side: Option<Side>) -> &'static str {
     }
 }
 
-fn records_table(records: &[Record], empty: &str) -> String {
+fn records_table(records: &[Record], seals: &[Seal], empty: &str) -> String {
     if records.is_empty() {
         return format!("<p class=\"muted\">{}</p>", esc(empty));
     }
@@ -504,7 +506,7 @@ fn records_table(records: &[Record], empty: &str) -> String {
         let id = e.id.as_deref().unwrap_or("");
         let _ = write!(
             rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td data-label=\"Time\">{time}</td><td data-label=\"Log\">{log} #{index}</td><td data-label=\"Kind\">{kind} {side}</td><td data-label=\"Exchange\">{x}</td><td data-label=\"Parties\">{c} &rarr; {p}</td><td data-label=\"Dataset\">{ds}</td><td data-label=\"Purpose\">{pu}</td><td data-label=\"Decision\">{decision}</td><td data-label=\"Fields\">{fields}</td><td data-label=\"Rows\" class=\"num\">{rows_n}</td><td data-label=\"Subject tags\"><code>{subjects}</code></td></tr>",
+            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td data-label=\"Time\">{time}</td><td data-label=\"Log\">{log} #{index}</td><td data-label=\"Kind\">{kind} {side}</td><td data-label=\"Exchange\">{x}</td><td data-label=\"Parties\">{c} &rarr; {p}</td><td data-label=\"Dataset\">{ds}</td><td data-label=\"Purpose\">{pu}{sealed}</td><td data-label=\"Decision\">{decision}</td><td data-label=\"Fields\">{fields}</td><td data-label=\"Rows\" class=\"num\">{rows_n}</td><td data-label=\"Subject tags\"><code>{subjects}</code></td></tr>",
             ide = esc(id),
             pos = esc(&r.position().to_string()),
             time = when_at(&e.time, now),
@@ -517,6 +519,10 @@ fn records_table(records: &[Record], empty: &str) -> String {
             p = esc(e.provider.as_deref().unwrap_or("")),
             ds = esc(e.dataset.as_deref().unwrap_or("")),
             pu = esc(e.purpose.as_deref().unwrap_or("")),
+            sealed = Oversight::sealed_until(seals, e).map_or(String::new(), |d| format!(
+                " <span class=\"bad sealed\">sealed until {}</span>",
+                format_date(d)
+            )),
             fields = esc(&e.fields.join(", ")),
             rows_n = e.rows.map(|n| n.to_string()).unwrap_or_default(),
             subjects = esc(&e.subjects.iter().map(|s| s.get(..12).unwrap_or(s)).collect::<Vec<_>>().join(" ")),
@@ -774,6 +780,7 @@ pub(super) fn search_page(
     query: &Query,
     params: &[(String, String)],
     result: &SearchResult,
+    seals: &[Seal],
 ) -> String {
     let now = time::OffsetDateTime::now_utc();
     let records = &result.records;
@@ -814,7 +821,7 @@ pub(super) fn search_page(
             None => String::new(),
         },
         f = esc(&filter),
-        table = records_table(records, "Nothing matched."),
+        table = records_table(records, seals, "Nothing matched."),
     );
     body.push_str(&search_form(node, params));
     body.push_str("</main>");

@@ -4,12 +4,13 @@
 //! computed by whoever holds the id; the report itself carries only the tag. The raw id is shown
 //! only where the requester typed it: the table on their own terminal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use super::replica::{entry_time_ms, Query, Replica, ReplicaError, MAX_LIMIT};
+use super::seal::Seal;
 use crate::text::visible;
 use causeway_ledger::entry::Side;
 
@@ -22,6 +23,12 @@ pub struct SubjectExchange {
     pub time: String,
     /// The department that asked.
     pub consumer: String,
+    /// The consumer's application that asked, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    /// Keyed tag of the officer who asked; absent when the application acted on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub officer: Option<String>,
     /// The department that held the data.
     pub provider: String,
     /// Dataset.
@@ -54,20 +61,41 @@ pub struct SubjectReport {
     pub generated_at: String,
     /// The exchanges.
     pub exchanges: Vec<SubjectExchange>,
+    /// The salt (hex) that opens the subject commitment notarized for this report
+    /// (docs/OVERSIGHT.md, "Subjects in notarized queries").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_salt: Option<String>,
+    /// Index of the `oversight-query` entry that notarized this report in the node's ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notarized: Option<u64>,
 }
 
 impl SubjectReport {
-    /// Build the report for `subject_tag` from the replica.
-    pub fn build(replica: &Replica, subject_tag: &str) -> Result<SubjectReport, ReplicaError> {
+    /// Build the report for `subject_tag` from the replica, leaving out every exchange one of
+    /// `seals` covers (pass the seals in force; the report does not say any were left out).
+    pub fn build(
+        replica: &Replica,
+        subject_tag: &str,
+        seals: &[Seal],
+    ) -> Result<SubjectReport, ReplicaError> {
         let found = replica.search(&Query {
             subject_tag: Some(subject_tag.to_owned()),
             limit: Some(MAX_LIMIT),
             ..Query::default()
         })?;
         let mut by_exchange: BTreeMap<String, (u64, SubjectExchange, bool)> = BTreeMap::new();
-        for r in found.records {
+        let sealed: BTreeSet<&str> = found
+            .records
+            .iter()
+            .filter(|r| seals.iter().any(|s| s.covers(&r.entry)))
+            .filter_map(|r| r.entry.id.as_deref())
+            .collect();
+        for r in &found.records {
             let e = &r.entry;
             let Some(id) = e.id.clone() else { continue };
+            if sealed.contains(id.as_str()) {
+                continue;
+            }
             let side = match e.side {
                 Some(Side::Provider) => "provider",
                 Some(Side::Consumer) => "consumer",
@@ -78,6 +106,8 @@ impl SubjectReport {
                 exchange: id.clone(),
                 time: e.time.clone(),
                 consumer: e.consumer.clone().unwrap_or_default(),
+                application: e.application.clone(),
+                officer: e.officer.clone(),
                 provider: e.provider.clone().unwrap_or_default(),
                 dataset: e.dataset.clone().unwrap_or_default(),
                 purpose: e.purpose.clone().unwrap_or_default(),
@@ -98,9 +128,21 @@ impl SubjectReport {
                     // The provider's record is the authoritative one for what was released.
                     if from_provider && !*has_provider {
                         let recorded_by = std::mem::take(&mut existing.recorded_by);
-                        *existing = SubjectExchange { recorded_by, ..row };
+                        // The consumer's gateway authenticated the application and officer.
+                        let application = existing.application.take().or(row.application.clone());
+                        let officer = existing.officer.take().or(row.officer.clone());
+                        *existing = SubjectExchange {
+                            recorded_by,
+                            application,
+                            officer,
+                            ..row
+                        };
                         *t = time;
                         *has_provider = true;
+                    } else if !from_provider {
+                        existing.application =
+                            row.application.clone().or(existing.application.take());
+                        existing.officer = row.officer.clone().or(existing.officer.take());
                     }
                 }
                 None => {
@@ -123,6 +165,8 @@ impl SubjectReport {
                 .format(&time::format_description::well_known::Rfc3339)
                 .expect("RFC 3339 formatting of the current time cannot fail"),
             exchanges: exchanges.into_iter().map(|(_, x)| x).collect(),
+            subject_salt: None,
+            notarized: None,
         })
     }
 
@@ -177,10 +221,12 @@ impl SubjectReport {
         for x in &self.exchanges {
             let _ = write!(
                 rows,
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
                 if x.decision == "allow" { "allow" } else { "deny" },
                 esc(&x.time),
                 esc(&x.consumer),
+                esc(x.application.as_deref().unwrap_or("")),
+                esc(x.officer.as_deref().map_or("(application)", short)),
                 esc(&x.provider),
                 esc(&x.dataset),
                 esc(&x.purpose),
@@ -193,7 +239,7 @@ impl SubjectReport {
         }
         if self.exchanges.is_empty() {
             rows.push_str(
-                "<tr><td colspan=\"10\">No department asked for this person's records.</td></tr>",
+                "<tr><td colspan=\"12\">No department asked for this person's records.</td></tr>",
             );
         }
         format!(
@@ -209,7 +255,7 @@ th{{background:#eef1f6}} tr.deny td{{background:#fff4f2}} code{{font-size:12px;w
 <h1>Who looked at my records, and why</h1>
 <p class="meta">Subject tags (one per department key) <code>{tag}</code> &middot; {count} exchange(s) &middot; generated {generated} from the verified logs of every department.<br>
 Each row is one request one department made to another for this person's records, as both departments' signed access logs record it.</p>
-<table><thead><tr><th>When</th><th>Asked by</th><th>Asked of</th><th>Dataset</th><th>Purpose</th><th>Legal basis</th><th>Result</th><th>Fields released</th><th>Policy</th><th>Exchange</th></tr></thead>
+<table><thead><tr><th>When</th><th>Asked by</th><th>Application</th><th>Official</th><th>Asked of</th><th>Dataset</th><th>Purpose</th><th>Legal basis</th><th>Result</th><th>Fields released</th><th>Policy</th><th>Exchange</th></tr></thead>
 <tbody>{rows}</tbody></table>
 </body></html>
 "#,
