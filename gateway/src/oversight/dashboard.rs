@@ -13,7 +13,7 @@
 //! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
 //! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped repeated denials, newest findings, recent oversight queries, membership, search form (aggregates: not notarized); reloads itself every 30 s |
 //! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
-//! | `GET /findings?from=&to=&page=` | viewer | cross-check findings in a window (notarized) |
+//! | `GET /findings?from=&to=&page=` | any | cross-check findings in a window (notarized) |
 //! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
 //! | `GET /search?...` | investigator; subject officer with `subject_tag` | one page of matching entries (notarized) with window, "older"/"newer" cursors and CSV/JSON export links |
 //! | `GET /export.csv?...`, `GET /export.json?...`, `GET /api/search?...` | as `/search` | the same search as a download or JSON (notarized) |
