@@ -441,7 +441,10 @@ async fn slow_clients_are_cut_off_on_every_listener_without_slowing_anyone_else(
             .unwrap();
         assert_eq!(status, 200);
         // The dashboard answers (its one open route; every other one wants a signed-in staff member).
-        assert_eq!(get_text(oversight.client_addr, "/healthz").await.unwrap().0, 200);
+        assert_eq!(
+            get_text(oversight.client_addr, "/healthz").await.unwrap().0,
+            200
+        );
         let (status, _) = peer_post(&mut h2, None, b"{}".to_vec()).await.unwrap();
         assert!((400..500).contains(&status), "{status}");
     }
