@@ -11,14 +11,15 @@
 //! | --- | --- | --- |
 //! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
 //! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
-//! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped recent denials, findings, recent oversight queries, membership, search form (aggregates: not notarized) |
+//! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped repeated denials, newest findings, recent oversight queries, membership, search form (aggregates: not notarized); reloads itself every 30 s |
 //! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
-//! | `GET /findings?from=&to=&page=` | viewer | cross-check findings in a window (notarized) |
+//! | `GET /findings?from=&to=&page=` | any | cross-check findings in a window (notarized) |
 //! | `POST /search` | investigator; subject officer with a national id or `subject_tag` | form fields (a national id in `subject` is turned into its tag here, notarized as `subject-tag`) -> `303` to `GET /search?...` |
-//! | `GET /search?...` | investigator; subject officer with `subject_tag` | matching entries (notarized) with CSV/JSON export links |
+//! | `GET /search?...` | investigator; subject officer with `subject_tag` | one page of matching entries (notarized) with window, "older"/"newer" cursors and CSV/JSON export links |
 //! | `GET /export.csv?...`, `GET /export.json?...`, `GET /api/search?...` | as `/search` | the same search as a download or JSON (notarized) |
-//! | `GET /exchange?id=`, `GET /evidence?log=&index=` | investigator | both sides of one exchange; one entry's tlog-proof file (notarized) |
-//! | `GET /queries?...` | investigator | this node's oversight queries, paged (notarized) |
+//! | `GET /exchange?id=` | investigator | both sides' entries with every field and how each is verified (notarized as `exchange`) |
+//! | `GET /evidence?log=&index=` | investigator | one entry's tlog-proof file (notarized as `evidence`) |
+//! | `GET /queries?...` | investigator | this node's oversight queries, by window and page (notarized) |
 //! | `GET /api/crosscheck` | investigator | JSON (notarized) |
 //! | `GET /report?subject_tag=`, `GET /api/subject?tag=` | subject officer | the citizen's report, printable or JSON (notarized) |
 //! | `GET /staff` | administrator | the staff accounts (read-only) |
@@ -36,7 +37,9 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use super::evidence::EvidenceError;
 use super::gate::{Admitted, Gate};
+use super::investigation::{EvidenceFileError, QueryCursor};
 use super::pages::{self, page, search_page, Overview};
 use super::replica::{Query, Record, MAX_LIMIT};
 use super::report::esc;
@@ -175,12 +178,13 @@ pub(crate) async fn handle(
                 Ok(w) => w,
                 Err(problem) => return bad_request("Bad window", &problem),
             };
-            let before = match param(&params, "before").map(str::parse::<u64>).transpose() {
-                Ok(b) => b,
-                Err(_) => return bad_request("Bad page", "before must be a ledger index"),
+            let index = |name: &str| param(&params, name).map(str::parse::<u64>).transpose();
+            let cursor = match (index("before"), index("after")) {
+                (Ok(before), Ok(after)) => QueryCursor { before, after },
+                _ => return bad_request("Bad page", "before and after must be ledger indexes"),
             };
             match node
-                .queries_page(before, from_ms, to_ms, page_size(&params), &dashboard)
+                .queries_page(cursor, from_ms, to_ms, page_size(&params), &dashboard)
                 .await
             {
                 Ok(found) => html(200, pages::queries_page(node, &params, &found)),
@@ -448,7 +452,26 @@ async fn evidence(
             ),
             proof.to_text().into_bytes(),
         ),
-        Err(e) => failure(false, &e),
+        Err(EvidenceFileError::Evidence(
+            e @ (EvidenceError::UnknownLog { .. } | EvidenceError::NotReplicated { .. }),
+        )) => html(
+            404,
+            page(
+                "No evidence",
+                &format!("<p class=\"bad\">{}</p>", esc(&e.to_string())),
+            ),
+        ),
+        Err(EvidenceFileError::Evidence(e)) => {
+            tracing::warn!(error = %e, "no evidence file");
+            html(
+                503,
+                page(
+                    "Unavailable",
+                    &format!("<p class=\"bad\">{}</p>", esc(&e.to_string())),
+                ),
+            )
+        }
+        Err(EvidenceFileError::Query(e)) => failure(false, &e),
     }
 }
 

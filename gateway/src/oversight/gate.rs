@@ -58,7 +58,8 @@ pub fn access(method: &Method, path: &str, params: &[(String, String)]) -> Acces
     match (method, path) {
         (&Method::GET, "/healthz") => Access::Open,
         (&Method::GET, "/" | "/api/status" | "/api/membership") => Access::SignedIn,
-        (&Method::GET, "/findings") => Access::Role(Role::Viewer),
+        // The findings the overview shows to every signed-in member, by window and page.
+        (&Method::GET, "/findings") => Access::SignedIn,
         (&Method::POST, "/logout") => Access::SignedIn,
         (&Method::GET | &Method::POST, "/search") => search,
         (&Method::GET, "/export.csv" | "/export.json" | "/api/search") => search,

@@ -47,8 +47,20 @@ pub struct ExchangeView {
 pub struct QueryPage {
     /// The `oversight-query` entries, newest first.
     pub queries: Vec<Entry>,
-    /// The ledger index to continue from for the next (older) page, if any.
+    /// The `before` cursor of the next older page, if there is one.
     pub older: Option<u64>,
+    /// The `after` cursor of the next newer page, if there is one.
+    pub newer: Option<u64>,
+}
+
+/// Which page of this node's oversight queries: below ledger index `before`, or above `after`
+/// (the newest page when neither).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryCursor {
+    /// Only entries with a smaller ledger index.
+    pub before: Option<u64>,
+    /// Only entries with a larger ledger index (the page just above it).
+    pub after: Option<u64>,
 }
 
 impl Oversight {
@@ -153,16 +165,94 @@ impl Oversight {
         Ok(findings)
     }
 
-    /// Up to `limit` of this node's own `oversight-query` entries older than ledger index
-    /// `before` (all when `None`) and within the time window, newest first; reads back at most
-    /// [`MAX_QUERY_SCAN`] entries (notarized as `oversight-queries`).
+    /// Up to `limit` of this node's own `oversight-query` entries on the page `cursor` names and
+    /// within the time window, newest first; reads at most [`MAX_QUERY_SCAN`] entries (notarized
+    /// as `oversight-queries`).
     pub async fn queries_page(
+        &self,
+        cursor: QueryCursor,
+        from_ms: Option<u64>,
+        to_ms: Option<u64>,
+        limit: usize,
+        asker: &Asker,
+    ) -> Result<QueryPage, OversightError> {
+        let page = match cursor.after {
+            Some(after) => self.queries_above(after, from_ms, to_ms, limit)?,
+            None => self.queries_below(cursor.before, from_ms, to_ms, limit)?,
+        };
+        self.notarize(
+            asker,
+            "oversight-queries",
+            json!({"before": cursor.before, "after": cursor.after, "from_ms": from_ms, "to_ms": to_ms}),
+            page.queries.len(),
+            Touched::new(),
+        )
+        .await?;
+        Ok(page)
+    }
+
+    /// The `limit` oldest oversight queries above ledger index `after`, newest first.
+    fn queries_above(
+        &self,
+        after: u64,
+        from_ms: Option<u64>,
+        to_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<QueryPage, OversightError> {
+        let (from, to) = (from_ms.unwrap_or(0), to_ms.unwrap_or(u64::MAX));
+        let size = self.ledger.checkpoint().0;
+        let ceiling = after
+            .saturating_add(1)
+            .saturating_add(MAX_QUERY_SCAN)
+            .min(size);
+        let mut lower = after.saturating_add(1);
+        let mut queries: Vec<Entry> = Vec::new();
+        'pages: while lower < ceiling {
+            let upper = lower.saturating_add(512).min(ceiling);
+            let mut chunk = Vec::new();
+            self.ledger.read(|r| {
+                r.for_each_entry(lower, upper, |_, bytes| {
+                    if let Ok(e) = Entry::from_bytes(bytes) {
+                        chunk.push(e);
+                    }
+                    Ok(())
+                })
+            })?;
+            for e in chunk {
+                let t = time_ms(&e.time);
+                if t > to {
+                    break 'pages;
+                }
+                if e.kind == Kind::OversightQuery && t >= from {
+                    queries.push(e);
+                    if queries.len() > limit {
+                        break 'pages;
+                    }
+                }
+            }
+            lower = upper;
+        }
+        let more = queries.len() > limit || (lower >= ceiling && ceiling < size);
+        queries.truncate(limit);
+        queries.reverse();
+        Ok(QueryPage {
+            newer: if more {
+                queries.first().map(|q| q.index)
+            } else {
+                None
+            },
+            older: queries.last().map(|q| q.index),
+            queries,
+        })
+    }
+
+    /// Up to `limit` oversight queries below ledger index `before`, newest first.
+    fn queries_below(
         &self,
         before: Option<u64>,
         from_ms: Option<u64>,
         to_ms: Option<u64>,
         limit: usize,
-        asker: &Asker,
     ) -> Result<QueryPage, OversightError> {
         let (from, to) = (from_ms.unwrap_or(0), to_ms.unwrap_or(u64::MAX));
         let size = self.ledger.checkpoint().0;
@@ -203,15 +293,12 @@ impl Oversight {
                 older = Some(floor);
             }
         }
-        self.notarize(
-            asker,
-            "oversight-queries",
-            json!({"before": before, "from_ms": from_ms, "to_ms": to_ms}),
-            queries.len(),
-            Touched::new(),
-        )
-        .await?;
-        Ok(QueryPage { queries, older })
+        let newer = before.and(queries.first().map(|q: &Entry| q.index));
+        Ok(QueryPage {
+            queries,
+            older,
+            newer,
+        })
     }
 }
 
@@ -222,20 +309,47 @@ fn time_ms(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Why an evidence file was not answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceFileError {
+    /// The evidence could not be made (unknown log, entry not replicated, owner unreachable...).
+    #[error(transparent)]
+    Evidence(#[from] super::evidence::EvidenceError),
+    /// It could not be notarized, so it is not answered.
+    #[error(transparent)]
+    Query(#[from] OversightError),
+}
+
 impl Oversight {
-    /// The tlog-proof file of entry `index` of `log`'s replicated log (notarized as `evidence`).
+    /// The tlog-proof file of entry `index` of `log`'s replicated log (notarized as `evidence`,
+    /// after it was made and before it is answered).
     pub async fn evidence_file(
         &self,
         log: &crate::identity::DeptId,
         index: u64,
         asker: &Asker,
-    ) -> Result<causeway_ledger::tlog_proof::TlogProof, OversightError> {
-        // TODO(ui): wire to Oversight::evidence once the bundle helper's evidence.rs lands.
-        let _ = (log, index, asker);
-        Err(OversightError::Replica(
-            super::replica::ReplicaError::Storage(
-                "evidence files are not built by this node yet".into(),
+    ) -> Result<causeway_ledger::tlog_proof::TlogProof, EvidenceFileError> {
+        let proof = self.evidence(log.as_str(), index).await?;
+        let entry = proof
+            .extra
+            .as_deref()
+            .and_then(|b| Entry::from_bytes(b).ok());
+        let parties = touched(
+            [Some(log.as_str())].into_iter().chain(
+                entry
+                    .iter()
+                    .flat_map(|e| [e.consumer.as_deref(), e.provider.as_deref()]),
             ),
-        ))
+        );
+        self.notarize(
+            asker,
+            "evidence",
+            json!({"log": log.as_str(), "index": index}),
+            1,
+            parties,
+        )
+        .await?;
+        Ok(proof)
     }
 }

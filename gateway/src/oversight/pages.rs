@@ -32,7 +32,7 @@ table{border-collapse:collapse;width:100%} th,td{padding:4px 8px;border-bottom:1
 th{background:#f0f3f8;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#1a7f37;font-weight:600} .bad{color:#c62828;font-weight:600} .warn{color:#b26a00;font-weight:600}
-.muted{color:#6a737d} code{font-size:12px;overflow-wrap:anywhere} .ago{color:#6a737d;font-size:12px;white-space:nowrap}
+.muted{color:#6a737d} code{font-size:12px} dd code,p code,h2 code{overflow-wrap:anywhere} .ago{color:#6a737d;font-size:12px;white-space:nowrap}
 td time{white-space:nowrap}
 .matrix td.cell{text-align:center;min-width:110px} .matrix td.cell a{text-decoration:none;color:inherit;display:block}
 .matrix .self{background:#f7f7f7;color:#bbb;text-align:center}
@@ -55,6 +55,11 @@ pre.detail{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}
  main{padding:8px;gap:10px}
  section{padding:10px}
  dl.fields{grid-template-columns:minmax(0,1fr)} dl.fields dt{font-weight:600;margin-top:6px}
+ table.records thead{display:none}
+ table.records tr{display:block;border-bottom:2px solid #dde2ea;padding:4px 0}
+ table.records td{display:block;position:relative;border:0;padding:2px 0 2px 8em;text-align:left;min-height:1.6em}
+ table.records td::before{content:attr(data-label);position:absolute;left:0;width:7.5em;color:#555;font-size:12px}
+ table.records td code{overflow-wrap:anywhere}
 }
 "#;
 
@@ -202,6 +207,10 @@ fn pager(
     newest: Vec<(String, String)>,
     at_newest: bool,
 ) -> String {
+    if newer.is_none() && older.is_none() && at_newest {
+        // One page holds everything: nothing to page through.
+        return String::new();
+    }
     let mut out = String::from("<nav class=\"pager\" aria-label=\"pages\">");
     if !at_newest {
         let _ = write!(
@@ -333,7 +342,7 @@ fn status_section(statuses: &[LogStatus]) -> String {
             root = esc(cp.map_or("", |c| c.root.get(..16).unwrap_or(""))),
             w = st.witnesses.len(),
             kw = s.known_witnesses,
-            pull = esc(st.last_pull.as_deref().unwrap_or("never")),
+            pull = st.last_pull.as_deref().map_or("never".to_owned(), when),
             text = esc(&text),
         );
     }
@@ -497,7 +506,7 @@ fn records_table(records: &[Record], seals: &[Seal], empty: &str) -> String {
         let id = e.id.as_deref().unwrap_or("");
         let _ = write!(
             rows,
-            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td>{time}</td><td>{log} #{index}</td><td>{kind} {side}</td><td>{x}</td><td>{c} &rarr; {p}</td><td>{ds}</td><td>{pu}{sealed}</td><td>{decision}</td><td>{fields}</td><td class=\"num\">{rows_n}</td><td><code>{subjects}</code></td></tr>",
+            "<tr class=\"record\" data-exchange=\"{ide}\" data-position=\"{pos}\"><td data-label=\"Time\">{time}</td><td data-label=\"Log\">{log} #{index}</td><td data-label=\"Kind\">{kind} {side}</td><td data-label=\"Exchange\">{x}</td><td data-label=\"Parties\">{c} &rarr; {p}</td><td data-label=\"Dataset\">{ds}</td><td data-label=\"Purpose\">{pu}{sealed}</td><td data-label=\"Decision\">{decision}</td><td data-label=\"Fields\">{fields}</td><td data-label=\"Rows\" class=\"num\">{rows_n}</td><td data-label=\"Subject tags\"><code>{subjects}</code></td></tr>",
             ide = esc(id),
             pos = esc(&r.position().to_string()),
             time = when_at(&e.time, now),
@@ -633,7 +642,7 @@ fn denials_section(denials: &[Record], now: time::OffsetDateTime) -> String {
         ("side".to_owned(), "provider".to_owned()),
     ];
     format!(
-        "<section id=\"denials\"><h2>Repeated denials</h2><table><thead><tr><th>Count</th><th>Consumer &rarr; provider</th><th>Dataset</th><th>Purpose</th><th>Reason</th><th>First</th><th>Last (latest exchange)</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">The latest {DENIALS_GROUPED} denials (providers' records), grouped by consumer, provider, dataset, purpose and reason; {shown} of {total} groups shown, most recent first. A count lists its denials.</p>{nav}</section>",
+        "<section class=\"wide\" id=\"denials\"><h2>Repeated denials</h2><table><thead><tr><th>Count</th><th>Consumer &rarr; provider</th><th>Dataset</th><th>Purpose</th><th>Reason</th><th>First</th><th>Last (latest exchange)</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">The latest {DENIALS_GROUPED} denials (providers' records), grouped by consumer, provider, dataset, purpose and reason; {shown} of {total} groups shown, most recent first. A count lists its denials.</p>{nav}</section>",
         shown = groups.len().min(DENIAL_GROUPS_SHOWN),
         total = groups.len(),
         nav = window_nav("/search", &all, now).replace("Window (UTC):", "All denials (UTC):"),
@@ -663,7 +672,7 @@ fn findings_rows(findings: &[Finding]) -> String {
 
 fn findings_section(findings: &[Finding]) -> String {
     if findings.is_empty() {
-        return "<section id=\"findings\"><h2>Cross-check findings</h2><p class=\"ok\">Both sides of every exchange agree.</p></section>".into();
+        return "<section class=\"wide\" id=\"findings\"><h2>Cross-check findings</h2><p class=\"ok\">Both sides of every exchange agree.</p></section>".into();
     }
     let newest: Vec<Finding> = findings
         .iter()
@@ -672,7 +681,7 @@ fn findings_section(findings: &[Finding]) -> String {
         .cloned()
         .collect();
     format!(
-        "<section id=\"findings\"><h2>Cross-check findings ({})</h2>{}<p class=\"muted\"><a id=\"all-findings\" href=\"/findings\">All findings, by time window</a> (newest {} shown here)</p></section>",
+        "<section class=\"wide\" id=\"findings\"><h2>Cross-check findings ({})</h2>{}<p class=\"muted\"><a id=\"all-findings\" href=\"/findings\">All findings, by time window</a> (newest {} shown here)</p></section>",
         findings.len(),
         findings_rows(&newest),
         newest.len(),
@@ -687,7 +696,8 @@ fn query_rows(queries: &[Entry]) -> String {
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
         let _ = write!(
             rows,
-            "<tr class=\"oversight-query\"><td class=\"num\">#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code>{}</td><td class=\"num\">{}</td></tr>",
+            "<tr class=\"oversight-query\" data-index=\"{}\"><td class=\"num\">#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code>{}</td><td class=\"num\">{}</td></tr>",
+            q.index,
             q.index,
             when_at(&q.time, now),
             esc(&s("asked_by")),
@@ -800,7 +810,11 @@ pub(super) fn search_page(
         "<section class=\"wide\" id=\"results\"><h2>{n} matching entr{ies}{page}</h2>{window}<p><a class=\"btn\" id=\"export-csv\" href=\"/export.csv?{export}\">Export CSV</a><a class=\"btn\" id=\"export-json\" href=\"/export.json?{export}\">Export JSON</a>{report}</p>{nav}{table}{nav}<p class=\"muted\">filter <code>{f}</code> &middot; this search was notarized in the oversight ledger</p></section>",
         n = records.len(),
         ies = if records.len() == 1 { "y" } else { "ies" },
-        page = if at_newest { " (newest first)" } else { " (one page, newest first)" },
+        page = if at_newest && !result.truncated {
+            " (newest first)"
+        } else {
+            " on this page (newest first)"
+        },
         window = window_nav("/search", params, now),
         report = match &query.subject_tag {
             Some(t) => format!("<a class=\"btn\" href=\"/report?{}\">Printable citizen's report</a>", encode_form(&[("subject_tag".into(), t.clone())])),
@@ -1082,14 +1096,21 @@ pub(super) fn queries_page(
 ) -> String {
     let now = time::OffsetDateTime::now_utc();
     let base = keep(params, PAGING);
-    let older = found.older.map(|i| {
-        let mut pairs = base.clone();
-        pairs.push(("before".into(), i.to_string()));
-        pairs
-    });
-    let at_newest = param(params, "before").is_none();
-    // Going back up is the browser's back button or the newest page: ledger indexes only grow.
-    let nav = pager("/queries", None, older, base.clone(), at_newest);
+    let at = |name: &str, index: Option<u64>| {
+        index.map(|i| {
+            let mut pairs = base.clone();
+            pairs.push((name.to_owned(), i.to_string()));
+            pairs
+        })
+    };
+    let at_newest = param(params, "before").is_none() && param(params, "after").is_none();
+    let nav = pager(
+        "/queries",
+        at("after", found.newer),
+        at("before", found.older),
+        base.clone(),
+        at_newest,
+    );
     let mut body = header_bar(node, "oversight queries");
     let _ = write!(
         body,

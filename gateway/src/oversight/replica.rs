@@ -1150,6 +1150,7 @@ mod tests {
                 loop {
                     let page = replica.search(&query).unwrap();
                     assert!(page.records.len() <= size);
+                    assert!(pages.len() < all.len(), "older pages of {size} never end");
                     pages.push(page.records.clone());
                     if !page.has_older(&query) {
                         break;
@@ -1166,6 +1167,7 @@ mod tests {
                     ..base.clone()
                 };
                 loop {
+                    assert!(back.len() <= all.len(), "newer pages of {size} never end");
                     query.after = Some(back.last().unwrap()[0].position());
                     query.before = None;
                     let page = replica.search(&query).unwrap();
