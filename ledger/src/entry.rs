@@ -38,6 +38,10 @@ pub enum Kind {
     /// exchanges stay out of citizens' reports until then. `purpose`, `reason` (a code) and
     /// `detail.until` (`YYYY-MM-DD`) say what and until when.
     Seal,
+    /// The oversight node's staff accounts changed (added, removed, disabled, enabled, roles,
+    /// password): `detail.changes` says how, `detail.accounts` is the roster after it (names,
+    /// roles, whether disabled, and a fingerprint of each password hash, never the hash).
+    StaffChange,
 }
 
 impl Kind {
@@ -53,6 +57,7 @@ impl Kind {
             Kind::DirectoryChange => "directory-change",
             Kind::Fork => "fork",
             Kind::Seal => "seal",
+            Kind::StaffChange => "staff-change",
         }
     }
 }
@@ -245,6 +250,7 @@ mod tests {
             (Kind::OversightQuery, "oversight-query"),
             (Kind::Fork, "fork"),
             (Kind::Seal, "seal"),
+            (Kind::StaffChange, "staff-change"),
         ] {
             assert_eq!(kind.as_str(), name);
             assert_eq!(serde_json::to_value(kind).unwrap(), name);

@@ -224,10 +224,14 @@ async fn two_centres_watch_each_other_and_departments_watch_both() {
             ["civil-registry", "tax-office", "social-welfare"]
                 .iter()
                 .any(|d| {
-                    ledger_entries(&fed.ledger_dir(d))
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|e| e["kind"] == "fork" && e["provider"] == "audit-office")
+                    // Through the gateway's own handle (a second LMDB environment on the same
+                    // files in this process would clash with the gateway's readers).
+                    fed.gateway(d)
+                        .ledger()
+                        .last_of_kind(Kind::Fork)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|e| e.provider.as_deref() == Some("audit-office"))
                 })
         },
     )
@@ -273,6 +277,113 @@ async fn a_truncated_oversight_log_is_caught_by_the_other_centre_and_by_departme
     assert!(!ok, "{report:#}");
     let status = &status_of(&report, "audit-office")["status"];
     assert!(status == "flagged" || status == "withheld", "{report:#}");
+    a.shutdown().await;
+    b.shutdown().await;
+    fed.stop().await;
+}
+
+#[tokio::test]
+async fn staff_changes_are_notarized_and_the_other_centre_sees_them() {
+    use causeway::oversight::staff::{Role, StaffFile};
+    let mut fed = Federation::start().await.unwrap();
+    let (a, a_layout) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    let (b, _) = start_oversight_node(&fed, "data-protection").await.unwrap();
+    let within = Duration::from_secs(20);
+    // Read through the node's own ledger handle: opening its LMDB environment a second time in
+    // this process would clash with the node's readers.
+    let entries = |gateway: &Gateway| {
+        let ledger = node(gateway).ledger();
+        let size = ledger.checkpoint().0;
+        let mut all = Vec::new();
+        ledger
+            .read(|r| {
+                r.for_each_entry(0, size, |_, bytes| {
+                    all.push(serde_json::from_slice::<Value>(bytes).unwrap());
+                    Ok(())
+                })
+            })
+            .unwrap();
+        all
+    };
+    let changes = |gateway: &Gateway| {
+        entries(gateway)
+            .into_iter()
+            .filter(|e| e["kind"] == "staff-change")
+            .flat_map(|e| {
+                e["detail"]["changes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["name"].as_str().unwrap_or(""),
+                    c["change"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<String>>()
+    };
+    // The accounts the node started with are recorded once.
+    eventually("the starting accounts are notarized", within, || async {
+        changes(&a).contains(&"admin added".to_owned())
+    })
+    .await;
+
+    // An administrator disables one account, resets another's password and adds a third, with
+    // the command line's library, while the node runs.
+    let staff_file = GatewayConfig::load(&a_layout.config)
+        .unwrap()
+        .oversight
+        .unwrap()
+        .staff;
+    let mut file = StaffFile::load(&staff_file).unwrap();
+    file.set_disabled("viewer", true).unwrap();
+    file.set_password("investigator", "another long passphrase")
+        .unwrap();
+    file.add("maria", &[Role::SubjectOfficer], "maria's long passphrase")
+        .unwrap();
+    file.save(&staff_file).unwrap();
+    eventually("each change is notarized", within, || async {
+        let seen = changes(&a);
+        ["viewer disabled", "investigator password", "maria added"]
+            .iter()
+            .all(|c| seen.contains(&(*c).to_owned()))
+    })
+    .await;
+    // Never a password hash.
+    let recorded: String = entries(&a).iter().map(Value::to_string).collect();
+    assert!(
+        !recorded.contains("$argon2"),
+        "no password hash is notarized"
+    );
+
+    // The other centre replicates the record of who may read what.
+    eventually(
+        "the data protection authority holds the staff changes",
+        within,
+        || async {
+            node(&b).pull_all(Arc::new(|_: &str, _, _| {})).await;
+            node(&b)
+                .replica()
+                .search(&Query {
+                    department: Some("audit-office".into()),
+                    ..Query::default()
+                })
+                .unwrap()
+                .records
+                .iter()
+                .any(|r| {
+                    r.log == "audit-office"
+                        && r.entry.kind == Kind::StaffChange
+                        && r.entry
+                            .detail
+                            .as_ref()
+                            .is_some_and(|d| d.to_string().contains("maria"))
+                })
+        },
+    )
+    .await;
     a.shutdown().await;
     b.shutdown().await;
     fed.stop().await;

@@ -82,6 +82,11 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         gate = gate.with_oidc(crate::oversight::oidc::Oidc::load(oidc)?);
     }
     let gate = Arc::new(gate);
+    running.spawn(record_staff_changes(
+        node.clone(),
+        gate.clone(),
+        running.stop_signal(),
+    ));
     let dashboard_node = node.clone();
     let dashboard_gate = gate.clone();
     running.spawn(serve(
@@ -175,6 +180,51 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         oversight: Some(node),
         running,
     })
+}
+
+/// Notarize every change to the staff accounts (who may read what, with which role) in this
+/// node's own ledger, where the other centres and the departments see it: the staff file is
+/// looked at every second; each change it shows becomes one `staff-change` entry with the roster
+/// after it. At start the roster is compared with the last one recorded, so changes made while
+/// the node was stopped are recorded too.
+async fn record_staff_changes(
+    node: Arc<Oversight>,
+    gate: Arc<Gate>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use crate::oversight::staff::{roster, roster_changes, RosterEntry};
+    use causeway_ledger::entry::{Entry, Kind as EntryKind};
+    let ledger = node.ledger().clone();
+    let mut recorded: Vec<RosterEntry> =
+        tokio::task::spawn_blocking(move || ledger.last_of_kind(EntryKind::StaffChange))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .and_then(|e| e.detail)
+            .and_then(|d| serde_json::from_value(d["accounts"].clone()).ok())
+            .unwrap_or_default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = roster(&gate.sessions().staff().current(false));
+        let changes = roster_changes(&recorded, &now);
+        if changes.is_empty() {
+            continue;
+        }
+        let mut entry = Entry::new(EntryKind::StaffChange);
+        entry.detail = Some(serde_json::json!({"changes": changes, "accounts": now}));
+        match node.ledger().append(entry).await {
+            Ok(_) => recorded = now,
+            Err(e) => {
+                tracing::error!(error = %e, "a staff account change could not be notarized; will retry")
+            }
+        }
+    }
 }
 
 /// Pull every department's log every `interval` until told to stop.

@@ -261,6 +261,66 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
+/// One account as the oversight ledger records it: never the password hash, only a fingerprint
+/// that changes when the password does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterEntry {
+    /// Sign-in name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// Whether it is disabled.
+    pub disabled: bool,
+    /// The first 16 hex digits of SHA-256 over the password's PHC string (which holds a random
+    /// salt, so this says nothing about the password).
+    pub credential: String,
+}
+
+/// The roster of `file`, by name.
+pub fn roster(file: &StaffFile) -> Vec<RosterEntry> {
+    use sha2::Digest as _;
+    let mut roster: Vec<RosterEntry> = file
+        .staff
+        .iter()
+        .map(|m| RosterEntry {
+            name: m.name.clone(),
+            roles: m.roles.clone(),
+            disabled: m.disabled,
+            credential: hex::encode(sha2::Sha256::digest(m.password.as_bytes()))[..16].to_owned(),
+        })
+        .collect();
+    roster.sort_by(|a, b| a.name.cmp(&b.name));
+    roster
+}
+
+/// What changed from roster `old` to roster `new`, one JSON object per change: `added` (with
+/// roles), `removed`, `disabled`, `enabled`, `roles` (the new ones), `password`.
+pub fn roster_changes(old: &[RosterEntry], new: &[RosterEntry]) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut changes = Vec::new();
+    for n in new {
+        match old.iter().find(|o| o.name == n.name) {
+            None => changes.push(json!({"name": n.name, "change": "added", "roles": n.roles, "disabled": n.disabled})),
+            Some(o) => {
+                if o.disabled != n.disabled {
+                    let change = if n.disabled { "disabled" } else { "enabled" };
+                    changes.push(json!({"name": n.name, "change": change}));
+                }
+                if o.roles != n.roles {
+                    changes.push(json!({"name": n.name, "change": "roles", "roles": n.roles}));
+                }
+                if o.credential != n.credential {
+                    changes.push(json!({"name": n.name, "change": "password"}));
+                }
+            }
+        }
+    }
+    for o in old.iter().filter(|o| !new.iter().any(|n| n.name == o.name)) {
+        changes.push(json!({"name": o.name, "change": "removed"}));
+    }
+    changes
+}
+
 /// The staff file as the running node sees it: read again when its modification time or length
 /// changed, looked at no more than once a second.
 #[derive(Debug)]
