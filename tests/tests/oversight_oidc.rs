@@ -336,6 +336,38 @@ async fn staff_sign_in_through_a_real_identity_provider_with_pkce_state_and_nonc
         .unwrap_err();
     assert!(matches!(refused, OidcError::NoRole(_)), "{refused}");
 
+    // The provider's keys are read again when the JWKS file changes, no restart: under another
+    // key set its tokens are refused; a file that does not read leaves the last keys in force.
+    let published = std::fs::read_to_string(&section.jwks).unwrap();
+    let other = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"rotated","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+    for (jwks, accepted) in [
+        (other, false),
+        (published.as_str(), true),
+        ("not json", true),
+    ] {
+        std::fs::write(&section.jwks, jwks).unwrap();
+        let (start, cookie) = oidc.begin("/");
+        let callback = sign_in_at_provider(
+            &mut Browser::default(),
+            start,
+            &provider.issuer,
+            "alice",
+            redirect,
+        )
+        .await;
+        let signed_in = oidc
+            .finish(&callback_params(&callback), Some(&cookie))
+            .await;
+        assert_eq!(signed_in.is_ok(), accepted, "under {jwks}: {signed_in:?}");
+        if !accepted {
+            assert!(
+                matches!(signed_in, Err(OidcError::IdToken(_))),
+                "{signed_in:?}"
+            );
+        }
+    }
+    std::fs::write(&section.jwks, &published).unwrap();
+
     // A forged callback with a made-up code gets nothing from the token endpoint.
     let (_, cookie) = oidc.begin("/");
     let forged = vec![

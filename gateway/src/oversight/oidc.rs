@@ -82,7 +82,10 @@ struct Pending {
 pub struct Oidc {
     section: OidcSection,
     secret: Option<String>,
-    tokens: OfficerTokens,
+    /// The ID-token verifier from the provider's JWKS file, and the file's modification time and
+    /// length when it was read: a replaced file (the provider rotated its keys) is read again at
+    /// the next sign-in, no restart needed.
+    tokens: Mutex<(Option<Stamp>, Arc<OfficerTokens>)>,
     tls: Option<tokio_rustls::TlsConnector>,
     issuer_host: String,
     pending: Mutex<HashMap<String, Pending>>,
@@ -133,16 +136,8 @@ impl Oidc {
                 "[oversight.oidc] {field} must be an https:// URL (http:// only on loopback), not {value:?}"
             );
         }
-        let tokens = OfficerTokens::load(&OfficersSection {
-            issuer: section.issuer.clone(),
-            audience: section.client_id.clone(),
-            jwks: section.jwks.clone(),
-            claim: section.name_claim.clone(),
-            roles_claim: section.roles_claim.clone(),
-            max_skew_secs: 60,
-            purpose_roles: Default::default(),
-        })
-        .context("[oversight.oidc] jwks")?;
+        let tokens = OfficerTokens::load(&id_tokens(section)).context("[oversight.oidc] jwks")?;
+        let tokens = Mutex::new((stamp(&section.jwks), Arc::new(tokens)));
         let secret = section
             .client_secret_file
             .as_deref()
@@ -286,7 +281,7 @@ impl Oidc {
         let code = get("code").ok_or_else(|| OidcError::Refused("no code".into()))?;
         let id_token = self.redeem(code, &pending.verifier).await?;
         let officer = self
-            .tokens
+            .keys()
             .verify(&id_token)
             .map_err(|e| OidcError::IdToken(e.to_string()))?;
         // The signature verified: the payload is the provider's word. Its nonce must be ours.
@@ -321,6 +316,26 @@ impl Oidc {
             return Err(OidcError::NoRole(name));
         }
         Ok((OidcIdentity { name, roles }, pending.next))
+    }
+
+    /// The verifier of ID tokens, read again first if the JWKS file changed. A file that no longer
+    /// reads leaves the keys read last in force (and says so in the log).
+    fn keys(&self) -> Arc<OfficerTokens> {
+        let mut held = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let now = stamp(&self.section.jwks);
+        if now != held.0 {
+            match OfficerTokens::load(&id_tokens(&self.section)) {
+                Ok(tokens) => {
+                    tracing::info!(jwks = %self.section.jwks.display(), "the identity provider's keys were read again");
+                    *held = (now, Arc::new(tokens));
+                }
+                Err(e) => {
+                    tracing::error!(jwks = %self.section.jwks.display(), error = %format!("{e:#}"), "the identity provider's keys do not read; the previous ones stay in force");
+                    held.0 = now;
+                }
+            }
+        }
+        held.1.clone()
     }
 
     /// Exchange the code (with the PKCE verifier) for the ID token, at the token endpoint.
@@ -401,6 +416,29 @@ impl Oidc {
         };
         Ok(response)
     }
+}
+
+/// How ID tokens are checked: as officers' tokens are, with our client id as the audience.
+fn id_tokens(section: &OidcSection) -> OfficersSection {
+    OfficersSection {
+        issuer: section.issuer.clone(),
+        audience: section.client_id.clone(),
+        jwks: section.jwks.clone(),
+        claim: section.name_claim.clone(),
+        roles_claim: section.roles_claim.clone(),
+        max_skew_secs: 60,
+        purpose_roles: Default::default(),
+    }
+}
+
+/// A file's modification time and length: when either changes, it is read again.
+type Stamp = (std::time::SystemTime, u64);
+
+/// A file's [`Stamp`], if it can be looked at.
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()))
 }
 
 async fn send<IO>(io: IO, request: http::Request<Full<Bytes>>) -> Result<Bytes, String>
