@@ -599,23 +599,7 @@ async fn subject(
     json: bool,
     html: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let id = match id {
-        Some(id) => id,
-        None => {
-            eprint!("National id: ");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the national id from stdin")?;
-            line
-        }
-    };
-    let id = id.trim().to_owned();
-    if id.is_empty() {
-        bail!("give the person's national id with --id, or type it on stdin");
-    }
+    let id = national_id(id)?;
     let tag = SubjectTags::load(config)?.of(&config.live_directory()?.current(), &id);
     let target = target(config, staff).await?;
     let report: SubjectReport = match &target {

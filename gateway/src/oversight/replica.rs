@@ -826,14 +826,9 @@ impl Replica {
                 Ok((None, _)) | Err(lmdb::Error::NotFound) => break,
                 Err(e) => return Err(e.into()),
             };
-            if !key.starts_with(prefix) || key.len() < prefix.len() + 8 {
+            let Some(time) = index_time(key, prefix) else {
                 break;
-            }
-            let time = u64::from_be_bytes(
-                key[prefix.len()..prefix.len() + 8]
-                    .try_into()
-                    .expect("sliced 8 bytes"),
-            );
+            };
             if time < from {
                 break;
             }
@@ -877,14 +872,9 @@ impl Replica {
                 Ok((None, _)) | Err(lmdb::Error::NotFound) => break,
                 Err(e) => return Err(e.into()),
             };
-            if !key.starts_with(prefix) || key.len() < prefix.len() + 8 {
+            let Some(time) = index_time(key, prefix) else {
                 break;
-            }
-            let time = u64::from_be_bytes(
-                key[prefix.len()..prefix.len() + 8]
-                    .try_into()
-                    .expect("sliced 8 bytes"),
-            );
+            };
             if time > to {
                 break;
             }
@@ -1050,6 +1040,13 @@ impl Replica {
         }
         Ok(())
     }
+}
+
+/// The time (ms) of an index key under `prefix` (`prefix time(8) entry-key`), or `None` for a key
+/// past that prefix.
+fn index_time(key: &[u8], prefix: &[u8]) -> Option<u64> {
+    let time = key.strip_prefix(prefix)?.get(..8)?;
+    Some(u64::from_be_bytes(time.try_into().expect("8 bytes")))
 }
 
 #[cfg(test)]
