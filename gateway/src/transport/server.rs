@@ -242,7 +242,8 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        let now = activity.opened.elapsed().as_millis() as u64;
+        // Rounded up: the idle clock may close a connection late by a millisecond, never early.
+        let now = activity.opened.elapsed().as_millis() as u64 + 1;
         activity.last_end_ms.fetch_max(now, Ordering::AcqRel);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
