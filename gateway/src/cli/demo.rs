@@ -189,7 +189,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         .and_then(|d| gateways.iter().find(|g| g.department() == &d.id))
     {
         if let Err(e) = write_evidence(&layout, registry).await {
-            eprintln!("could not write the evidence example: {e:#}");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not write the evidence example"
+            );
         }
     }
     match start_oversight(&layout).await {
@@ -198,11 +201,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
                 gateways.insert(i, node);
             }
         }
-        Err(e) => eprintln!("could not start the oversight nodes: {e:#}"),
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "could not start the oversight nodes"
+        ),
     }
     print_tour(&layout);
     if let Err(e) = result {
-        eprintln!("demo traffic failed: {e:#}");
+        tracing::error!(error = format!("{e:#}"), "demo traffic failed");
     }
     if !args.once {
         println!("\nServing. Press Ctrl-C to stop (ledgers are committed on the way out).");

@@ -123,6 +123,19 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let LogFormat::Json = cli.log_format {
+        // A panic's message is one more JSON line, not plain text in the stream.
+        std::panic::set_hook(Box::new(|panic| {
+            let location = panic.location().map(ToString::to_string);
+            let payload = panic.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(not a string)");
+            tracing::error!(panic = message, location, "panicked");
+        }));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +149,10 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match cli.log_format {
+                LogFormat::Text => eprintln!("error: {e:#}"),
+                LogFormat::Json => tracing::error!(error = format!("{e:#}"), "failed"),
+            }
             ExitCode::FAILURE
         }
     };
@@ -189,19 +205,20 @@ async fn run(command: Command) -> Result<ExitCode> {
 async fn serve(config: PathBuf) -> Result<ExitCode> {
     let config = crate::config::GatewayConfig::load(&config)?;
     let gateway = crate::gateway::Gateway::start(&config).await?;
+    // Log lines, not prints: with `--log-format json` stderr carries JSON lines only.
     if gateway.oversight().is_some() {
-        eprintln!(
-            "causeway: oversight node {} serving: dashboard http://{}/ (staff sign in; accounts: `causeway oversight staff`)  own log https://{}",
-            config.department, gateway.client_addr, gateway.peer_addr
+        tracing::info!(
+            node = %config.department, dashboard = %gateway.client_addr, peer = %gateway.peer_addr,
+            "oversight node serving: staff sign in at the dashboard (accounts: `causeway oversight staff`)"
         );
     } else {
-        eprintln!(
-            "causeway: {} serving: client http://{}  peer https://{}",
-            config.department, gateway.client_addr, gateway.peer_addr
+        tracing::info!(
+            department = %config.department, client = %gateway.client_addr, peer = %gateway.peer_addr,
+            "gateway serving"
         );
     }
     wait_for_signal().await;
-    eprintln!("causeway: shutting down (draining exchanges, committing the ledger)");
+    tracing::info!("shutting down: draining exchanges, committing the ledger");
     gateway.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -192,6 +192,9 @@ impl Stage for NotarizeStage {
     fn enter(&self, request: &Canonicalized) -> (Span, ()) {
         let envelope = &request.verified.envelope;
         observe::learn_exchange(&envelope.id, &envelope.dataset, &envelope.purpose);
+        if let Some(application) = &envelope.application {
+            observe::learn_application(application.as_str());
+        }
         (
             tracing::info_span!(
                 "notarize",
@@ -213,6 +216,7 @@ impl Stage for NotarizeStage {
     ) {
         if let Ok(notarized) = result {
             span.record("log_index", notarized.receipt.index);
+            observe::learn_log_index(notarized.receipt.index);
         }
     }
 }
@@ -251,6 +255,7 @@ impl Stage for AuthorizeStage {
         let reason = decision.reason.code.as_str();
         span.record("decision", allowed);
         span.record("reason", reason);
+        observe::learn_decision(decision.allowed);
         metrics.decisions.inc(&[allowed, reason]);
     }
 }

@@ -196,14 +196,14 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     };
     if let Some(quic_server) = quic_server {
         // The same handler as the HTTPS port: one dispatch for both transports.
-        let handler = observe::peer_requests(peer_handler.clone(), Transport::Quic);
+        let handler = observe::peer_requests(peer_handler.clone(), Transport::Quic, me.clone());
         running.spawn(quic_server.serve(handler, running.stop_signal()));
     }
     running.spawn(serve(
         peer_listener,
         Some(identity.tls.server_config(HTTPS_ALPN)?),
         peer_connections.clone(),
-        observe::peer_requests(peer_handler, Transport::Https),
+        observe::peer_requests(peer_handler, Transport::Https, me.clone()),
         running.stop_signal(),
     ));
     running.spawn(log_api::collect_cosignatures(
@@ -234,7 +234,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         client_listener,
         client_tls,
         client_connections.clone(),
-        observe::client_requests(client_handler, metrics.clone()),
+        observe::client_requests(client_handler, metrics.clone(), me.clone()),
         running.stop_signal(),
     ));
 

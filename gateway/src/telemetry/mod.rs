@@ -19,6 +19,7 @@ pub mod caps;
 pub mod metrics;
 mod otlp;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -392,7 +393,11 @@ impl Tracing {
         let rust_log = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,causeway=info"));
         let library_logs = LibraryLogs::from_env();
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        // Colour only for a person at a terminal: never escape codes in a file or a journal.
+        let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
         let fmt = match format {
             LogFormat::Text => fmt.boxed(),
             LogFormat::Json => fmt.json().boxed(),
@@ -438,7 +443,7 @@ impl Tracing {
     pub fn shutdown(self) {
         if let Some(provider) = self.provider {
             if let Err(e) = provider.shutdown() {
-                eprintln!("warning: could not flush the last spans to the collector: {e}");
+                tracing::warn!(error = %e, "could not flush the last spans to the collector");
             }
         }
     }

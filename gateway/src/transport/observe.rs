@@ -11,6 +11,11 @@
 //! Every log line inside a request carries these spans' fields: the request id, and, once known,
 //! the peer department, exchange id, dataset and purpose. The pipeline fills them in through
 //! [`learn_peer`] and [`learn_exchange`] on the request's root span.
+//!
+//! Each exchange also ends with one access-log line on each side, at info under the target
+//! [`ACCESS_TARGET`]: the exchange id, consumer, provider, dataset, purpose, application, decision,
+//! reason code, status, duration and ledger index ([`access_line`]). Ids, names and codes only:
+//! never parameters, rows, officers, cases or subjects, which the pipeline does not even hand in.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,24 +46,45 @@ pub const TRACEPARENT: &str = "traceparent";
 /// Largest error answer read for its outcome code.
 const MAX_CODE_BODY: usize = 64 * 1024;
 
+/// The `tracing` target of the access-log lines (one per exchange and side); `RUST_LOG` can turn
+/// them off with `causeway::access=warn`.
+pub const ACCESS_TARGET: &str = "causeway::access";
+
 tokio::task_local! {
     static REQUEST: RequestScope;
 }
 
-/// The root span of the request this task is serving, and what the pipeline learned for metrics.
+/// The root span of the request this task is serving, and what the pipeline learned for metrics
+/// and the access log.
 struct RequestScope {
     span: Span,
-    peer: Mutex<Option<DeptId>>,
-    outcome: Mutex<Option<String>>,
+    learned: Mutex<Learned>,
+}
+
+/// What the pipeline learned about one request on its way down.
+#[derive(Default)]
+struct Learned {
+    peer: Option<DeptId>,
+    exchange: Option<uuid::Uuid>,
+    dataset: Option<String>,
+    purpose: Option<String>,
+    application: Option<String>,
+    /// The policy's decision, once one was taken (here, or by the provider for a consumer).
+    allowed: Option<bool>,
+    outcome: Option<String>,
+    log_index: Option<u64>,
 }
 
 impl RequestScope {
     fn new(span: Span) -> Self {
         RequestScope {
             span,
-            peer: Mutex::new(None),
-            outcome: Mutex::new(None),
+            learned: Mutex::new(Learned::default()),
         }
+    }
+
+    fn learned(&self) -> std::sync::MutexGuard<'_, Learned> {
+        self.learned.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -71,7 +97,7 @@ fn with_scope(f: impl FnOnce(&RequestScope)) {
 pub fn learn_peer(peer: &DeptId) {
     with_scope(|scope| {
         scope.span.record("peer", tracing::field::display(peer));
-        *scope.peer.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
+        scope.learned().peer = Some(peer.clone());
     });
 }
 
@@ -82,22 +108,92 @@ pub fn learn_exchange(id: &uuid::Uuid, dataset: &str, purpose: &str) {
         scope.span.record("exchange", tracing::field::display(id));
         scope.span.record("dataset", dataset);
         scope.span.record("purpose", purpose);
+        let mut learned = scope.learned();
+        learned.exchange = Some(*id);
+        learned.dataset = Some(dataset.to_owned());
+        learned.purpose = Some(purpose.to_owned());
     });
+}
+
+/// The registered application that asked (named in the envelope), for the access log.
+pub fn learn_application(application: &str) {
+    with_scope(|scope| scope.learned().application = Some(application.to_owned()));
+}
+
+/// The policy's decision on this exchange, for the access log.
+pub fn learn_decision(allowed: bool) {
+    with_scope(|scope| scope.learned().allowed = Some(allowed));
+}
+
+/// This side's ledger index of the exchange, once its entry is durable, for the access log.
+pub fn learn_log_index(index: u64) {
+    with_scope(|scope| scope.learned().log_index = Some(index));
 }
 
 /// The outcome code of the exchange (`ok`, a reason or error code), as the pipeline decided it.
 pub fn learn_outcome(outcome: &str) {
-    with_scope(|scope| {
-        *scope.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome.to_owned());
-    });
+    with_scope(|scope| scope.learned().outcome = Some(outcome.to_owned()));
 }
 
 /// The peer learned so far for this request, if any.
 pub fn current_peer() -> Option<DeptId> {
     REQUEST
-        .try_with(|scope| scope.peer.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .try_with(|scope| scope.learned().peer.clone())
         .ok()
         .flatten()
+}
+
+/// Which side of an exchange this gateway played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// It asked, for one of its applications.
+    Consumer,
+    /// It answered from its datasets.
+    Provider,
+}
+
+/// Write the exchange's access-log line: one per exchange and side, at info under
+/// [`ACCESS_TARGET`], outside the request's span so that it stands alone. `decision` is `allow`
+/// or `deny` once a policy decided, else `none` (refused before any policy: authentication, a
+/// malformed or replayed envelope, a provider out of reach); `reason` is the outcome code (`ok`,
+/// the policy's reason, or the error's stable code).
+fn access_line(
+    me: &DeptId,
+    side: Side,
+    learned: &Learned,
+    status: u16,
+    reason: &str,
+    elapsed: Duration,
+) {
+    let peer = learned.peer.as_ref().map(DeptId::as_str);
+    let (consumer, provider) = match side {
+        Side::Consumer => (Some(me.as_str()), peer),
+        Side::Provider => (peer, Some(me.as_str())),
+    };
+    let decision = match learned.allowed {
+        Some(true) => "allow",
+        Some(false) => "deny",
+        None => "none",
+    };
+    tracing::info!(
+        target: ACCESS_TARGET,
+        side = match side {
+            Side::Consumer => "consumer",
+            Side::Provider => "provider",
+        },
+        exchange = learned.exchange.map(tracing::field::display),
+        consumer,
+        provider,
+        dataset = learned.dataset.as_deref(),
+        purpose = learned.purpose.as_deref(),
+        application = learned.application.as_deref(),
+        decision,
+        reason,
+        status,
+        duration_ms = elapsed.as_micros() as f64 / 1000.0,
+        log_index = learned.log_index,
+        "exchange"
+    );
 }
 
 fn request_id() -> String {
@@ -169,6 +265,7 @@ fn finish(span: &Span, status: u16, outcome: Option<&str>) {
 pub fn peer_requests<H, F>(
     handler: H,
     transport: Transport,
+    me: DeptId,
 ) -> impl Fn(Call) -> BoxFuture<ProtocolResponse> + Clone + Send + Sync + 'static
 where
     H: Fn(Call) -> F + Clone + Send + Sync + 'static,
@@ -178,13 +275,27 @@ where
         let span = root_span("peer_request", &call, Some(transport));
         let scope = RequestScope::new(span.clone());
         let handler = handler.clone();
+        let me = me.clone();
+        let exchange = call.parts.uri.path() == paths::EXCHANGE;
         Box::pin(REQUEST.scope(scope, async move {
+            let started = Instant::now();
             let response = handler(call).instrument(span.clone()).await;
-            let outcome = REQUEST
-                .try_with(|s| s.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone())
-                .ok()
-                .flatten();
-            finish(&span, response.status, outcome.as_deref());
+            let _ = REQUEST.try_with(|scope| {
+                let learned = scope.learned();
+                let outcome = learned.outcome.as_deref();
+                finish(&span, response.status, outcome);
+                if exchange {
+                    let reason = outcome.unwrap_or("none");
+                    access_line(
+                        &me,
+                        Side::Provider,
+                        &learned,
+                        response.status,
+                        reason,
+                        started.elapsed(),
+                    );
+                }
+            });
             response
         }))
     }
@@ -196,6 +307,7 @@ where
 pub fn client_requests<H, F>(
     handler: H,
     metrics: Arc<Metrics>,
+    me: DeptId,
 ) -> impl Fn(Call) -> BoxFuture<ProtocolResponse> + Clone + Send + Sync + 'static
 where
     H: Fn(Call) -> F + Clone + Send + Sync + 'static,
@@ -206,6 +318,7 @@ where
         let scope = RequestScope::new(span.clone());
         let handler = handler.clone();
         let metrics = metrics.clone();
+        let me = me.clone();
         let exchange =
             call.parts.method == http::Method::POST && call.parts.uri.path() == paths::REQUESTS;
         Box::pin(REQUEST.scope(scope, async move {
@@ -214,15 +327,27 @@ where
             let outcome = outcome_code(&response);
             finish(&span, response.status, Some(&outcome));
             if exchange {
-                record_consumer(&metrics, current_peer(), &outcome, started.elapsed());
+                let elapsed = started.elapsed();
+                let _ = REQUEST.try_with(|scope| {
+                    let learned = scope.learned();
+                    record_consumer(&metrics, learned.peer.as_ref(), &outcome, elapsed);
+                    access_line(
+                        &me,
+                        Side::Consumer,
+                        &learned,
+                        response.status,
+                        &outcome,
+                        elapsed,
+                    );
+                });
             }
             response
         }))
     }
 }
 
-fn record_consumer(metrics: &Metrics, provider: Option<DeptId>, outcome: &str, elapsed: Duration) {
-    let peer = provider.as_ref().map_or("unknown", DeptId::as_str);
+fn record_consumer(metrics: &Metrics, provider: Option<&DeptId>, outcome: &str, elapsed: Duration) {
+    let peer = provider.map_or("unknown", DeptId::as_str);
     metrics.exchanges.inc(&["consumer", peer, outcome]);
     metrics
         .exchange_seconds
@@ -349,7 +474,11 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
-            runtime.block_on(peer_requests(handler, Transport::Quic)(call));
+            runtime.block_on(peer_requests(
+                handler,
+                Transport::Quic,
+                DeptId::new("civil-registry").unwrap(),
+            )(call));
         });
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         let line: serde_json::Value = text

@@ -10,6 +10,7 @@ use causeway_ledger::entry::{Entry, Kind, Side};
 use super::check::Checked;
 use super::{ConsumerContext, ConsumerError};
 use crate::exchange::envelope;
+use crate::transport::observe;
 
 /// The reason code a refusal by the outbound rules is notarized with.
 pub const OUTBOUND_REASON: &str = "outbound-rule";
@@ -58,7 +59,12 @@ pub async fn authorize(cx: &ConsumerContext, checked: Checked) -> Result<Checked
     entry.decision = Some("deny".into());
     entry.reason = Some(OUTBOUND_REASON.into());
     let appended = cx.ledger.append(entry).await?;
-    tracing::info!(application = %checked.caller.application, provider = %checked.provider.id, dataset = %request.dataset, purpose = %request.purpose, log_index = appended.entry.index, "refused by the outbound rules; notarized");
+    // The access-log line of the client request says the rest (crate::transport::observe).
+    observe::learn_peer(&checked.provider.id);
+    observe::learn_exchange(&exchange, &request.dataset, &request.purpose);
+    observe::learn_application(checked.caller.application.as_str());
+    observe::learn_decision(false);
+    observe::learn_log_index(appended.entry.index);
     Err(ConsumerError::Outbound {
         exchange,
         application: checked.caller.application,

@@ -42,6 +42,9 @@ pub async fn notarize(
     };
     entry.rows = released.then_some(receipted.answer.rows.len() as u64);
     entry.decision = peer_entry.decision.clone();
+    if let Some(decision) = &peer_entry.decision {
+        crate::transport::observe::learn_decision(decision == "allow");
+    }
     entry.reason = peer_entry.reason.clone();
     entry.rule = peer_entry.rule.clone();
     entry.outcome = peer_entry.outcome.clone();
@@ -63,5 +66,6 @@ pub async fn notarize(
             ConsumerError::Ledger(e)
         })?;
     notarizing.record("log_index", appended.entry.index);
+    crate::transport::observe::learn_log_index(appended.entry.index);
     Ok(appended.entry.index)
 }

@@ -50,6 +50,9 @@ pub async fn seal(cx: &ConsumerContext, checked: Checked) -> Result<Sealed, Cons
     };
     observe::learn_peer(&provider.id);
     observe::learn_exchange(&envelope.id, &envelope.dataset, &envelope.purpose);
+    if let Some(application) = &envelope.application {
+        observe::learn_application(application.as_str());
+    }
     let bytes = envelope
         .encode()
         .map_err(|e| ConsumerError::BadRequest(e.to_string()))?;
