@@ -91,7 +91,7 @@ fn load(
     })
 }
 
-fn entry_at<'a>(entries: &'a [Value], index: u64) -> &'a Value {
+fn entry_at(entries: &[Value], index: u64) -> &Value {
     entries
         .iter()
         .find(|e| e["index"] == index)
