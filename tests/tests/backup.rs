@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use causeway_tests::{eventually, ledger_entries, Federation};
+use causeway_tests::{eventually, ledger_entries, start_oversight, Federation};
 use serde_json::{json, Value};
 
 const PROVIDER: &str = "civil-registry";
@@ -157,6 +157,26 @@ async fn a_ledger_backed_up_under_load_restores_with_every_acknowledged_exchange
             "every exchange under load succeeds"
         );
     }
+    // The federation saw the log grow past the backup point: witnesses cosigned a larger tree,
+    // and an oversight node pulled it.
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(backup.join("causeway-backup.json")).expect("the manifest"),
+    )
+    .expect("the manifest is JSON");
+    let backed_up = manifest["tree_size"].as_u64().expect("tree_size");
+    let provider_ledger = fed.gateway(PROVIDER).ledger().clone();
+    eventually(
+        "witnesses cosign past the backup point",
+        Duration::from_secs(60),
+        || async {
+            provider_ledger
+                .cosigned_checkpoint()
+                .is_some_and(|(size, _)| size > backed_up)
+        },
+    )
+    .await;
+    drop(provider_ledger);
+    let (oversight, _) = start_oversight(&fed).await.expect("oversight node starts");
     fed.stop().await;
 
     use std::os::unix::fs::PermissionsExt;
@@ -241,6 +261,17 @@ async fn a_ledger_backed_up_under_load_restores_with_every_acknowledged_exchange
         .await
         .expect("request");
     assert_eq!(status, 200, "the restored gateway serves: {answer}");
+    // The oversight node sees the log go back in time: it flags it `shrunk`.
+    let node = oversight.oversight().expect("an oversight node");
+    let reports = node.pull_all(Arc::new(|_: &str, _, _| {})).await;
+    let flag = reports
+        .iter()
+        .find(|(dept, _)| dept == PROVIDER)
+        .and_then(|(_, report)| report.as_ref().ok())
+        .and_then(|report| report.flag.clone())
+        .unwrap_or_else(|| panic!("the restored log is not flagged: {reports:?}"));
+    assert_eq!(flag.reason, "shrunk", "{flag:?}");
+    oversight.shutdown().await;
     fed.stop().await;
     let out = causeway(&["log", "verify", "--ledger", ledger.to_str().unwrap()]);
     assert!(out.status.success(), "log verify: {}", said(&out));
