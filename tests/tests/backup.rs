@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use causeway::identity::DeptId;
+use causeway::log_api::paths;
+use causeway_ledger::witness::AddCheckpointRequest;
 use causeway_tests::{eventually, ledger_entries, start_oversight, Federation};
 use serde_json::{json, Value};
 
@@ -166,12 +170,14 @@ async fn a_ledger_backed_up_under_load_restores_with_every_acknowledged_exchange
     let backed_up = manifest["tree_size"].as_u64().expect("tree_size");
     let provider_ledger = fed.gateway(PROVIDER).ledger().clone();
     eventually(
-        "witnesses cosign past the backup point",
+        "witnesses cosign the whole log, past the backup point",
         Duration::from_secs(60),
         || async {
-            provider_ledger
-                .cosigned_checkpoint()
-                .is_some_and(|(size, _)| size > backed_up)
+            let size = provider_ledger.checkpoint().0;
+            size > backed_up
+                && provider_ledger
+                    .cosigned_checkpoint()
+                    .is_some_and(|(cosigned, _)| cosigned == size)
         },
     )
     .await;
@@ -261,6 +267,38 @@ async fn a_ledger_backed_up_under_load_restores_with_every_acknowledged_exchange
         .await
         .expect("request");
     assert_eq!(status, 200, "the restored gateway serves: {answer}");
+    // Its witnesses cosigned a larger tree: they answer the restored log's checkpoint with the
+    // size they hold (409), which it cannot prove it extends.
+    let restored_size = fed.gateway(PROVIDER).ledger().checkpoint().0;
+    let mut refusals = Vec::new();
+    for witness in ["tax-office", "social-welfare"] {
+        let dept = fed
+            .directory()
+            .department(&DeptId::new(witness).expect("id"))
+            .expect("listed")
+            .clone();
+        let body = AddCheckpointRequest {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: fed.gateway(PROVIDER).ledger().checkpoint().1.to_string(),
+        }
+        .to_body();
+        let request = http::Request::post(format!("https://{witness}{}", paths::ADD_CHECKPOINT))
+            .body(Bytes::from(body))
+            .expect("request");
+        let (status, answer) = fed
+            .peer_client_as(PROVIDER)
+            .expect("client")
+            .send(&dept, request, Duration::from_secs(5))
+            .await
+            .expect("the witness answers");
+        refusals.push((status, String::from_utf8_lossy(&answer).trim().to_owned()));
+    }
+    assert!(
+        refusals.iter().any(|(status, answer)| *status == 409
+            && answer.parse::<u64>().is_ok_and(|held| held > restored_size)),
+        "restored at {restored_size}: {refusals:?}"
+    );
     // The oversight node sees the log go back in time: it flags it `shrunk`.
     let node = oversight.oversight().expect("an oversight node");
     let reports = node.pull_all(Arc::new(|_: &str, _, _| {})).await;
