@@ -1,6 +1,8 @@
 //! Observability end to end: one exchange is one trace across both gateways (over HTTPS and over
-//! QUIC), `/metrics` is valid Prometheus text whose counters follow traffic, and `/readyz` says
-//! "not ready" (503) when the ledger cannot commit or the policy files do not load.
+//! QUIC) whose HTTP spans follow OpenTelemetry's semantic conventions and whose status is Error only
+//! for failures, `/metrics` is valid Prometheus text whose counters follow traffic (with the build,
+//! the process and Unix-seconds timestamps), metrics exported over OTLP carry their units, and
+//! `/readyz` says "not ready" (503) when the ledger cannot commit or the policy files do not load.
 //!
 //! Traces are collected by an OTLP/HTTP receiver running in the test (protobuf bodies decoded with
 //! opentelemetry-proto). Every gateway of the test process exports through the one global
