@@ -84,9 +84,9 @@ pub struct ProviderParts {
 }
 
 impl AdminApi {
-    /// Report, on `/metrics`, the values other parts keep: ledger size and checkpoint age,
+    /// Report, on `/metrics`, the values other parts keep: ledger size and last commit,
     /// cosignatures and forks, transport use and fallbacks, policy reload failures and shadow
-    /// differences, and the certificate in force (expiry, renewals).
+    /// differences, and the certificate in force (expiry, renewals). Times are Unix seconds.
     pub fn collect_metrics(&self, log_api: &Arc<LogApi>, peers: &Arc<PeerTransport>) {
         let m = &self.metrics;
         let ledger = self.ledger.clone();
@@ -99,14 +99,14 @@ impl AdminApi {
         );
         let metrics = Arc::downgrade(&self.metrics);
         m.collect(
-            "causeway_ledger_checkpoint_age_seconds",
-            "Seconds since the ledger last committed and signed a checkpoint (or since start).",
+            "causeway_ledger_last_commit_timestamp_seconds",
+            "When the ledger last committed and signed a checkpoint (or the gateway started), in Unix seconds.",
             Kind::Gauge,
             &[],
             move || {
                 metrics
                     .upgrade()
-                    .map(|m| vec![(vec![], m.since_last_commit().as_secs_f64())])
+                    .map(|m| vec![(vec![], unix_seconds(m.last_commit()))])
                     .unwrap_or_default()
             },
         );
@@ -217,16 +217,13 @@ impl AdminApi {
         }
         let certificate = self.certificate.clone();
         m.collect(
-            "causeway_certificate_expiry_seconds",
-            "Seconds until this gateway's certificate in force expires (negative: expired).",
+            "causeway_certificate_expiry_timestamp_seconds",
+            "When this gateway's certificate in force expires (its notAfter), in Unix seconds.",
             Kind::Gauge,
             &[],
             move || {
                 let not_after = certificate.status().not_after;
-                vec![(
-                    vec![],
-                    (not_after - OffsetDateTime::now_utc()).as_seconds_f64(),
-                )]
+                vec![(vec![], not_after.unix_timestamp() as f64)]
             },
         );
         let directory = self.directory.clone();
@@ -245,15 +242,13 @@ impl AdminApi {
         );
         let directory = self.directory.clone();
         m.collect(
-            "causeway_directory_expiry_seconds",
-            "Seconds until the directory in force expires (negative: expired); absent for an unsigned directory.",
+            "causeway_directory_expiry_timestamp_seconds",
+            "When the directory in force expires, in Unix seconds; absent for an unsigned directory.",
             Kind::Gauge,
             &[],
             move || {
-                directory
-                    .status()
-                    .expires_in_secs
-                    .map(|s| vec![(vec![], s)])
+                rfc3339_seconds(directory.status().expires.as_deref())
+                    .map(|t| vec![(vec![], t)])
                     .unwrap_or_default()
             },
         );
@@ -289,15 +284,13 @@ impl AdminApi {
         );
         let revocation = self.revocation.clone();
         m.collect(
-            "causeway_crl_next_update_seconds",
-            "Seconds until the CRL in force goes stale (negative: stale); absent without a CRL.",
+            "causeway_crl_next_update_timestamp_seconds",
+            "When the CRL in force goes stale (its nextUpdate), in Unix seconds; absent without a CRL.",
             Kind::Gauge,
             &[],
             move || {
-                revocation
-                    .status()
-                    .next_update_in_secs
-                    .map(|secs| vec![(vec![], secs)])
+                rfc3339_seconds(revocation.status().next_update.as_deref())
+                    .map(|t| vec![(vec![], t)])
                     .unwrap_or_default()
             },
         );
@@ -553,6 +546,20 @@ fn certificate_check(not_after: OffsetDateTime, now: OffsetDateTime) -> Value {
     })
 }
 
+/// `at` in Unix seconds (negative before 1970).
+pub fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
+}
+
+/// An RFC 3339 time (as the status reports carry them) in Unix seconds.
+fn rfc3339_seconds(at: Option<&str>) -> Option<f64> {
+    let at = OffsetDateTime::parse(at?, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(at.unix_timestamp_nanos() as f64 / 1e9)
+}
+
 /// Witness cosignature lines on a signed note: signature lines (`— name sig`) by anyone but the
 /// log itself (`origin`).
 fn cosignatures(note: &str, origin: &str) -> usize {
@@ -565,6 +572,15 @@ fn cosignatures(note: &str, origin: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_unix_seconds() {
+        assert_eq!(rfc3339_seconds(Some("2023-11-14T22:13:20Z")), Some(1.7e9));
+        assert_eq!(rfc3339_seconds(Some("not a time")), None);
+        assert_eq!(rfc3339_seconds(None), None);
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        assert_eq!(unix_seconds(t), 1_700_000_000.5);
+    }
 
     #[test]
     fn cosignatures_exclude_the_log_itself() {

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod checkpoint;
 pub mod commitment;
 pub mod entry;

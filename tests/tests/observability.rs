@@ -1,6 +1,8 @@
 //! Observability end to end: one exchange is one trace across both gateways (over HTTPS and over
-//! QUIC), `/metrics` is valid Prometheus text whose counters follow traffic, and `/readyz` says
-//! "not ready" (503) when the ledger cannot commit or the policy files do not load.
+//! QUIC) whose HTTP spans follow OpenTelemetry's semantic conventions and whose status is Error only
+//! for failures, `/metrics` is valid Prometheus text whose counters follow traffic (with the build,
+//! the process and Unix-seconds timestamps), metrics exported over OTLP carry their units, and
+//! `/readyz` says "not ready" (503) when the ledger cannot commit or the policy files do not load.
 //!
 //! Traces are collected by an OTLP/HTTP receiver running in the test (protobuf bodies decoded with
 //! opentelemetry-proto). Every gateway of the test process exports through the one global
@@ -32,6 +34,9 @@ const CONSUMER: &str = "social-welfare";
 /// OTLP `SpanKind` values.
 const SPAN_KIND_SERVER: i32 = 2;
 const SPAN_KIND_CLIENT: i32 = 3;
+/// OTLP `Status.code` values.
+const STATUS_UNSET: i32 = 0;
+const STATUS_ERROR: i32 = 2;
 /// Longest wait for something that happens in the background (export, reload).
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -50,6 +55,8 @@ struct ReceivedSpan {
     attributes: BTreeMap<String, String>,
     /// Every attribute value of every event of the span.
     event_values: Vec<String>,
+    /// OTLP status code: 0 unset, 1 ok, 2 error.
+    status: i32,
 }
 
 #[derive(Default)]
@@ -57,6 +64,8 @@ struct Received {
     spans: Vec<ReceivedSpan>,
     /// Metric names received over OTLP, by `causeway.department`.
     metrics: HashMap<String, Vec<String>>,
+    /// The unit each metric name arrived with.
+    units: HashMap<String, String>,
 }
 
 struct Receiver {
@@ -103,6 +112,7 @@ fn accept(received: &Mutex<Received>, path: &str, body: &[u8]) -> u16 {
                                 .iter()
                                 .flat_map(|e| e.attributes.iter().map(|kv| text(&kv.value)))
                                 .collect(),
+                            status: span.status.as_ref().map_or(0, |s| s.code),
                         });
                     }
                 }
@@ -120,9 +130,17 @@ fn accept(received: &Mutex<Received>, path: &str, body: &[u8]) -> u16 {
                     .map(|r| attributes(&r.attributes))
                     .and_then(|a| a.get("causeway.department").cloned())
                     .unwrap_or_default();
-                let names = received.metrics.entry(department).or_default();
                 for scope in resource.scope_metrics {
-                    names.extend(scope.metrics.into_iter().map(|m| m.name));
+                    for metric in scope.metrics {
+                        received
+                            .units
+                            .insert(metric.name.clone(), metric.unit.clone());
+                        received
+                            .metrics
+                            .entry(department.clone())
+                            .or_default()
+                            .push(metric.name);
+                    }
                 }
             }
             200
@@ -287,9 +305,25 @@ async fn one_exchange_is_one_trace(transport: Transport) {
     assert_eq!(client.attributes["exchange"], exchange);
     assert_eq!(client.attributes["peer"], PROVIDER);
     assert_eq!(client.attributes["outcome"], "ok");
+    // OpenTelemetry HTTP semantic conventions, and no error status on success.
+    assert_eq!(client.attributes["http.request.method"], "POST");
+    assert_eq!(client.attributes["url.path"], "/v1/requests");
+    assert_eq!(client.attributes["http.route"], "/v1/requests");
+    assert_eq!(client.attributes["http.response.status_code"], "200");
+    assert_eq!(client.attributes["network.protocol.name"], "http");
+    assert_eq!(client.status, STATUS_UNSET, "{client:?}");
     let send = find(&spans, "peer_send");
     assert_eq!(send.parent, client.span_id);
     assert_eq!(send.kind, SPAN_KIND_CLIENT, "{send:?}");
+    assert_eq!(send.attributes["http.request.method"], "POST");
+    assert_eq!(send.attributes["http.route"], "/causeway/v1/exchange");
+    assert_eq!(send.attributes["http.response.status_code"], "200");
+    assert_eq!(send.attributes["server.address"], "127.0.0.1", "{send:?}");
+    assert!(
+        send.attributes["server.port"].parse::<u16>().is_ok(),
+        "{send:?}"
+    );
+    assert_eq!(send.status, STATUS_UNSET, "{send:?}");
     // Provider: its root span is a child of the consumer's client span, through the wire.
     let provider = find(&spans, "peer_request");
     assert_eq!(provider.parent, send.span_id, "{spans:#?}");
@@ -298,6 +332,18 @@ async fn one_exchange_is_one_trace(transport: Transport) {
     assert_eq!(provider.attributes["peer"], CONSUMER);
     assert_eq!(provider.attributes["exchange"], exchange);
     assert_eq!(provider.attributes["outcome"], "ok");
+    assert_eq!(provider.attributes["http.request.method"], "POST");
+    assert_eq!(provider.attributes["url.path"], "/causeway/v1/exchange");
+    assert_eq!(provider.attributes["http.route"], "/causeway/v1/exchange");
+    assert_eq!(provider.attributes["http.response.status_code"], "200");
+    let (protocol, version) = match transport {
+        Transport::Quic => ("causeway", "1"),
+        _ => ("http", "2"),
+    };
+    assert_eq!(provider.attributes["network.protocol.name"], protocol);
+    assert_eq!(provider.attributes["network.protocol.version"], version);
+    assert_eq!(provider.status, STATUS_UNSET, "{provider:?}");
+    assert!(!provider.attributes.contains_key("error.type"));
     // Every pipeline layer shows, nested as the layers are.
     let authenticate = find(&spans, "authenticate");
     assert_eq!(authenticate.parent, provider.span_id);
@@ -341,6 +387,102 @@ async fn one_exchange_is_one_trace_over_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_exchange_is_one_trace_over_quic() {
     one_exchange_is_one_trace(Transport::Quic).await;
+}
+
+/// Ask `civil-registry` as `tax-office` for `purpose` in a trace of its own; the answer's status
+/// and, once they reached the collector, the trace's spans named in `wanted`.
+async fn traced_request(
+    fed: &Federation,
+    purpose: &str,
+    wanted: &[&str],
+) -> (u16, Vec<ReceivedSpan>) {
+    let (receiver, _) = telemetry();
+    let trace_id = uuid::Uuid::now_v7().simple().to_string();
+    let traceparent = format!(
+        "00-{trace_id}-{}-01",
+        &uuid::Uuid::now_v7().simple().to_string()[16..]
+    );
+    let (status, _) = fed
+        .request_with_headers(
+            "tax-office",
+            PROVIDER,
+            "residents",
+            json!({"national_id": "D000042"}),
+            purpose,
+            &[("traceparent", traceparent.as_str())],
+        )
+        .await
+        .expect("request");
+    let spans = eventually("the trace's spans at the collector", || async {
+        tokio::task::spawn_blocking(|| telemetry().1.force_flush())
+            .await
+            .expect("flush");
+        let spans: Vec<ReceivedSpan> = receiver
+            .received
+            .lock()
+            .unwrap()
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        wanted
+            .iter()
+            .all(|name| spans.iter().any(|s| s.name == *name))
+            .then_some(spans)
+    })
+    .await;
+    (status, spans)
+}
+
+/// Span status follows OpenTelemetry's HTTP conventions: a denial (403) leaves the server spans
+/// unset and marks the client span an error; a provider that cannot be reached makes the
+/// consumer's answer a 502, an error on its server span, with the client span's error type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_status_is_error_for_failures_and_unset_for_denials() {
+    let _turn = one_federation_at_a_time().await;
+    let mut fed = Federation::start().await.expect("federation starts");
+
+    let (status, spans) = traced_request(
+        &fed,
+        "benefit-eligibility",
+        &["client_request", "peer_send", "peer_request"],
+    )
+    .await;
+    assert_eq!(status, 403);
+    for server in ["client_request", "peer_request"] {
+        let span = find(&spans, server);
+        assert_eq!(
+            span.attributes["http.response.status_code"], "403",
+            "{span:?}"
+        );
+        assert_eq!(span.status, STATUS_UNSET, "{span:?}");
+    }
+    let send = find(&spans, "peer_send");
+    assert_eq!(
+        send.attributes["http.response.status_code"], "403",
+        "{send:?}"
+    );
+    assert_eq!(send.status, STATUS_ERROR, "{send:?}");
+    assert_eq!(send.attributes["error.type"], "403", "{send:?}");
+
+    fed.stop_dept(PROVIDER).await;
+    let (status, spans) =
+        traced_request(&fed, "tax-assessment", &["client_request", "peer_send"]).await;
+    assert_eq!(status, 502);
+    let client = find(&spans, "client_request");
+    assert_eq!(client.attributes["http.response.status_code"], "502");
+    assert_eq!(client.status, STATUS_ERROR, "{client:?}");
+    assert_eq!(client.attributes["error.type"], "502");
+    let failed: Vec<_> = spans.iter().filter(|s| s.name == "peer_send").collect();
+    assert!(
+        !failed.is_empty()
+            && failed.iter().all(|s| s.status == STATUS_ERROR
+                && ["unreachable", "timeout", "protocol"]
+                    .contains(&s.attributes.get("error.type").map_or("", String::as_str))),
+        "{failed:#?}"
+    );
+    fed.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -705,12 +847,47 @@ async fn metrics_are_prometheus_text_and_follow_traffic() {
         after_p.value("causeway_witness_forks_total", &[]),
         Some(0.0)
     );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!(
         after_p
-            .value("causeway_certificate_expiry_seconds", &[])
+            .value("causeway_certificate_expiry_timestamp_seconds", &[])
             .expect("expiry")
-            > 7.0 * 86400.0
+            > now + 7.0 * 86400.0
     );
+    // Times are Unix seconds, not ages: the last commit was a moment ago, not at 1970.
+    let committed = after_p
+        .value("causeway_ledger_last_commit_timestamp_seconds", &[])
+        .expect("last commit");
+    assert!(
+        committed <= now + 1.0 && committed > now - 600.0,
+        "{committed} vs {now}"
+    );
+    // The build and the process.
+    assert_eq!(
+        after_p.value(
+            "causeway_build_info",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", ""),
+                ("rustc", "")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        after_p
+            .value("process_resident_memory_bytes", &[])
+            .expect("rss")
+            > 0.0
+    );
+    assert!(after_p.value("process_open_fds", &[]).expect("fds") > 0.0);
+    let started = after_p
+        .value("process_start_time_seconds", &[])
+        .expect("start time");
+    assert!(started <= now + 1.0 && started > now - 86400.0, "{started}");
     assert_eq!(after_p.value("causeway_policy_load_failed", &[]), Some(0.0));
     fed.stop().await;
 }
@@ -761,16 +938,21 @@ async fn metrics_are_exported_over_otlp_when_configured() {
         .get(PROVIDER)
         .cloned()
         .unwrap_or_default();
-    for name in [
-        "causeway_exchanges",
-        "causeway_exchange_duration_seconds",
-        "causeway_ledger_commit_duration_seconds",
-        "causeway_ledger_entries",
+    let units = receiver.received.lock().unwrap().units.clone();
+    for (name, unit) in [
+        ("causeway_exchanges", "{exchange}"),
+        ("causeway_exchange_duration_seconds", "s"),
+        ("causeway_ledger_commit_duration_seconds", "s"),
+        ("causeway_ledger_entries", "{entry}"),
+        ("causeway_ledger_last_commit_timestamp_seconds", "s"),
+        ("process_resident_memory_bytes", "By"),
+        ("causeway_build_info", "1"),
     ] {
         assert!(
             names.iter().any(|n| n == name),
             "{name} not exported: {names:?}"
         );
+        assert_eq!(units.get(name).map(String::as_str), Some(unit), "{name}");
     }
 }
 

@@ -75,6 +75,17 @@ pub(crate) enum LogCommand {
     /// Pull and verify every oversight node's own log (the record of oversight queries) and list
     /// the queries whose results touched this department.
     Oversight(super::watch::OversightLogArgs),
+    /// Back up a ledger while its gateway serves: a snapshot of one committed state, with the
+    /// ledger directory's other files and a manifest, written whole or not at all (mode 0600).
+    #[command(
+        after_help = "Examples:\n  causeway log backup --ledger /var/lib/causeway/ledger --out /backups/ledger-2026-12-06\n  causeway log backup --config /etc/causeway/causeway.toml --out /backups/ledger-$(date +%F)"
+    )]
+    Backup(super::backup::BackupArgs),
+    /// Restore a backup into an empty ledger directory, with the gateway stopped.
+    #[command(
+        after_help = "Example:\n  causeway log restore --from /backups/ledger-2026-12-06 --ledger /var/lib/causeway/ledger\n\nRead docs/OPERATIONS.md, \"Back up and restore\", first: the restored log ends where the backup did."
+    )]
+    Restore(super::backup::RestoreArgs),
     /// Print entries.
     #[command(
         after_help = "Examples:\n  causeway log show --ledger causeway-demo/civil-registry/ledger\n  causeway log show --ledger DIR --json --from 100 --limit 10"
@@ -215,6 +226,8 @@ fn log_keys(
 
 pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
     match command {
+        LogCommand::Backup(args) => super::backup::run_backup(args),
+        LogCommand::Restore(args) => super::backup::run_restore(args),
         LogCommand::Verify { ledger, directory } => {
             let store = open_store(&ledger)?;
             let (keys, which) = log_keys(&store, &ledger, directory.as_deref())?;

@@ -1,6 +1,7 @@
 //! The `causeway` command line: one subcommand per job, each with `--help` and an example.
 
 mod audit;
+mod backup;
 mod certs;
 mod demo;
 mod federation;

@@ -102,6 +102,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
 
     // The admin endpoints, as on a department gateway, with the pulls' state in the metrics.
     let metrics = Arc::new(Metrics::new(None));
+    node.ledger().observe_commits(metrics.clone());
     let admin = Arc::new(AdminApi {
         me: node.id().clone(),
         ledger: node.ledger().clone(),
@@ -244,11 +245,11 @@ async fn pull_loop(node: Arc<Oversight>, interval: Duration, mut stop: watch::Re
     }
 }
 
-/// Per department, on `/metrics`: entries replicated and verified, seconds since the last
-/// successful pull began, whether the last pull failed and whether the log is flagged; and the
+/// Per department, on `/metrics`: entries replicated and verified, when the last successful pull
+/// began (Unix seconds; the lag is `time() - x` in PromQL), whether the last pull failed and whether the log is flagged; and the
 /// cross-check's findings by kind.
 fn collect_pull_metrics(metrics: &Metrics, node: &Arc<Oversight>) {
-    type Value = fn(&crate::oversight::replica::LogState) -> f64;
+    type Value = fn(&crate::oversight::replica::LogState) -> Option<f64>;
     let each = |value: Value| {
         let node = node.clone();
         move || {
@@ -256,7 +257,7 @@ fn collect_pull_metrics(metrics: &Metrics, node: &Arc<Oversight>) {
                 .states()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(dept, state)| (vec![dept], value(&state)))
+                .filter_map(|(dept, state)| Some((vec![dept], value(&state)?)))
                 .collect()
         }
     };
@@ -265,32 +266,28 @@ fn collect_pull_metrics(metrics: &Metrics, node: &Arc<Oversight>) {
         "Entries of each department's log replicated and verified here.",
         Kind::Gauge,
         &["department"],
-        each(|s| s.size as f64),
+        each(|s| Some(s.size as f64)),
     );
     metrics.collect(
-        "causeway_oversight_pull_lag_seconds",
-        "Seconds since the last successful pull of each department's log began.",
+        "causeway_oversight_last_pull_timestamp_seconds",
+        "When the last successful pull of each department's log began, in Unix seconds; absent until one succeeds.",
         Kind::Gauge,
         &["department"],
-        each(|s| {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            s.last_pull_started_ms
-                .map_or(f64::INFINITY, |at| (now - i128::from(at)) as f64 / 1000.0)
-        }),
+        each(|s| s.last_pull_started_ms.map(|at| at as f64 / 1000.0)),
     );
     metrics.collect(
         "causeway_oversight_pull_failing",
         "1 while the last pull of a department's log failed (unreachable, refused), else 0.",
         Kind::Gauge,
         &["department"],
-        each(|s| f64::from(u8::from(s.last_error.is_some()))),
+        each(|s| Some(f64::from(u8::from(s.last_error.is_some())))),
     );
     metrics.collect(
         "causeway_oversight_log_flagged",
         "1 once a department served a log inconsistent with what this node held (evidence kept), else 0.",
         Kind::Gauge,
         &["department"],
-        each(|s| f64::from(u8::from(s.flag.is_some()))),
+        each(|s| Some(f64::from(u8::from(s.flag.is_some())))),
     );
     let findings = node.clone();
     metrics.collect(

@@ -6,6 +6,11 @@
 //! Values the gateway already keeps elsewhere (ledger size, forks, transport fallbacks, policy
 //! reload failures) are not copied: they are read when scraped, through [`Metrics::collect`].
 //!
+//! Times of day are Unix-seconds gauges named `*_timestamp_seconds` (an age is `time() - x` in
+//! PromQL), never a "seconds since" that goes stale between scrapes. Every OpenTelemetry
+//! instrument carries its UCUM unit ([`unit`]). Each registry also reports the build
+//! (`causeway_build_info`) and the process's resource use ([`super::process`]).
+//!
 //! Label values come from closed sets (outcome and reason codes, sides, transports) or from the
 //! federation directory and datasets file; as a guard against a peer inventing names, a family
 //! holds at most [`MAX_SERIES`] label sets and folds the rest into one whose labels are `other`.
@@ -14,12 +19,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
 
 use causeway_ledger::{CommitObserver, LedgerError};
+
+use super::process::ProcessStats;
 
 /// Most label sets one family holds; the rest are counted under `other`.
 pub const MAX_SERIES: usize = 1000;
@@ -188,6 +195,47 @@ fn otel_name(name: &'static str) -> &'static str {
     name.strip_suffix("_total").unwrap_or(name)
 }
 
+/// The UCUM unit of a family, from its name as the Prometheus naming rules have it (base units as
+/// suffixes: `_seconds`, `_bytes`); counts are annotations of what is counted (`{exchange}`),
+/// and `1` is for what has no unit (ratios, flags, serials, info).
+pub fn unit(name: &str) -> &'static str {
+    let base = name.strip_suffix("_total").unwrap_or(name);
+    if base.ends_with("_seconds") {
+        return "s";
+    }
+    if base.ends_with("_bytes") {
+        return "By";
+    }
+    const COUNTED: &[(&str, &str)] = &[
+        ("exchanges", "{exchange}"),
+        ("decisions", "{decision}"),
+        ("fetch_errors", "{error}"),
+        ("_commits", "{commit}"),
+        ("_entries", "{entry}"),
+        ("_envelopes", "{envelope}"),
+        ("cosignatures", "{cosignature}"),
+        ("forks", "{fork}"),
+        ("requests", "{request}"),
+        ("fallbacks", "{request}"),
+        ("failures", "{reload}"),
+        ("differences", "{request}"),
+        ("rotations", "{rotation}"),
+        ("refusals", "{refusal}"),
+        ("changes", "{change}"),
+        ("connections", "{connection}"),
+        ("handshakes", "{handshake}"),
+        ("retries", "{packet}"),
+        ("_fds", "{file}"),
+        ("findings", "{finding}"),
+        ("queries", "{query}"),
+        ("sign_ins", "{sign_in}"),
+    ];
+    COUNTED
+        .iter()
+        .find(|(part, _)| base.contains(part))
+        .map_or("1", |(_, unit)| unit)
+}
+
 /// A counter family.
 pub struct CounterVec {
     family: Family<AtomicU64>,
@@ -206,6 +254,7 @@ impl CounterVec {
             otel: meter.map(|m| {
                 m.u64_counter(otel_name(name))
                     .with_description(help)
+                    .with_unit(unit(name))
                     .build()
             }),
         };
@@ -270,7 +319,12 @@ impl GaugeVec {
     ) -> Self {
         GaugeVec {
             family: Family::new(name, help, labels),
-            otel: meter.map(|m| m.f64_gauge(name).with_description(help).build()),
+            otel: meter.map(|m| {
+                m.f64_gauge(name)
+                    .with_description(help)
+                    .with_unit(unit(name))
+                    .build()
+            }),
         }
     }
 
@@ -326,6 +380,7 @@ impl HistogramVec {
             otel: meter.map(|m| {
                 m.f64_histogram(name)
                     .with_description(help)
+                    .with_unit(unit(name))
                     .with_boundaries(bounds.to_vec())
                     .build()
             }),
@@ -498,7 +553,7 @@ pub struct Metrics {
     pub ledger_commits: CounterVec,
     /// `causeway_peer_up{peer}`: 1 if the last request to that department reached it, else 0.
     pub peer_up: GaugeVec,
-    last_commit: Mutex<Instant>,
+    last_commit: Mutex<SystemTime>,
     collectors: Mutex<Vec<Collector>>,
     meter: Option<Meter>,
 }
@@ -507,7 +562,7 @@ impl Metrics {
     /// A registry; with `meter`, every metric is also recorded into OpenTelemetry instruments.
     pub fn new(meter: Option<Meter>) -> Metrics {
         let m = meter.as_ref();
-        Metrics {
+        let metrics = Metrics {
             exchanges: CounterVec::new(
                 m,
                 "causeway_exchanges_total",
@@ -573,9 +628,83 @@ impl Metrics {
                 "1 if the last request to the department reached it, else 0.",
                 &["peer"],
             ),
-            last_commit: Mutex::new(Instant::now()),
+            last_commit: Mutex::new(SystemTime::now()),
             collectors: Mutex::new(Vec::new()),
             meter,
+        };
+        metrics.collect_build_and_process();
+        metrics
+    }
+
+    /// `causeway_build_info` and the `process_*` metrics every node reports.
+    fn collect_build_and_process(&self) {
+        self.collect(
+            "causeway_build_info",
+            "Always 1; the labels say which build runs: its version and, when the build recorded \
+             them (CAUSEWAY_BUILD_COMMIT, CAUSEWAY_BUILD_RUSTC), its commit and compiler.",
+            Kind::Gauge,
+            &["version", "commit", "rustc"],
+            || {
+                vec![(
+                    vec![
+                        env!("CARGO_PKG_VERSION").to_owned(),
+                        option_env!("CAUSEWAY_BUILD_COMMIT")
+                            .unwrap_or_default()
+                            .to_owned(),
+                        option_env!("CAUSEWAY_BUILD_RUSTC")
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ],
+                    1.0,
+                )]
+            },
+        );
+        type Read = fn(&ProcessStats) -> Option<f64>;
+        let families: [(&'static str, &'static str, Kind, Read); 6] = [
+            (
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                Kind::Counter,
+                |s| Some(s.cpu_seconds),
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                Kind::Gauge,
+                |s| Some(s.resident_bytes),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                Kind::Gauge,
+                |s| Some(s.virtual_bytes),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                Kind::Gauge,
+                |s| s.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                Kind::Gauge,
+                |s| s.max_fds,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                Kind::Gauge,
+                |s| Some(s.start_time_seconds),
+            ),
+        ];
+        for (name, help, kind, read) in families {
+            self.collect(name, help, kind, &[], move || {
+                ProcessStats::read()
+                    .and_then(|s| read(&s))
+                    .map(|v| vec![(vec![], v)])
+                    .unwrap_or_default()
+            });
         }
     }
 
@@ -603,6 +732,7 @@ impl Metrics {
                     meter
                         .f64_observable_counter(otel_name(name))
                         .with_description(help)
+                        .with_unit(unit(name))
                         .with_callback(move |o| observe(&|v, a| o.observe(v, a)))
                         .build();
                 }
@@ -610,6 +740,7 @@ impl Metrics {
                     meter
                         .f64_observable_gauge(name)
                         .with_description(help)
+                        .with_unit(unit(name))
                         .with_callback(move |o| observe(&|v, a| o.observe(v, a)))
                         .build();
                 }
@@ -627,13 +758,10 @@ impl Metrics {
             });
     }
 
-    /// Time since the ledger last committed a batch (and so signed a new checkpoint), or since this
-    /// registry was made if it has not yet.
-    pub fn since_last_commit(&self) -> Duration {
-        self.last_commit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+    /// When the ledger last committed a batch (and so signed a new checkpoint), or when this
+    /// registry was made (the gateway started) if it has not since.
+    pub fn last_commit(&self) -> SystemTime {
+        *self.last_commit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Everything, as Prometheus text.
@@ -668,7 +796,7 @@ impl CommitObserver for Metrics {
         self.ledger_commits
             .inc(&[if error.is_some() { "failed" } else { "ok" }]);
         if error.is_none() {
-            *self.last_commit.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            *self.last_commit.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
         }
     }
 }
@@ -724,6 +852,39 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn build_and_process_metrics_are_reported() {
+        let text = Metrics::new(None).render();
+        let build = format!(
+            "causeway_build_info{{version=\"{}\",",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn every_family_has_a_ucum_unit() {
+        assert_eq!(unit("causeway_exchange_duration_seconds"), "s");
+        assert_eq!(unit("causeway_certificate_expiry_timestamp_seconds"), "s");
+        assert_eq!(unit("process_cpu_seconds_total"), "s");
+        assert_eq!(unit("process_resident_memory_bytes"), "By");
+        assert_eq!(unit("causeway_exchanges_total"), "{exchange}");
+        assert_eq!(unit("causeway_ledger_entries"), "{entry}");
+        assert_eq!(unit("causeway_ledger_batch_entries"), "{entry}");
+        assert_eq!(unit("causeway_build_info"), "1");
+        assert_eq!(unit("causeway_peer_up"), "1");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   exchange is one trace: application, consumer gateway, provider gateway
 //!   ([`crate::transport::observe`] opens the root spans and carries the context).
 //! - **Metrics** live in a small in-house registry ([`metrics`]) served as Prometheus text on the
-//!   admin listener (`GET /metrics`), and are also exported over OTLP when a collector is configured.
+//!   admin listener (`GET /metrics`), and are also exported over OTLP when a collector is configured,
+//!   each instrument with its UCUM unit; the process's own use of CPU, memory and files is read from
+//!   `/proc` at each scrape ([`process`]).
 //!
 //! Span and metric attributes carry exchange ids, dataset names, purposes, department ids and
 //! outcome codes; never parameters, officers or any other personal data. Libraries that would log
@@ -18,6 +20,7 @@
 pub mod caps;
 pub mod metrics;
 mod otlp;
+pub mod process;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -16,6 +16,13 @@
 //! [`ACCESS_TARGET`]: the exchange id, consumer, provider, dataset, purpose, application, decision,
 //! reason code, status, duration and ledger index ([`access_line`]). Ids, names and codes only:
 //! never parameters, rows, officers, cases or subjects, which the pipeline does not even hand in.
+//!
+//! The root and `peer_send` spans carry OpenTelemetry's HTTP semantic conventions
+//! (`http.request.method`, `url.path`, `http.route`, `http.response.status_code`,
+//! `server.address`, `server.port`, `network.protocol.name` and `.version`, `error.type`), so any
+//! tracing backend reads them as HTTP spans. A server span's status is Error for a 5xx answer and
+//! unset otherwise (a 4xx is the caller's mistake, not the server's); a client span's is Error when
+//! the request failed or the answer is 4xx or 5xx.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -212,7 +219,52 @@ pub fn traceparent(span: &Span) -> Option<String> {
     carrier.remove(TRACEPARENT)
 }
 
+/// The endpoints this gateway serves, as `http.route` names them: a path outside this list is
+/// left without a route (it is whatever a caller sent).
+const ROUTES: &[&str] = &[
+    paths::EXCHANGE,
+    paths::CHECKPOINT,
+    paths::REQUESTS,
+    "/causeway/v1/log/entries",
+    "/causeway/v1/log/proof/inclusion",
+    "/causeway/v1/log/proof/consistency",
+    "/causeway/v1/witness/add-checkpoint",
+    "/causeway/v1/directory",
+];
+
+/// `network.protocol.name` and `.version` of a call: HTTP over the HTTPS port, Causeway's own
+/// framing over QUIC (docs/PROTOCOL.md).
+fn protocol(call: &Call, transport: Option<Transport>) -> (&'static str, &'static str) {
+    if transport == Some(Transport::Quic) {
+        return ("causeway", "1");
+    }
+    let version = match call.parts.version {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        http::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    ("http", version)
+}
+
+/// The host and port the caller addressed (`:authority` or `Host`), when it said.
+fn addressed(call: &Call) -> Option<http::uri::Authority> {
+    call.parts.uri.authority().cloned().or_else(|| {
+        call.parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    })
+}
+
 fn root_span(name: &'static str, call: &Call, transport: Option<Transport>) -> Span {
+    let path = call.parts.uri.path();
+    let route = ROUTES.iter().find(|r| **r == path).copied();
+    let (protocol, version) = protocol(call, transport);
+    let authority = addressed(call);
+    let host = authority.as_ref().map(http::uri::Authority::host);
+    let port = authority.as_ref().and_then(http::uri::Authority::port_u16);
     let span = match name {
         "peer_request" => tracing::info_span!(
             "peer_request",
@@ -220,28 +272,40 @@ fn root_span(name: &'static str, call: &Call, transport: Option<Transport>) -> S
             otel.status_code = Empty,
             request_id = %request_id(),
             transport = transport.map_or("", Transport::as_str),
-            method = %call.parts.method,
-            path = call.parts.uri.path(),
+            http.request.method = %call.parts.method,
+            url.path = path,
+            http.route = route,
+            server.address = host,
+            server.port = port,
+            network.protocol.name = protocol,
+            network.protocol.version = version,
             peer = Empty,
             exchange = Empty,
             dataset = Empty,
             purpose = Empty,
             outcome = Empty,
-            status = Empty,
+            http.response.status_code = Empty,
+            "error.type" = Empty,
         ),
         _ => tracing::info_span!(
             "client_request",
             otel.kind = "server",
             otel.status_code = Empty,
             request_id = %request_id(),
-            method = %call.parts.method,
-            path = call.parts.uri.path(),
+            http.request.method = %call.parts.method,
+            url.path = path,
+            http.route = route,
+            server.address = host,
+            server.port = port,
+            network.protocol.name = protocol,
+            network.protocol.version = version,
             peer = Empty,
             exchange = Empty,
             dataset = Empty,
             purpose = Empty,
             outcome = Empty,
-            status = Empty,
+            http.response.status_code = Empty,
+            "error.type" = Empty,
         ),
     };
     // The caller's context, or a new trace: never whatever happens to be current in this process.
@@ -249,13 +313,15 @@ fn root_span(name: &'static str, call: &Call, transport: Option<Transport>) -> S
     span
 }
 
+/// Record a server span's answer: its status code, outcome, and status Error for a 5xx only.
 fn finish(span: &Span, status: u16, outcome: Option<&str>) {
-    span.record("status", status);
+    span.record("http.response.status_code", status);
     if let Some(outcome) = outcome {
         span.record("outcome", outcome);
     }
     if status >= 500 {
         span.record("otel.status_code", "error");
+        span.record("error.type", status.to_string().as_str());
     }
 }
 
@@ -381,13 +447,25 @@ pub async fn send_to_peer(
     mut request: PeerRequest,
     timeout: Duration,
 ) -> Result<(u16, Bytes), PeerError> {
+    let url_path = request.path.split('?').next().unwrap_or_default();
+    let route = ROUTES.iter().find(|r| **r == url_path).copied();
+    // The HTTPS endpoint, as the directory lists it; QUIC, when preferred, uses its own.
+    let endpoint = dept
+        .https
+        .as_deref()
+        .and_then(|a| a.parse::<http::uri::Authority>().ok());
     let span = tracing::info_span!(
         "peer_send",
         otel.kind = "client",
         otel.status_code = Empty,
         peer = %dept.id,
-        path = request.path.as_str(),
-        status = Empty,
+        http.request.method = request.method.as_str(),
+        url.path = url_path,
+        http.route = route,
+        server.address = endpoint.as_ref().map(|a| a.host()),
+        server.port = endpoint.as_ref().and_then(|a| a.port_u16()),
+        http.response.status_code = Empty,
+        "error.type" = Empty,
     );
     request.traceparent = traceparent(&span);
     let result = peers
@@ -396,13 +474,30 @@ pub async fn send_to_peer(
         .await;
     match &result {
         Ok((status, _)) => {
-            span.record("status", status);
+            span.record("http.response.status_code", status);
+            if *status >= 400 {
+                span.record("otel.status_code", "error");
+                span.record("error.type", status.to_string().as_str());
+            }
         }
-        Err(_) => {
+        Err(e) => {
             span.record("otel.status_code", "error");
+            span.record("error.type", error_type(e));
         }
     }
     result
+}
+
+/// `error.type` of a request that got no answer: the kind of failure, never its detail.
+fn error_type(error: &PeerError) -> &'static str {
+    match error {
+        PeerError::NoEndpoint { .. } => "no-endpoint",
+        PeerError::Unreachable { .. } => "unreachable",
+        PeerError::WrongPeer { .. } => "wrong-peer",
+        PeerError::Timeout(_) => "timeout",
+        PeerError::Reset { .. } => "reset",
+        _ => "protocol",
+    }
 }
 
 #[cfg(test)]
