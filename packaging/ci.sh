@@ -256,6 +256,11 @@ fi
 grep -q 'unknown-purpose' "$work/denied.out" || { show "$work/denied.out"; die "the denied exchange did not say unknown-purpose"; }
 say "exchanges: one allowed (rows released), one denied (unknown-purpose)"
 
+# `systemctl reload` (ExecReload=) sends SIGHUP: the gateways read their files again and go on.
+for pid in "${pids[@]}"; do kill -HUP "$pid"; done
+for i in "${!DEPTS[@]}"; do wait_ready "${DEPTS[$i]}" "${pids[$i]}"; done
+say "SIGHUP (systemctl reload): both gateways still serving"
+
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
 for i in "${!pids[@]}"; do
     wait "${pids[$i]}" || { show "$work/${DEPTS[$i]}.log"; die "the ${DEPTS[$i]} gateway did not stop cleanly on SIGTERM"; }
