@@ -288,7 +288,7 @@ ask() {
 }
 ask --purpose benefit-eligibility >"$work/allowed.out" 2>&1 \
     || { show "$work/allowed.out"; show "$work/$CONSUMER.log"; show "$work/$PROVIDER.log"; die "the allowed exchange failed"; }
-grep -q '"birth_date"' "$work/allowed.out" || { show "$work/allowed.out"; die "the allowed exchange released no birth_date"; }
+grep -q 'birth_date' "$work/allowed.out" || { show "$work/allowed.out"; die "the allowed exchange released no birth_date"; }
 if ask --purpose marketing >"$work/denied.out" 2>&1; then
     show "$work/denied.out"
     die "an exchange for an undeclared purpose was answered"
