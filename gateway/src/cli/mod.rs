@@ -5,6 +5,7 @@ mod backup;
 mod certs;
 mod demo;
 mod federation;
+mod generate;
 mod log;
 mod oversight;
 mod policy;
@@ -81,6 +82,10 @@ enum Command {
     /// The oversight node's staff accounts (dashboard and query API sign-in).
     #[command(subcommand)]
     Oversight(oversight::OversightCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or PowerShell.
+    Completions(generate::CompletionsArgs),
+    /// Write the man pages (one per command and subcommand) into a directory.
+    Man(generate::ManArgs),
 }
 
 /// Run one command line in-process, `args` starting with the program name (tests use it to drive
@@ -200,6 +205,8 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Audit(c) => audit::run(c).await,
         Command::VerifyReport(args) => report::run(args),
         Command::Oversight(c) => oversight::run(c),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
 }
 
