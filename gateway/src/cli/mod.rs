@@ -3,8 +3,10 @@
 mod audit;
 mod certs;
 mod demo;
+mod doctor;
 mod federation;
 mod log;
+mod output;
 mod oversight;
 mod policy;
 mod report;
@@ -23,7 +25,8 @@ use clap::{Parser, Subcommand};
     name = "causeway",
     version,
     about = "Accountable data exchange between government departments",
-    after_help = "Start here:\n  causeway demo             a whole federation on this machine, with traffic\n  causeway serve --config causeway.toml"
+    after_help = "Start here:\n  causeway demo             a whole federation on this machine, with traffic\n  causeway serve --config causeway.toml",
+    mut_subcommands = output::with_exit_codes
 )]
 struct Cli {
     /// Log format: human-readable text or one JSON object per line.
@@ -52,7 +55,7 @@ enum Command {
     )]
     Serve {
         /// The gateway config file (causeway.toml).
-        #[arg(long)]
+        #[arg(long, env = output::CONFIG_ENV)]
         config: PathBuf,
     },
     /// Federation CA, department certificates and signing keys.
@@ -80,6 +83,9 @@ enum Command {
     /// The oversight node's staff accounts (dashboard and query API sign-in).
     #[command(subcommand)]
     Oversight(oversight::OversightCommand),
+    /// Check a gateway's or oversight node's setup: config, key files and their modes,
+    /// certificate, directory, databases, ledger, clock; and say what to do about each problem.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Run one command line in-process, `args` starting with the program name (tests use it to drive
@@ -94,7 +100,7 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(2);
+            return ExitCode::from(output::USAGE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -169,7 +175,13 @@ fn init_tracing(format: LogFormat, command: &Command) -> Result<crate::telemetry
     Ok(Tracing::install(format, &plan, department.as_deref())?)
 }
 
+/// Run one command; an error is reported on stderr and ends it with its documented exit code
+/// ([`output::exit_code`]).
 async fn run(command: Command) -> Result<ExitCode> {
+    Ok(dispatch(command).await.unwrap_or_else(|e| output::fail(&e)))
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => serve(config).await,
@@ -183,6 +195,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Audit(c) => audit::run(c).await,
         Command::VerifyReport(args) => report::run(args),
         Command::Oversight(c) => oversight::run(c),
+        Command::Doctor(args) => doctor::run(args).await,
     }
 }
 
