@@ -4,9 +4,10 @@
 //! ledger byte) fails the check that names it. `causeway request`, run against the same gateways,
 //! prints exactly one document on stdout and puts the status in the exit code.
 
+#[allow(dead_code)] // the case desk helpers serve other tests
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 
 use causeway::layout::{self, DEMO_DEPARTMENTS};
@@ -21,8 +22,8 @@ fn causeway(args: &[&str]) -> Output {
 fn causeway_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_causeway"))
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("CAUSEWAY_CONFIG")
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
         .expect("the causeway binary runs")
@@ -324,7 +325,7 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// Swap the case of one letter inside entry 1's `"kind"` value (the JSON still parses), as an
 /// attacker with the disk would; the same call swaps it back.
-fn flip_entry_1(ledger: &PathBuf) {
+fn flip_entry_1(ledger: &Path) {
     let env = lmdb::Environment::new()
         .set_max_dbs(8)
         .open(ledger)
