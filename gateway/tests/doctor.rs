@@ -313,6 +313,31 @@ async fn doctor_passes_a_healthy_node_and_fails_the_check_each_broken_part_names
     assert!(found["fix"].as_str().unwrap().contains("backup"));
     flip_entry_1(&config.ledger.dir);
 
+    // 6. The federation's CRL, once the config names it, revokes this node's own certificate.
+    let certs = layout.dir.join("certs");
+    let revoke = causeway(&[
+        "certs",
+        "revoke",
+        "--ca",
+        s(&certs),
+        "--cert",
+        s(&config.identity.cert),
+    ]);
+    assert!(revoke.status.success(), "{}", text(&revoke));
+    let kept = keep(&welfare.config);
+    let named = String::from_utf8(kept.clone()).unwrap().replacen(
+        "[identity]\n",
+        "[identity]\ncrl = \"../certs/crl.pem\"\n",
+        1,
+    );
+    std::fs::write(&welfare.config, named).unwrap();
+    broken(
+        "a revoked certificate",
+        "certificate revocation",
+        "revokes this node's own certificate",
+    );
+    restore(&welfare.config, &kept);
+
     let (code, report) = doctor(&welfare.config);
     assert_eq!(code, 0, "everything put back: {report:#}");
 }

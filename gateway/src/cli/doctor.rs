@@ -40,8 +40,8 @@ const SKEW_WARN_SECS: i64 = 5;
   CAUSEWAY_CONFIG=/etc/causeway/causeway.toml causeway doctor --output json | jq '.checks[] | select(.status != \"ok\")'
 
 Checks, each ok, warn or fail with what to do: the config parses; key files exist with mode 0600;
-the certificate's expiry (warn under 30 days), its chain to the federation CA, its identity and key;
-the signing key against the directory; the directory's signature, expiry and serial (not older than
+the certificate's expiry (warn under 30 days), its chain to the federation CA, its identity and key,
+the CRL (fresh, and not revoking it); the signing key against the directory; the tag key; the directory's signature, expiry and serial (not older than
 the ledger recorded); each dataset's database answers a trivial query; the ledger's chain, Merkle
 root and checkpoint signatures; each peer's clock (its HTTP Date, over the peer listener with this
 node's certificate; an unreachable peer is a warning). Exits 0 when nothing failed, 1 otherwise.")]
@@ -189,6 +189,9 @@ async fn diagnose(path: &Path, timeout: Duration, report: &mut Report) {
     key_files(&config, report);
     let directory = directory(&config, &me, report);
     let tls = certificate(&config, directory.as_ref(), &me, report);
+    if let Some(tls) = &tls {
+        revocation(&config, tls, report);
+    }
     if let Some(directory) = &directory {
         signing_key(&config, directory, report);
     }
@@ -555,6 +558,63 @@ fn certificate(
             );
             None
         }
+    }
+}
+
+/// The CRL of `[identity] crl`, as the node put it in force: accepted, not stale, and not
+/// revoking this node's own certificate.
+fn revocation(config: &GatewayConfig, tls: &TlsMaterial, report: &mut Report) {
+    let Some(path) = &config.identity.crl else {
+        return;
+    };
+    let revocation = tls.revocation();
+    if revocation.refuses(&tls.leaf()) == Some("its certificate is revoked") {
+        report.fail(
+            "certificate revocation",
+            format!(
+                "{}: the CRL {} revokes this node's own certificate",
+                config.identity.cert.display(),
+                path.display()
+            ),
+            "peers refuse it: get a new certificate issued (`causeway certs request`, the operator's `causeway certs sign`)",
+        );
+        return;
+    }
+    let status = revocation.status();
+    let next = status.next_update.as_deref().unwrap_or("?");
+    if let Some(refusal) = &status.last_refusal {
+        report.fail(
+            "certificate revocation",
+            format!("{}: refused: {refusal}", path.display()),
+            "put the federation operator's current CRL there (`causeway certs crl` writes it)",
+        );
+    } else if status.stale {
+        let closed = status.stale_policy == "fail-closed";
+        let detail = format!(
+            "{}: past its next update {next} ({})",
+            path.display(),
+            status.stale_policy
+        );
+        let fix = "put a fresh CRL there (the operator runs `causeway certs crl`)";
+        if closed {
+            report.fail(
+                "certificate revocation",
+                format!("{detail}: every peer is refused"),
+                fix,
+            );
+        } else {
+            report.warn("certificate revocation", detail, fix);
+        }
+    } else {
+        report.ok(
+            "certificate revocation",
+            format!(
+                "{}: number {}, {} revoked, next update {next}; this node's certificate is not revoked",
+                path.display(),
+                status.number.as_deref().unwrap_or("?"),
+                status.revoked
+            ),
+        );
     }
 }
 

@@ -110,13 +110,12 @@ where
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(output::UNAVAILABLE);
         }
     };
-    runtime.block_on(run(cli.command)).unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::FAILURE
-    })
+    runtime
+        .block_on(run(cli.command))
+        .unwrap_or_else(|e| output::fail(&e))
 }
 
 /// Entry point of the binary.
