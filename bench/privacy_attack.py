@@ -35,12 +35,11 @@ def main():
     key = bytes.fromhex(text.split(":", 1)[-1])
 
     shown = subprocess.run(
-        [binary, "log", "show", "--json", "--limit", "1000000",
+        [binary, "log", "show", "--output", "json", "--limit", "1000000",
          "--ledger", os.path.join(demo, dept, "ledger")],
         check=True, capture_output=True, text=True).stdout
     own, others = set(), set()
-    for line in shown.splitlines():
-        entry = json.loads(line)
+    for entry in json.loads(shown):
         for tag in entry.get("subjects", []):
             (own if entry.get("provider") == dept else others).add(tag.split(":", 1)[-1])
         officer = entry.get("officer")

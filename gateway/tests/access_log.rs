@@ -304,4 +304,24 @@ async fn every_exchange_has_one_access_line_per_side_in_json_only_logs_without_c
     let text = std::fs::read_to_string(&text_log).expect("log");
     assert!(text.contains("gateway serving"), "{text}");
     assert!(!text.contains('\u{1b}'), "escape codes in a file:\n{text}");
+
+    // A gateway that cannot start says why in a JSON line too.
+    let failed = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(root.path().join("no-such.toml"))
+        .output()
+        .expect("the causeway binary runs");
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["fields"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no-such.toml"))),
+        "{stderr}"
+    );
 }

@@ -269,14 +269,14 @@ fn demo_once_then_log_verify_catches_a_changed_byte_and_names_its_index() {
         "show",
         "--ledger",
         ledger.to_str().unwrap(),
-        "--json",
+        "--output",
+        "json",
     ]);
     assert!(show.status.success());
-    let lines = String::from_utf8(show.stdout).unwrap();
-    assert!(lines.lines().count() >= 4, "{lines}");
-    assert!(lines
-        .lines()
-        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+    let shown: Vec<serde_json::Value> =
+        serde_json::from_slice(&show.stdout).expect("log show --output json prints one JSON array");
+    assert!(shown.len() >= 4, "{shown:?}");
+    assert_eq!(shown[2]["index"], 2, "{shown:?}");
 
     // Flip one byte of entry 2 (inside a string, so the JSON still parses).
     {
@@ -422,11 +422,29 @@ fn every_subcommand_has_help_with_an_example() {
         vec!["oversight", "staff", "enable", "--help"],
         vec!["oversight", "staff", "list", "--help"],
         vec!["audit", "search", "--help"],
+        vec!["doctor", "--help"],
+        vec!["log", "proof", "--help"],
     ] {
         let out = causeway(&args);
         assert!(out.status.success(), "{args:?}");
         let help = text(&out);
         assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
+        assert!(
+            help.contains("Exit codes:") && help.contains("4  refused"),
+            "{args:?} lists no exit codes:\n{help}"
+        );
+    }
+    for args in [
+        vec!["serve", "--help"],
+        vec!["doctor", "--help"],
+        vec!["audit", "status", "--help"],
+        vec!["request", "--help"],
+    ] {
+        let help = text(&causeway(&args));
+        assert!(
+            help.contains("[env: CAUSEWAY_CONFIG"),
+            "{args:?}: --config does not show its environment variable:\n{help}"
+        );
     }
 }
 
@@ -537,7 +555,7 @@ async fn log_show_prints_control_and_bidi_characters_as_visible_escapes() {
         assert!(table.contains(shown), "{shown} is not in {table}");
     }
 
-    let json = causeway(&["log", "show", "--ledger", ledger_arg, "--json"]);
+    let json = causeway(&["log", "show", "--ledger", ledger_arg, "--output", "json"]);
     assert!(json.status.success(), "{}", text(&json));
     let json = String::from_utf8(json.stdout).unwrap();
     for c in raw {
@@ -546,9 +564,9 @@ async fn log_show_prints_control_and_bidi_characters_as_visible_escapes() {
             "a raw {c:?} reached the terminal: {json:?}"
         );
     }
-    let lines: Vec<&str> = json.lines().collect();
-    assert_eq!(lines.len(), 1, "{json}");
-    let decoded: Entry = serde_json::from_str(lines[0]).unwrap();
+    let mut decoded: Vec<Entry> = serde_json::from_str(&json).unwrap();
+    assert_eq!(decoded.len(), 1, "{json}");
+    let decoded = decoded.remove(0);
     assert_eq!(
         (decoded.consumer, decoded.provider, decoded.dataset),
         (entry.consumer, entry.provider, entry.dataset),
@@ -692,4 +710,181 @@ fn oversight_staff_commands_keep_hashed_accounts_in_a_private_file() {
             .password,
         alice.password
     );
+}
+
+/// `causeway ... --output json` on stdout: exactly one JSON document, whatever went to stderr.
+fn document(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", text(out)))
+}
+
+/// For scripts: every command that prints data prints one JSON document with `--output json`, the
+/// exit codes say what happened (docs/OPERATIONS.md, "The command line in scripts"), `--config`
+/// comes from CAUSEWAY_CONFIG, and an index past the end of a ledger is named as such.
+#[test]
+fn scripts_get_one_json_document_from_each_data_command_and_documented_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let demo = causeway(&[
+        "demo",
+        "--dir",
+        fed.to_str().unwrap(),
+        "--once",
+        "--people",
+        "100",
+    ]);
+    assert!(demo.status.success(), "{}", text(&demo));
+    let p = |rel: &str| fed.join(rel).to_str().unwrap().to_owned();
+    let (ledger, directory, node) = (
+        p("civil-registry/ledger"),
+        p("federation.toml"),
+        p("oversight/causeway.toml"),
+    );
+    let policies = p("civil-registry/policies");
+
+    // Each data command: exit 0 (or 1 where it found something), one document on stdout.
+    let json = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        let out = causeway(&args);
+        (out.status.code(), document(&out))
+    };
+    let (code, verified) = json(&[
+        "log",
+        "verify",
+        "--ledger",
+        &ledger,
+        "--directory",
+        &directory,
+    ]);
+    assert_eq!(
+        (code, &verified["ok"]),
+        (Some(0), &true.into()),
+        "{verified}"
+    );
+    let size = verified["entries"].as_u64().unwrap();
+    let (code, shown) = json(&["log", "show", "--ledger", &ledger]);
+    assert_eq!(code, Some(0));
+    assert_eq!(shown.as_array().unwrap().len() as u64, size, "{shown}");
+    let proof = dir.path().join("entry-1.tlog-proof");
+    let out = causeway(&["log", "proof", "--ledger", &ledger, "--index", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&proof, &out.stdout).unwrap();
+    let (code, checked) = json(&[
+        "log",
+        "verify-proof",
+        proof.to_str().unwrap(),
+        "--directory",
+        &directory,
+    ]);
+    assert_eq!((code, &checked["index"]), (Some(0), &1.into()), "{checked}");
+    for args in [
+        vec!["policy", "check", &policies],
+        vec!["policy", "test", &policies],
+        vec!["policy", "diff", &policies, &policies],
+        vec![
+            "policy",
+            "explain",
+            &policies,
+            "--consumer",
+            "tax-office",
+            "--dataset",
+            "residents",
+            "--purpose",
+            "marketing",
+        ],
+        vec!["oversight", "staff", "list", "--config", &node],
+        vec!["audit", "status", "--config", &node],
+        vec!["audit", "search", "--config", &node, "--limit", "5"],
+        vec!["audit", "subject", "--id", "D000042", "--config", &node],
+    ] {
+        let (code, _) = json(&args);
+        assert_eq!(code, Some(0), "{args:?}");
+    }
+    let (code, findings) = json(&["audit", "crosscheck", "--config", &node]);
+    assert!(findings.is_array(), "{findings}");
+    assert_eq!(
+        code,
+        Some(if findings.as_array().unwrap().is_empty() {
+            0
+        } else {
+            1
+        }),
+        "findings exit 1, none 0"
+    );
+    let (_, staff) = json(&["oversight", "staff", "list", "--config", &node]);
+    assert_eq!(staff["staff"].as_array().unwrap().len(), 4, "{staff}");
+    assert!(!staff.to_string().contains("$argon2"), "{staff}");
+    let csv = causeway(&["audit", "search", "--config", &node, "--output", "csv"]);
+    assert!(
+        String::from_utf8_lossy(&csv.stdout).starts_with("log,index,"),
+        "{}",
+        text(&csv)
+    );
+    // (A real bundle needs the departments' gateways running for their proofs: the citizen's
+    // report tests verify those; here, a file that is not one fails as one document.)
+    let bundle = dir.path().join("report.json");
+    std::fs::write(&bundle, "{}").unwrap();
+    let (code, report) = json(&[
+        "verify-report",
+        bundle.to_str().unwrap(),
+        "--directory",
+        &directory,
+    ]);
+    assert_eq!((code, &report["ok"]), (Some(1), &false.into()), "{report}");
+    assert!(report["failure"].is_string(), "{report}");
+
+    // --config from CAUSEWAY_CONFIG.
+    let from_env = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["oversight", "staff", "list", "--output", "json"])
+        .env("CAUSEWAY_CONFIG", &node)
+        .output()
+        .unwrap();
+    assert_eq!(document(&from_env), staff);
+
+    // An index past the end is named as such (exit 1), not a damaged ledger.
+    let past = (size + 10).to_string();
+    let answer = dir.path().join("answer.json");
+    std::fs::write(
+        &answer,
+        r#"{"fields": [], "rows": [], "commitment_salt": ""}"#,
+    )
+    .unwrap();
+    let held = format!("the ledger holds entries 0..={}", size - 1);
+    for args in [
+        vec!["log", "proof", "--ledger", &ledger, "--index", &past],
+        vec!["log", "show", "--ledger", &ledger, "--from", &past],
+        vec![
+            "log",
+            "open",
+            "--ledger",
+            &ledger,
+            "--index",
+            &past,
+            "--answer",
+            answer.to_str().unwrap(),
+        ],
+    ] {
+        let out = causeway(&args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("entry {past} does not exist")) && said.contains(&held),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("corrupt"), "{args:?}: {said}");
+    }
+
+    // Usage errors exit 2; what cannot run exits 3.
+    let usage = causeway(&["log", "show", "--ledger", &ledger, "--output", "yaml"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+    let usage = causeway(&["log", "verify", "--output", "csv", "--ledger", &ledger]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "no CSV of a verification: {}",
+        text(&usage)
+    );
+    let missing = causeway(&["log", "verify", "--ledger", &p("no-such-ledger")]);
+    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
 }

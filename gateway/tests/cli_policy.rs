@@ -251,7 +251,8 @@ fn explain_shows_the_deciding_rule_and_for_a_denial_what_was_missing() {
         "residents",
         "--purpose",
         "statistics",
-        "--json",
+        "--output",
+        "json",
     ]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON output");
     assert_eq!(value["decision"]["reason"]["code"], "no-grant");

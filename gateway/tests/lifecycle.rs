@@ -44,6 +44,11 @@ fn causeway(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The entries `causeway log show --output json` printed: one JSON array.
+fn entries(shown: &str) -> Vec<Value> {
+    serde_json::from_str(shown).expect("log show --output json prints one JSON array")
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -421,11 +426,17 @@ async fn a_federation_changes_its_members_without_a_restart() {
     })
     .await;
     let new_vkey = std::fs::read_to_string(&vkey_file).unwrap();
-    let rotation = causeway(&["log", "show", "--ledger", s(&welfare_ledger), "--json"])
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["kind"] == "key-rotation")
-        .expect("a key-rotation entry");
+    let rotation = entries(&causeway(&[
+        "log",
+        "show",
+        "--ledger",
+        s(&welfare_ledger),
+        "--output",
+        "json",
+    ]))
+    .into_iter()
+    .find(|e| e["kind"] == "key-rotation")
+    .expect("a key-rotation entry");
     let until_size = (rotation["index"].as_u64().unwrap() + 1).to_string();
     causeway(&[
         "federation",
@@ -602,10 +613,9 @@ async fn a_federation_changes_its_members_without_a_restart() {
             "--directory",
             s(directory),
         ]);
-        let shown = causeway(&["log", "show", "--ledger", s(&ledger), "--json"]);
-        let serials: Vec<u64> = shown
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        let shown = causeway(&["log", "show", "--ledger", s(&ledger), "--output", "json"]);
+        let serials: Vec<u64> = entries(&shown)
+            .into_iter()
             .filter(|e| e["kind"] == "directory-change")
             .filter_map(|e| e["detail"]["serial"].as_u64())
             .collect();
@@ -649,9 +659,15 @@ async fn a_federation_changes_its_members_without_a_restart() {
         "{history:?}"
     );
     // Evidence files from before and after the key rotation verify offline against the directory.
-    let welfare_size = causeway(&["log", "show", "--ledger", s(&welfare_ledger), "--json"])
-        .lines()
-        .count();
+    let welfare_size = entries(&causeway(&[
+        "log",
+        "show",
+        "--ledger",
+        s(&welfare_ledger),
+        "--output",
+        "json",
+    ]))
+    .len();
     let evidence_after = dir.join("after-rotation.tlog-proof");
     std::fs::write(
         &evidence_after,

@@ -516,8 +516,8 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
     );
     assert_eq!(
         seal("benefit-eligibility", None, "2020-01-01".into()).await,
-        ExitCode::FAILURE,
-        "a seal must end in the future"
+        ExitCode::from(2),
+        "a seal must end in the future: a usage error"
     );
 
     let (oversight, _) = start_oversight(&fed).await.unwrap();
@@ -545,7 +545,11 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
             .await
         }
     };
-    assert_eq!(running_seal("viewer").await, ExitCode::FAILURE);
+    assert_eq!(
+        running_seal("viewer").await,
+        ExitCode::from(4),
+        "the node refuses a viewer's seal"
+    );
     assert_eq!(running_seal("investigator").await, ExitCode::SUCCESS);
     let tag = n.subject_tag(PERSON);
     let asker = Asker::new("test", "subject-officer", "cli");

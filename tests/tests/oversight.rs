@@ -271,7 +271,8 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         config.clone(),
         "--staff".into(),
         "investigator".into(),
-        "--json".into(),
+        "--output".into(),
+        "json".into(),
     ])
     .await;
     assert_eq!(

@@ -642,7 +642,11 @@ async fn a_disabled_account_or_a_new_password_ends_open_sessions() {
     let anonymous = cli(vec!["audit", "status", "--config", &config])
         .await
         .unwrap();
-    assert_eq!(anonymous, std::process::ExitCode::FAILURE);
+    assert_eq!(
+        anonymous,
+        std::process::ExitCode::from(2),
+        "a running node needs --staff: a usage error"
+    );
     let signed_in = cli(vec![
         "audit", "status", "--config", &config, "--staff", "viewer",
     ])

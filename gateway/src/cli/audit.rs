@@ -26,6 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use super::output::{print_json, refused, usage, ExportArg, Output, OutputArg};
 use crate::config::{GatewayConfig, Role};
 use crate::oversight::bundle::CitizenBundle;
 use crate::oversight::crosscheck::Finding;
@@ -33,9 +34,9 @@ use crate::oversight::dashboard::{encode_form, to_query};
 use crate::oversight::gate::SESSION_COOKIE;
 use crate::oversight::replica::{Query, Record};
 use crate::oversight::report::SubjectReport;
-use crate::oversight::seal::{format_date, parse_date};
+use crate::oversight::seal::{format_date, parse_date, SealError};
 use crate::oversight::{Asker, LogStatus, Oversight, SubjectTags};
-use crate::text::{self, visible};
+use crate::text::visible;
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
@@ -45,27 +46,25 @@ pub(crate) enum AuditCommand {
     )]
     Pull {
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
-        /// Print the outcome as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Check that both sides of every exchange recorded it alike; exits 1 if anything disagrees.
     #[command(
-        after_help = "Examples:\n  causeway audit crosscheck --config causeway-demo/oversight/causeway.toml --staff alice\n  causeway audit crosscheck --config FILE --json | jq '.[] | .kind'"
+        after_help = "Examples:\n  causeway audit crosscheck --config causeway-demo/oversight/causeway.toml --staff alice\n  causeway audit crosscheck --config FILE --output json | jq '.[] | .kind'"
     )]
     Crosscheck {
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Sign in to the running node as this staff member (password from
         /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
         #[arg(long)]
         staff: Option<String>,
-        /// Print the findings as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// The citizen's report: every exchange that touched one person.
     #[command(
@@ -76,21 +75,20 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         id: Option<String>,
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Sign in to the running node as this staff member (password from
         /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
         #[arg(long)]
         staff: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long, conflicts_with = "html")]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
         /// Write a printable HTML page to this file.
         #[arg(long)]
         html: Option<PathBuf>,
         /// Write the report with every entry's evidence and the notarized query to this file
         /// (causeway-citizen-report/v1), for `causeway verify-report`.
-        #[arg(long, conflicts_with_all = ["json", "html"])]
+        #[arg(long, conflicts_with = "html")]
         bundle: Option<PathBuf>,
     },
     /// Seal a purpose until a date: its exchanges stay out of citizens' reports until then
@@ -112,7 +110,7 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         reason: String,
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Sign in to the running node as this staff member, an investigator or administrator
         /// (password from CAUSEWAY_STAFF_PASSWORD, or asked for).
@@ -121,11 +119,11 @@ pub(crate) enum AuditCommand {
     },
     /// Search the replicated logs.
     #[command(
-        after_help = "Examples:\n  CAUSEWAY_STAFF_PASSWORD=... causeway audit search --config FILE --staff alice --exchange 0190f0c4-...\n  causeway audit search --config FILE --consumer tax-office --provider civil-registry --from 2026-01-01 --format csv"
+        after_help = "Examples:\n  CAUSEWAY_STAFF_PASSWORD=... causeway audit search --config FILE --staff alice --exchange 0190f0c4-...\n  causeway audit search --config FILE --consumer tax-office --provider civil-registry --from 2026-01-01 --output csv"
     )]
     Search {
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Sign in to the running node as this staff member (password from
         /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
@@ -161,9 +159,8 @@ pub(crate) enum AuditCommand {
         /// Most entries (newest first).
         #[arg(long)]
         limit: Option<usize>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[command(flatten)]
+        output: ExportArg,
     },
     /// Verification status of every department's log.
     #[command(
@@ -171,27 +168,15 @@ pub(crate) enum AuditCommand {
     )]
     Status {
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Sign in to the running node as this staff member (password from
         /// CAUSEWAY_STAFF_PASSWORD, or asked for); not needed while the node is stopped.
         #[arg(long)]
         staff: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
     },
-}
-
-/// `--format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
-    /// A table.
-    Table,
-    /// JSON.
-    Json,
-    /// CSV.
-    Csv,
 }
 
 /// Where queries go: the running node (signed in), or the files directly.
@@ -233,7 +218,7 @@ async fn target(config: &GatewayConfig, staff: Option<&str>) -> Result<Target> {
     let addr = config.client.listen;
     if node_running(addr).await {
         let Some(name) = staff else {
-            bail!("the oversight node is running (http://{addr}): sign in as a staff member with --staff NAME (password from {STAFF_PASSWORD_ENV} or asked for), or stop the node to query its files directly");
+            return Err(usage(format!("the oversight node is running (http://{addr}): sign in as a staff member with --staff NAME (password from {STAFF_PASSWORD_ENV} or asked for), or stop the node to query its files directly")));
         };
         let password = match std::env::var(STAFF_PASSWORD_ENV) {
             Ok(p) => p,
@@ -279,12 +264,16 @@ async fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Result<String>
     let (status, cookies, bytes) = exchange(addr, request).await?;
     if status != 200 {
         let value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        bail!(
+        let message = format!(
             "the oversight node refused the sign-in of {name} ({status}): {}",
             value["error"]["message"]
                 .as_str()
                 .unwrap_or("no reason given")
         );
+        if (400..500).contains(&status) {
+            return Err(refused(message));
+        }
+        bail!(message);
     }
     cookies
         .iter()
@@ -304,15 +293,26 @@ async fn api_get(remote: &Remote, path: &str) -> Result<Value> {
     let value: Value = serde_json::from_slice(&bytes).with_context(|| {
         format!("the oversight node answered {status} with something that is not JSON")
     })?;
-    if status != 200 {
-        bail!(
-            "the oversight node refused ({status}): {}",
-            value["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-        );
+    node_answer(status, value)
+}
+
+/// The node's JSON answer, or why not: 401 and 403 are refusals (exit code 4), another 4xx a
+/// query the node found malformed (2), anything else an error (3).
+fn node_answer(status: u16, value: Value) -> Result<Value> {
+    if status == 200 {
+        return Ok(value);
     }
-    Ok(value)
+    let message = format!(
+        "the oversight node refused ({status}): {}",
+        value["error"]["message"]
+            .as_str()
+            .unwrap_or("no reason given")
+    );
+    match status {
+        401 | 403 => Err(refused(message)),
+        400..=499 => Err(usage(message)),
+        _ => bail!(message),
+    }
 }
 
 /// POST `form` to `path` of the running node's query API, signed in, with the session's CSRF
@@ -347,15 +347,7 @@ async fn api_post_form(
     let value: Value = serde_json::from_slice(&bytes).with_context(|| {
         format!("the oversight node answered {status} with something that is not JSON")
     })?;
-    if status != 200 {
-        bail!(
-            "the oversight node refused ({status}): {}",
-            value["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-        );
-    }
-    Ok(value)
+    node_answer(status, value)
 }
 
 fn close(target: Target) {
@@ -366,12 +358,12 @@ fn close(target: Target) {
 
 pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
     match command {
-        AuditCommand::Pull { config, json } => pull(&load(&config)?, json).await,
+        AuditCommand::Pull { config, output } => pull(&load(&config)?, output.is_json()).await,
         AuditCommand::Crosscheck {
             config,
             staff,
-            json,
-        } => crosscheck(&load(&config)?, staff.as_deref(), json).await,
+            output,
+        } => crosscheck(&load(&config)?, staff.as_deref(), output.is_json()).await,
         AuditCommand::Subject {
             id,
             config,
@@ -383,10 +375,19 @@ pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
             id,
             config,
             staff,
-            json,
+            output,
             html,
             bundle: None,
-        } => subject(&load(&config)?, staff.as_deref(), id, json, html).await,
+        } => {
+            subject(
+                &load(&config)?,
+                staff.as_deref(),
+                id,
+                output.is_json(),
+                html,
+            )
+            .await
+        }
         AuditCommand::Seal {
             purpose,
             consumer,
@@ -418,7 +419,7 @@ pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
             from,
             to,
             limit,
-            format,
+            output,
         } => {
             let params: Vec<(String, String)> = [
                 ("exchange", exchange),
@@ -435,13 +436,13 @@ pub(crate) async fn run(command: AuditCommand) -> Result<ExitCode> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
             .collect();
-            search(&load(&config)?, staff.as_deref(), &params, format).await
+            search(&load(&config)?, staff.as_deref(), &params, output.output).await
         }
         AuditCommand::Status {
             config,
             staff,
-            json,
-        } => status(&load(&config)?, staff.as_deref(), json).await,
+            output,
+        } => status(&load(&config)?, staff.as_deref(), output.is_json()).await,
     }
 }
 
@@ -521,12 +522,9 @@ async fn pull(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
     }
     let rate = pulled as f64 / elapsed.as_secs_f64().max(1e-9);
     if json {
-        println!(
-            "{}",
-            text::json(&serde_json::to_string_pretty(
-                &serde_json::json!({"logs": out, "entries": pulled, "seconds": elapsed.as_secs_f64(), "entries_per_second": rate})
-            )?)
-        );
+        print_json(
+            &serde_json::json!({"logs": out, "entries": pulled, "seconds": elapsed.as_secs_f64(), "entries_per_second": rate, "findings": node.findings().len()}),
+        )?;
     } else {
         println!(
             "\n{pulled} new entries pulled and verified in {:.2} s ({rate:.0} entries/s)",
@@ -564,7 +562,7 @@ async fn crosscheck(config: &GatewayConfig, staff: Option<&str>, json: bool) -> 
     };
     close(target);
     if json {
-        println!("{}", text::json(&serde_json::to_string_pretty(&findings)?));
+        print_json(&findings)?;
     } else if findings.is_empty() {
         println!("cross-check: both sides of every exchange agree");
     } else {
@@ -626,7 +624,7 @@ async fn subject(
             path.display()
         );
     } else if json {
-        println!("{}", text::json(&serde_json::to_string_pretty(&report)?));
+        print_json(&report)?;
     } else {
         print!("{}", report.to_table(&id));
     }
@@ -703,7 +701,7 @@ async fn seal(
     reason: &str,
 ) -> Result<ExitCode> {
     let until = parse_date(until)
-        .with_context(|| format!("--until {until:?}: give a date as YYYY-MM-DD"))?;
+        .ok_or_else(|| usage(format!("--until {until:?}: give a date as YYYY-MM-DD")))?;
     let index = match target(config, staff).await? {
         Target::Node(remote) => {
             let mut form = vec![
@@ -722,7 +720,10 @@ async fn seal(
                 .seal(&Asker::cli(), purpose, consumer, until, reason)
                 .await;
             node.close();
-            sealed?
+            sealed.map_err(|e| match e {
+                SealError::Invalid(why) => usage(why),
+                other => other.into(),
+            })?
         }
     };
     println!(
@@ -739,7 +740,7 @@ async fn search(
     config: &GatewayConfig,
     staff: Option<&str>,
     params: &[(String, String)],
-    format: Format,
+    format: Output,
 ) -> Result<ExitCode> {
     let query: Query = to_query(params).map_err(|e| anyhow::anyhow!(e))?;
     let target = target(config, staff).await?;
@@ -765,20 +766,17 @@ async fn search(
     };
     close(target);
     match format {
-        Format::Json => println!(
-            "{}",
-            text::json(&serde_json::to_string_pretty(
-                &serde_json::json!({"query": query, "truncated": truncated, "records": records})
-            )?)
-        ),
-        Format::Csv => {
+        Output::Json => print_json(
+            &serde_json::json!({"query": query, "truncated": truncated, "records": records}),
+        )?,
+        Output::Csv => {
             let records: Vec<Record> = records
                 .iter()
                 .filter_map(|r| serde_json::from_value(r.clone()).ok())
                 .collect();
             print!("{}", crate::oversight::dashboard::to_csv(&records));
         }
-        Format::Table => {
+        Output::Table => {
             println!(
                 "{:<20} {:<20} {:<9} {:<38} {:<34} {:<12} {:<20} decision",
                 "time",
@@ -839,15 +837,18 @@ async fn status(config: &GatewayConfig, staff: Option<&str>, json: bool) -> Resu
             .collect(),
     };
     close(target);
+    let ok = statuses.iter().all(|s| s["state"]["flag"].is_null());
     if json {
-        println!("{}", text::json(&serde_json::to_string_pretty(&statuses)?));
-        return Ok(ExitCode::SUCCESS);
+        print_json(&statuses)?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
-    let mut ok = true;
     for s in &statuses {
         let st = &s["state"];
         let state = if !st["flag"].is_null() {
-            ok = false;
             format!(
                 "FLAGGED {}: {}",
                 st["flag"]["reason"].as_str().unwrap_or("?"),

@@ -20,7 +20,7 @@ pub(crate) struct LedgerChoice {
     #[arg(long)]
     ledger: Option<PathBuf>,
     /// The gateway's config file: its `[ledger] dir` is the ledger.
-    #[arg(long)]
+    #[arg(long, env = super::output::CONFIG_ENV)]
     config: Option<PathBuf>,
 }
 

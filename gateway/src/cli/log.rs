@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use super::output::{held, print_json, problem, OutputArg};
 use crate::directory::Directory;
 use crate::text::{self, visible};
 use causeway_ledger::entry::Entry;
@@ -29,6 +30,8 @@ pub(crate) enum LogCommand {
         /// Check signatures against this federation directory instead of the ledger's own log.vkey.
         #[arg(long)]
         directory: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Print an entry as a self-contained evidence file (C2SP tlog-proof@v1) that verifies offline.
     #[command(
@@ -55,11 +58,13 @@ pub(crate) enum LogCommand {
         /// Fail unless at least this many known witnesses cosigned.
         #[arg(long, default_value_t = 0)]
         min_witnesses: usize,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Check that an application's answer opens an entry's commitment to the released rows: proof
     /// of exactly what was received, which nobody without the answer can derive from the entry.
     #[command(
-        after_help = "Example:\n  causeway request ... > answer.json   (keep the answer: it holds fields, rows and commitment_salt)\n  causeway log open --ledger causeway-demo/civil-registry/ledger --index 1 --answer answer.json\n\nExits 0 if the answer opens the entry's response_digest, 1 if it does not."
+        after_help = "Example:\n  causeway request --output json ... > answer.json   (keep the answer: it holds fields, rows and commitment_salt)\n  causeway log open --ledger causeway-demo/civil-registry/ledger --index 1 --answer answer.json\n\nExits 0 if the answer opens the entry's response_digest, 1 if it does not or there is no such entry."
     )]
     Open {
         /// The ledger directory (the provider's or the consumer's: both record the commitment).
@@ -71,6 +76,8 @@ pub(crate) enum LogCommand {
         /// The application's JSON answer (`fields`, `rows`, `commitment_salt`).
         #[arg(long)]
         answer: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Pull and verify every oversight node's own log (the record of oversight queries) and list
     /// the queries whose results touched this department.
@@ -88,16 +95,16 @@ pub(crate) enum LogCommand {
     Restore(super::backup::RestoreArgs),
     /// Print entries.
     #[command(
-        after_help = "Examples:\n  causeway log show --ledger causeway-demo/civil-registry/ledger\n  causeway log show --ledger DIR --json --from 100 --limit 10"
+        after_help = "Examples:\n  causeway log show --ledger causeway-demo/civil-registry/ledger\n  causeway log show --ledger DIR --output json --from 100 --limit 10 | jq '.[].kind'"
     )]
     Show {
         /// The ledger directory.
         #[arg(long)]
         ledger: PathBuf,
-        /// One JSON entry per line instead of a table: the stored bytes, except that control and
-        /// bidi characters JSON allows raw are written as \uXXXX (the same entry, decoded).
-        #[arg(long)]
-        json: bool,
+        /// `table`, or `json`: one array of the entries, each its stored bytes, except that control
+        /// and bidi characters JSON allows raw are written as \uXXXX (the same entry, decoded).
+        #[command(flatten)]
+        output: OutputArg,
         /// First index.
         #[arg(long, default_value_t = 0)]
         from: u64,
@@ -108,7 +115,12 @@ pub(crate) enum LogCommand {
 }
 
 /// `causeway log open`.
-fn open_commitment(ledger: &Path, index: u64, answer: &Path) -> Result<ExitCode> {
+fn open_commitment(
+    ledger: &Path,
+    index: u64,
+    answer: &Path,
+    output: OutputArg,
+) -> Result<ExitCode> {
     #[derive(serde::Deserialize)]
     struct Opening {
         fields: Vec<String>,
@@ -117,7 +129,7 @@ fn open_commitment(ledger: &Path, index: u64, answer: &Path) -> Result<ExitCode>
         commitment_salt: String,
     }
     let text = std::fs::read(answer).with_context(|| format!("reading {}", answer.display()))?;
-    // `causeway request` prints the status on its first line, then the answer.
+    // `causeway request` once printed the status on a first line, then the answer.
     let json = match text.iter().position(|b| *b == b'{') {
         Some(start) => &text[start..],
         None => &text[..],
@@ -129,34 +141,68 @@ fn open_commitment(ledger: &Path, index: u64, answer: &Path) -> Result<ExitCode>
         )
     })?;
     let store = open_store(ledger)?;
-    let entry = store
-        .read(|r| Ok(r.entry(index)?.map(<[u8]>::to_vec)))?
-        .with_context(|| format!("{}: no entry {index}", ledger.display()))?;
+    let entry = entry_at(&store, ledger, index)?;
     let entry = causeway_ledger::entry::Entry::from_bytes(&entry)
         .with_context(|| format!("entry {index} is not an entry"))?;
     let digest = entry
         .response_digest
         .with_context(|| format!("entry {index} released nothing, so it commits to nothing"))?;
-    if causeway_ledger::commitment::open(
+    let opens = causeway_ledger::commitment::open(
         entry.v,
         &digest,
         &opening.commitment_salt,
         &opening.fields,
         &opening.rows,
-    ) {
+    );
+    if output.is_json() {
+        print_json(&serde_json::json!({
+            "index": index, "response_digest": digest, "opens": opens,
+            "fields": opening.fields.len(), "rows": opening.rows.len(),
+        }))?;
+    } else if opens {
         println!(
             "entry {index}: the answer opens its commitment {digest} ({} field(s), {} row(s))",
             opening.fields.len(),
             opening.rows.len()
         );
-        Ok(ExitCode::SUCCESS)
     } else {
         println!("entry {index}: the answer does NOT open its commitment {digest}");
-        Ok(ExitCode::FAILURE)
     }
+    Ok(if opens {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn open_store(ledger: &Path) -> Result<Store> {
+/// How many entries the ledger holds.
+fn size_of(store: &Store) -> Result<u64> {
+    Ok(store.head()?.frontier.size())
+}
+
+/// The bytes of entry `index`; an index past the end is a problem (exit code 1) that says which
+/// entries there are, not a damaged ledger.
+fn entry_at(store: &Store, ledger: &Path, index: u64) -> Result<Vec<u8>> {
+    let size = size_of(store)?;
+    if index >= size {
+        return Err(problem(format!(
+            "{}: entry {index} does not exist: the ledger holds {}",
+            ledger.display(),
+            held(size)
+        )));
+    }
+    store
+        .read(|r| Ok(r.entry(index)?.map(<[u8]>::to_vec)))?
+        .with_context(|| {
+            format!(
+                "{}: entry {index} is missing although the ledger holds {}: the ledger is damaged; run `causeway log verify`",
+                ledger.display(),
+                held(size)
+            )
+        })
+}
+
+pub(super) fn open_store(ledger: &Path) -> Result<Store> {
     anyhow::ensure!(
         ledger.join("data.mdb").exists(),
         "{}: no ledger here (expected data.mdb); pass the gateway's [ledger] dir",
@@ -172,7 +218,7 @@ fn open_store(ledger: &Path) -> Result<Store> {
 /// The log's keys over time: from the directory's key history when one is given, else from the
 /// ledger's own `log.vkey` and the key-rotation entries of the log (each signed by the key it
 /// retires, so only the first key's trust comes from outside).
-fn log_keys(
+pub(super) fn log_keys(
     store: &Store,
     ledger: &Path,
     directory: Option<&Path>,
@@ -228,7 +274,11 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
     match command {
         LogCommand::Backup(args) => super::backup::run_backup(args),
         LogCommand::Restore(args) => super::backup::run_restore(args),
-        LogCommand::Verify { ledger, directory } => {
+        LogCommand::Verify {
+            ledger,
+            directory,
+            output,
+        } => {
             let store = open_store(&ledger)?;
             let (keys, which) = log_keys(&store, &ledger, directory.as_deref())?;
             let total = store.read(|r| Ok(r.checkpoints()?.last().map_or(0, |(size, _)| *size)))?;
@@ -241,12 +291,30 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                 .progress_chars("=> "),
             );
             bar.set_message("verifying");
-            if total < 100_000 {
+            if total < 100_000 || output.is_json() {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
             let result =
                 store.read(|r| Ok(verify_log_history(r, &keys, |done| bar.set_position(done))))?;
             bar.finish_and_clear();
+            if output.is_json() {
+                let report = match &result {
+                    Ok(v) => serde_json::json!({
+                        "ledger": ledger, "ok": true, "entries": v.entries,
+                        "checkpoints": v.checkpoints, "revoked_checkpoints": v.revoked,
+                        "root": v.root, "keys": which,
+                    }),
+                    Err(failure) => serde_json::json!({
+                        "ledger": ledger, "ok": false, "failure": failure.to_string(), "keys": which,
+                    }),
+                };
+                print_json(&report)?;
+                return Ok(if result.is_ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             match result {
                 Ok(v) => {
                     let revoked = if v.revoked > 0 {
@@ -273,9 +341,11 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
             ledger,
             index,
             answer,
-        } => open_commitment(&ledger, index, &answer),
+            output,
+        } => open_commitment(&ledger, index, &answer, output),
         LogCommand::Proof { ledger, index } => {
             let store = open_store(&ledger)?;
+            entry_at(&store, &ledger, index)?;
             print!("{}", causeway_ledger::evidence(&store, index)?.to_text());
             Ok(ExitCode::SUCCESS)
         }
@@ -283,6 +353,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
             file,
             directory,
             min_witnesses,
+            output,
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -297,7 +368,37 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                     directory.display()
                 )
             })?;
-            match verify_tlog_proof_under(&proof, &log.keys, &dir.witnesses()) {
+            let verified = verify_tlog_proof_under(&proof, &log.keys, &dir.witnesses());
+            if output.is_json() {
+                let entry = proof.extra.as_deref().and_then(|b| {
+                    serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(b)).ok()
+                });
+                let report = match &verified {
+                    Ok(v) => {
+                        let witnesses: Vec<&str> =
+                            v.cosignatures.iter().map(|c| c.witness.name()).collect();
+                        let enough = witnesses.len() >= min_witnesses;
+                        serde_json::json!({
+                            "file": file, "ok": enough, "index": v.index, "log": log.id.as_str(),
+                            "origin": origin, "size": v.checkpoint.size, "witnesses": witnesses,
+                            "failure": (!enough).then(|| format!("only {} known witness(es) cosigned; --min-witnesses is {min_witnesses}", witnesses.len())),
+                            "entry": entry,
+                        })
+                    }
+                    Err(e) => serde_json::json!({
+                        "file": file, "ok": false, "log": log.id.as_str(), "origin": origin,
+                        "failure": e.to_string(),
+                    }),
+                };
+                let ok = report["ok"] == true;
+                print_json(&report)?;
+                return Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            match verified {
                 Ok(v) if v.cosignatures.len() >= min_witnesses => {
                     let witnesses: Vec<&str> =
                         v.cosignatures.iter().map(|c| c.witness.name()).collect();
@@ -339,13 +440,24 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
         }
         LogCommand::Show {
             ledger,
-            json,
+            output,
             from,
             limit,
         } => {
             let store = open_store(&ledger)?;
+            let size = size_of(&store)?;
+            if from >= size && from > 0 {
+                return Err(problem(format!(
+                    "{}: --from {from}: entry {from} does not exist: the ledger holds {}",
+                    ledger.display(),
+                    held(size)
+                )));
+            }
             let end = from.saturating_add(limit);
-            if !json {
+            let json = output.is_json();
+            if json {
+                print!("[");
+            } else {
                 println!(
                     "{:>6}  {:<20}  {:<13}  {:<8}  {:<33}  {:<10}  {:<20}  {:<22}  {:>4}",
                     "INDEX",
@@ -359,10 +471,24 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                     "ROWS"
                 );
             }
+            let mut first = true;
             store.read(|r| {
                 r.for_each_entry(from, end, |_, bytes| {
                     if json {
-                        println!("{}", text::json(&String::from_utf8_lossy(bytes)));
+                        // The stored bytes are one JSON object each: the array holds them as
+                        // they were hashed.
+                        let separator = if std::mem::take(&mut first) {
+                            "\n"
+                        } else {
+                            ",\n"
+                        };
+                        let entry = String::from_utf8_lossy(bytes);
+                        if serde_json::from_str::<serde::de::IgnoredAny>(&entry).is_ok() {
+                            print!("{separator}{}", text::json(&entry));
+                        } else {
+                            let damaged = serde_json::json!({ "unparseable_entry": entry });
+                            print!("{separator}{}", text::json(&damaged.to_string()));
+                        }
                         return Ok(());
                     }
                     match Entry::from_bytes(bytes) {
@@ -372,6 +498,9 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                     Ok(())
                 })
             })?;
+            if json {
+                println!("\n]");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -4,9 +4,11 @@ mod audit;
 mod backup;
 mod certs;
 mod demo;
+mod doctor;
 mod federation;
 mod generate;
 mod log;
+mod output;
 mod oversight;
 mod policy;
 mod report;
@@ -25,7 +27,8 @@ use clap::{Parser, Subcommand};
     name = "causeway",
     version,
     about = "Accountable data exchange between government departments",
-    after_help = "Start here:\n  causeway demo             a whole federation on this machine, with traffic\n  causeway serve --config causeway.toml"
+    after_help = "Start here:\n  causeway demo             a whole federation on this machine, with traffic\n  causeway serve --config causeway.toml",
+    mut_subcommands = output::with_exit_codes
 )]
 struct Cli {
     /// Log format: human-readable text or one JSON object per line.
@@ -54,7 +57,7 @@ enum Command {
     )]
     Serve {
         /// The gateway config file (causeway.toml).
-        #[arg(long)]
+        #[arg(long, env = output::CONFIG_ENV)]
         config: PathBuf,
     },
     /// Federation CA, department certificates and signing keys.
@@ -86,6 +89,9 @@ enum Command {
     Completions(generate::CompletionsArgs),
     /// Write the man pages (one per command and subcommand) into a directory.
     Man(generate::ManArgs),
+    /// Check a gateway's or oversight node's setup: config, key files and their modes,
+    /// certificate, directory, databases, ledger, clock; and say what to do about each problem.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Run one command line in-process, `args` starting with the program name (tests use it to drive
@@ -100,7 +106,7 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(2);
+            return ExitCode::from(output::USAGE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -110,13 +116,12 @@ where
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(output::UNAVAILABLE);
         }
     };
-    runtime.block_on(run(cli.command)).unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::FAILURE
-    })
+    runtime
+        .block_on(run(cli.command))
+        .unwrap_or_else(|e| output::fail(&e))
 }
 
 /// Entry point of the binary.
@@ -130,6 +135,7 @@ pub fn main() -> ExitCode {
         }
     };
     if let LogFormat::Json = cli.log_format {
+        output::report_errors_as_json();
         // A panic's message is one more JSON line, not plain text in the stream.
         std::panic::set_hook(Box::new(|panic| {
             let location = panic.location().map(ToString::to_string);
@@ -154,13 +160,7 @@ pub fn main() -> ExitCode {
     };
     let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
-        Err(e) => {
-            match cli.log_format {
-                LogFormat::Text => eprintln!("error: {e:#}"),
-                LogFormat::Json => tracing::error!(error = format!("{e:#}"), "failed"),
-            }
-            ExitCode::FAILURE
-        }
+        Err(e) => output::fail(&e),
     };
     tracing.shutdown();
     code
@@ -191,7 +191,13 @@ fn init_tracing(format: LogFormat, command: &Command) -> Result<crate::telemetry
     Ok(Tracing::install(format, &plan, department.as_deref())?)
 }
 
+/// Run one command; an error is reported on stderr and ends it with its documented exit code
+/// ([`output::exit_code`]).
 async fn run(command: Command) -> Result<ExitCode> {
+    Ok(dispatch(command).await.unwrap_or_else(|e| output::fail(&e)))
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => serve(config).await,
@@ -207,6 +213,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Oversight(c) => oversight::run(c),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
+        Command::Doctor(args) => doctor::run(args).await,
     }
 }
 

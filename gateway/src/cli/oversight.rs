@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
+use super::output::{print_json, OutputArg};
 use crate::config::{GatewayConfig, Role as NodeRole};
 use crate::oversight::staff::{Role, StaffFile, MIN_PASSWORD_CHARS};
 use crate::text::visible;
@@ -33,7 +34,7 @@ pub(crate) enum StaffCommand {
         #[arg(long = "role", required = true)]
         roles: Vec<Role>,
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Read the password from the first line of stdin (for scripts) instead of asking.
         #[arg(long)]
@@ -47,7 +48,7 @@ pub(crate) enum StaffCommand {
         /// The account.
         name: String,
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
     },
     /// Enable a disabled account again.
@@ -58,7 +59,7 @@ pub(crate) enum StaffCommand {
         /// The account.
         name: String,
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
     },
     /// Set an account's password (its open sessions end at their next request).
@@ -69,7 +70,7 @@ pub(crate) enum StaffCommand {
         /// The account.
         name: String,
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// Read the password from the first line of stdin instead of asking.
         #[arg(long)]
@@ -81,8 +82,10 @@ pub(crate) enum StaffCommand {
     )]
     List {
         /// The oversight node's causeway.toml.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
     },
 }
 
@@ -144,9 +147,25 @@ pub(crate) fn run(command: OversightCommand) -> Result<ExitCode> {
             file.save(&path)?;
             println!("password of {name} changed; its open sessions end at their next request");
         }
-        StaffCommand::List { config } => {
+        StaffCommand::List { config, output } => {
             let path = staff_path(&config)?;
             let file = StaffFile::load_or_empty(&path)?;
+            if output.is_json() {
+                // Names, roles and states only: never the password hashes.
+                let accounts: Vec<serde_json::Value> = file
+                    .staff
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "name": m.name,
+                            "roles": m.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                            "disabled": m.disabled,
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::json!({"file": path, "staff": accounts}))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("{:<24} {:<48} state", "name", "roles");
             for m in &file.staff {
                 println!(

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use super::output::{print_json, OutputArg};
 use crate::policy_reload::dataset_schemas;
 use causeway_policy::{ChangeKind, DatasetCatalog, PolicySet, Request};
 use clap::{Args, Subcommand};
@@ -31,6 +32,8 @@ pub enum PolicyCommand {
         /// columns and mask types against it (no database is opened).
         #[arg(long, value_name = "FILE")]
         datasets: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Run the `*.test.toml` cases (request -> expected decision) next to the policies. Exits
     /// non-zero if a case fails or a test file is invalid.
@@ -40,6 +43,8 @@ pub enum PolicyCommand {
     Test {
         /// The policy directory.
         dir: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Decide one request and say why: the decision, the deciding rule (file:line), and for a
     /// denial the closest grant and everything it lacked.
@@ -58,9 +63,8 @@ pub enum PolicyCommand {
         old_dir: PathBuf,
         /// The proposed policy directory.
         new_dir: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
     },
 }
 
@@ -96,9 +100,8 @@ pub struct ExplainArgs {
     /// Decide as of this RFC 3339 time instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 fn parse_param(arg: &str) -> Result<(String, Value), String> {
@@ -118,20 +121,37 @@ fn parse_param(arg: &str) -> Result<(String, Value), String> {
 /// Run one `policy` subcommand.
 pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
-        PolicyCommand::Check { dir, datasets } => check(&dir, datasets.as_deref()),
-        PolicyCommand::Test { dir } => test(&dir),
+        PolicyCommand::Check {
+            dir,
+            datasets,
+            output,
+        } => check(&dir, datasets.as_deref(), output.is_json()),
+        PolicyCommand::Test { dir, output } => test(&dir, output.is_json()),
         PolicyCommand::Explain(args) => explain(args),
         PolicyCommand::Diff {
             old_dir,
             new_dir,
-            json,
-        } => diff(&old_dir, &new_dir, json),
+            output,
+        } => diff(&old_dir, &new_dir, output.is_json()),
     }
 }
 
-fn check(dir: &Path, datasets: Option<&Path>) -> Result<ExitCode> {
+fn check(dir: &Path, datasets: Option<&Path>, json: bool) -> Result<ExitCode> {
     let catalog = datasets.map(dataset_catalog).transpose()?;
     let report = causeway_policy::check(dir, catalog.as_ref());
+    if json {
+        let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+        print_json(&serde_json::json!({
+            "dir": dir, "ok": report.is_ok(), "errors": errors, "warnings": warnings, "grants": report.grants, "denies": report.denies,
+            "policy_set": report.policy_hash, "datasets_checked": catalog.is_some(),
+        }))?;
+        return Ok(if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     for error in &report.errors {
         println!("error: {error}");
     }
@@ -173,8 +193,31 @@ fn load(dir: &Path) -> Result<PolicySet> {
     PolicySet::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn test(dir: &Path) -> Result<ExitCode> {
+fn test(dir: &Path, json: bool) -> Result<ExitCode> {
     let report = causeway_policy::run_tests(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        let cases: Vec<Value> = report
+            .cases
+            .iter()
+            .map(|case| {
+                serde_json::json!({
+                    "file": case.file, "line": case.line, "name": case.name,
+                    "passed": case.passed(),
+                    "failures": case.failures.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "dir": dir, "ok": report.is_ok(), "passed": report.passed(), "failed": report.failed(),
+            "errors": report.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "cases": cases, "policy_set": report.policy_hash,
+        }))?;
+        return Ok(if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     for error in &report.errors {
         println!("error: {error}");
     }
@@ -236,8 +279,8 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         at_unix,
     };
     let explanation = causeway_policy::explain(&set, &request);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    if args.output.is_json() {
+        print_json(&explanation)?;
     } else {
         println!("{explanation}");
     }
@@ -253,7 +296,7 @@ fn diff(old_dir: &Path, new_dir: &Path, json: bool) -> Result<ExitCode> {
         let out = serde_json::json!({
             "old": old.hash(), "new": new.hash(), "access": changes, "files": files,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_json(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     for change in &changes {

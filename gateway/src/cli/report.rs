@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
+use super::output::{print_json, OutputArg};
 use crate::directory::Directory;
 use crate::oversight::bundle::{parse_bundle, verify_bundle, MAX_BUNDLE_BYTES};
 use crate::text::visible;
@@ -24,6 +25,8 @@ pub(crate) struct VerifyReportArgs {
     /// Fail unless every department checkpoint is cosigned by at least this many known witnesses.
     #[arg(long, default_value_t = 0)]
     min_witnesses: usize,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 pub(crate) fn run(args: VerifyReportArgs) -> Result<ExitCode> {
@@ -36,6 +39,32 @@ pub(crate) fn run(args: VerifyReportArgs) -> Result<ExitCode> {
     let directory = Directory::load(&args.directory)?;
     let name = args.bundle.display();
     let result = parse_bundle(&bytes).and_then(|b| verify_bundle(&b, &directory).map(|v| (b, v)));
+    if args.output.is_json() {
+        let report = match &result {
+            Ok((_, v)) if v.exchanges > 0 && v.min_witnesses < args.min_witnesses => {
+                serde_json::json!({
+                    "bundle": args.bundle, "ok": false,
+                    "failure": format!("a department checkpoint is cosigned by only {} known witness(es); --min-witnesses is {}", v.min_witnesses, args.min_witnesses),
+                })
+            }
+            Ok((b, v)) => serde_json::json!({
+                "bundle": args.bundle, "ok": true, "exchanges": v.exchanges, "entries": v.entries,
+                "logs": v.logs, "subject_tags": b.subject.tags, "min_witnesses": v.min_witnesses,
+                "node": v.node, "query_index": v.query_index, "query_time": v.query_time,
+                "generated_at": b.generated_at,
+            }),
+            Err(failure) => serde_json::json!({
+                "bundle": args.bundle, "ok": false, "failure": failure.to_string(),
+            }),
+        };
+        let ok = report["ok"] == true;
+        print_json(&report)?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     match result {
         Ok((_, v)) if v.exchanges > 0 && v.min_witnesses < args.min_witnesses => {
             println!(

@@ -6,16 +6,18 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
+use super::output::{print_json, OutputArg, PROBLEM, REFUSED, UNAVAILABLE};
 use crate::config::GatewayConfig;
+use crate::text::visible;
 use crate::transport::app_client::{bearer, request_body, AppClient};
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  causeway request --config causeway-demo/social-welfare/causeway.toml \\\n    --provider civil-registry --dataset residents --param national_id=D000042 \\\n    --purpose benefit-eligibility --legal-basis 'social-welfare-act:s12' --officer officer-17\n  causeway request --config /etc/causeway/causeway.toml --cert app.pem --key app.key --token \"$TOKEN\" ...\n\nWith --config, the request goes over mutual TLS with the application's certificate (--cert and\n--key; in a demo layout the case-desk application's by default) and the officer's token (--token,\nor --officer to get one from the demo identity provider). Without a token the application acts on\nits own, which only applications registered with officers = \"none\" may."
+    after_help = "Examples:\n  causeway request --config causeway-demo/social-welfare/causeway.toml \\\n    --provider civil-registry --dataset residents --param national_id=D000042 \\\n    --purpose benefit-eligibility --legal-basis 'social-welfare-act:s12' --officer officer-17\n  causeway request --config /etc/causeway/causeway.toml --cert app.pem --key app.key --token \"$TOKEN\" --output json ... > answer.json\n\nThe answer goes to stdout (a table, or with --output json the gateway's JSON answer, as one\ndocument: keep it to prove later what was received, `causeway log open`); the HTTP status goes to\nstderr and into the exit code: 0 answered (200), 1 the gateway or provider found the request\nwrong (400, 404, 429 ...), 3 unreachable or failed (5xx), 4 denied (401, 403).\n\nWith --config, the request goes over mutual TLS with the application's certificate (--cert and\n--key; in a demo layout the case-desk application's by default) and the officer's token (--token,\nor --officer to get one from the demo identity provider). Without a token the application acts on\nits own, which only applications registered with officers = \"none\" may."
 )]
 pub(crate) struct RequestArgs {
     /// The asking gateway's config (its [client] listen address is used).
-    #[arg(long, required_unless_present = "gateway")]
+    #[arg(long, env = super::output::CONFIG_ENV, required_unless_present = "gateway")]
     config: Option<PathBuf>,
     /// Or the client API address directly, like 127.0.0.1:7001.
     #[arg(long)]
@@ -51,6 +53,8 @@ pub(crate) struct RequestArgs {
     /// The application's private key (PEM).
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 fn parse_param(s: &str) -> Result<(String, serde_json::Value), String> {
@@ -113,13 +117,96 @@ pub(crate) async fn run(args: RequestArgs) -> Result<ExitCode> {
     let (status, answer) = client
         .post(crate::transport::paths::REQUESTS, &headers, body)
         .await?;
-    let pretty = serde_json::from_slice::<serde_json::Value>(&answer)
-        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-        .unwrap_or_else(|_| String::from_utf8_lossy(&answer).into_owned());
-    println!("{status}\n{pretty}");
-    Ok(if status == 200 {
-        ExitCode::SUCCESS
+    // A body that is not JSON (a proxy's error page, say) is still one JSON document.
+    let answer = serde_json::from_slice::<serde_json::Value>(&answer).unwrap_or_else(
+        |_| serde_json::json!({"status": status, "body": String::from_utf8_lossy(&answer)}),
+    );
+    let code = &answer["error"]["code"];
+    match code.as_str() {
+        Some(code) => eprintln!("causeway: {status} {}", visible(code)),
+        None => eprintln!("causeway: {status}"),
+    }
+    if args.output.is_json() {
+        print_json(&answer)?;
     } else {
-        ExitCode::FAILURE
+        print!("{}", answer_table(&answer));
+    }
+    Ok(match status {
+        200 => ExitCode::SUCCESS,
+        401 | 403 => ExitCode::from(REFUSED),
+        400..=499 => ExitCode::from(PROBLEM),
+        _ => ExitCode::from(UNAVAILABLE),
     })
+}
+
+/// The answer for a terminal: the rows under their field names and where both sides recorded
+/// the exchange, or the refusal's code and message. Other parties' text is shown with control and
+/// bidi characters escaped.
+fn answer_table(answer: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => visible(s).into_owned(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => visible(&other.to_string()).into_owned(),
+    };
+    let mut out = String::new();
+    if !answer["error"].is_null() {
+        let _ = writeln!(
+            out,
+            "refused: {}: {}",
+            text(&answer["error"]["code"]),
+            text(&answer["error"]["message"])
+        );
+        if let Some(id) = answer["exchange"].as_str() {
+            let _ = writeln!(out, "exchange {}", visible(id));
+        }
+        return out;
+    }
+    let Some(fields) = answer["fields"].as_array() else {
+        let _ = writeln!(out, "{}", text(answer));
+        return out;
+    };
+    let rows: Vec<Vec<String>> = answer["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    r.as_array()
+                        .map_or_else(Vec::new, |r| r.iter().map(text).collect())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let header: Vec<String> = fields.iter().map(text).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .chain(std::iter::once(&header[i]))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        cells.join("  ").trim_end().to_owned()
+    };
+    let _ = writeln!(out, "{}", line(&header));
+    for row in &rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    let _ = writeln!(
+        out,
+        "\n{} row(s); exchange {}; provider log #{}, consumer log #{} (keep the answer with --output json to prove later what was received)",
+        rows.len(),
+        text(&answer["exchange"]),
+        text(&answer["receipt"]["index"]),
+        text(&answer["consumer_log_index"]),
+    );
+    out
 }

@@ -20,7 +20,7 @@ pub(crate) enum TokensCommand {
     )]
     Issue {
         /// The gateway config whose [officers] section names issuer, audience and JWKS.
-        #[arg(long)]
+        #[arg(long, env = super::output::CONFIG_ENV)]
         config: PathBuf,
         /// The officer id (the token's `sub`).
         #[arg(long)]

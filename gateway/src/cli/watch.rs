@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use super::output::{print_json, OutputArg};
 use crate::config::GatewayConfig;
 use crate::oversight::watch::{watch_oversight_logs, WatchOptions};
 use crate::text::visible;
@@ -15,13 +16,13 @@ use crate::text::visible;
 #[derive(Args)]
 #[command(after_help = "Examples:
   causeway log oversight --config causeway-demo/civil-registry/causeway.toml
-  causeway log oversight --config causeway-demo/tax-office/causeway.toml --node audit-office --json
+  causeway log oversight --config causeway-demo/tax-office/causeway.toml --node audit-office --output json
 
 Exits 0 when every oversight log verified and none shows less than this member cosigned, 1
 otherwise (a flagged log keeps its evidence: both signed checkpoints).")]
 pub(crate) struct OversightLogArgs {
     /// This member's gateway config (its certificate, directory and ledger).
-    #[arg(long)]
+    #[arg(long, env = super::output::CONFIG_ENV)]
     config: PathBuf,
     /// Only this oversight node's log.
     #[arg(long)]
@@ -33,9 +34,8 @@ pub(crate) struct OversightLogArgs {
     /// Every oversight query, not only those whose results touched this department.
     #[arg(long)]
     all: bool,
-    /// One JSON document instead of tables.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 pub(crate) async fn run(args: OversightLogArgs) -> Result<ExitCode> {
@@ -50,8 +50,8 @@ pub(crate) async fn run(args: OversightLogArgs) -> Result<ExitCode> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if args.json {
-        println!("{report}");
+    if args.output.is_json() {
+        print_json(&report)?;
     } else {
         for n in &nodes {
             let s = |k: &str| visible(n[k].as_str().unwrap_or(""));
