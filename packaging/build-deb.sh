@@ -34,7 +34,10 @@ bench) profile_dir=release ;;
 esac
 
 if [ "$build" = 1 ]; then
-    cargo build --locked --profile "$profile" -p causeway --bin causeway
+    # causeway_build_info{commit,rustc} on /metrics names what was built.
+    CAUSEWAY_BUILD_COMMIT="$(git rev-parse --short=12 HEAD 2>/dev/null || true)" \
+        CAUSEWAY_BUILD_RUSTC="$(rustc --version | cut -d' ' -f2)" \
+        cargo build --locked --profile "$profile" -p causeway --bin causeway
 fi
 bin="$target_dir/$profile_dir/causeway"
 if [ ! -x "$bin" ]; then
