@@ -41,8 +41,9 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 ///   the descriptions say. Their handlers answer a status and a body, no headers.
 /// - `positive_data_acceptance`: whether a well-formed request is accepted depends on what no
 ///   static description holds: the provider's datasets and policies (a `POST /v1/requests` for
-///   a dataset the provider does not have is well formed and refused), and the session's CSRF
-///   token (a form without it is well formed and refused). Every such refusal is described.
+///   a dataset the provider does not have is well formed and refused), which staff accounts,
+///   exchanges and log entries exist, the sign-in form's CSRF cookie. Every such refusal is
+///   described, and checked by the other checks.
 const EXCLUDED_CHECKS: &str = "unsupported_method,positive_data_acceptance";
 
 /// The three descriptions, by listener.
