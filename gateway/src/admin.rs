@@ -415,6 +415,9 @@ impl AdminApi {
                 let (ready, body) = self.readiness().await;
                 json_response(if ready { 200 } else { 503 }, &body)
             }
+            crate::transport::openapi::PATH => {
+                crate::transport::openapi::response(crate::transport::openapi::ADMIN)
+            }
             paths::METRICS => ProtocolResponse {
                 status: 200,
                 body: self.metrics.render().into(),

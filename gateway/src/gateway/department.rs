@@ -42,7 +42,7 @@ use crate::transport::observe;
 use crate::transport::peer::PeerTransport;
 use crate::transport::quic::{QuicServer, QuicSettings};
 use crate::transport::server::{serve, Call};
-use crate::transport::{paths, Transport, HTTPS_ALPN, QUIC_ALPN, SIGNATURE_HEADER};
+use crate::transport::{openapi, paths, Transport, HTTPS_ALPN, QUIC_ALPN, SIGNATURE_HEADER};
 
 /// ALPN protocols of the client API (HTTP/2 and HTTP/1.1 over mutual TLS).
 const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -553,10 +553,12 @@ where
     }
 }
 
-/// The client API: `POST /v1/requests`.
+/// The client API: `POST /v1/requests`, and its description at `GET /openapi.json`.
 async fn client_api(call: Call, consumer: &ConsumerContext) -> ProtocolResponse {
     match (call.parts.method.as_str(), call.parts.uri.path()) {
         ("POST", paths::REQUESTS) => consumer::handle(consumer, &call).await,
+        // The public description: no caller check beyond the TLS handshake.
+        ("GET", openapi::PATH) => openapi::response(openapi::CLIENT),
         (_, path) => no_such_endpoint(path),
     }
 }

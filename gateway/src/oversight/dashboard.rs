@@ -11,6 +11,7 @@
 //! | --- | --- | --- |
 //! | `GET /login`, `POST /login`, `POST /api/login`, `POST /logout` | - | sign-in and sign-out |
 //! | `GET /healthz` | - | `{"status":"alive"}` (no data) |
+//! | `GET /openapi.json` | - | this API's OpenAPI description (docs/openapi/oversight.json) |
 //! | `GET /` | any | status per log, exchange matrix, allowed/denied chart, grouped repeated denials, newest findings, recent oversight queries, membership, search form (aggregates: not notarized); reloads itself every 30 s |
 //! | `GET /api/status`, `/api/membership` | any | JSON aggregates (not notarized) |
 //! | `GET /findings?from=&to=&page=` | any | cross-check findings in a window (notarized) |
@@ -46,6 +47,7 @@ use super::report::esc;
 use super::seal::format_date;
 use super::{Asker, Oversight, OversightError};
 use crate::text::csv_cell;
+use crate::transport::openapi;
 use crate::transport::server::Call;
 use causeway_ledger::entry::Side;
 
@@ -123,6 +125,7 @@ pub(crate) async fn handle(
     let response = async { match (&parts.method, path) {
         (&Method::GET, "/") => home(node).await,
         (&Method::GET, "/healthz") => json_body(200, &json!({"status": "alive"})),
+        (&Method::GET, openapi::PATH) => respond(200, "application/json", Bytes::from_static(openapi::OVERSIGHT)),
         (&Method::POST, "/search") => {
             let form = parse_form(&String::from_utf8_lossy(&body));
             match search_location(node, &form, &dashboard).await {

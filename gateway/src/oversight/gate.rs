@@ -32,7 +32,7 @@ pub const LOGIN_CSRF_COOKIE: &str = "causeway_login_csrf";
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (`/healthz`: it returns no data).
+    /// Anyone (`/healthz` and `/openapi.json`: they return no data).
     Open,
     /// Any signed-in staff member (the aggregates every role sees).
     SignedIn,
@@ -56,7 +56,7 @@ pub fn access(method: &Method, path: &str, params: &[(String, String)]) -> Acces
         Access::Role(Role::Investigator)
     };
     match (method, path) {
-        (&Method::GET, "/healthz") => Access::Open,
+        (&Method::GET, "/healthz" | crate::transport::openapi::PATH) => Access::Open,
         (&Method::GET, "/" | "/api/status" | "/api/membership") => Access::SignedIn,
         // The findings the overview shows to every signed-in member, by window and page.
         (&Method::GET, "/findings") => Access::SignedIn,
@@ -693,6 +693,11 @@ mod tests {
         let by_tag = vec![("subject_tag".to_owned(), "ab".repeat(32))];
         let by_id = vec![("subject".to_owned(), "D000042".to_owned())];
         assert_eq!(access(&Method::GET, "/healthz", &none), Access::Open);
+        assert_eq!(access(&Method::GET, "/openapi.json", &none), Access::Open);
+        assert_eq!(
+            access(&Method::POST, "/openapi.json", &none),
+            Access::NotFound
+        );
         assert_eq!(access(&Method::GET, "/", &none), Access::SignedIn);
         assert_eq!(access(&Method::GET, "/api/status", &none), Access::SignedIn);
         assert_eq!(

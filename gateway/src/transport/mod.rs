@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod frame;
 pub mod limits;
 pub mod observe;
+pub mod openapi;
 pub mod peer;
 pub mod quic;
 pub mod server;
