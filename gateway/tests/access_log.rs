@@ -11,17 +11,18 @@
 
 #![cfg(unix)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use causeway::layout::{self, Layout, DEMO_APP, DEMO_DEPARTMENTS};
-use causeway::transport::app_client::{bearer, AppClient};
+use causeway::layout::{self, DEMO_APP, DEMO_DEPARTMENTS};
 use serde_json::{json, Value};
+use support::{wait_ready, CaseDesk};
 
-/// The officer the applications act for; an id no log line may carry.
-const OFFICER: &str = "officer-5120";
+/// The officer the applications act for ([`CaseDesk`]); an id no log line may carry.
+const OFFICER: &str = "officer-1";
 /// Longest wait for a gateway to come up or to stop.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -66,27 +67,9 @@ impl Drop for Served {
     }
 }
 
-async fn wait_ready(admin: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(admin).await.is_err() {
-        assert!(Instant::now() < deadline, "a gateway did not come up");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Department `dept`'s case-desk application acting for [`OFFICER`], with the token it sends.
-fn case_desk(layout: &Layout, dept: &str) -> (AppClient, String) {
-    let creds = layout.app_credentials(dept, DEMO_APP);
-    let addr = layout.dept(dept).expect("department").client;
-    let client = AppClient::mutual_tls(addr, &creds.ca, &creds.cert, &creds.key).expect("client");
-    let token = layout
-        .officer_token(dept, OFFICER, &[])
-        .expect("the demo identity provider signs");
-    (client, token)
-}
-
+/// Ask `provider` through `desk`; the status and the answer as JSON.
 async fn ask(
-    desk: &(AppClient, String),
+    desk: &CaseDesk,
     provider: &str,
     dataset: &str,
     params: Value,
@@ -94,15 +77,7 @@ async fn ask(
 ) -> (u16, Value) {
     let body = json!({"provider": provider, "dataset": dataset, "params": params,
         "purpose": purpose, "legal_basis": "test-act:s1", "case": "C-1"});
-    let (status, answer) = desk
-        .0
-        .post(
-            causeway::transport::paths::REQUESTS,
-            &[("authorization", &bearer(&desk.1))],
-            serde_json::to_vec(&body).expect("JSON"),
-        )
-        .await
-        .expect("the client API answers");
+    let (status, answer) = desk.post(&body).await.expect("the client API answers");
     (
         status,
         serde_json::from_slice(&answer).unwrap_or(Value::Null),
@@ -132,8 +107,8 @@ async fn every_exchange_has_one_access_line_per_side_in_json_only_logs_without_c
         wait_ready(dept.admin).await;
     }
 
-    let welfare = case_desk(&layout, "social-welfare");
-    let registry = case_desk(&layout, "civil-registry");
+    let welfare = CaseDesk::of(&layout, "social-welfare");
+    let registry = CaseDesk::of(&layout, "civil-registry");
     let allowed = ask(
         &welfare,
         "civil-registry",
@@ -158,11 +133,8 @@ async fn every_exchange_has_one_access_line_per_side_in_json_only_logs_without_c
         "statistics",
     )
     .await;
-    let mut forged = welfare.1.clone();
-    let last = if forged.ends_with('A') { "B" } else { "A" };
-    forged.replace_range(forged.len() - 2.., &format!("{last}{last}"));
     let unauthenticated = ask(
-        &(welfare.0.clone(), forged),
+        &welfare.with_forged_token(),
         "civil-registry",
         "residents",
         json!({"national_id": "D000045"}),

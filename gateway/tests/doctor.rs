@@ -4,7 +4,6 @@
 //! ledger byte) fails the check that names it. `causeway request`, run against the same gateways,
 //! prints exactly one document on stdout and puts the status in the exit code.
 
-#[allow(dead_code)] // the case desk helpers serve other tests
 mod support;
 
 use std::path::Path;

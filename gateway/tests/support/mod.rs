@@ -1,4 +1,6 @@
 //! Shared by the tests that run `causeway serve` as a real process.
+// Each test binary that includes this module uses some of its helpers, not all.
+#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +75,21 @@ impl CaseDesk {
         CaseDesk {
             client,
             authorization: causeway::transport::app_client::bearer(&token),
+        }
+    }
+
+    /// The same application presenting its token with the signature's last characters changed.
+    pub fn with_forged_token(&self) -> CaseDesk {
+        let mut authorization = self.authorization.clone();
+        let last = if authorization.ends_with('A') {
+            "B"
+        } else {
+            "A"
+        };
+        authorization.replace_range(authorization.len() - 2.., &format!("{last}{last}"));
+        CaseDesk {
+            client: self.client.clone(),
+            authorization,
         }
     }
 
