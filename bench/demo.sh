@@ -17,6 +17,8 @@
 # development listener (plain HTTP on loopback, as its case-desk application); the officer's token
 # is still sent and verified (cached after the first request), as every application sends it.
 # Builds from before accountable callers have neither setting and take `officer` in the body.
+# The gateways serve with RUST_LOG=warn; BENCH_RUST_LOG=warn,causeway=info measures them at the
+# default level, with an access-log line per exchange and side (docs/OPERATIONS.md, "Logs").
 layout_demo() {
     local bin="$1" dir="$2" log="$3"
     rm -rf "$dir"
@@ -56,7 +58,7 @@ start_demo() {
     local bin="$1" dir="$2" log="$3" attempt
     for attempt in 1 2 3; do
         layout_demo "$bin" "$dir" "$log"
-        RUST_LOG=warn "$bin" demo --dir "$dir" >"$log" 2>&1 &
+        RUST_LOG="${BENCH_RUST_LOG:-warn}" "$bin" demo --dir "$dir" >"$log" 2>&1 &
         demo_pid=$!
         for _ in $(seq 1 600); do
             grep -q "^Serving" "$log" && break

@@ -38,7 +38,7 @@ for bin in "$@"; do
     for config in "$work"/fed/*/causeway.toml; do
         sed -i 's/^dir = "ledger"$/dir = "ledger"\nmap_size_mib = 1024/' "$config"
     done
-    RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+    RUST_LOG="${BENCH_RUST_LOG:-warn}" valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$work/callgrind.out" "$bin" demo --dir "$work/fed" >"$work/demo.log" 2>&1 &
     demo_pid=$!
     for _ in $(seq 1 900); do
