@@ -14,57 +14,29 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use causeway::layout::{self, DEMO_APP, DEMO_DEPARTMENTS};
 use serde_json::{json, Value};
-use support::{wait_ready, CaseDesk};
+use support::{wait_ready, CaseDesk, Served};
 
 /// The officer the applications act for ([`CaseDesk`]); an id no log line may carry.
 const OFFICER: &str = "officer-1";
-/// Longest wait for a gateway to come up or to stop.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A `causeway serve` child process, killed if the test panics before stopping it.
-struct Served(Child);
-
-impl Served {
-    fn start(config: &Path, log: &Path, format: &str) -> Served {
-        let file = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
-            .args(["--log-format", format, "serve", "--config"])
-            .arg(config)
-            // The defaults an operator gets: info, colour left to the terminal test.
-            .env_remove("RUST_LOG")
-            .env_remove("NO_COLOR")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdout(Stdio::from(file.try_clone().expect("log file")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("the causeway binary starts");
-        Served(child)
-    }
-
-    /// SIGTERM, then wait for the exit.
-    async fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + PATIENCE;
-        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+/// Start `causeway --log-format FORMAT serve`, its stdout and stderr into `log` (a file: not a
+/// terminal), at the defaults an operator gets (info; colour left to the terminal test).
+fn serve_logged(config: &Path, log: &Path, format: &str) -> Served {
+    let file = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["--log-format", format, "serve", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::from(file.try_clone().expect("log file")))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("the causeway binary starts");
+    Served(child)
 }
 
 /// Ask `provider` through `desk`; the status and the answer as JSON.
@@ -101,7 +73,7 @@ async fn every_exchange_has_one_access_line_per_side_in_json_only_logs_without_c
     let log = |dept: &str| root.path().join(format!("{dept}.log"));
     let mut served = Vec::new();
     for dept in &layout.departments {
-        served.push(Served::start(&dept.config, &log(dept.id.as_str()), "json"));
+        served.push(serve_logged(&dept.config, &log(dept.id.as_str()), "json"));
     }
     for dept in &layout.departments {
         wait_ready(dept.admin).await;
@@ -270,7 +242,7 @@ async fn every_exchange_has_one_access_line_per_side_in_json_only_logs_without_c
     // Text logs into a file: no escape codes either.
     let registry = layout.dept("civil-registry").expect("department");
     let text_log = root.path().join("text.log");
-    let served = Served::start(&registry.config, &text_log, "text");
+    let served = serve_logged(&registry.config, &text_log, "text");
     wait_ready(registry.admin).await;
     served.stop().await;
     let text = std::fs::read_to_string(&text_log).expect("log");

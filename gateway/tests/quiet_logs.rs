@@ -9,9 +9,11 @@
 
 #![cfg(unix)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use causeway::transport::app_client::{bearer, AppClient};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use support::Served;
 
 /// The switch under test, spelled as an operator would type it.
 const UNSAFE_SWITCH: &str = "CAUSEWAY_UNSAFE_DEBUG_LOGS";
@@ -28,34 +31,6 @@ const UNSAFE_SWITCH: &str = "CAUSEWAY_UNSAFE_DEBUG_LOGS";
 const OFFICER: &str = "officer-4471";
 /// Longest wait for a gateway to come up or to stop.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A `causeway serve` child process, killed if the test panics before stopping it.
-struct Served(Child);
-
-impl Served {
-    /// SIGTERM, so the gateway drains and flushes its spans.
-    fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-    }
-
-    async fn exited(mut self) {
-        let deadline = Instant::now() + PATIENCE;
-        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn serve(config: &Path, log: &Path, collector: &str, unsafe_debug: bool) -> Served {
     let file = std::fs::File::create(log).expect("log file");

@@ -285,6 +285,22 @@ pub async fn start_oversight_node(
 /// [`layout::DEMO_STAFF`].
 pub const STAFF_PASSWORD: &str = "correct horse battery staple";
 
+/// Run `causeway ARGS...` in-process, off the test's runtime (which keeps serving meanwhile);
+/// `--staff NAME` signs in with [`STAFF_PASSWORD`].
+pub async fn causeway_cli<I, S>(args: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
+    let argv: Vec<String> = std::iter::once("causeway".to_owned())
+        .chain(args.into_iter().map(|a| a.as_ref().to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
+        .await
+        .expect("the CLI thread does not panic")
+}
+
 /// Sign in to the oversight dashboard at `addr` as `name` (`POST /api/login`); the
 /// `causeway_session=...` pair to send as the `Cookie` header.
 pub async fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Result<String> {

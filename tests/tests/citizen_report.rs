@@ -20,7 +20,7 @@ use causeway::oversight::{Asker, Oversight};
 use causeway_ledger::entry::Entry;
 use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{
-    ledger_entries, sign_in, staff_get, start_oversight, Federation, STAFF_PASSWORD,
+    causeway_cli, ledger_entries, sign_in, staff_get, start_oversight, Federation, STAFF_PASSWORD,
 };
 use serde_json::{json, Value};
 
@@ -57,17 +57,6 @@ async fn exchange(
         .as_str()
         .expect("an exchange id")
         .to_owned()
-}
-
-/// Run `causeway ARGS...` in-process, off the test's runtime (which keeps serving meanwhile).
-async fn causeway_cli(args: &[&str]) -> ExitCode {
-    // `--staff NAME` signs in with this password (every test account has the same one).
-    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
-    let mut argv = vec!["causeway".to_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
-        .await
-        .expect("the CLI thread does not panic")
 }
 
 /// `causeway verify-report FILE --directory DIR`.

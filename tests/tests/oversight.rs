@@ -19,7 +19,7 @@ use causeway_ledger::checkpoint::open_checkpoint;
 use causeway_ledger::entry::{Entry, Kind};
 use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{
-    ledger_entries, sign_in, start_oversight, tls_client, Federation, STAFF_PASSWORD,
+    causeway_cli, ledger_entries, sign_in, start_oversight, tls_client, Federation, STAFF_PASSWORD,
 };
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -90,17 +90,6 @@ async fn rebuild_ledger(
     std::fs::remove_dir_all(&dir)?;
     std::fs::rename(&rebuilt, &dir)?;
     Ok(())
-}
-
-/// Run `causeway ARGS...` in-process (off the test's runtime, which keeps serving meanwhile).
-async fn causeway_cli(args: Vec<String>) -> ExitCode {
-    // `--staff NAME` signs in with this password (every test account has the same one).
-    std::env::set_var("CAUSEWAY_STAFF_PASSWORD", STAFF_PASSWORD);
-    let mut argv = vec!["causeway".to_owned()];
-    argv.extend(args);
-    tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
-        .await
-        .expect("the CLI thread does not panic")
 }
 
 fn has(findings: &[Finding], kind: FindingKind, exchange: &str) -> bool {

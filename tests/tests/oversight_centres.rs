@@ -17,20 +17,13 @@ use causeway::oversight::watch::{watch_oversight_logs, WatchOptions};
 use causeway::oversight::{Asker, Oversight};
 use causeway_ledger::entry::{Entry, Kind};
 use causeway_ledger::{Ledger, LedgerOptions};
-use causeway_tests::{eventually, exchange, ledger_entries, start_oversight_node, Federation};
+use causeway_tests::{
+    causeway_cli, eventually, exchange, ledger_entries, start_oversight_node, Federation,
+};
 use serde_json::Value;
 
 fn node(gateway: &Gateway) -> &Arc<Oversight> {
     gateway.oversight().expect("an oversight node")
-}
-
-/// Run `causeway ARGS...` in-process (off the test's runtime, which keeps serving meanwhile).
-async fn causeway_cli(args: &[&str]) -> ExitCode {
-    let mut argv = vec!["causeway".to_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || causeway::cli::run_args(argv))
-        .await
-        .expect("the CLI thread does not panic")
 }
 
 /// Rebuild an oversight node's ledger (the node stopped) with its own signing key: what an

@@ -158,10 +158,9 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(run(cli.command)) {
-        Ok(code) => code,
-        Err(e) => output::fail(&e),
-    };
+    let code = runtime
+        .block_on(run(cli.command))
+        .unwrap_or_else(|e| output::fail(&e));
     tracing.shutdown();
     code
 }
@@ -191,13 +190,9 @@ fn init_tracing(format: LogFormat, command: &Command) -> Result<crate::telemetry
     Ok(Tracing::install(format, &plan, department.as_deref())?)
 }
 
-/// Run one command; an error is reported on stderr and ends it with its documented exit code
-/// ([`output::exit_code`]).
+/// Run one command; its error, if any, becomes a report on stderr and the documented exit code
+/// ([`output::fail`]) at the two callers.
 async fn run(command: Command) -> Result<ExitCode> {
-    Ok(dispatch(command).await.unwrap_or_else(|e| output::fail(&e)))
-}
-
-async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => serve(config).await,

@@ -25,6 +25,41 @@ pub fn serve(config: &std::path::Path) -> Child {
         .expect("the causeway binary starts")
 }
 
+/// A `causeway serve` child process, killed if the test panics before stopping it.
+pub struct Served(pub Child);
+
+impl Served {
+    /// SIGTERM, so the gateway drains, commits its ledger and flushes its spans.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+    }
+
+    /// Wait for the process to exit (at most 60 s).
+    pub async fn exited(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub async fn stop(self) {
+        self.terminate();
+        self.exited().await;
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Wait until the gateway's admin port accepts connections (at most 30 s).
 pub async fn wait_ready(admin: std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
