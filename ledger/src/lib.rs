@@ -389,18 +389,7 @@ impl Ledger {
     /// repeats only when they change: the policy set and the directory in force).
     pub fn last_of_kind(&self, kind: Kind) -> Result<Option<Entry>, LedgerError> {
         let (size, _) = self.checkpoint();
-        self.read(|r| {
-            for index in (0..size).rev() {
-                if let Some(bytes) = r.entry(index)? {
-                    if let Ok(e) = Entry::from_bytes(bytes) {
-                        if e.kind == kind {
-                            return Ok(Some(e));
-                        }
-                    }
-                }
-            }
-            Ok(None)
-        })
+        self.read(|r| last_of_kind(r, size, kind))
     }
 
     /// Stop taking appends, let the writer commit what is queued, and wait for it.
@@ -935,6 +924,25 @@ impl Committer {
             Err(_) => {}
         }
     }
+}
+
+/// The most recent entry of `kind` among the first `size` entries, walking back: what a running
+/// [`Ledger`] and a read-only [`Store`] (`causeway doctor`, beside a serving gateway) both ask.
+pub fn last_of_kind(
+    r: &store::Reader<'_>,
+    size: u64,
+    kind: Kind,
+) -> Result<Option<Entry>, LedgerError> {
+    for index in (0..size).rev() {
+        if let Some(bytes) = r.entry(index)? {
+            if let Ok(e) = Entry::from_bytes(bytes) {
+                if e.kind == kind {
+                    return Ok(Some(e));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

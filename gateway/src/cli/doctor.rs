@@ -23,7 +23,7 @@ use crate::directory::{signed, Directory};
 use crate::identity::tls::{provider, TlsMaterial};
 use crate::identity::{GatewayKey, PeerIdentity, TagKey};
 use crate::text::visible;
-use causeway_ledger::entry::{Entry, Kind};
+use causeway_ledger::entry::Kind;
 
 /// Days before a certificate's expiry from which `doctor` warns.
 const CERT_WARN_DAYS: i64 = 30;
@@ -405,19 +405,8 @@ fn recorded_serial(config: &GatewayConfig, serial: u64, report: &mut Report) {
     }
     let last = super::log::open_store(dir).and_then(|store| {
         let size = store.head()?.frontier.size();
-        Ok(store.read(|r| {
-            for index in (0..size).rev() {
-                if let Some(entry) = r.entry(index)?.and_then(|b| Entry::from_bytes(b).ok()) {
-                    if entry.kind == Kind::DirectoryChange {
-                        return Ok(entry
-                            .detail
-                            .as_ref()
-                            .and_then(|d| d.get("serial")?.as_u64()));
-                    }
-                }
-            }
-            Ok(None)
-        })?)
+        let last = store.read(|r| causeway_ledger::last_of_kind(r, size, Kind::DirectoryChange))?;
+        Ok(last.and_then(|entry| entry.detail?.get("serial")?.as_u64()))
     });
     match last {
         Ok(Some(recorded)) if recorded > serial => report.fail(
