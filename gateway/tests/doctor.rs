@@ -1,7 +1,7 @@
 //! `causeway doctor` against a laid-out federation whose gateways run as real processes: a healthy
 //! node passes (peers' clocks read over the peer listener), and each part an operator can break
 //! (a key file's mode, a foreign certificate, a tampered directory, a stopped database, a changed
-//! ledger byte) fails the check that names it. `causeway request`, run against the same gateways,
+//! ledger byte, a rolled-back directory, a CRL revoking the node) fails the check that names it. `causeway request`, run against the same gateways,
 //! prints exactly one document on stdout and puts the status in the exit code.
 
 mod support;
@@ -312,7 +312,34 @@ async fn doctor_passes_a_healthy_node_and_fails_the_check_each_broken_part_names
     assert!(found["fix"].as_str().unwrap().contains("backup"));
     flip_entry_1(&config.ledger.dir);
 
-    // 6. The federation's CRL, once the config names it, revokes this node's own certificate.
+    // 6. A rolled-back directory: the operator published a newer one, the node took it into force
+    //    (its ledger recorded the serial), and then the older file was put back in its place.
+    let older = keep(&layout.directory);
+    let published = causeway(&[
+        "federation",
+        "publish",
+        "--directory",
+        s(&layout.directory_source()),
+        "--ca",
+        s(&layout.dir.join("certs")),
+        "--out",
+        s(&layout.directory),
+        "--no-crl",
+    ]);
+    assert!(published.status.success(), "{}", text(&published));
+    running.0.push(serve(&welfare.config));
+    wait_ready(welfare.admin).await;
+    running.stop(running.0.len() - 1);
+    let newer = keep(&layout.directory);
+    restore(&layout.directory, &older);
+    broken(
+        "a rolled-back directory",
+        "directory serial",
+        "a rolled-back directory",
+    );
+    restore(&layout.directory, &newer);
+
+    // 7. The federation's CRL, once the config names it, revokes this node's own certificate.
     let certs = layout.dir.join("certs");
     let revoke = causeway(&[
         "certs",
