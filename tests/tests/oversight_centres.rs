@@ -381,3 +381,64 @@ async fn staff_changes_are_notarized_and_the_other_centre_sees_them() {
     b.shutdown().await;
     fed.stop().await;
 }
+
+/// The directory serials an oversight node's ledger recorded as `directory-change` entries,
+/// oldest first, and what triggered each.
+fn directory_changes(gateway: &Gateway) -> Vec<(u64, String)> {
+    let mut changes: Vec<(u64, String)> = node(gateway)
+        .membership_history(100)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let d = e.detail.as_ref().unwrap();
+            (
+                d["serial"].as_u64().unwrap(),
+                d["trigger"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    changes.reverse();
+    changes
+}
+
+/// An oversight node's membership history starts with the directory it starts under, and whoever
+/// holds the node's host cannot roll the directory back across a restart (to list a removed
+/// department or a replaced oversight key again): the node refuses to start, as a department does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversight_node_records_the_directory_it_starts_under_and_refuses_a_rollback() {
+    let mut fed = Federation::start().await.unwrap();
+    let (a, _) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    // Laying the node out listed it in a newly published directory.
+    let first = node(&a).directory().serial.expect("a signed directory");
+    assert_eq!(
+        directory_changes(&a),
+        vec![(first, "start".to_owned())],
+        "the version in force at start is notarized"
+    );
+    a.shutdown().await;
+
+    let older = std::fs::read(&fed.layout.directory).unwrap();
+    let second = fed.layout.publish_directory().unwrap();
+    assert!(second > first);
+    let (a, _) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    assert_eq!(
+        directory_changes(&a),
+        vec![(first, "start".to_owned()), (second, "start".to_owned())],
+        "a newer version at a restart is notarized once"
+    );
+    a.shutdown().await;
+
+    // The older file put back while the node was stopped.
+    std::fs::write(&fed.layout.directory, &older).unwrap();
+    let refused = match start_oversight_node(&fed, "audit-office").await {
+        Ok(_) => panic!("an oversight node started under a rolled-back directory"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        refused.contains(&format!(
+            "serial {first} is older than the one in force ({second})"
+        )),
+        "{refused}"
+    );
+    fed.stop().await;
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 use super::{admin_limits, bind, client_limits, not_found, peer_limits, Gateway, Running};
@@ -26,6 +26,12 @@ use crate::transport::HTTPS_ALPN;
 pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
     let (node, tls) = Oversight::open(config)?;
     let node = Arc::new(node);
+    // As on a department: the directory version taking effect is notarized, and one older than
+    // the last this ledger recorded (a rollback across a restart) is refused.
+    node.live_directory()
+        .notarize_at_start(node.ledger())
+        .await
+        .context("recording the federation directory in the oversight node's ledger")?;
     if !config.client.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.client.listen, "the oversight dashboard speaks plain HTTP: bind it on loopback and put a TLS-terminating proxy in front for remote staff");
     }
