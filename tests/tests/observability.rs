@@ -214,7 +214,13 @@ fn telemetry() -> &'static (Receiver, Tracing) {
             ..TelemetrySection::default()
         };
         let plan = ExportPlan::resolve(&section, |_| None).expect("plan");
-        let tracing = Tracing::install(LogFormat::Text, &plan, None).expect("subscriber installs");
+        let tracing = Tracing::install(
+            LogFormat::Text,
+            &plan,
+            None,
+            causeway::telemetry::DEFAULT_LOG_FILTER,
+        )
+        .expect("subscriber installs");
         assert!(tracing.exporting());
         (receiver, tracing)
     })

@@ -195,7 +195,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             );
         }
     }
-    match start_oversight(&layout).await {
+    match start_oversight(&layout, &gateways).await {
         Ok(nodes) => {
             for (i, node) in nodes.into_iter().enumerate() {
                 gateways.insert(i, node);
@@ -223,14 +223,22 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
 /// Start the oversight nodes (laid out on first run: two centres, each pulling every department
 /// and the other's log), have each pull and verify every log once, and say where their
-/// dashboards are.
-async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
+/// dashboards are. Laying a node out publishes a directory that lists it: the running
+/// `departments` apply it first, as an operator waits for them to, so that they answer and
+/// witness the nodes from the start.
+async fn start_oversight(layout: &Layout, departments: &[Gateway]) -> Result<Vec<Gateway>> {
     let mut laid_out = Vec::new();
     for (id, _) in layout::DEMO_OVERSIGHT_NODES {
         laid_out.push(match layout::open_oversight_node(layout, id)? {
             Some(o) => o,
             None => layout::create_oversight(layout, id)?,
         });
+    }
+    for gateway in departments {
+        gateway
+            .reload_directory()
+            .await
+            .with_context(|| format!("{} applying the directory", gateway.department()))?;
     }
     let mut nodes = Vec::new();
     for oversight in &laid_out {
@@ -243,6 +251,7 @@ async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
             .with_context(|| format!("starting oversight node {}", config.department))?;
         nodes.push((gateway, oversight));
     }
+    witnessed(departments.iter().chain(nodes.iter().map(|(g, _)| g))).await;
     for (gateway, oversight) in &nodes {
         let node = gateway
             .oversight()
@@ -274,6 +283,22 @@ async fn start_oversight(layout: &Layout) -> Result<Vec<Gateway>> {
         );
     }
     Ok(nodes.into_iter().map(|(g, _)| g).collect())
+}
+
+/// Wait until the witnesses cosigned every node's latest checkpoint (a few seconds at most), so
+/// that the pulls that follow show witnessed logs; go on regardless after 10 s.
+async fn witnessed<'a>(nodes: impl Iterator<Item = &'a Gateway>) {
+    let ledgers: Vec<_> = nodes.map(|g| g.ledger().clone()).collect();
+    let cosigned = || {
+        ledgers.iter().all(|l| {
+            let size = l.checkpoint().0;
+            l.cosigned_checkpoint().is_some_and(|(s, _)| s == size)
+        })
+    };
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cosigned() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn send_traffic(layout: &Layout) -> Result<()> {

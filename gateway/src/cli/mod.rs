@@ -168,7 +168,9 @@ pub fn main() -> ExitCode {
 /// Logs for every command; span export (OTLP) for the commands that run gateways: `serve` from its
 /// config's `[telemetry]` and the `OTEL_*` variables, `demo` from the variables alone.
 fn init_tracing(format: LogFormat, command: &Command) -> Result<crate::telemetry::Tracing> {
-    use crate::telemetry::{ExportPlan, TelemetrySection, Tracing};
+    use crate::telemetry::{
+        ExportPlan, TelemetrySection, Tracing, DEFAULT_LOG_FILTER, DEMO_LOG_FILTER,
+    };
     let format = match format {
         LogFormat::Text => crate::telemetry::LogFormat::Text,
         LogFormat::Json => crate::telemetry::LogFormat::Json,
@@ -183,11 +185,20 @@ fn init_tracing(format: LogFormat, command: &Command) -> Result<crate::telemetry
         Command::Demo(_) => (TelemetrySection::default(), None),
         _ => {
             let off = ExportPlan::resolve(&TelemetrySection::default(), |_| None)?;
-            return Ok(Tracing::install(format, &off, None)?);
+            return Ok(Tracing::install(format, &off, None, DEFAULT_LOG_FILTER)?);
         }
     };
     let plan = ExportPlan::from_env(&section).context("[telemetry]")?;
-    Ok(Tracing::install(format, &plan, department.as_deref())?)
+    let default_filter = match command {
+        Command::Demo(_) => DEMO_LOG_FILTER,
+        _ => DEFAULT_LOG_FILTER,
+    };
+    Ok(Tracing::install(
+        format,
+        &plan,
+        department.as_deref(),
+        default_filter,
+    )?)
 }
 
 /// Run one command; its error, if any, becomes a report on stderr and the documented exit code

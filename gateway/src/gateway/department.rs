@@ -340,6 +340,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         peers,
         department: me,
         ledger,
+        directory: identity.directory.clone(),
         oversight: None,
         running,
     })

@@ -51,6 +51,7 @@ pub struct Gateway {
     peers: Arc<PeerTransport>,
     department: DeptId,
     ledger: Arc<Ledger>,
+    directory: Arc<crate::directory::LiveDirectory>,
     oversight: Option<Arc<crate::oversight::Oversight>>,
     running: Running,
 }
@@ -83,6 +84,14 @@ impl Gateway {
     /// This gateway's ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+
+    /// Read the federation directory's source now, as SIGHUP does: a newer published version is
+    /// notarized and in force when this returns.
+    pub async fn reload_directory(
+        &self,
+    ) -> Result<crate::directory::Applied, crate::directory::signed::DirectoryError> {
+        self.directory.reload(&self.ledger, "reload").await
     }
 
     /// Stop accepting, drain in-flight exchanges, commit and close the ledger.

@@ -184,6 +184,7 @@ pub async fn start(config: &GatewayConfig) -> Result<Gateway> {
         peers: node.peers().clone(),
         department: node.id().clone(),
         ledger: node.ledger().clone(),
+        directory: node.live_directory().clone(),
         oversight: Some(node),
         running,
     })

@@ -375,6 +375,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// What `RUST_LOG` is when unset: warnings from libraries, Causeway's own lines from `info`.
+pub const DEFAULT_LOG_FILTER: &str = "warn,causeway=info";
+
+/// The demo's default: as [`DEFAULT_LOG_FILTER`] without the access log, whose lines would bury
+/// the tour's own table of exchanges (`RUST_LOG=warn,causeway=info` shows them).
+pub const DEMO_LOG_FILTER: &str = "warn,causeway=info,causeway::access=warn";
+
 /// The process's log and trace pipeline: the global `tracing` subscriber, and the OTLP span
 /// exporter when one is configured. Call [`Tracing::shutdown`] before exiting so the last spans
 /// leave.
@@ -384,7 +391,7 @@ pub struct Tracing {
 
 impl Tracing {
     /// Install the global subscriber: logs to stderr filtered by `RUST_LOG` (default
-    /// `warn,causeway=info`) with library targets capped at warnings unless
+    /// `default_filter`, e.g. [`DEFAULT_LOG_FILTER`]) with library targets capped at warnings unless
     /// [`UNSAFE_DEBUG_LOGS`] is set (then a warning says so), and, when `plan.traces` is set,
     /// Causeway's own spans exported over OTLP ([`caps`]). `department` becomes the
     /// `causeway.department` resource attribute (one gateway per process).
@@ -392,9 +399,10 @@ impl Tracing {
         format: LogFormat,
         plan: &ExportPlan,
         department: Option<&str>,
+        default_filter: &str,
     ) -> Result<Tracing, TelemetryError> {
         let rust_log = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,causeway=info"));
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
         let library_logs = LibraryLogs::from_env();
         // Colour only for a person at a terminal: never escape codes in a file or a journal.
         let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
