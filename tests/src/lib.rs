@@ -578,6 +578,72 @@ pub async fn exchange(fed: &Federation, consumer: &str, provider: &str) -> u16 {
     status
 }
 
+/// Ask `provider` for `dataset` as `consumer`, allowed or denied: the exchange id.
+pub async fn exchange_id(
+    fed: &Federation,
+    consumer: &str,
+    provider: &str,
+    dataset: &str,
+    params: Value,
+    purpose: &str,
+) -> String {
+    let (status, body) = fed
+        .request(consumer, provider, dataset, params, purpose)
+        .await
+        .expect("the client API answers");
+    assert!(
+        status == 200 || status == 403,
+        "{consumer} -> {provider}: {status} {body}"
+    );
+    body["exchange"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no exchange id in {body}"))
+        .to_owned()
+}
+
+/// Have the oversight node `gateway` runs pull every log now; each pull must succeed.
+pub async fn pull_verified(
+    gateway: &Gateway,
+) -> Vec<(String, causeway::oversight::pull::PullReport)> {
+    let node = gateway.oversight().expect("an oversight node");
+    node.pull_all(Arc::new(|_: &str, _, _| {}))
+        .await
+        .into_iter()
+        .map(|(log, report)| {
+            let report = report.unwrap_or_else(|e| panic!("pulling {log} failed: {e}"));
+            (log, report)
+        })
+        .collect()
+}
+
+/// Rebuild the (closed) ledger in `dir` by appending its entries again, signed with `key`: what
+/// whoever holds a log's signing key could do to rewrite it. `edit` may change an entry, or
+/// return false to leave it out.
+pub async fn rebuild_ledger(
+    dir: &Path,
+    key: &GatewayKey,
+    edit: impl Fn(&mut causeway_ledger::entry::Entry) -> bool,
+) -> Result<()> {
+    let entries = ledger_entries(dir)?;
+    let rebuilt = dir.with_file_name("ledger.rebuilt");
+    let ledger = causeway_ledger::Ledger::open(
+        &rebuilt,
+        causeway_ledger::LedgerOptions::default(),
+        key.to_note_signer(),
+    )?;
+    for value in entries {
+        let mut entry: causeway_ledger::entry::Entry = serde_json::from_value(value)?;
+        if edit(&mut entry) {
+            ledger.append(entry).await?;
+        }
+    }
+    ledger.close();
+    drop(ledger);
+    std::fs::remove_dir_all(dir)?;
+    std::fs::rename(&rebuilt, dir)?;
+    Ok(())
+}
+
 /// Wait until `check` holds, polling every 100 ms for at most `within`; fail naming `what`
 /// otherwise. For what must happen within some reload intervals: nothing waits a fixed time.
 pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)

@@ -17,10 +17,9 @@ use causeway::oversight::replica::Query;
 use causeway::oversight::report::SubjectReport;
 use causeway::oversight::seal::{format_date, today};
 use causeway::oversight::{Asker, Oversight};
-use causeway_ledger::entry::Entry;
-use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{
-    causeway_cli, ledger_entries, sign_in, staff_get, start_oversight, Federation, STAFF_PASSWORD,
+    causeway_cli, exchange_id, ledger_entries, pull_verified, rebuild_ledger, sign_in, staff_get,
+    start_oversight, Federation, STAFF_PASSWORD,
 };
 use serde_json::{json, Value};
 
@@ -28,35 +27,6 @@ const PERSON: &str = "D000042";
 
 fn node(gateway: &Gateway) -> &Arc<Oversight> {
     gateway.oversight().expect("an oversight node")
-}
-
-async fn pull(gateway: &Gateway) {
-    for (dept, report) in node(gateway).pull_all(Arc::new(|_: &str, _, _| {})).await {
-        report.unwrap_or_else(|e| panic!("pulling {dept} failed: {e}"));
-    }
-}
-
-/// Ask for data; returns the exchange id.
-async fn exchange(
-    fed: &Federation,
-    consumer: &str,
-    provider: &str,
-    dataset: &str,
-    params: Value,
-    purpose: &str,
-) -> String {
-    let (status, body) = fed
-        .request(consumer, provider, dataset, params, purpose)
-        .await
-        .expect("the client API answers");
-    assert!(
-        status == 200 || status == 403,
-        "{consumer} -> {provider}: {status} {body}"
-    );
-    body["exchange"]
-        .as_str()
-        .expect("an exchange id")
-        .to_owned()
 }
 
 /// `causeway verify-report FILE --directory DIR`.
@@ -112,7 +82,7 @@ fn inside_line(evidence: &str, prefix: &str) -> usize {
 async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_what() {
     let mut fed = Federation::start().await.unwrap();
     let mut expected = vec![
-        exchange(
+        exchange_id(
             &fed,
             "social-welfare",
             "civil-registry",
@@ -121,7 +91,7 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
             "benefit-eligibility",
         )
         .await,
-        exchange(
+        exchange_id(
             &fed,
             "tax-office",
             "civil-registry",
@@ -130,7 +100,7 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
             "tax-assessment",
         )
         .await,
-        exchange(
+        exchange_id(
             &fed,
             "social-welfare",
             "civil-registry",
@@ -140,7 +110,7 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
         )
         .await,
     ];
-    let someone_else = exchange(
+    let someone_else = exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -150,7 +120,7 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
     )
     .await;
     let (oversight, layout) = start_oversight(&fed).await.unwrap();
-    pull(&oversight).await;
+    pull_verified(&oversight).await;
     let directory = fed.layout.directory.clone();
     let dir = fed.root.path().to_owned();
     let tag = node(&oversight).subject_tag(PERSON);
@@ -444,7 +414,7 @@ async fn a_citizen_bundle_verifies_offline_and_one_changed_byte_fails_naming_wha
 async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to_oversight_at_once()
 {
     let mut fed = Federation::start().await.unwrap();
-    let shown = exchange(
+    let shown = exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -453,7 +423,7 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
         "benefit-eligibility",
     )
     .await;
-    let sealed = exchange(
+    let sealed = exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -510,7 +480,7 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
     );
 
     let (oversight, _) = start_oversight(&fed).await.unwrap();
-    pull(&oversight).await;
+    pull_verified(&oversight).await;
     let n = node(&oversight);
     // While the node runs, seals go through its API, signed in as an investigator or
     // administrator; a viewer is refused.
@@ -642,31 +612,10 @@ async fn a_sealed_purpose_is_hidden_from_the_citizen_until_its_date_and_shown_to
 
 /// Rebuild `dept`'s ledger (its gateway stopped) by re-appending its entries with the same
 /// signing key, `edit` changing any of them: what a department that rewrites its log can do.
-async fn rewrite_log(fed: &Federation, dept: &str, edit: impl Fn(&mut Entry)) {
-    let dir = fed.ledger_dir(dept);
-    let entries = ledger_entries(&dir).unwrap();
-    let rebuilt = dir.with_file_name("ledger.rebuilt");
-    let ledger = Ledger::open(
-        &rebuilt,
-        LedgerOptions::default(),
-        fed.signing_key(dept).to_note_signer(),
-    )
-    .unwrap();
-    for value in entries {
-        let mut entry: Entry = serde_json::from_value(value).unwrap();
-        edit(&mut entry);
-        ledger.append(entry).await.unwrap();
-    }
-    ledger.close();
-    drop(ledger);
-    std::fs::remove_dir_all(&dir).unwrap();
-    std::fs::rename(&rebuilt, &dir).unwrap();
-}
-
 #[tokio::test]
 async fn a_department_that_rewrote_its_log_cannot_hand_oversight_a_proof_for_it() {
     let mut fed = Federation::start().await.unwrap();
-    let rewritten = exchange(
+    let rewritten = exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -676,7 +625,7 @@ async fn a_department_that_rewrote_its_log_cannot_hand_oversight_a_proof_for_it(
     )
     .await;
     // Entries after it, so that the rewrite (through each entry's `prev`) changes the proof.
-    exchange(
+    exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -686,7 +635,7 @@ async fn a_department_that_rewrote_its_log_cannot_hand_oversight_a_proof_for_it(
     )
     .await;
     let (oversight, _) = start_oversight(&fed).await.unwrap();
-    pull(&oversight).await;
+    pull_verified(&oversight).await;
     let index = node(&oversight)
         .replica()
         .search(&Query {
@@ -706,12 +655,15 @@ async fn a_department_that_rewrote_its_log_cannot_hand_oversight_a_proof_for_it(
 
     // The registry rewrites the entry (same key) and serves proofs from the new tree.
     fed.stop_dept("civil-registry").await;
-    rewrite_log(&fed, "civil-registry", |e| {
+    let key = fed.signing_key("civil-registry");
+    rebuild_ledger(&fed.ledger_dir("civil-registry"), &key, |e| {
         if e.id.as_deref() == Some(rewritten.as_str()) {
             e.purpose = Some("something-else".into());
         }
+        true
     })
-    .await;
+    .await
+    .unwrap();
     fed.start_dept("civil-registry").await.unwrap();
     let refused = node(&oversight).evidence("civil-registry", index).await;
     assert!(

@@ -19,7 +19,8 @@ use causeway_ledger::checkpoint::open_checkpoint;
 use causeway_ledger::entry::{Entry, Kind};
 use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{
-    causeway_cli, ledger_entries, sign_in, start_oversight, tls_client, Federation, STAFF_PASSWORD,
+    causeway_cli, exchange_id, ledger_entries, pull_verified, rebuild_ledger, sign_in,
+    start_oversight, tls_client, Federation, STAFF_PASSWORD,
 };
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -27,69 +28,6 @@ use serde_json::{json, Value};
 
 fn node(gateway: &Gateway) -> &Arc<Oversight> {
     gateway.oversight().expect("an oversight node")
-}
-
-async fn pull(gateway: &Gateway) -> Vec<(String, PullReport)> {
-    node(gateway)
-        .pull_all(Arc::new(|_: &str, _, _| {}))
-        .await
-        .into_iter()
-        .map(|(d, r)| {
-            let r = r.unwrap_or_else(|e| panic!("pulling {d} failed: {e}"));
-            (d, r)
-        })
-        .collect()
-}
-
-/// Ask for data; returns the exchange id.
-async fn exchange(
-    fed: &Federation,
-    consumer: &str,
-    provider: &str,
-    dataset: &str,
-    params: Value,
-    purpose: &str,
-) -> String {
-    let (status, body) = fed
-        .request(consumer, provider, dataset, params, purpose)
-        .await
-        .expect("the client API answers");
-    assert!(
-        status == 200 || status == 403,
-        "{consumer} -> {provider}: {status} {body}"
-    );
-    body["exchange"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no exchange id in {body}"))
-        .to_owned()
-}
-
-/// Rebuild `dept`'s ledger (its gateway stopped) by re-appending its entries with the same
-/// signing key; `edit` may change an entry, or return false to leave it out.
-async fn rebuild_ledger(
-    fed: &Federation,
-    dept: &str,
-    edit: impl Fn(&mut Entry) -> bool,
-) -> Result<()> {
-    let dir = fed.ledger_dir(dept);
-    let entries = ledger_entries(&dir)?;
-    let rebuilt = dir.with_file_name("ledger.rebuilt");
-    let ledger = Ledger::open(
-        &rebuilt,
-        LedgerOptions::default(),
-        fed.signing_key(dept).to_note_signer(),
-    )?;
-    for value in entries {
-        let mut entry: Entry = serde_json::from_value(value)?;
-        if edit(&mut entry) {
-            ledger.append(entry).await?;
-        }
-    }
-    ledger.close();
-    drop(ledger);
-    std::fs::remove_dir_all(&dir)?;
-    std::fs::rename(&rebuilt, &dir)?;
-    Ok(())
 }
 
 fn has(findings: &[Finding], kind: FindingKind, exchange: &str) -> bool {
@@ -101,7 +39,7 @@ fn has(findings: &[Finding], kind: FindingKind, exchange: &str) -> bool {
 #[tokio::test]
 async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_exchange() {
     let mut fed = Federation::start().await.unwrap();
-    let untouched = exchange(
+    let untouched = exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -110,7 +48,7 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         "benefit-eligibility",
     )
     .await;
-    let changed = exchange(
+    let changed = exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -119,7 +57,7 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         "tax-assessment",
     )
     .await;
-    let deleted = exchange(
+    let deleted = exchange_id(
         &fed,
         "social-welfare",
         "tax-office",
@@ -128,7 +66,7 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
         "benefit-eligibility",
     )
     .await;
-    let template = exchange(
+    let template = exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -140,18 +78,24 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
     fed.stop().await;
 
     // (a) The consumer's record of `deleted` disappears: social-welfare's log is rebuilt without it.
-    rebuild_ledger(&fed, "social-welfare", |e| {
-        e.id.as_deref() != Some(deleted.as_str())
-    })
+    rebuild_ledger(
+        &fed.ledger_dir("social-welfare"),
+        &fed.signing_key("social-welfare"),
+        |e| e.id.as_deref() != Some(deleted.as_str()),
+    )
     .await
     .unwrap();
     // (b) The provider's record of `changed` gets another response digest.
-    rebuild_ledger(&fed, "civil-registry", |e| {
-        if e.id.as_deref() == Some(changed.as_str()) {
-            e.response_digest = Some("0".repeat(64));
-        }
-        true
-    })
+    rebuild_ledger(
+        &fed.ledger_dir("civil-registry"),
+        &fed.signing_key("civil-registry"),
+        |e| {
+            if e.id.as_deref() == Some(changed.as_str()) {
+                e.response_digest = Some("0".repeat(64));
+            }
+            true
+        },
+    )
     .await
     .unwrap();
     // (c) The consumer records an exchange the provider never saw.
@@ -182,7 +126,7 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
     }
 
     let (oversight, layout) = start_oversight(&fed).await.unwrap();
-    for (dept, report) in pull(&oversight).await {
+    for (dept, report) in pull_verified(&oversight).await {
         assert!(
             report.flag.is_none(),
             "{dept} was flagged: {:?}",
@@ -286,7 +230,7 @@ async fn crosscheck_finds_a_deleted_entry_a_changed_digest_and_a_consumer_only_e
 #[tokio::test]
 async fn a_clean_federation_has_no_findings_and_audit_crosscheck_succeeds() {
     let mut fed = Federation::start().await.unwrap();
-    exchange(
+    exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -295,7 +239,7 @@ async fn a_clean_federation_has_no_findings_and_audit_crosscheck_succeeds() {
         "benefit-eligibility",
     )
     .await;
-    exchange(
+    exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -305,7 +249,7 @@ async fn a_clean_federation_has_no_findings_and_audit_crosscheck_succeeds() {
     )
     .await;
     let (oversight, layout) = start_oversight(&fed).await.unwrap();
-    pull(&oversight).await;
+    pull_verified(&oversight).await;
     oversight.shutdown().await;
     // With the node stopped the command line opens the replica and the oversight ledger itself.
     let code = causeway_cli(vec![
@@ -329,7 +273,7 @@ async fn a_clean_federation_has_no_findings_and_audit_crosscheck_succeeds() {
 #[tokio::test]
 async fn a_log_rewritten_after_the_oversight_pull_is_flagged_with_both_checkpoints() {
     let mut fed = Federation::start().await.unwrap();
-    let first = exchange(
+    let first = exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -338,7 +282,7 @@ async fn a_log_rewritten_after_the_oversight_pull_is_flagged_with_both_checkpoin
         "tax-assessment",
     )
     .await;
-    exchange(
+    exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -348,22 +292,26 @@ async fn a_log_rewritten_after_the_oversight_pull_is_flagged_with_both_checkpoin
     )
     .await;
     let (oversight, _layout) = start_oversight(&fed).await.unwrap();
-    for (dept, report) in pull(&oversight).await {
+    for (dept, report) in pull_verified(&oversight).await {
         assert!(report.flag.is_none(), "{dept}: {:?}", report.flag);
     }
 
     fed.stop_dept("civil-registry").await;
-    rebuild_ledger(&fed, "civil-registry", |e| {
-        if e.id.as_deref() == Some(first.as_str()) {
-            e.purpose = Some("something-else".into());
-        }
-        true
-    })
+    rebuild_ledger(
+        &fed.ledger_dir("civil-registry"),
+        &fed.signing_key("civil-registry"),
+        |e| {
+            if e.id.as_deref() == Some(first.as_str()) {
+                e.purpose = Some("something-else".into());
+            }
+            true
+        },
+    )
     .await
     .unwrap();
     fed.start_dept("civil-registry").await.unwrap();
 
-    let reports = pull(&oversight).await;
+    let reports = pull_verified(&oversight).await;
     let (_, registry) = reports.iter().find(|(d, _)| d == "civil-registry").unwrap();
     let flag = registry.flag.clone().expect("the rewritten log is flagged");
     assert!(registry.newly_flagged);
@@ -406,7 +354,7 @@ async fn a_log_rewritten_after_the_oversight_pull_is_flagged_with_both_checkpoin
     let fork = fork.expect("a fork entry with the evidence");
     assert_eq!(fork.provider.as_deref(), Some("civil-registry"));
     assert_eq!(fork.detail.as_ref().unwrap()["served"], json!(flag.served));
-    let again = pull(&oversight).await;
+    let again = pull_verified(&oversight).await;
     let (_, registry) = again.iter().find(|(d, _)| d == "civil-registry").unwrap();
     assert!(registry.flag.is_some() && !registry.newly_flagged);
     let status = http_get(oversight.client_addr, "/").await.unwrap().1;
@@ -444,7 +392,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
     const PERSON: &str = "D000042";
     let mut fed = Federation::start().await.unwrap();
     let mut expected = vec![
-        exchange(
+        exchange_id(
             &fed,
             "social-welfare",
             "civil-registry",
@@ -453,7 +401,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
             "benefit-eligibility",
         )
         .await,
-        exchange(
+        exchange_id(
             &fed,
             "tax-office",
             "civil-registry",
@@ -462,7 +410,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
             "tax-assessment",
         )
         .await,
-        exchange(
+        exchange_id(
             &fed,
             "social-welfare",
             "tax-office",
@@ -471,7 +419,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
             "benefit-eligibility",
         )
         .await,
-        exchange(
+        exchange_id(
             &fed,
             "social-welfare",
             "civil-registry",
@@ -481,7 +429,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
         )
         .await,
     ];
-    exchange(
+    exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -490,7 +438,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
         "benefit-eligibility",
     )
     .await;
-    exchange(
+    exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -500,7 +448,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
     )
     .await;
     let (oversight, layout) = start_oversight(&fed).await.unwrap();
-    pull(&oversight).await;
+    pull_verified(&oversight).await;
 
     let tag = node(&oversight).subject_tag(PERSON);
     let report = node(&oversight)
@@ -645,7 +593,7 @@ async fn the_subject_report_lists_exactly_that_persons_exchanges_and_the_raw_id_
 #[tokio::test]
 async fn only_oversight_certificates_read_full_entries() {
     let mut fed = Federation::start().await.unwrap();
-    exchange(
+    exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -739,7 +687,7 @@ async fn only_oversight_certificates_read_full_entries() {
 #[tokio::test]
 async fn the_pull_verifies_what_it_stores_and_continues_incrementally() {
     let mut fed = Federation::start().await.unwrap();
-    exchange(
+    exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -749,7 +697,7 @@ async fn the_pull_verifies_what_it_stores_and_continues_incrementally() {
     )
     .await;
     let (oversight, _layout) = start_oversight(&fed).await.unwrap();
-    let first: Vec<(String, PullReport)> = pull(&oversight).await;
+    let first: Vec<(String, PullReport)> = pull_verified(&oversight).await;
     let size_of = |reports: &[(String, PullReport)], d: &str| {
         reports.iter().find(|(x, _)| x == d).unwrap().1.clone()
     };
@@ -758,7 +706,7 @@ async fn the_pull_verifies_what_it_stores_and_continues_incrementally() {
         before.to,
         fed.gateway("civil-registry").ledger().checkpoint().0
     );
-    exchange(
+    exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -767,7 +715,7 @@ async fn the_pull_verifies_what_it_stores_and_continues_incrementally() {
         "tax-assessment",
     )
     .await;
-    let second = pull(&oversight).await;
+    let second = pull_verified(&oversight).await;
     let after = size_of(&second, "civil-registry");
     assert_eq!(
         after.from, before.to,
@@ -1044,7 +992,7 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
     let mut welfare_registry = Vec::new();
     for n in 0..7 {
         welfare_registry.push(
-            exchange(
+            exchange_id(
                 &fed,
                 "social-welfare",
                 "civil-registry",
@@ -1055,7 +1003,7 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
             .await,
         );
     }
-    exchange(
+    exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -1064,7 +1012,7 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
         "tax-assessment",
     )
     .await;
-    exchange(
+    exchange_id(
         &fed,
         "tax-office",
         "civil-registry",
@@ -1073,7 +1021,7 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
         "benefit-eligibility",
     )
     .await;
-    exchange(
+    exchange_id(
         &fed,
         "social-welfare",
         "tax-office",
@@ -1083,7 +1031,7 @@ async fn the_investigation_tool_works_in_chromium_at_1440_and_390_px() {
     )
     .await;
     let (oversight, _layout) = start_oversight(&fed).await.unwrap();
-    pull(&oversight).await;
+    pull_verified(&oversight).await;
     let base = format!("http://{}", oversight.client_addr);
     let downloads = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
@@ -1446,7 +1394,7 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 async fn hostile_text_in_a_replicated_log_is_neutralized_in_exports_and_escaped_on_pages() {
     const PERSON: &str = "D000077";
     let mut fed = Federation::start().await.unwrap();
-    let id = exchange(
+    let id = exchange_id(
         &fed,
         "social-welfare",
         "civil-registry",
@@ -1457,28 +1405,32 @@ async fn hostile_text_in_a_replicated_log_is_neutralized_in_exports_and_escaped_
     .await;
     // The provider writes hostile text into its own log, signs it, and serves it to oversight.
     fed.stop_dept("civil-registry").await;
-    rebuild_ledger(&fed, "civil-registry", |e| {
-        if e.id.as_deref() == Some(id.as_str()) {
-            e.dataset = Some("-2+3".into());
-            e.purpose = Some(r#"=HYPERLINK("http://x","y")"#.into());
-            e.legal_basis = Some("+cmd".into());
-            e.case = Some("@SUM(1)".into());
-            e.reason = Some("@SUM(1)".into());
-            e.rule = Some("\t=1".into());
-            e.outcome = Some("\r=1".into());
-            e.fields = vec![
-                "\u{1b}[2J".into(),
-                "\u{1b}]0;title\u{7}".into(),
-                "\u{202E}gnp.exe".into(),
-            ];
-        }
-        true
-    })
+    rebuild_ledger(
+        &fed.ledger_dir("civil-registry"),
+        &fed.signing_key("civil-registry"),
+        |e| {
+            if e.id.as_deref() == Some(id.as_str()) {
+                e.dataset = Some("-2+3".into());
+                e.purpose = Some(r#"=HYPERLINK("http://x","y")"#.into());
+                e.legal_basis = Some("+cmd".into());
+                e.case = Some("@SUM(1)".into());
+                e.reason = Some("@SUM(1)".into());
+                e.rule = Some("\t=1".into());
+                e.outcome = Some("\r=1".into());
+                e.fields = vec![
+                    "\u{1b}[2J".into(),
+                    "\u{1b}]0;title\u{7}".into(),
+                    "\u{202E}gnp.exe".into(),
+                ];
+            }
+            true
+        },
+    )
     .await
     .unwrap();
     fed.start_dept("civil-registry").await.unwrap();
     let (oversight, _layout) = start_oversight(&fed).await.unwrap();
-    for (dept, report) in pull(&oversight).await {
+    for (dept, report) in pull_verified(&oversight).await {
         assert!(report.flag.is_none(), "{dept}: {:?}", report.flag);
     }
     let addr = oversight.client_addr;

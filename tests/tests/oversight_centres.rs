@@ -16,9 +16,8 @@ use causeway::oversight::replica::Query;
 use causeway::oversight::watch::{watch_oversight_logs, WatchOptions};
 use causeway::oversight::{Asker, Oversight};
 use causeway_ledger::entry::{Entry, Kind};
-use causeway_ledger::{Ledger, LedgerOptions};
 use causeway_tests::{
-    causeway_cli, eventually, exchange, ledger_entries, start_oversight_node, Federation,
+    causeway_cli, eventually, exchange, rebuild_ledger, start_oversight_node, Federation,
 };
 use serde_json::Value;
 
@@ -28,23 +27,12 @@ fn node(gateway: &Gateway) -> &Arc<Oversight> {
 
 /// Rebuild an oversight node's ledger (the node stopped) with its own signing key: what an
 /// operator holding the node's key could do to rewrite the record of their queries.
-async fn rewrite_ledger(layout: &OversightLayout, edit: impl Fn(&mut Entry) -> bool) {
+async fn rebuild_oversight_ledger(layout: &OversightLayout, edit: impl Fn(&mut Entry) -> bool) {
     let config = GatewayConfig::load(&layout.config).unwrap();
     let key = GatewayKey::load(&config.identity.signing_key).unwrap();
-    let dir = config.ledger.dir.clone();
-    let entries = ledger_entries(&dir).unwrap();
-    let rebuilt = dir.with_file_name("ledger.rebuilt");
-    let ledger = Ledger::open(&rebuilt, LedgerOptions::default(), key.to_note_signer()).unwrap();
-    for value in entries {
-        let mut entry: Entry = serde_json::from_value(value).unwrap();
-        if edit(&mut entry) {
-            ledger.append(entry).await.unwrap();
-        }
-    }
-    ledger.close();
-    drop(ledger);
-    std::fs::remove_dir_all(&dir).unwrap();
-    std::fs::rename(&rebuilt, &dir).unwrap();
+    rebuild_ledger(&config.ledger.dir, &key, edit)
+        .await
+        .unwrap();
 }
 
 async fn watch(fed: &Federation, dept: &str) -> (bool, Value) {
@@ -187,7 +175,7 @@ async fn two_centres_watch_each_other_and_departments_watch_both() {
         ExitCode::SUCCESS,
         "the untouched oversight log verifies against the directory"
     );
-    rewrite_ledger(&a_layout, |e| {
+    rebuild_oversight_ledger(&a_layout, |e| {
         if e.kind == Kind::OversightQuery {
             if let Some(d) = e.detail.as_mut() {
                 d["asked_by"] = "alicf".into();
@@ -258,7 +246,7 @@ async fn a_truncated_oversight_log_is_caught_by_the_other_centre_and_by_departme
     // Attack 2: the audit office drops the tail of its log (its last two queries).
     a.shutdown().await;
     let cut = a_size - 2;
-    rewrite_ledger(&a_layout, |e| e.index < cut).await;
+    rebuild_oversight_ledger(&a_layout, |e| e.index < cut).await;
     let (a, _) = start_oversight_node(&fed, "audit-office").await.unwrap();
     let flagged = pull_state(&b, "audit-office").await;
     let flag = flagged
