@@ -713,3 +713,113 @@ async fn a_disabled_account_or_a_new_password_ends_open_sessions() {
     oversight.shutdown().await;
     fed.stop().await;
 }
+
+/// Every read a staff member can make, through every route that answers data: each appends one
+/// `oversight-query` entry naming them before it answers, and once the oversight ledger can take
+/// no entry (closed here; a full disk or a failed write alike) each answers 503 and none of the
+/// data. Checked against the running node's own ledger handle.
+#[tokio::test]
+async fn every_read_is_notarized_before_it_is_answered_and_none_is_answered_unnotarized() {
+    let (mut fed, oversight, _layout, exchange) = federation().await;
+    let addr = oversight.client_addr;
+    let node = oversight.oversight().unwrap().clone();
+    let cookie = sign_in(addr, "admin", STAFF_PASSWORD).await.unwrap();
+    let csrf = staff_csrf(addr, &cookie).await.unwrap();
+    let newest = || {
+        let queries = node.recent_queries(1000).unwrap();
+        (
+            queries.len(),
+            queries.first().and_then(|q| q.detail.clone()),
+        )
+    };
+
+    // The national id typed into the search form: its tags come back only once notarized.
+    let (before, _) = newest();
+    let form = format!("subject=D000042&csrf={csrf}");
+    let (status, headers, _) = call(addr, "POST", "/search", &[("cookie", &cookie), FORM], &form)
+        .await
+        .unwrap();
+    assert_eq!(status, 303);
+    let (after, detail) = newest();
+    assert_eq!(after, before + 1);
+    assert_eq!(detail.unwrap()["query"], "subject-tag");
+    let location = headers[http::header::LOCATION].to_str().unwrap().to_owned();
+    let tag = location
+        .split_once("subject_tag=")
+        .map(|(_, t)| {
+            t.split('&')
+                .next()
+                .unwrap()
+                .replace("%3A", ":")
+                .replace("%2C", ",")
+        })
+        .expect("the tags in the redirect");
+    let (_, _, found) = call(
+        addr,
+        "GET",
+        &format!("/api/search?exchange={exchange}"),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await
+    .unwrap();
+    let found: Value = serde_json::from_str(&found).unwrap();
+    let record = &found["records"][0];
+    let evidence = format!(
+        "/evidence?log={}&index={}",
+        record["log"].as_str().unwrap(),
+        record["index"]
+    );
+
+    let reads: Vec<(String, &str)> = vec![
+        ("/search?dataset=residents".into(), "search"),
+        ("/api/search?dataset=residents".into(), "search"),
+        ("/export.csv?dataset=residents".into(), "export"),
+        ("/export.json?dataset=residents".into(), "export"),
+        (format!("/search?subject_tag={tag}"), "search"),
+        (format!("/exchange?id={exchange}"), "exchange"),
+        (evidence, "evidence"),
+        ("/findings".into(), "findings"),
+        ("/queries".into(), "oversight-queries"),
+        ("/api/crosscheck".into(), "crosscheck"),
+        (format!("/report?subject_tag={tag}"), "subject-report"),
+        (format!("/api/subject?tag={tag}"), "subject-report"),
+        (format!("/api/bundle?tag={tag}"), "subject-report"),
+    ];
+    for (path, query) in &reads {
+        let (before, _) = newest();
+        let (status, _, body) = call(addr, "GET", path, &[("cookie", &cookie)], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        let (after, detail) = newest();
+        assert_eq!(after, before + 1, "{path} notarized exactly one query");
+        let detail = detail.unwrap();
+        assert_eq!(detail["query"], *query, "{path}: {detail}");
+        assert_eq!(detail["asked_by"], "admin", "{path}: {detail}");
+    }
+
+    // The ledger takes no more entries: nothing is answered.
+    node.ledger().close();
+    let (status, _, body) = call(addr, "POST", "/search", &[("cookie", &cookie), FORM], &form)
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.contains(&tag), "{body}");
+    for (path, _) in &reads {
+        let (status, headers, body) = call(addr, "GET", path, &[("cookie", &cookie)], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(
+            !body.contains(&exchange) && !body.contains("asked_by") && !body.contains("\"records\""),
+            "{path} answered data it could not notarize: {body}"
+        );
+        assert!(
+            headers.get(http::header::CONTENT_DISPOSITION).is_none(),
+            "{path}"
+        );
+    }
+    oversight.shutdown().await;
+    fed.stop().await;
+}
