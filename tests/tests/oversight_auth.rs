@@ -812,7 +812,9 @@ async fn every_read_is_notarized_before_it_is_answered_and_none_is_answered_unno
             .unwrap();
         assert_eq!(status, 503, "{path}: {body}");
         assert!(
-            !body.contains(&exchange) && !body.contains("asked_by") && !body.contains("\"records\""),
+            !body.contains(&exchange)
+                && !body.contains("asked_by")
+                && !body.contains("\"records\""),
             "{path} answered data it could not notarize: {body}"
         );
         assert!(

@@ -116,6 +116,10 @@ impl Admitted {
 pub struct Gate {
     hosts: Vec<String>,
     sessions: Sessions,
+    /// Password checks under way, at most [`verifications_at_once`]: each Argon2id verification
+    /// holds 19 MiB and a core for tens of milliseconds, so a flood of sign-in attempts waits its
+    /// turn instead of taking the node's memory and CPU.
+    verifications: Arc<tokio::sync::Semaphore>,
     /// Sign-in through the oversight body's identity provider, if `[oversight.oidc]` names one.
     oidc: Option<Oidc>,
 }
@@ -137,6 +141,7 @@ impl Gate {
                 settings.lockout_failures,
                 Duration::from_secs(settings.lockout_secs),
             ),
+            verifications: Arc::new(tokio::sync::Semaphore::new(verifications_at_once())),
             oidc: None,
         }
     }
@@ -429,6 +434,7 @@ impl Gate {
                 );
                 r
             }
+            Err(Outcome::Busy) => refuse(false, 503, "busy", SIGN_IN_BUSY),
             Err(_) => self.login_page(parts, Some(SIGN_IN_REFUSED)),
         }
     }
@@ -467,6 +473,7 @@ impl Gate {
                 set_cookie(&mut r, &session_cookie(&token));
                 r
             }
+            Err(Outcome::Busy) => refuse(true, 503, "busy", SIGN_IN_BUSY),
             Err(_) => refuse(true, 401, "sign-in", SIGN_IN_REFUSED),
         }
     }
@@ -476,11 +483,20 @@ impl Gate {
         if password.len() > MAX_PASSWORD_BYTES || name.len() > 256 {
             return Err(Outcome::WrongPassword);
         }
+        let turn = tokio::time::timeout(SIGN_IN_WAIT, self.verifications.clone().acquire_owned());
+        let Ok(Ok(permit)) = turn.await else {
+            self.sessions.busy();
+            return Err(Outcome::Busy);
+        };
         let gate = self.clone();
-        tokio::task::spawn_blocking(move || gate.sessions.sign_in(&name, &password))
-            .await
-            .unwrap_or(Err(Outcome::WrongPassword))
-            .map(|(token, _)| token)
+        // The permit goes with the check: a caller that hangs up does not free its turn early.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            gate.sessions.sign_in(&name, &password)
+        })
+        .await
+        .unwrap_or(Err(Outcome::WrongPassword))
+        .map(|(token, _)| token)
     }
 
     fn staff_page(&self, admitted: &Admitted) -> Response<Full<Bytes>> {
@@ -510,6 +526,17 @@ impl Gate {
 
 /// The one answer to every failed sign-in: it never says whether the name exists, the password
 /// was wrong, or the account is locked or disabled.
+const SIGN_IN_BUSY: &str =
+    "Too many sign-ins are waiting for a password check: try again in a minute.";
+
+/// How long a sign-in waits for its password check before it is answered 503.
+const SIGN_IN_WAIT: Duration = Duration::from_secs(10);
+
+/// Password checks at a time: one per core (at most 8).
+fn verifications_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+}
+
 const SIGN_IN_REFUSED: &str = "Sign-in refused: the name or password is wrong, or the account is locked (after repeated failures, for a while) or disabled.";
 
 fn session_cookie(token: &str) -> String {
@@ -653,6 +680,7 @@ fn refuse(api: bool, status: u16, code: &str, message: &str) -> Response<Full<By
             403 => "Not allowed",
             404 => "Not found",
             421 => "Wrong host",
+            503 => "Busy",
             _ => "Refused",
         };
         html(

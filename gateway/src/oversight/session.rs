@@ -42,6 +42,8 @@ pub enum Outcome {
     Locked,
     /// The right password of a disabled account.
     Disabled,
+    /// Not checked: too many sign-ins were waiting for their turn.
+    Busy,
 }
 
 impl Outcome {
@@ -52,6 +54,7 @@ impl Outcome {
             Outcome::WrongPassword => "wrong-password",
             Outcome::Locked => "locked",
             Outcome::Disabled => "disabled",
+            Outcome::Busy => "busy",
         }
     }
 }
@@ -162,6 +165,7 @@ impl Sessions {
             Outcome::WrongPassword,
             Outcome::Locked,
             Outcome::Disabled,
+            Outcome::Busy,
         ]
         .into_iter()
         .map(|o| (o, counts.get(&o).copied().unwrap_or(0)))
@@ -332,6 +336,17 @@ impl Sessions {
             roles: account.roles.clone(),
             csrf: session.csrf.clone(),
         })
+    }
+
+    /// Count a sign-in that was not checked because too many were waiting ([`Outcome::Busy`]).
+    pub fn busy(&self) {
+        *self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(Outcome::Busy)
+            .or_default() += 1;
+        tracing::warn!("oversight sign-in refused: too many sign-ins waiting for a password check");
     }
 
     /// Open a session for `name`, whom the oversight body's identity provider vouched for with
