@@ -346,7 +346,10 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .entry(Outcome::Busy)
             .or_default() += 1;
-        tracing::warn!("oversight sign-in refused: too many sign-ins waiting for a password check");
+        // Counted, not logged at warn: a flood would otherwise flood the log too.
+        tracing::debug!(
+            "oversight sign-in refused: too many sign-ins waiting for a password check"
+        );
     }
 
     /// Open a session for `name`, whom the oversight body's identity provider vouched for with
