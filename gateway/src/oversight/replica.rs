@@ -7,9 +7,12 @@
 //!   (index, entry), so a search is a range scan that comes out in time order
 //! - `logs`: department id -> [`LogState`] (JSON): how far its log is replicated and verified
 //! - `stats`: counters for the dashboard (exchanges per department pair, per minute)
+//! - `tree`: `dept || 0x00 || level || index` (u64 BE) -> the hash of that perfect subtree of the
+//!   department's Merkle tree, so that inclusion proofs come from here: asking a department for
+//!   the proof of its entry N would tell it which entry (and so whose) oversight is looking at
 //!
-//! An entry, its index keys, the counters and the department's new state are written in one
-//! transaction, so the replica never holds an entry that is not verified, nor an index without it.
+//! An entry, its index keys and tree nodes, the counters and the department's new state are
+//! written in one transaction, so the replica never holds an entry that is not verified, nor an index without it.
 //! What is verified is decided by [`LogFollower`] (pure: no disk, no network) and the puller.
 
 use std::path::Path;
@@ -21,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::identity::DeptId;
 use causeway_ledger::entry::{Entry, Side, GENESIS_PREV};
 use causeway_ledger::env::{Env, MapError};
-use causeway_ledger::merkle::{leaf_hash, Frontier, Hash};
+use causeway_ledger::merkle::{inclusion_proof, leaf_hash, Frontier, Hash, NodeSource};
 
 /// Index tags (first byte of an `index` key).
 mod tag {
@@ -516,6 +519,55 @@ pub struct Replica {
     index: Database,
     logs: Database,
     stats: Database,
+    tree: Database,
+}
+
+/// `dept || 0x00 || level || index BE`: a node of `dept`'s Merkle tree.
+fn node_key(dept: &str, level: u8, index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(dept.len() + 10);
+    k.extend_from_slice(dept.as_bytes());
+    k.push(0);
+    k.push(level);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// One department's stored tree, read in one transaction.
+struct StoredTree<'t, T: Transaction> {
+    txn: &'t T,
+    db: Database,
+    dept: &'t str,
+}
+
+impl<T: Transaction> NodeSource for StoredTree<'_, T> {
+    fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        let bytes = self
+            .txn
+            .get(self.db, &node_key(self.dept, level, index))
+            .ok()?;
+        bytes.try_into().ok()
+    }
+}
+
+/// Store the nodes that appending `entries` (exact bytes, in order) to `frontier` completes.
+fn put_nodes<'a>(
+    txn: &mut lmdb::RwTransaction<'_>,
+    db: Database,
+    dept: &str,
+    frontier: &mut Frontier,
+    entries: impl Iterator<Item = &'a [u8]>,
+) -> Result<(), ReplicaError> {
+    for bytes in entries {
+        for (level, index, hash) in frontier.append(leaf_hash(bytes)) {
+            txn.put(
+                db,
+                &node_key(dept, level, index),
+                &hash,
+                WriteFlags::empty(),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Replica {
@@ -637,15 +689,89 @@ impl Replica {
             lmdb.create_db(Some(name), DatabaseFlags::empty())
                 .map_err(ReplicaError::from)
         };
-        let (entries, index, logs, stats) =
-            (db("entries")?, db("index")?, db("logs")?, db("stats")?);
-        Ok(Replica {
+        let (entries, index, logs, stats, tree) = (
+            db("entries")?,
+            db("index")?,
+            db("logs")?,
+            db("stats")?,
+            db("tree")?,
+        );
+        let replica = Replica {
             env,
             entries,
             index,
             logs,
             stats,
-        })
+            tree,
+        };
+        replica.build_missing_trees()?;
+        Ok(replica)
+    }
+
+    /// A replica written before it kept the trees: build each log's from its entries, once.
+    fn build_missing_trees(&self) -> Result<(), ReplicaError> {
+        for (dept, state) in self.states()? {
+            let Some(last) = state.size.checked_sub(1) else {
+                continue;
+            };
+            if self
+                .env
+                .ro()?
+                .get(self.tree, &node_key(&dept, 0, last))
+                .is_ok()
+            {
+                continue;
+            }
+            self.env.write(|txn| {
+                let mut frontier = Frontier::default();
+                let mut entries = Vec::new();
+                {
+                    let mut cursor = txn.open_ro_cursor(self.entries)?;
+                    for item in cursor.iter_from(entry_key(&dept, 0)) {
+                        let (key, bytes) = item?;
+                        match split_entry_key(key) {
+                            Some((d, _)) if d == dept && entries.len() < state.size as usize => {
+                                entries.push(bytes.to_vec())
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                put_nodes(
+                    txn,
+                    self.tree,
+                    &dept,
+                    &mut frontier,
+                    entries.iter().map(|b| b.as_slice()),
+                )?;
+                if frontier.size() != state.size || frontier.root() != state.frontier()?.root() {
+                    return Err(ReplicaError::Corrupt(format!(
+                        "{dept}'s replicated entries do not rebuild its stored tree"
+                    )));
+                }
+                Ok(())
+            })?;
+            tracing::info!(department = %dept, entries = state.size, "replica: built the Merkle tree of a log replicated before trees were kept");
+        }
+        Ok(())
+    }
+
+    /// The inclusion proof of `dept`'s entry `index` in its tree of `size` entries, from the
+    /// stored tree (no department is asked).
+    pub fn inclusion_proof(
+        &self,
+        dept: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, ReplicaError> {
+        let txn = self.env.ro()?;
+        let tree = StoredTree {
+            txn: &*txn,
+            db: self.tree,
+            dept,
+        };
+        inclusion_proof(&tree, index, size)
+            .map_err(|e| ReplicaError::Corrupt(format!("{dept}'s stored tree: {e}")))
     }
 
     /// The state of `dept`'s log (default: nothing replicated yet).
@@ -703,6 +829,28 @@ impl Replica {
         entries: &[(Vec<u8>, Entry)],
         state: &LogState,
     ) -> Result<(), ReplicaError> {
+        let mut frontier = match txn.get(self.logs, &log.as_bytes()) {
+            Ok(bytes) => serde_json::from_slice::<LogState>(bytes)
+                .map_err(|e| ReplicaError::Corrupt(format!("state of {log}: {e}")))?
+                .frontier()?,
+            Err(lmdb::Error::NotFound) => Frontier::default(),
+            Err(e) => return Err(e.into()),
+        };
+        put_nodes(
+            txn,
+            self.tree,
+            log,
+            &mut frontier,
+            entries.iter().map(|(bytes, _)| bytes.as_slice()),
+        )?;
+        if frontier.size() != state.size {
+            return Err(ReplicaError::Corrupt(format!(
+                "{log}: {} entries do not continue the replicated {} to {}",
+                entries.len(),
+                frontier.size() - entries.len() as u64,
+                state.size
+            )));
+        }
         for (bytes, entry) in entries {
             let key = entry_key(log, entry.index);
             txn.put(self.entries, &key, bytes, WriteFlags::empty())?;
@@ -1107,6 +1255,57 @@ mod tests {
         replica
             .commit(&DeptId::new(dept).unwrap(), &batch, &state)
             .unwrap();
+    }
+
+    /// Every entry's proof at every size from the stored tree leads to the root of that many
+    /// entries; a replica written before it kept trees (its `tree` emptied here) builds them once
+    /// when it opens, and its proofs are the same.
+    #[test]
+    fn inclusion_proofs_come_from_the_stored_tree_and_an_older_replica_builds_it() {
+        use causeway_ledger::merkle::{verify_inclusion, MemoryTree};
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..37).map(|i| format!("x{i}")).collect();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let proofs = |replica: &Replica| {
+            let mut all = Vec::new();
+            let mut tree = MemoryTree::new();
+            for size in 1..=ids.len() as u64 {
+                let bytes = replica
+                    .entry_bytes("civil-registry", size - 1)
+                    .unwrap()
+                    .unwrap();
+                tree.append_entry(&bytes);
+                for index in 0..size {
+                    let leaf = leaf_hash(
+                        &replica
+                            .entry_bytes("civil-registry", index)
+                            .unwrap()
+                            .unwrap(),
+                    );
+                    let proof = replica
+                        .inclusion_proof("civil-registry", index, size)
+                        .unwrap();
+                    verify_inclusion(&leaf, index, size, &proof, &tree.root())
+                        .unwrap_or_else(|e| panic!("#{index} of {size}: {e}"));
+                    all.push(proof);
+                }
+            }
+            all
+        };
+        let replica = Replica::open(dir.path(), 64).unwrap();
+        fill(&replica, "civil-registry", &ids);
+        let made = proofs(&replica);
+        assert!(replica.inclusion_proof("civil-registry", 0, 38).is_err(), "no 38th entry");
+        assert!(replica.inclusion_proof("tax-office", 0, 2).is_err(), "no such log");
+
+        replica
+            .env
+            .write(|txn| txn.clear_db(replica.tree).map_err(ReplicaError::from))
+            .unwrap();
+        assert!(replica.inclusion_proof("civil-registry", 3, 37).is_err());
+        drop(replica);
+        let reopened = Replica::open(dir.path(), 64).unwrap();
+        assert_eq!(proofs(&reopened), made);
     }
 
     #[test]
