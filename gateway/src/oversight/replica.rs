@@ -1295,8 +1295,14 @@ mod tests {
         let replica = Replica::open(dir.path(), 64).unwrap();
         fill(&replica, "civil-registry", &ids);
         let made = proofs(&replica);
-        assert!(replica.inclusion_proof("civil-registry", 0, 38).is_err(), "no 38th entry");
-        assert!(replica.inclusion_proof("tax-office", 0, 2).is_err(), "no such log");
+        assert!(
+            replica.inclusion_proof("civil-registry", 0, 38).is_err(),
+            "no 38th entry"
+        );
+        assert!(
+            replica.inclusion_proof("tax-office", 0, 2).is_err(),
+            "no such log"
+        );
 
         replica
             .env
