@@ -402,6 +402,11 @@ pub struct OversightSection {
     /// How long a locked account stays locked, in seconds (even the right password is refused).
     #[serde(default = "default_lockout_secs")]
     pub lockout_secs: u64,
+    /// The longest a seal keeps exchanges out of citizens' reports, in days from the day it was
+    /// recorded: a longer seal is refused here, and one in another centre's log is honoured only
+    /// this long. Longer needs a new seal, notarized again.
+    #[serde(default = "default_max_seal_days")]
+    pub max_seal_days: u32,
     /// The `Host` values the dashboard answers (`ip:port` or `name:port`); empty means the listen
     /// address's `ip:port` and `localhost:port`. Anything else is refused (DNS rebinding).
     #[serde(default)]
@@ -464,6 +469,10 @@ fn default_lockout_secs() -> u64 {
     15 * 60
 }
 
+fn default_max_seal_days() -> u32 {
+    366
+}
+
 fn default_tag_key_versions() -> u32 {
     1
 }
@@ -496,6 +505,7 @@ impl Default for OversightSection {
             staff: default_staff(),
             lockout_failures: default_lockout_failures(),
             lockout_secs: default_lockout_secs(),
+            max_seal_days: default_max_seal_days(),
             hosts: Vec::new(),
         }
     }

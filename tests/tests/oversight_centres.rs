@@ -430,3 +430,65 @@ async fn an_oversight_node_records_the_directory_it_starts_under_and_refuses_a_r
     );
     fed.stop().await;
 }
+
+/// A seal keeps exchanges out of citizens' reports, at every centre that reads it: so no staff
+/// member may bury a purpose for ever. A seal lasts at most `[oversight] max_seal_days` (366 by
+/// default) from the day it was recorded (longer needs a new seal, notarized again); a longer one
+/// is refused, and one written straight into a centre's log by whoever holds that node (its own
+/// key, its own ledger) is honoured by the other centre only that long.
+#[tokio::test]
+async fn no_seal_lasts_longer_than_the_longest_a_centre_honours() {
+    use causeway::oversight::seal::{format_date, today};
+    let mut fed = Federation::start().await.unwrap();
+    let (a, _) = start_oversight_node(&fed, "audit-office").await.unwrap();
+    let (b, _) = start_oversight_node(&fed, "data-protection").await.unwrap();
+    let asker = Asker::new("mallory", "investigator", "api");
+    let max = time::Duration::days(366);
+
+    let refused = node(&a)
+        .seal(
+            &asker,
+            "benefit-eligibility",
+            None,
+            today() + max + time::Duration::days(1),
+            "CASE-1",
+        )
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("max_seal_days")),
+        "a seal past the longest allowed was recorded: {refused:?}"
+    );
+    node(&a)
+        .seal(&asker, "tax-assessment", None, today() + max, "CASE-2")
+        .await
+        .expect("a seal of the longest allowed");
+
+    // Whoever holds the audit office's host appends a seal until 2099 with its own ledger.
+    let mut forged = Entry::new(Kind::Seal);
+    forged.purpose = Some("benefit-eligibility".into());
+    forged.reason = Some("CASE-3".into());
+    forged.detail = Some(
+        serde_json::json!({"until": "2099-12-31", "asked_by": "mallory", "role": "investigator", "via": "api"}),
+    );
+    node(&a).ledger().append(forged).await.unwrap();
+    pull_state(&b, "audit-office").await;
+    let seals = node(&b).seals().await.unwrap();
+    let honoured = |purpose: &str| {
+        seals
+            .iter()
+            .find(|s| s.purpose == purpose)
+            .map(|s| format_date(s.until))
+            .unwrap_or_else(|| panic!("no {purpose} seal in {seals:?}"))
+    };
+    assert_eq!(honoured("tax-assessment"), format_date(today() + max));
+    assert_eq!(
+        honoured("benefit-eligibility"),
+        format_date(today() + max),
+        "the forged seal is honoured only as long as any seal"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    fed.stop().await;
+}

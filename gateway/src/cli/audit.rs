@@ -103,7 +103,8 @@ pub(crate) enum AuditCommand {
         /// Only this consumer department's exchanges for that purpose.
         #[arg(long)]
         consumer: Option<String>,
-        /// Sealed until this date (YYYY-MM-DD, UTC): from it on, citizens see the exchanges.
+        /// Sealed until this date (YYYY-MM-DD, UTC): from it on, citizens see the exchanges. At
+        /// most `[oversight] max_seal_days` (366) from today: seal again to keep it longer.
         #[arg(long)]
         until: String,
         /// Why: a reason code (case or decision number), not free text.

@@ -7,6 +7,10 @@
 //! views show them at once, marked "sealed until DATE". From that date on they appear in citizens'
 //! reports like any other.
 //!
+//! No seal lasts longer than `[oversight] max_seal_days` from the day it was recorded: a longer one
+//! is refused, and one found in a log (another centre's, written by whoever holds that node) is
+//! honoured only that long. Keeping a purpose sealed longer takes a new seal, notarized again.
+//!
 //! Seals are read through [`Oversight::seals`] only: this node's ledger, and every other oversight
 //! node's log this node replicates.
 
@@ -29,7 +33,8 @@ pub struct Seal {
     pub purpose: String,
     /// Only this consumer department's exchanges, if set.
     pub consumer: Option<String>,
-    /// In force until this date (exclusive: from it on, the exchanges are shown).
+    /// In force until this date (exclusive: from it on, the exchanges are shown): the date the
+    /// seal names, or the day it was recorded plus the longest a seal lasts, whichever is first.
     #[serde(serialize_with = "serialize_date")]
     pub until: Date,
     /// Why (a reason code).
@@ -59,17 +64,30 @@ pub fn today() -> Date {
     time::OffsetDateTime::now_utc().date()
 }
 
+/// The last day a seal recorded on `recorded` may be in force before, at most `max_days` later.
+fn longest(recorded: Date, max_days: u32) -> Date {
+    recorded
+        .checked_add(time::Duration::days(i64::from(max_days)))
+        .unwrap_or(Date::MAX)
+}
+
 impl Seal {
-    /// Read a seal entry (`None` for any other entry, or one that does not parse).
-    pub fn from_entry(log: &str, e: &Entry) -> Option<Seal> {
+    /// Read a seal entry, honoured for at most `max_days` from the day it was recorded (`None`
+    /// for any other entry, or one that does not parse).
+    pub fn from_entry(log: &str, e: &Entry, max_days: u32) -> Option<Seal> {
         if e.kind != Kind::Seal {
             return None;
         }
         let detail = e.detail.as_ref()?;
+        let recorded =
+            time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
+                .ok()?
+                .date();
+        let named = parse_date(detail["until"].as_str()?)?;
         Some(Seal {
             purpose: e.purpose.clone()?,
             consumer: e.consumer.clone(),
-            until: parse_date(detail["until"].as_str()?)?,
+            until: named.min(longest(recorded, max_days)),
             reason: e.reason.clone().unwrap_or_default(),
             log: log.to_owned(),
             index: e.index,
@@ -131,6 +149,13 @@ impl Oversight {
         if until <= today() {
             return invalid("the seal's end date must be in the future (YYYY-MM-DD)");
         }
+        let max_days = self.settings().max_seal_days;
+        if until > longest(today(), max_days) {
+            return Err(SealError::Invalid(format!(
+                "a seal lasts at most {max_days} days ([oversight] max_seal_days), until {} at the latest: seal again before it ends to keep the purpose sealed (the new seal is notarized too)",
+                format_date(longest(today(), max_days))
+            )));
+        }
         let reason_ok = !reason_code.is_empty()
             && reason_code.len() <= 64
             && reason_code
@@ -162,6 +187,7 @@ impl Oversight {
     /// only the entries appended since.
     pub async fn seals(&self) -> Result<Vec<Seal>, OversightError> {
         let me = self.me.to_string();
+        let max_days = self.settings().max_seal_days;
         let size = self.ledger.checkpoint().0;
         let mut logs: Vec<String> = self
             .directory()
@@ -179,7 +205,7 @@ impl Oversight {
                 let mut found = Vec::new();
                 self.ledger.read(|r| {
                     r.for_each_entry(from, size, |_, bytes| {
-                        found.extend(seal_in(&me, bytes));
+                        found.extend(seal_in(&me, bytes, max_days));
                         Ok(())
                     })
                 })?;
@@ -194,7 +220,7 @@ impl Oversight {
                 let from = index.read.get(&log).copied().unwrap_or(0);
                 for i in from..size {
                     if let Some(bytes) = r.entry_bytes(&log, i)? {
-                        let found = seal_in(&log, &bytes);
+                        let found = seal_in(&log, &bytes, max_days);
                         index.seals.extend(found);
                     }
                 }
@@ -227,12 +253,12 @@ impl Oversight {
 
 /// The seal in one entry's bytes, if it is one (most entries are queries: the kind is looked for
 /// before the entry is parsed).
-fn seal_in(log: &str, bytes: &[u8]) -> Option<Seal> {
+fn seal_in(log: &str, bytes: &[u8], max_days: u32) -> Option<Seal> {
     const NEEDLE: &[u8] = b"\"kind\":\"seal\"";
     if !bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
         return None;
     }
-    Seal::from_entry(log, &Entry::from_bytes(bytes).ok()?)
+    Seal::from_entry(log, &Entry::from_bytes(bytes).ok()?, max_days)
 }
 
 /// The seals read so far, and how far each log has been read.
@@ -254,7 +280,8 @@ mod tests {
         e.consumer = Some("tax-office".into());
         e.reason = Some("CASE-1".into());
         e.detail = Some(json!({"until": "2027-06-30"}));
-        let seal = Seal::from_entry("audit", &e).unwrap();
+        e.time = "2026-12-06T10:00:00Z".into();
+        let seal = Seal::from_entry("audit", &e, 366).unwrap();
         assert_eq!(format_date(seal.until), "2027-06-30");
         let day = |s| parse_date(s).unwrap();
         assert!(seal.in_force(day("2027-06-29")));
@@ -277,7 +304,32 @@ mod tests {
 
         let mut query = e.clone();
         query.kind = Kind::OversightQuery;
-        assert!(Seal::from_entry("audit", &query).is_none());
+        assert!(Seal::from_entry("audit", &query, 366).is_none());
         assert!(parse_date("2027-6-30").is_none());
+    }
+
+    #[test]
+    fn a_seal_is_honoured_at_most_max_days_from_when_it_was_recorded() {
+        let mut e = Entry::new(Kind::Seal);
+        e.purpose = Some("fraud".into());
+        e.detail = Some(json!({"until": "2099-12-31"}));
+        e.time = "2026-12-06T23:59:59.5Z".into();
+        let seal = Seal::from_entry("audit", &e, 366).unwrap();
+        assert_eq!(format_date(seal.until), "2027-12-07");
+        assert_eq!(
+            format_date(Seal::from_entry("audit", &e, 30).unwrap().until),
+            "2027-01-05"
+        );
+        e.detail = Some(json!({"until": "2027-01-01"}));
+        assert_eq!(
+            format_date(Seal::from_entry("audit", &e, 366).unwrap().until),
+            "2027-01-01",
+            "a shorter seal keeps its own date"
+        );
+        e.time = "yesterday".into();
+        assert!(
+            Seal::from_entry("audit", &e, 366).is_none(),
+            "a seal without a readable time hides nothing"
+        );
     }
 }
