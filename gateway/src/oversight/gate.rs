@@ -524,8 +524,7 @@ impl Gate {
     }
 }
 
-/// The one answer to every failed sign-in: it never says whether the name exists, the password
-/// was wrong, or the account is locked or disabled.
+/// The answer to a sign-in that waited too long for its password check.
 const SIGN_IN_BUSY: &str =
     "Too many sign-ins are waiting for a password check: try again in a minute.";
 
@@ -537,6 +536,8 @@ fn verifications_at_once() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
 }
 
+/// The one answer to every failed sign-in: it never says whether the name exists, the password
+/// was wrong, or the account is locked or disabled.
 const SIGN_IN_REFUSED: &str = "Sign-in refused: the name or password is wrong, or the account is locked (after repeated failures, for a while) or disabled.";
 
 fn session_cookie(token: &str) -> String {

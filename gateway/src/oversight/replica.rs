@@ -549,16 +549,16 @@ impl<T: Transaction> NodeSource for StoredTree<'_, T> {
     }
 }
 
-/// Store the nodes that appending `entries` (exact bytes, in order) to `frontier` completes.
-fn put_nodes<'a>(
+/// Store the nodes that appending `leaves` (leaf hashes, in order) to `frontier` completes.
+fn put_nodes(
     txn: &mut lmdb::RwTransaction<'_>,
     db: Database,
     dept: &str,
     frontier: &mut Frontier,
-    entries: impl Iterator<Item = &'a [u8]>,
+    leaves: impl Iterator<Item = Hash>,
 ) -> Result<(), ReplicaError> {
-    for bytes in entries {
-        for (level, index, hash) in frontier.append(leaf_hash(bytes)) {
+    for leaf in leaves {
+        for (level, index, hash) in frontier.append(leaf) {
             txn.put(
                 db,
                 &node_key(dept, level, index),
@@ -724,26 +724,22 @@ impl Replica {
             }
             self.env.write(|txn| {
                 let mut frontier = Frontier::default();
-                let mut entries = Vec::new();
+                // Leaf hashes only (32 bytes an entry): the cursor cannot stay open while the
+                // nodes are written in the same transaction.
+                let mut leaves = Vec::new();
                 {
                     let mut cursor = txn.open_ro_cursor(self.entries)?;
                     for item in cursor.iter_from(entry_key(&dept, 0)) {
                         let (key, bytes) = item?;
                         match split_entry_key(key) {
-                            Some((d, _)) if d == dept && entries.len() < state.size as usize => {
-                                entries.push(bytes.to_vec())
+                            Some((d, _)) if d == dept && (leaves.len() as u64) < state.size => {
+                                leaves.push(leaf_hash(bytes))
                             }
                             _ => break,
                         }
                     }
                 }
-                put_nodes(
-                    txn,
-                    self.tree,
-                    &dept,
-                    &mut frontier,
-                    entries.iter().map(|b| b.as_slice()),
-                )?;
+                put_nodes(txn, self.tree, &dept, &mut frontier, leaves.into_iter())?;
                 if frontier.size() != state.size || frontier.root() != state.frontier()?.root() {
                     return Err(ReplicaError::Corrupt(format!(
                         "{dept}'s replicated entries do not rebuild its stored tree"
@@ -841,7 +837,7 @@ impl Replica {
             self.tree,
             log,
             &mut frontier,
-            entries.iter().map(|(bytes, _)| bytes.as_slice()),
+            entries.iter().map(|(bytes, _)| leaf_hash(bytes)),
         )?;
         if frontier.size() != state.size {
             return Err(ReplicaError::Corrupt(format!(
