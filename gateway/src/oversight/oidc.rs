@@ -29,7 +29,9 @@ pub use crate::config::OidcSection;
 
 /// How long a started sign-in may take at the identity provider.
 const PENDING_FOR: Duration = Duration::from_secs(600);
-/// Most sign-ins pending at once (older ones are dropped first).
+/// Most sign-ins pending at once: at the limit, every pending one is dropped (their browsers
+/// start again). Anyone can start sign-ins in a loop to force that; keeping the pending state in a
+/// sealed cookie instead of here would remove the limit.
 const MAX_PENDING: usize = 10_000;
 /// Largest token endpoint answer read.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
