@@ -369,11 +369,12 @@ async fn staff_sign_in_through_a_real_identity_provider_with_pkce_state_and_nonc
     std::fs::write(&section.jwks, &published).unwrap();
 
     // A forged callback with a made-up code gets nothing from the token endpoint.
-    let (_, cookie) = oidc.begin("/");
-    let forged = vec![
-        ("state".to_owned(), cookie.clone()),
-        ("code".to_owned(), "made-up".to_owned()),
-    ];
+    let (start, cookie) = oidc.begin("/");
+    let state = callback_params(&start)
+        .into_iter()
+        .find(|(k, _)| k == "state")
+        .unwrap();
+    let forged = vec![state, ("code".to_owned(), "made-up".to_owned())];
     let e = oidc.finish(&forged, Some(&cookie)).await.unwrap_err();
     assert!(matches!(e, OidcError::TokenEndpoint(_)), "{e}");
 
@@ -383,6 +384,24 @@ async fn staff_sign_in_through_a_real_identity_provider_with_pkce_state_and_nonc
     let e = format!("{:#}", Oidc::load(&section).unwrap_err());
     assert!(e.contains("chmod 600"), "{e}");
     drop(provider);
+}
+
+/// `GET /login/oidc` `times` times on one keep-alive connection, as an anonymous attacker would.
+async fn flood_sign_in_starts(dashboard: std::net::SocketAddr, times: usize) {
+    let stream = tokio::net::TcpStream::connect(dashboard).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..times {
+        let request = http::Request::get("/login/oidc")
+            .header(http::header::HOST, dashboard.to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 303);
+        let _ = response.into_body().collect().await;
+    }
 }
 
 #[tokio::test]
@@ -435,6 +454,11 @@ async fn the_dashboard_signs_staff_in_through_the_identity_provider() {
         &redirect,
     )
     .await;
+
+    // Meanwhile someone starts sign-ins in a loop, more than the node ever kept pending (10,000):
+    // the node keeps nothing per started sign-in (it is sealed in each browser's cookie), so
+    // alice's sign-in in progress is not pushed out.
+    flood_sign_in_starts(layout.dashboard, 10_001).await;
 
     // The callback URL carried to another browser (no state cookie) signs nobody in.
     let stolen = Browser::default().request("GET", &callback, None).await;

@@ -304,7 +304,8 @@ impl Gate {
         }
     }
 
-    /// Send the browser to the identity provider, binding the sign-in's state to it by a cookie.
+    /// Send the browser to the identity provider, with the sign-in's state and secrets sealed in a
+    /// cookie of its own.
     fn oidc_begin(&self, parts: &Parts) -> Response<Full<Bytes>> {
         let Some(oidc) = &self.oidc else {
             return not_found(false);
@@ -316,13 +317,13 @@ impl Gate {
                 .find(|(k, _)| k == "next")
                 .map(|(_, v)| v.as_str()),
         );
-        let (location, state) = oidc.begin(&next);
+        let (location, sealed) = oidc.begin(&next);
         let mut r = redirect(&location);
         // Lax, not Strict: it must come back on the provider's redirect to the callback.
         set_cookie(
             &mut r,
             &format!(
-                "{STATE_COOKIE}={state}; Secure; HttpOnly; SameSite=Lax; Path=/login/oidc; Max-Age=600"
+                "{STATE_COOKIE}={sealed}; Secure; HttpOnly; SameSite=Lax; Path=/login/oidc; Max-Age=600"
             ),
         );
         r

@@ -29,10 +29,11 @@ pub use crate::config::OidcSection;
 
 /// How long a started sign-in may take at the identity provider.
 const PENDING_FOR: Duration = Duration::from_secs(600);
-/// Most sign-ins pending at once: at the limit, every pending one is dropped (their browsers
-/// start again). Anyone can start sign-ins in a loop to force that; keeping the pending state in a
-/// sealed cookie instead of here would remove the limit.
-const MAX_PENDING: usize = 10_000;
+/// Most finished sign-ins remembered (for [`PENDING_FOR`]) so that each is used once. Past it,
+/// a replayed callback still fails at the provider, whose codes are good once.
+const MAX_SPENT: usize = 100_000;
+/// Longest `next` path carried through a sign-in (a longer one returns to `/`).
+const MAX_NEXT: usize = 1024;
 /// Largest token endpoint answer read.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 /// How long the token endpoint may take.
@@ -73,11 +74,17 @@ pub struct OidcIdentity {
     pub roles: Vec<String>,
 }
 
+/// A started sign-in, kept by the browser that started it in the [`STATE_COOKIE`], sealed
+/// (ChaCha20-Poly1305 under a key of this process): the node keeps nothing per started sign-in,
+/// so starting sign-ins in a loop cannot push anyone else's out.
+#[derive(serde::Serialize, Deserialize)]
 struct Pending {
+    state: String,
     verifier: String,
     nonce: String,
     next: String,
-    started: Instant,
+    /// When it started, Unix seconds.
+    started: u64,
 }
 
 /// The oversight node's OpenID Connect client.
@@ -90,7 +97,10 @@ pub struct Oidc {
     tokens: Mutex<(Option<Stamp>, Arc<OfficerTokens>)>,
     tls: Option<tokio_rustls::TlsConnector>,
     issuer_host: String,
-    pending: Mutex<HashMap<String, Pending>>,
+    /// Seals the [`Pending`] cookies; a restart makes sign-ins under way start again.
+    sealing: ring::aead::LessSafeKey,
+    /// States of finished sign-ins, and when they were used: each is good once.
+    spent: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -99,6 +109,12 @@ impl std::fmt::Debug for Oidc {
             .field("issuer", &self.section.issuer)
             .finish_non_exhaustive()
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn random_token() -> String {
@@ -200,30 +216,32 @@ impl Oidc {
             tokens,
             tls,
             issuer_host,
-            pending: Mutex::default(),
+            sealing: {
+                let mut key = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                ring::aead::LessSafeKey::new(
+                    ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &key)
+                        .expect("a 32-byte key"),
+                )
+            },
+            spent: Mutex::default(),
         })
     }
 
     /// Start a sign-in that returns to `next`: the provider URL to send the browser to, and the
-    /// value of the [`STATE_COOKIE`] to set with it.
+    /// value of the [`STATE_COOKIE`] to set with it (the sign-in's secrets, sealed).
     pub fn begin(&self, next: &str) -> (String, String) {
         let (state, verifier, nonce) = (random_token(), random_token(), random_token());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(verifier.as_bytes()));
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.retain(|_, p| p.started.elapsed() < PENDING_FOR);
-        if pending.len() >= MAX_PENDING {
-            pending.clear();
-        }
-        pending.insert(
-            state.clone(),
-            Pending {
-                verifier,
-                nonce: nonce.clone(),
-                next: next.to_owned(),
-                started: Instant::now(),
-            },
-        );
+        let next = if next.len() > MAX_NEXT { "/" } else { next };
+        let cookie = self.seal(&Pending {
+            state: state.clone(),
+            verifier,
+            nonce: nonce.clone(),
+            next: next.to_owned(),
+            started: unix_now(),
+        });
         let query = super::dashboard::encode_form(&[
             ("response_type".into(), "code".into()),
             ("client_id".into(), self.section.client_id.clone()),
@@ -241,8 +259,47 @@ impl Oidc {
         };
         (
             format!("{}{separator}{query}", self.section.authorization_endpoint),
-            state,
+            cookie,
         )
+    }
+
+    /// `pending` as a cookie value: base64url of a random nonce and the sealed JSON.
+    fn seal(&self, pending: &Pending) -> String {
+        let mut nonce = [0u8; ring::aead::NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let mut sealed = serde_json::to_vec(pending).expect("a pending sign-in serializes");
+        self.sealing
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(STATE_COOKIE),
+                &mut sealed,
+            )
+            .expect("sealing a short cookie does not fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The sign-in a cookie value holds, if this process sealed it and it has not expired.
+    fn open(&self, cookie: &str) -> Option<Pending> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cookie)
+            .ok()?;
+        if bytes.len() < ring::aead::NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(ring::aead::NONCE_LEN);
+        let mut sealed = sealed.to_vec();
+        let plain = self
+            .sealing
+            .open_in_place(
+                ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?,
+                ring::aead::Aad::from(STATE_COOKIE),
+                &mut sealed,
+            )
+            .ok()?;
+        let pending: Pending = serde_json::from_slice(plain).ok()?;
+        (unix_now().saturating_sub(pending.started) < PENDING_FOR.as_secs()).then_some(pending)
     }
 
     /// Finish a sign-in from the callback's parameters and the browser's state cookie: the staff
@@ -261,17 +318,21 @@ impl Oidc {
         let state = get("state").ok_or(OidcError::State)?;
         // Only the browser that started the sign-in may finish it (so a callback URL carried
         // elsewhere neither signs anyone in nor spends the sign-in)...
-        if state_cookie != Some(state) {
-            return Err(OidcError::State);
-        }
-        // ... and only once: taken out whatever happens next.
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(state)
-            .filter(|p| p.started.elapsed() < PENDING_FOR)
+        let pending = state_cookie
+            .and_then(|c| self.open(c))
+            .filter(|p| super::session::same_secret(&p.state, state))
             .ok_or(OidcError::State)?;
+        // ... and only once: spent whatever happens next.
+        {
+            let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+            spent.retain(|_, at| at.elapsed() < PENDING_FOR);
+            if spent.contains_key(state) {
+                return Err(OidcError::State);
+            }
+            if spent.len() < MAX_SPENT {
+                spent.insert(state.to_owned(), Instant::now());
+            }
+        }
         if let Some(error) = get("error") {
             let error: String = error
                 .chars()
