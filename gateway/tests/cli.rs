@@ -1,25 +1,12 @@
 //! The `causeway` binary as an operator uses it.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use lmdb::{Transaction, WriteFlags};
-
-fn causeway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the causeway binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{causeway, text};
 
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {

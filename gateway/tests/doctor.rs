@@ -7,34 +7,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 
 use causeway::layout::{self, DEMO_DEPARTMENTS};
 use lmdb::{Transaction, WriteFlags};
 use serde_json::Value;
-use support::{serve, wait_ready};
-
-fn causeway(args: &[&str]) -> Output {
-    causeway_with(args, &[])
-}
-
-fn causeway_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(args)
-        .env_remove("CAUSEWAY_CONFIG")
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the causeway binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{causeway, causeway_with, serve, text, wait_ready};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

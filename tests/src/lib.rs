@@ -682,6 +682,24 @@ pub fn rewrite(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// The workspace's root directory (docs, packaging, the other crates).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_owned()
+}
+
+/// Debian's promtool (package `prometheus`), or a failure that says how to get it.
+pub fn promtool() -> PathBuf {
+    for candidate in ["/usr/bin/promtool", "/usr/local/bin/promtool"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("this test needs promtool: run `apt-get update && apt-get install -y prometheus` (.ci/run does)");
+}
+
 /// Read every entry of a (closed) ledger as JSON values.
 pub fn ledger_entries(ledger: &Path) -> Result<Vec<Value>> {
     let store = causeway_ledger::store::Store::open(ledger, 64, 64)?;

@@ -6,17 +6,11 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
-use causeway_tests::{exchange, get_text, sign_in, start_oversight, Federation, STAFF_PASSWORD};
+use causeway_tests::{
+    exchange, get_text, promtool, repo, sign_in, start_oversight, Federation, STAFF_PASSWORD,
+};
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_owned()
-}
 
 fn dashboard(name: &str) -> Value {
     let path = repo().join("packaging/grafana").join(name);
@@ -251,16 +245,6 @@ fn missing(
         })
         .cloned()
         .collect()
-}
-
-/// Debian's promtool (package `prometheus`), or a failure that says how to get it.
-fn promtool() -> PathBuf {
-    for candidate in ["/usr/bin/promtool", "/usr/local/bin/promtool"] {
-        if Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    panic!("this test needs promtool: run `apt-get update && apt-get install -y prometheus` (.ci/run does)");
 }
 
 /// `promtool check rules` on every expression, each as a recording rule.

@@ -4,23 +4,16 @@
 //! to another browser, a replayed callback, a person the provider grants no oversight role.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use causeway::oversight::dashboard::parse_form;
 use causeway::oversight::oidc::{Oidc, OidcError, OidcSection};
+use causeway_tests::repo;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncBufReadExt;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
 
 /// The provider, running until dropped.
 struct Provider {

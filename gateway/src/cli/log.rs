@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::output::{held, print_json, problem, OutputArg};
+use super::output::{held, print_json, print_verdict, problem, OutputArg};
 use crate::directory::Directory;
 use crate::text::{self, visible};
 use causeway_ledger::entry::Entry;
@@ -308,12 +308,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                         "ledger": ledger, "ok": false, "failure": failure.to_string(), "keys": which,
                     }),
                 };
-                print_json(&report)?;
-                return Ok(if result.is_ok() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                return print_verdict(&report);
             }
             match result {
                 Ok(v) => {
@@ -390,13 +385,7 @@ pub(crate) fn run(command: LogCommand) -> Result<ExitCode> {
                         "failure": e.to_string(),
                     }),
                 };
-                let ok = report["ok"] == true;
-                print_json(&report)?;
-                return Ok(if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                return print_verdict(&report);
             }
             match verified {
                 Ok(v) if v.cosignatures.len() >= min_witnesses => {

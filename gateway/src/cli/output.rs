@@ -96,6 +96,17 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Print a check's JSON verdict (`{"ok": true|false, ...}`) as [`print_json`] does; exit 0 if it
+/// is ok, 1 if not.
+pub(crate) fn print_verdict(report: &serde_json::Value) -> Result<ExitCode> {
+    print_json(report)?;
+    Ok(if report["ok"] == true {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// An error that ends a command with a documented exit code other than 3.
 #[derive(Debug)]
 pub(crate) struct Exit {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::output::{print_json, OutputArg};
+use super::output::{print_verdict, OutputArg};
 use crate::directory::Directory;
 use crate::oversight::bundle::{parse_bundle, verify_bundle, MAX_BUNDLE_BYTES};
 use crate::text::visible;
@@ -57,13 +57,7 @@ pub(crate) fn run(args: VerifyReportArgs) -> Result<ExitCode> {
                 "bundle": args.bundle, "ok": false, "failure": failure.to_string(),
             }),
         };
-        let ok = report["ok"] == true;
-        print_json(&report)?;
-        return Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return print_verdict(&report);
     }
     match result {
         Ok((_, v)) if v.exchanges > 0 && v.min_witnesses < args.min_witnesses => {

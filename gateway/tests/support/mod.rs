@@ -5,6 +5,32 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Run the `causeway` binary with `args` to the end (`RUST_LOG=warn`, no `CAUSEWAY_CONFIG` from
+/// the test's environment).
+pub fn causeway(args: &[&str]) -> std::process::Output {
+    causeway_with(args, &[])
+}
+
+/// [`causeway`] with these environment variables set.
+pub fn causeway_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(args)
+        .env_remove("CAUSEWAY_CONFIG")
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the causeway binary runs")
+}
+
+/// What a run printed: stdout, then stderr.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Start `causeway serve --config config` as a child process (its warnings shown with
 /// `CAUSEWAY_TEST_LOGS=1`).
 pub fn serve(config: &std::path::Path) -> Child {

@@ -2,14 +2,8 @@
 //! files for `promtool check rules`, and name only metrics that Causeway registers.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the gateway crate sits in the workspace")
-        .to_owned()
-}
+use causeway_tests::{promtool, repo};
 
 /// The YAML block that follows the heading `### Alert rules for Prometheus`.
 fn rules_block() -> String {
@@ -27,16 +21,6 @@ fn rules_block() -> String {
         .expect("the yaml block is closed")
         .0
         .to_owned()
-}
-
-/// Debian's promtool (package `prometheus`), or a failure that says how to get it.
-fn promtool() -> PathBuf {
-    for candidate in ["/usr/bin/promtool", "/usr/local/bin/promtool"] {
-        if Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    panic!("this test needs promtool: run `apt-get update && apt-get install -y prometheus` (.ci/run does)");
 }
 
 #[test]
